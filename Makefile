@@ -1,0 +1,102 @@
+# splitmx: build, run, test.  GNU make.
+PREFIX	?= /usr/local
+DESTDIR	?=
+OBJ	?= obj
+CC	?= cc
+PYTHON	 = /usr/bin/python3
+
+PKGS	 = libbsd-overlay libevent libtls
+CFLAGS	?= -O2 -g
+CFLAGS	+= -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes \
+	   -Wpointer-arith -Wcast-qual -fstack-protector-strong \
+	   -D_GNU_SOURCE -Ilib -Ismtpd -I$(OBJ) \
+	   $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS	+= $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer \
+	   -fno-sanitize-recover=undefined
+
+LIB_SRCS = $(wildcard lib/*.c)
+D_SRCS	 = $(wildcard smtpd/*.c lookup/*.c queue/*.c relay/*.c) \
+	   $(filter-out control/splitmxctl.c,$(wildcard control/*.c))
+D_OBJS	 = $(patsubst %.c,$(OBJ)/%.o,$(LIB_SRCS) $(D_SRCS)) $(OBJ)/smtpd/parse.o
+CTL_OBJS = $(patsubst %.c,$(OBJ)/%.o,$(LIB_SRCS) control/splitmxctl.c)
+HDRS	 = $(wildcard lib/*.h smtpd/*.h lookup/*.h queue/*.h relay/*.h \
+	   control/*.h)
+UNIT_SRCS = $(wildcard regress/lib/*_test.c)
+UNIT_BINS = $(patsubst regress/lib/%.c,$(OBJ)/regress/%,$(UNIT_SRCS))
+
+DEB_BUILD = gcc make bison pkg-config libevent-dev libtls-dev libbsd-dev
+DEB_TEST  = python3 python3-pytest python3-aiosmtpd python3-dnslib swaks \
+	    openssl procps
+DEB_ALL	  = $(DEB_BUILD) $(DEB_TEST)
+
+.PHONY: all deps run test test-asan unit e2e install clean bench
+
+all: $(OBJ)/splitmxd $(OBJ)/splitmxctl $(UNIT_BINS)
+
+$(OBJ)/splitmxd: $(D_OBJS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(D_OBJS) $(LDLIBS)
+
+$(OBJ)/splitmxctl: $(CTL_OBJS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CTL_OBJS) $(LDLIBS)
+
+$(OBJ)/smtpd/parse.c: smtpd/parse.y
+	@mkdir -p $(@D)
+	bison -o $@ $<
+
+$(OBJ)/smtpd/parse.o: $(OBJ)/smtpd/parse.c $(HDRS)
+	$(CC) $(CFLAGS) -Wno-unused-but-set-variable -c -o $@ $<
+
+$(OBJ)/%.o: %.c $(HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+# Unit tests link every object of the daemon but its main().
+UNIT_LINK = $(filter-out $(OBJ)/smtpd/splitmxd.o,$(D_OBJS))
+$(OBJ)/regress/%: regress/lib/%.c $(UNIT_LINK) $(HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -Iregress/lib -o $@ $< $(UNIT_LINK) $(LDLIBS)
+
+# Installs only the Debian packages that are missing, with one update.
+deps:
+	@missing=""; for p in $(DEB_ALL); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | \
+		    grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "make deps: installing$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		    apt-get install -y -qq --no-install-recommends $$missing \
+		    >/dev/null || exit 1; \
+	else \
+		echo "make deps: all Debian packages present"; \
+	fi
+
+run: deps all
+	@sh etc/demo/run.sh $(OBJ)
+
+test: deps all
+	SPLITMX_OBJ=$(OBJ) $(PYTHON) -m pytest -q regress
+
+test-asan:
+	$(MAKE) deps
+	$(MAKE) OBJ=obj-asan CFLAGS="-O1 -g $(SANFLAGS)" \
+	    LDFLAGS="$(SANFLAGS)" all
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	SPLITMX_OBJ=obj-asan $(PYTHON) -m pytest -q regress
+
+bench: deps all
+	@sh bench/run.sh $(OBJ)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man5 \
+	    $(DESTDIR)$(PREFIX)/share/man/man8
+	install -m 0755 $(OBJ)/splitmxd $(OBJ)/splitmxctl $(DESTDIR)$(PREFIX)/sbin
+	install -m 0644 man/splitmx.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5
+	install -m 0644 man/splitmxd.8 man/splitmxctl.8 \
+	    $(DESTDIR)$(PREFIX)/share/man/man8
+
+clean:
+	rm -rf obj obj-asan regress/__pycache__ regress/*/__pycache__ \
+	    .pytest_cache

@@ -1,0 +1,103 @@
+/*
+ * The optional metrics listener: the status counters in Prometheus
+ * text format at GET /metrics, served by libevent's evhttp.
+ */
+#include <sys/types.h>
+
+#include <event.h>
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "splitmx.h"
+#include "control.h"
+
+static void	metrics_request(struct evhttp_request *, void *);
+static void	metrics_any(struct evhttp_request *, void *);
+static void	metrics_name(const char *, char *, size_t);
+
+static struct evhttp	*http;
+static int		 http_fd = -1;
+
+void
+control_metrics_listen(int fd)
+{
+	if (fd == http_fd)
+		return;
+	if (http != NULL) {
+		evhttp_free(http);
+		http = NULL;
+		http_fd = -1;
+	}
+	if (fd == -1)
+		return;
+	if ((http = evhttp_new(env->evbase)) == NULL)
+		fatalx("evhttp_new");
+	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+	evhttp_set_timeout(http, 10);
+	evhttp_set_max_headers_size(http, 8192);
+	evhttp_set_max_body_size(http, 0);
+	if (evhttp_set_cb(http, "/metrics", metrics_request, NULL) != 0)
+		fatalx("evhttp_set_cb");
+	evhttp_set_gencb(http, metrics_any, NULL);
+	if (evhttp_accept_socket(http, fd) != 0)
+		fatalx("evhttp_accept_socket");
+	http_fd = fd;
+}
+
+/* "messages.accepted" -> "splitmx_messages_accepted" */
+static void
+metrics_name(const char *key, char *buf, size_t len)
+{
+	size_t	 i;
+
+	(void)snprintf(buf, len, "splitmx_%s", key);
+	for (i = 0; buf[i]; i++)
+		if (!((buf[i] >= 'a' && buf[i] <= 'z') ||
+		    (buf[i] >= '0' && buf[i] <= '9')))
+			buf[i] = '_';
+}
+
+static void
+metrics_request(struct evhttp_request *req, void *arg)
+{
+	struct evbuffer	*body;
+	const char	*key;
+	char		 name[96];
+	int64_t		 v;
+	int		 i, gauge;
+
+	(void)arg;
+	if ((body = evbuffer_new()) == NULL)
+		fatalx("evbuffer_new");
+	evbuffer_add_printf(body, "# HELP splitmx_uptime_seconds Seconds "
+	    "since splitmxd started.\n# TYPE splitmx_uptime_seconds gauge\n"
+	    "splitmx_uptime_seconds %lld\n",
+	    (long long)(time(NULL) - env->started));
+	evbuffer_add_printf(body, "# HELP splitmx_config_generation "
+	    "Generation of the configuration in force.\n"
+	    "# TYPE splitmx_config_generation gauge\n"
+	    "splitmx_config_generation %u\n", env->conf->generation);
+	for (i = 0; i < counter_count(); i++) {
+		key = counter_at(i, &v, &gauge);
+		metrics_name(key, name, sizeof(name));
+		evbuffer_add_printf(body, "# HELP %s%s splitmx %s.\n"
+		    "# TYPE %s%s %s\n%s%s %lld\n",
+		    name, gauge ? "" : "_total", key,
+		    name, gauge ? "" : "_total", gauge ? "gauge" : "counter",
+		    name, gauge ? "" : "_total", (long long)v);
+	}
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Content-Type", "text/plain; version=0.0.4");
+	evhttp_send_reply(req, HTTP_OK, "OK", body);
+	evbuffer_free(body);
+}
+
+static void
+metrics_any(struct evhttp_request *req, void *arg)
+{
+	(void)arg;
+	evhttp_send_error(req, HTTP_NOTFOUND, "only /metrics is served here");
+}

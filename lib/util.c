@@ -1,0 +1,395 @@
+/*
+ * Small parsers shared by the configuration, the control command and
+ * the processes.  Every function checks its bounds and says why it fails.
+ */
+#include <sys/types.h>
+#include <sys/socket.h>
+
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "splitmx.h"
+
+int
+parse_size(const char *s, size_t *out, const char **errstr)
+{
+	char		*end;
+	unsigned long long v, mult = 1;
+
+	if (!isdigit((unsigned char)*s)) {
+		*errstr = "size must be a number with an optional K, M or G";
+		return -1;
+	}
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno == ERANGE) {
+		*errstr = "size is too large";
+		return -1;
+	}
+	switch (*end) {
+	case '\0':
+		break;
+	case 'k': case 'K':
+		mult = 1024ULL;
+		end++;
+		break;
+	case 'm': case 'M':
+		mult = 1024ULL * 1024;
+		end++;
+		break;
+	case 'g': case 'G':
+		mult = 1024ULL * 1024 * 1024;
+		end++;
+		break;
+	default:
+		*errstr = "size must be a number with an optional K, M or G";
+		return -1;
+	}
+	if (*end != '\0') {
+		*errstr = "size must be a number with an optional K, M or G";
+		return -1;
+	}
+	if (v > (unsigned long long)SSIZE_MAX / mult) {
+		*errstr = "size is too large";
+		return -1;
+	}
+	*out = (size_t)(v * mult);
+	return 0;
+}
+
+int
+parse_duration(const char *s, time_t *out, const char **errstr)
+{
+	char		*end;
+	unsigned long long v, mult = 1;
+
+	if (!isdigit((unsigned char)*s)) {
+		*errstr = "duration must be a number with s, m, h or d";
+		return -1;
+	}
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno == ERANGE) {
+		*errstr = "duration is too large";
+		return -1;
+	}
+	switch (*end) {
+	case '\0':
+		break;
+	case 's':
+		end++;
+		break;
+	case 'm':
+		mult = 60;
+		end++;
+		break;
+	case 'h':
+		mult = 3600;
+		end++;
+		break;
+	case 'd':
+		mult = 86400;
+		end++;
+		break;
+	default:
+		*errstr = "duration must be a number with s, m, h or d";
+		return -1;
+	}
+	if (*end != '\0') {
+		*errstr = "duration must be a number with s, m, h or d";
+		return -1;
+	}
+	/* Ten years is more than any mail timer needs. */
+	if (v > 10ULL * 365 * 86400 / mult) {
+		*errstr = "duration is too large";
+		return -1;
+	}
+	*out = (time_t)(v * mult);
+	return 0;
+}
+
+int
+valid_domain(const char *s)
+{
+	size_t	 len = 0, label = 0;
+
+	if (*s == '\0')
+		return 0;
+	for (; *s; s++, len++) {
+		if (*s == '.') {
+			if (label == 0)
+				return 0;
+			label = 0;
+			continue;
+		}
+		if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_')
+			return 0;
+		if (++label > 63)
+			return 0;
+	}
+	return len < SMX_HOSTSZ;
+}
+
+int
+parse_host(const char *s, struct smx_host *h, const char **errstr)
+{
+	char		 buf[SMX_HOSTSZ + 16], *name, *port = NULL, *end;
+	const char	*perr;
+	struct in6_addr	 in6;
+	long long	 p;
+
+	memset(h->name, 0, sizeof(h->name));
+	h->port = 25;
+	h->flags = 0;
+	if (strlcpy(buf, s, sizeof(buf)) >= sizeof(buf)) {
+		*errstr = "host name is too long";
+		return -1;
+	}
+	if (buf[0] == '[') {
+		name = buf + 1;
+		if ((end = strchr(name, ']')) == NULL) {
+			*errstr = "missing ] in host";
+			return -1;
+		}
+		*end++ = '\0';
+		if (*end == ':')
+			port = end + 1;
+		else if (*end != '\0') {
+			*errstr = "unexpected text after ] in host";
+			return -1;
+		}
+	} else {
+		name = buf;
+		h->flags |= F_HOST_MX;
+		if ((end = strchr(name, ':')) != NULL) {
+			if (strchr(end + 1, ':') != NULL) {
+				*errstr = "an IPv6 address must be in brackets";
+				return -1;
+			}
+			*end = '\0';
+			port = end + 1;
+		}
+	}
+	if (*name == '\0') {
+		*errstr = "empty host name";
+		return -1;
+	}
+	if (port != NULL) {
+		/* strtonum() alone would take " 25" and "+25". */
+		p = strtonum(port, 1, 65535, &perr);
+		if (!isdigit((unsigned char)*port) || perr != NULL) {
+			*errstr = "port must be a number from 1 to 65535";
+			return -1;
+		}
+		h->port = (uint16_t)p;
+	}
+	if (inet_pton(AF_INET6, name, &in6) != 1 && !valid_domain(name)) {
+		*errstr = "invalid host name";
+		return -1;
+	}
+	if (strchr(name, ':') != NULL && (h->flags & F_HOST_MX)) {
+		*errstr = "an IPv6 address must be in brackets";
+		return -1;
+	}
+	strlcpy(h->name, name, sizeof(h->name));
+	h->set = 1;
+	return 0;
+}
+
+void
+host_str(const struct smx_host *h, char *buf, size_t len)
+{
+	int	 n;
+
+	if (h->flags & F_HOST_MX) {
+		if (h->port == 25)
+			n = snprintf(buf, len, "%s", h->name);
+		else
+			n = snprintf(buf, len, "%s:%u", h->name, h->port);
+	} else {
+		if (h->port == 25)
+			n = snprintf(buf, len, "[%s]", h->name);
+		else
+			n = snprintf(buf, len, "[%s]:%u", h->name, h->port);
+	}
+	if (n < 0 || (size_t)n >= len)
+		strlcpy(buf, "(host too long)", len);
+}
+
+int
+parse_net(const char *s, struct sockaddr_storage *ss, int *prefixlen,
+    const char **errstr)
+{
+	char		 buf[INET6_ADDRSTRLEN + 8], *slash;
+	struct sockaddr_in	*sin = (struct sockaddr_in *)ss;
+	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)ss;
+	int		 max;
+	long long	 p;
+	const char	*perr;
+
+	memset(ss, 0, sizeof(*ss));
+	if (strlcpy(buf, s, sizeof(buf)) >= sizeof(buf)) {
+		*errstr = "invalid network address";
+		return -1;
+	}
+	if ((slash = strchr(buf, '/')) != NULL)
+		*slash++ = '\0';
+	if (inet_pton(AF_INET, buf, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		max = 32;
+	} else if (inet_pton(AF_INET6, buf, &sin6->sin6_addr) == 1) {
+		sin6->sin6_family = AF_INET6;
+		max = 128;
+	} else {
+		*errstr = "invalid network address";
+		return -1;
+	}
+	*prefixlen = max;
+	if (slash != NULL) {
+		p = strtonum(slash, 0, max, &perr);
+		if (!isdigit((unsigned char)*slash) || perr != NULL) {
+			*errstr = "invalid prefix length";
+			return -1;
+		}
+		*prefixlen = (int)p;
+	}
+	return 0;
+}
+
+static int
+bits_match(const uint8_t *a, const uint8_t *b, int bits)
+{
+	int	 bytes = bits / 8, rest = bits % 8;
+	uint8_t	 mask;
+
+	if (memcmp(a, b, bytes) != 0)
+		return 0;
+	if (rest == 0)
+		return 1;
+	mask = (uint8_t)(0xff << (8 - rest));
+	return (a[bytes] & mask) == (b[bytes] & mask);
+}
+
+int
+net_match(const struct sockaddr_storage *net, int prefixlen,
+    const struct sockaddr *addr)
+{
+	const struct sockaddr_in6 *a6;
+	const uint8_t	*p;
+	struct in_addr	 v4;
+
+	if (net->ss_family == AF_INET && addr->sa_family == AF_INET)
+		return bits_match(
+		    (const uint8_t *)&((const struct sockaddr_in *)net)->sin_addr,
+		    (const uint8_t *)&((const struct sockaddr_in *)addr)->sin_addr,
+		    prefixlen);
+	if (net->ss_family == AF_INET6 && addr->sa_family == AF_INET6)
+		return bits_match(
+		    (const uint8_t *)&((const struct sockaddr_in6 *)net)->sin6_addr,
+		    (const uint8_t *)&((const struct sockaddr_in6 *)addr)->sin6_addr,
+		    prefixlen);
+	/* An IPv4 client seen through an IPv6 socket (::ffff:a.b.c.d). */
+	if (net->ss_family == AF_INET && addr->sa_family == AF_INET6) {
+		a6 = (const struct sockaddr_in6 *)addr;
+		if (!IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr))
+			return 0;
+		p = a6->sin6_addr.s6_addr + 12;
+		memcpy(&v4, p, sizeof(v4));
+		return bits_match(
+		    (const uint8_t *)&((const struct sockaddr_in *)net)->sin_addr,
+		    (const uint8_t *)&v4, prefixlen);
+	}
+	return 0;
+}
+
+int
+parse_sockaddr(const char *s, uint16_t port, struct sockaddr_storage *ss,
+    socklen_t *len)
+{
+	struct sockaddr_in	*sin = (struct sockaddr_in *)ss;
+	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, s, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(port);
+		*len = sizeof(*sin);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, s, &sin6->sin6_addr) == 1) {
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(port);
+		*len = sizeof(*sin6);
+		return 0;
+	}
+	return -1;
+}
+
+const char *
+sa_str(const struct sockaddr *sa, char *buf, size_t len)
+{
+	const void	*a;
+
+	if (sa->sa_family == AF_INET)
+		a = &((const struct sockaddr_in *)sa)->sin_addr;
+	else if (sa->sa_family == AF_INET6)
+		a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+	else if (sa->sa_family == AF_UNIX) {
+		strlcpy(buf, "local", len);
+		return buf;
+	} else {
+		strlcpy(buf, "unknown", len);
+		return buf;
+	}
+	if (inet_ntop(sa->sa_family, a, buf, len) == NULL)
+		strlcpy(buf, "unknown", len);
+	return buf;
+}
+
+void
+str_lower(char *s)
+{
+	for (; *s; s++)
+		if (*s >= 'A' && *s <= 'Z')
+			*s = (char)(*s - 'A' + 'a');
+}
+
+void
+duration_str(time_t t, char *buf, size_t len)
+{
+	int	 n;
+
+	if (t != 0 && t % 86400 == 0)
+		n = snprintf(buf, len, "%lldd", (long long)(t / 86400));
+	else if (t != 0 && t % 3600 == 0)
+		n = snprintf(buf, len, "%lldh", (long long)(t / 3600));
+	else if (t != 0 && t % 60 == 0)
+		n = snprintf(buf, len, "%lldm", (long long)(t / 60));
+	else
+		n = snprintf(buf, len, "%llds", (long long)t);
+	if (n < 0 || (size_t)n >= len)
+		strlcpy(buf, "?", len);
+}
+
+void
+size_str(size_t s, char *buf, size_t len)
+{
+	int	 n;
+
+	if (s != 0 && s % (1024 * 1024 * 1024) == 0)
+		n = snprintf(buf, len, "%zuG", s / (1024 * 1024 * 1024));
+	else if (s != 0 && s % (1024 * 1024) == 0)
+		n = snprintf(buf, len, "%zuM", s / (1024 * 1024));
+	else if (s != 0 && s % 1024 == 0)
+		n = snprintf(buf, len, "%zuK", s / 1024);
+	else
+		n = snprintf(buf, len, "%zu", s);
+	if (n < 0 || (size_t)n >= len)
+		strlcpy(buf, "?", len);
+}

@@ -1,0 +1,42 @@
+/*
+ * Small parsers and helpers shared by every process: sizes, durations,
+ * host specifications, networks, socket addresses, e-mail addresses.
+ */
+#ifndef SMX_UTIL_H
+#define SMX_UTIL_H
+
+#include <sys/types.h>
+#include <sys/socket.h>
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+struct smx_host;
+
+/* "35M" -> bytes; K/M/G suffixes (powers of 1024). -1 with *errstr. */
+int	 parse_size(const char *, size_t *, const char **errstr);
+/* "5m" -> seconds; s/m/h/d suffixes, bare number is seconds. */
+int	 parse_duration(const char *, time_t *, const char **errstr);
+/* "name", "[name]", "[1.2.3.4]:25", "[::1]:2525"; tls left alone. */
+int	 parse_host(const char *, struct smx_host *, const char **errstr);
+/* Prints a host back in configuration syntax (without tls). */
+void	 host_str(const struct smx_host *, char *, size_t);
+/* "10.0.0.0/8", "::1", "127.0.0.1" (host route). */
+int	 parse_net(const char *, struct sockaddr_storage *, int *prefixlen,
+	    const char **errstr);
+int	 net_match(const struct sockaddr_storage *net, int prefixlen,
+	    const struct sockaddr *addr);
+/* A numeric address (v4 or v6) with a port into ss. */
+int	 parse_sockaddr(const char *, uint16_t port,
+	    struct sockaddr_storage *, socklen_t *);
+/* "1.2.3.4" / "::1" of an address, port not included. */
+const char *sa_str(const struct sockaddr *, char *, size_t);
+int	 valid_domain(const char *);	/* syntax of a DNS name */
+/* Lower-cases in place (ASCII only; SMTPUTF8 bytes are left alone). */
+void	 str_lower(char *);
+/* Durations and sizes printed back the way the configuration says them. */
+void	 duration_str(time_t, char *, size_t);
+void	 size_str(size_t, char *, size_t);
+
+#endif

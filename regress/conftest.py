@@ -1,0 +1,317 @@
+"""Shared fixtures: a real splitmxd on loopback ports, SMTP sinks, certs.
+
+Every test builds its own world in a temporary directory and tears it
+down by PID.  Nothing here talks to any address outside 127.0.0.0/8.
+"""
+import json
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OBJ = os.path.join(ROOT, os.environ.get("SPLITMX_OBJ", "obj"))
+SPLITMXD = os.path.join(OBJ, "splitmxd")
+SPLITMXCTL = os.path.join(OBJ, "splitmxctl")
+USER = "_splitmx"
+
+
+def free_port(host="127.0.0.1"):
+    """A TCP port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_for(pred, timeout=10.0, interval=0.02, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(interval)
+    raise TimeoutError("timed out waiting for " + what)
+
+
+def port_open(port, host="127.0.0.1"):
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def ensure_user():
+    """As root, the daemon needs its unprivileged user to exist."""
+    if os.geteuid() != 0:
+        return
+    try:
+        pwd.getpwnam(USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home",
+                        "--home-dir", "/var/empty", "--shell",
+                        "/usr/sbin/nologin", USER], check=True)
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory):
+    """A self-signed certificate and key for mx.test.example."""
+    d = tmp_path_factory.mktemp("pki")
+    crt, key = d / "mx.crt", d / "mx.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048",
+                    "-nodes", "-keyout", str(key), "-out", str(crt),
+                    "-days", "2", "-subj", "/CN=mx.test.example",
+                    "-addext", "subjectAltName=DNS:mx.test.example"],
+                   check=True, capture_output=True)
+    os.chmod(d, 0o755)
+    os.chmod(crt, 0o644)
+    os.chmod(key, 0o600)
+    return str(crt), str(key)
+
+
+class Daemon:
+    """One splitmxd (parent and children) started with -d -v."""
+
+    def __init__(self, workdir, conf_text, port):
+        self.dir = workdir
+        self.port = port
+        self.conf_path = os.path.join(workdir, "splitmx.conf")
+        self.control = os.path.join(workdir, "control.sock")
+        self.status = os.path.join(workdir, "status.sock")
+        self.queue_dir = os.path.join(workdir, "queue")
+        self.log_path = os.path.join(workdir, "splitmxd.log")
+        self.proc = None
+        with open(self.conf_path, "w") as f:
+            f.write(conf_text)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def start(self, wait_port=True, timeout=10):
+        self.logf = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [SPLITMXD, "-d", "-v", "-f", self.conf_path],
+            stdin=subprocess.DEVNULL, stdout=self.logf, stderr=self.logf)
+        try:
+            wait_for(lambda: self.proc.poll() is not None or (
+                os.path.exists(self.control) and self.ctl_ok()),
+                timeout, what="control socket")
+            if self.proc.poll() is not None:
+                raise RuntimeError("splitmxd exited %d:\n%s" %
+                                   (self.proc.returncode, self.log()))
+            if wait_port and self.port:
+                wait_for(lambda: port_open(self.port), timeout,
+                         what="smtp port %d" % self.port)
+        except Exception:
+            self.kill9()
+            raise
+        return self
+
+    def ctl_ok(self):
+        return self.ctl("show", "status").returncode == 0
+
+    def ctl(self, *args, json_out=False, timeout=30, user=None):
+        cmd = [SPLITMXCTL, "-s", self.control]
+        if json_out:
+            cmd.append("--json")
+        cmd += list(args)
+        kw = {}
+        if user is not None:
+            # As that user alone: its own primary group, no root groups.
+            pw = pwd.getpwnam(user)
+            kw.update(user=pw.pw_uid, group=pw.pw_gid, extra_groups=[])
+        return subprocess.run(cmd, capture_output=True, text=True,
+                              timeout=timeout, **kw)
+
+    def ctl_json(self, *args):
+        r = self.ctl(*args, json_out=True)
+        assert r.returncode == 0, r.stderr + r.stdout
+        return json.loads(r.stdout)
+
+    def status_json(self):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(5)
+            s.connect(self.status)
+            data = b""
+            while True:
+                b = s.recv(65536)
+                if not b:
+                    break
+                data += b
+        return json.loads(data)
+
+    def children(self):
+        """PIDs of the five children, from /proc."""
+        out = []
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    st = f.read()
+            except OSError:
+                continue
+            ppid = int(st.rsplit(")", 1)[1].split()[1])
+            if ppid == self.proc.pid:
+                out.append(int(d))
+        return out
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def wait_log(self, pattern, timeout=10):
+        rx = re.compile(pattern)
+        return wait_for(lambda: rx.search(self.log()), timeout,
+                        what="log line /%s/" % pattern)
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout=10):
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+        self.logf.close()
+        return self.proc.returncode
+
+    def kill9(self):
+        """SIGKILL the parent and every child at once, like a crash."""
+        if self.proc is None:
+            return
+        pids = [self.proc.pid] + self.children()
+        for p in pids:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait()
+        # Children now belong to init; make sure they are gone.
+        for p in pids[1:]:
+            wait_for(lambda: not os.path.exists("/proc/%d" % p) or
+                     _is_zombie(p), 5, what="child %d gone" % p)
+        self.logf.close()
+
+
+def _is_zombie(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+class Splitmx:
+    """Factory: smx.start(conf_body) -> a running Daemon.
+
+    The body may use {port} (the SMTP listener), {tmp} (the work
+    directory), {cert} and {key}.  hostname, queue, control socket and
+    status socket lines are added unless the body has its own; a
+    listener on 127.0.0.1:{port} is added unless the body has a listen.
+    """
+
+    def __init__(self, certs):
+        # Short paths: a unix socket path must fit in 108 bytes.
+        self.tmp = tempfile.mkdtemp(prefix="smx", dir="/tmp")
+        self.certs = certs
+        self.daemons = []
+        self.n = 0
+        ensure_user()
+
+    def config(self, body="", port=None, workdir=None):
+        port = port or free_port()
+        workdir = workdir or str(self.tmp)
+        os.chmod(workdir, 0o755)
+        cert, key = self.certs
+        body = body.format(port=port, tmp=workdir, cert=cert, key=key)
+        head = []
+        if not re.search(r"^\s*hostname\b", body, re.M):
+            head.append('hostname "mx.test.example"')
+        if not re.search(r"^\s*queue\b", body, re.M):
+            head.append('queue "%s/queue"' % workdir)
+        if not re.search(r"^\s*control socket\b", body, re.M):
+            head.append('control socket "%s/control.sock"' % workdir)
+        if not re.search(r"^\s*status socket\b", body, re.M):
+            head.append('status socket "%s/status.sock"' % workdir)
+        if not re.search(r"^\s*listen\b", body, re.M):
+            head.append("listen on 127.0.0.1 port %d" % port)
+        if not re.search(r"^\s*domain\b", body, re.M):
+            head.append('domain "example.com" {\n\ttype relay\n'
+                        '\tforward to "[127.0.0.1]:9"\n}')
+        return "\n".join(head) + "\n" + body + "\n", port
+
+    def start(self, body="", port=None, wait_port=True, workdir=None):
+        text, port = self.config(body, port, workdir)
+        d = Daemon(workdir or str(self.tmp), text, port)
+        self.daemons.append(d)
+        return d.start(wait_port=wait_port)
+
+    def cleanup(self):
+        for d in self.daemons:
+            if d.running():
+                d.kill9()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+@pytest.fixture
+def smx(certs):
+    s = Splitmx(certs)
+    yield s
+    s.cleanup()
+
+
+class Sink:
+    """An SMTP server (aiosmtpd) on loopback that keeps what it gets."""
+
+    def __init__(self, host="127.0.0.1", port=None, handler=None):
+        from aiosmtpd.controller import Controller
+        self.messages = []
+        self.lock = threading.Lock()
+        self.port = port or free_port(host)
+        self.host = host
+        self.handler = handler or self
+        self.controller = Controller(self.handler, hostname=host,
+                                     port=self.port)
+        self.controller.start()
+
+    async def handle_DATA(self, server, session, envelope):
+        with self.lock:
+            self.messages.append({
+                "from": envelope.mail_from,
+                "rcpts": list(envelope.rcpt_tos),
+                "data": envelope.original_content or envelope.content,
+                "peer": session.peer,
+            })
+        return "250 2.0.0 OK"
+
+    def wait(self, n, timeout=20):
+        wait_for(lambda: len(self.messages) >= n, timeout,
+                 what="%d messages at the sink" % n)
+        return self.messages
+
+    def stop(self):
+        self.controller.stop()
+
+
+@pytest.fixture
+def sink():
+    s = Sink()
+    yield s
+    s.stop()

@@ -1,0 +1,433 @@
+/*
+ * A configuration in memory: its defaults, its lookups, and its
+ * printout in the language of splitmx.conf(5) (splitmxd -nv).
+ */
+#include <sys/types.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+#include <netinet/in.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "splitmx.h"
+
+static void	 conf_free_nets(struct smx_netlist *);
+static void	 print_str(FILE *, const char *);
+static void	 print_host(FILE *, const char *, const struct smx_host *);
+static void	 print_net(FILE *, const struct smx_net *);
+static void	 print_table(FILE *, const struct smx_table *);
+static void	 print_domain(FILE *, const struct smx_domain *);
+static const char *tls_name(enum smx_tls);
+
+struct smx_conf *
+conf_new(void)
+{
+	struct smx_conf	*c;
+	char		 host[SMX_HOSTSZ];
+
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return NULL;
+	TAILQ_INIT(&c->pkis);
+	TAILQ_INIT(&c->listeners);
+	TAILQ_INIT(&c->trusted);
+	TAILQ_INIT(&c->tables);
+	TAILQ_INIT(&c->domains);
+
+	/* The host name as the system knows it; no DNS at this point. */
+	memset(host, 0, sizeof(host));
+	if (gethostname(host, sizeof(host) - 1) == -1 || host[0] == '\0' ||
+	    host[0] == '.' || host[strlen(host) - 1] == '.' ||
+	    !valid_domain(host))
+		strlcpy(host, "localhost", sizeof(host));
+	strlcpy(c->hostname, host, sizeof(c->hostname));
+	strlcpy(c->user, SPLITMX_USER, sizeof(c->user));
+	strlcpy(c->queue_dir, SPLITMX_QUEUE, sizeof(c->queue_dir));
+	strlcpy(c->control_sock, SPLITMX_CONTROL, sizeof(c->control_sock));
+	strlcpy(c->status_sock, SPLITMX_STATUS, sizeof(c->status_sock));
+	c->admin_gid = -1;
+
+	c->max_message_size = DEF_MESSAGE_SIZE;
+	c->max_recipients = DEF_RECIPIENTS;
+	c->max_sessions = DEF_SESSIONS;
+	c->max_sessions_per_ip = DEF_SESSIONS_PER_IP;
+	c->max_errors = DEF_ERRORS;
+	c->timeout_command = DEF_TIMEOUT_COMMAND;
+	c->timeout_data = DEF_TIMEOUT_DATA;
+
+	/* outbound via mx tls opportunistic, not configured explicitly */
+	c->outbound.port = 25;
+	c->outbound.flags = F_HOST_MX;
+	c->outbound.tls = TLSP_OPPORTUNISTIC;
+	c->retry_first = DEF_RETRY_FIRST;
+	c->retry_cap = DEF_RETRY_CAP;
+	c->expire = DEF_EXPIRE;
+	c->warn_after = DEF_WARN_AFTER;
+
+	c->control_fd = c->status_fd = c->metrics_fd = -1;
+	return c;
+}
+
+static void
+conf_free_nets(struct smx_netlist *l)
+{
+	struct smx_net	*n;
+
+	while ((n = TAILQ_FIRST(l)) != NULL) {
+		TAILQ_REMOVE(l, n, entry);
+		free(n);
+	}
+}
+
+/* Descriptors are the owner's business; key material is wiped. */
+void
+conf_free(struct smx_conf *c)
+{
+	struct smx_pki		*pki;
+	struct smx_listener	*l;
+	struct smx_table	*t;
+	struct smx_domain	*d;
+
+	if (c == NULL)
+		return;
+	while ((pki = TAILQ_FIRST(&c->pkis)) != NULL) {
+		TAILQ_REMOVE(&c->pkis, pki, entry);
+		if (pki->key != NULL) {
+			explicit_bzero(pki->key, pki->key_len);
+			free(pki->key);
+		}
+		if (pki->cert != NULL) {
+			explicit_bzero(pki->cert, pki->cert_len);
+			free(pki->cert);
+		}
+		explicit_bzero(pki, sizeof(*pki));
+		free(pki);
+	}
+	while ((l = TAILQ_FIRST(&c->listeners)) != NULL) {
+		TAILQ_REMOVE(&c->listeners, l, entry);
+		free(l);
+	}
+	conf_free_nets(&c->trusted);
+	while ((t = TAILQ_FIRST(&c->tables)) != NULL) {
+		TAILQ_REMOVE(&c->tables, t, entry);
+		explicit_bzero(t->bindpw, sizeof(t->bindpw));
+		free(t);
+	}
+	while ((d = TAILQ_FIRST(&c->domains)) != NULL) {
+		TAILQ_REMOVE(&c->domains, d, entry);
+		conf_free_nets(&d->forward_from);
+		free(d);
+	}
+	free(c);
+}
+
+struct smx_pki *
+conf_pki(const struct smx_conf *c, const char *name)
+{
+	struct smx_pki	*pki;
+
+	TAILQ_FOREACH(pki, &c->pkis, entry)
+		if (strcmp(pki->name, name) == 0)
+			return pki;
+	return NULL;
+}
+
+struct smx_table *
+conf_table(const struct smx_conf *c, const char *name)
+{
+	struct smx_table	*t;
+
+	TAILQ_FOREACH(t, &c->tables, entry)
+		if (strcmp(t->name, name) == 0)
+			return t;
+	return NULL;
+}
+
+/*
+ * The domain of a recipient: an exact name wins, then the longest
+ * ".suffix" that matches (".example.com" is example.com and every name
+ * under it).
+ */
+struct smx_domain *
+conf_domain(const struct smx_conf *c, const char *name)
+{
+	struct smx_domain	*d, *best = NULL;
+	size_t			 len, dlen, bestlen = 0;
+
+	len = strlen(name);
+	/* "example.com." is example.com */
+	if (len > 0 && name[len - 1] == '.')
+		len--;
+	if (len == 0)
+		return NULL;
+	TAILQ_FOREACH(d, &c->domains, entry) {
+		dlen = strlen(d->name);
+		if (d->name[0] != '.') {
+			if (dlen == len && strncasecmp(d->name, name, len) == 0)
+				return d;
+			continue;
+		}
+		/* ".example.com": "example.com" or "x.example.com" */
+		if ((len == dlen - 1 &&
+		    strncasecmp(d->name + 1, name, len) == 0) ||
+		    (len > dlen &&
+		    strncasecmp(d->name, name + len - dlen, dlen) == 0)) {
+			if (best == NULL || dlen > bestlen) {
+				best = d;
+				bestlen = dlen;
+			}
+		}
+	}
+	return best;
+}
+
+static const char *
+tls_name(enum smx_tls tls)
+{
+	switch (tls) {
+	case TLSP_NONE:
+		return "none";
+	case TLSP_REQUIRE:
+		return "require";
+	case TLSP_VERIFY:
+		return "verify";
+	case TLSP_OPPORTUNISTIC:
+	default:
+		return "opportunistic";
+	}
+}
+
+/* A quoted string the lexer reads back the same. */
+static void
+print_str(FILE *fp, const char *s)
+{
+	fputc('"', fp);
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			fputc('\\', fp);
+		fputc(*s, fp);
+	}
+	fputc('"', fp);
+}
+
+static void
+print_host(FILE *fp, const char *what, const struct smx_host *h)
+{
+	char	 buf[SMX_HOSTSZ + 16];
+
+	host_str(h, buf, sizeof(buf));
+	fprintf(fp, "%s ", what);
+	print_str(fp, buf);
+	fprintf(fp, " tls %s\n", tls_name(h->tls));
+}
+
+static void
+print_net(FILE *fp, const struct smx_net *n)
+{
+	char	 buf[INET6_ADDRSTRLEN];
+
+	sa_str((const struct sockaddr *)&n->ss, buf, sizeof(buf));
+	fprintf(fp, " %s/%d", buf, n->prefixlen);
+}
+
+static void
+print_table(FILE *fp, const struct smx_table *t)
+{
+	char	 buf[32];
+
+	if (t->type == TABLE_FILE) {
+		fprintf(fp, "table %s file ", t->name);
+		print_str(fp, t->path);
+		fputc('\n', fp);
+		return;
+	}
+	fprintf(fp, "table %s ldap {\n", t->name);
+	fprintf(fp, "\turl ");
+	print_str(fp, t->url);
+	fprintf(fp, "\n\tbase ");
+	print_str(fp, t->base);
+	fputc('\n', fp);
+	if (t->binddn[0] != '\0') {
+		/* The password stays out of printouts and logs. */
+		fprintf(fp, "\tbind ");
+		print_str(fp, t->binddn);
+		fprintf(fp, " password \"********\"\n");
+	}
+	fprintf(fp, "\tfilter ");
+	print_str(fp, t->filter);
+	fprintf(fp, "\n\ttarget-attribute ");
+	print_str(fp, t->target_attr);
+	duration_str(t->cache, buf, sizeof(buf));
+	fprintf(fp, "\n\tcache %s\n", buf);
+	duration_str(t->timeout, buf, sizeof(buf));
+	fprintf(fp, "\ttimeout %s\n", buf);
+	fprintf(fp, "}\n");
+}
+
+static void
+print_domain(FILE *fp, const struct smx_domain *d)
+{
+	const struct smx_net	*n;
+	const char		*type, *unknown;
+
+	switch (d->type) {
+	case DOMAIN_SHARED:
+		type = "shared";
+		break;
+	case DOMAIN_RELAY:
+		type = "relay";
+		break;
+	case DOMAIN_AUTHORITATIVE:
+	default:
+		type = "authoritative";
+		break;
+	}
+	switch (d->unknown) {
+	case UNKNOWN_BOUNCE:
+		unknown = "bounce";
+		break;
+	case UNKNOWN_FORWARD:
+		unknown = "forward";
+		break;
+	case UNKNOWN_REJECT:
+	default:
+		unknown = "reject";
+		break;
+	}
+	fprintf(fp, "domain ");
+	print_str(fp, d->name);
+	fprintf(fp, " {\n\ttype %s\n", type);
+	if (d->directory[0] != '\0')
+		fprintf(fp, "\tdirectory %s\n", d->directory);
+	if (d->local.set)
+		print_host(fp, "\tlocal to", &d->local);
+	if (d->forward.set)
+		print_host(fp, "\tforward to", &d->forward);
+	if (!TAILQ_EMPTY(&d->forward_from)) {
+		fprintf(fp, "\tforward from");
+		TAILQ_FOREACH(n, &d->forward_from, entry)
+			print_net(fp, n);
+		fputc('\n', fp);
+	}
+	fprintf(fp, "\tunknown %s\n}\n", unknown);
+}
+
+/*
+ * Every setting, defaults included, in a fixed order.  The printout
+ * parses back to the same configuration (the LDAP bind password
+ * excepted, which is masked).
+ */
+void
+conf_print(FILE *fp, const struct smx_conf *c)
+{
+	const struct smx_pki		*pki;
+	const struct smx_listener	*l;
+	const struct smx_net		*n;
+	const struct smx_table		*t;
+	const struct smx_domain		*d;
+	char				 buf[64], a[32], b[32];
+
+	fprintf(fp, "hostname ");
+	print_str(fp, c->hostname);
+	fprintf(fp, "\nuser ");
+	print_str(fp, c->user);
+	fprintf(fp, "\nqueue ");
+	print_str(fp, c->queue_dir);
+	fprintf(fp, "\ncontrol socket ");
+	print_str(fp, c->control_sock);
+	if (c->control_group[0] != '\0') {
+		fprintf(fp, " group ");
+		print_str(fp, c->control_group);
+	}
+	fputc('\n', fp);
+	if (c->admin_group[0] != '\0') {
+		fprintf(fp, "control admin group ");
+		print_str(fp, c->admin_group);
+		fputc('\n', fp);
+	}
+	fprintf(fp, "status socket ");
+	print_str(fp, c->status_sock);
+	if (c->status_group[0] != '\0') {
+		fprintf(fp, " group ");
+		print_str(fp, c->status_group);
+	}
+	fputc('\n', fp);
+	if (c->resolver[0] != '\0') {
+		fprintf(fp, "resolver ");
+		print_str(fp, c->resolver);
+		fputc('\n', fp);
+	}
+	if (c->metrics)
+		fprintf(fp, "metrics listen on %s port %u\n",
+		    sa_str((const struct sockaddr *)&c->metrics_ss, buf,
+		    sizeof(buf)), c->metrics_port);
+
+	size_str(c->max_message_size, a, sizeof(a));
+	fprintf(fp, "\nlimit message-size %s\n", a);
+	fprintf(fp, "limit recipients %u\n", c->max_recipients);
+	fprintf(fp, "limit sessions %u\n", c->max_sessions);
+	fprintf(fp, "limit sessions-per-ip %u\n", c->max_sessions_per_ip);
+	fprintf(fp, "limit errors %u\n", c->max_errors);
+	duration_str(c->timeout_command, a, sizeof(a));
+	fprintf(fp, "timeout command %s\n", a);
+	duration_str(c->timeout_data, a, sizeof(a));
+	fprintf(fp, "timeout data %s\n", a);
+
+	if (!TAILQ_EMPTY(&c->pkis))
+		fputc('\n', fp);
+	TAILQ_FOREACH(pki, &c->pkis, entry) {
+		fprintf(fp, "pki %s cert ", pki->name);
+		print_str(fp, pki->cert_file);
+		fprintf(fp, " key ");
+		print_str(fp, pki->key_file);
+		fputc('\n', fp);
+	}
+
+	if (!TAILQ_EMPTY(&c->listeners))
+		fputc('\n', fp);
+	TAILQ_FOREACH(l, &c->listeners, entry) {
+		fprintf(fp, "listen on %s port %u",
+		    sa_str((const struct sockaddr *)&l->ss, buf, sizeof(buf)),
+		    l->port);
+		if (l->flags & F_LISTEN_TLS_REQUIRE)
+			fprintf(fp, " tls-require");
+		else if (l->flags & F_LISTEN_TLS)
+			fprintf(fp, " tls");
+		if (l->pki[0] != '\0')
+			fprintf(fp, " pki %s", l->pki);
+		fputc('\n', fp);
+	}
+
+	if (!TAILQ_EMPTY(&c->trusted)) {
+		fprintf(fp, "\ntrusted");
+		TAILQ_FOREACH(n, &c->trusted, entry)
+			print_net(fp, n);
+		fputc('\n', fp);
+	}
+
+	TAILQ_FOREACH(t, &c->tables, entry) {
+		fputc('\n', fp);
+		print_table(fp, t);
+	}
+	TAILQ_FOREACH(d, &c->domains, entry) {
+		fputc('\n', fp);
+		print_domain(fp, d);
+	}
+
+	fputc('\n', fp);
+	if (c->outbound.name[0] == '\0')
+		fprintf(fp, "outbound via mx tls %s\n",
+		    tls_name(c->outbound.tls));
+	else
+		print_host(fp, "outbound via", &c->outbound);
+	duration_str(c->retry_first, a, sizeof(a));
+	duration_str(c->retry_cap, b, sizeof(b));
+	duration_str(c->expire, buf, sizeof(buf));
+	fprintf(fp, "retry %s to %s expire %s\n", a, b, buf);
+	duration_str(c->warn_after, a, sizeof(a));
+	fprintf(fp, "warn after %s\n", a);
+}

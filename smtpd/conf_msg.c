@@ -1,0 +1,494 @@
+/*
+ * Shipping a configuration from the parent to a child over the message
+ * library, field by field, and building it again on the other side.
+ * Startup and reload use the same path.
+ */
+#include <sys/types.h>
+#include <sys/socket.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "splitmx.h"
+
+static void	conf_add_host(struct msg *, const struct smx_host *);
+static int	conf_get_host(struct msg *, struct smx_host *);
+static void	conf_add_net(struct msg *, const struct smx_net *);
+static int	conf_recv_global(struct msg *, struct smx_conf *);
+static int	conf_recv_pki(struct msg *, struct smx_conf *);
+static int	conf_recv_listener(struct msg *, struct smx_conf *);
+static int	conf_recv_trusted(struct msg *, struct smx_conf *);
+static int	conf_recv_table(struct msg *, struct smx_conf *);
+static int	conf_recv_domain(struct msg *, struct smx_conf *);
+static int	conf_recv_socket(struct msg *, struct smx_conf *);
+static int	conf_get_net(struct msg *, struct smx_netlist *);
+static int	conf_get_blob(struct msg *, uint8_t **, size_t *);
+
+static int
+conf_sendmsg(struct msgchan *ch, struct msg *m)
+{
+	if (m->error) {
+		log_warnx("configuration item %s too large", imsg_name(m->type));
+		msg_clear(m);
+		return -1;
+	}
+	return msgchan_send(ch, m);
+}
+
+static void
+conf_add_host(struct msg *m, const struct smx_host *h)
+{
+	msg_add_str(m, h->name);
+	msg_add_u16(m, h->port);
+	msg_add_u32(m, (uint32_t)h->flags);
+	msg_add_u32(m, (uint32_t)h->tls);
+	msg_add_u32(m, (uint32_t)h->set);
+}
+
+static int
+conf_get_host(struct msg *m, struct smx_host *h)
+{
+	uint32_t	 flags, tls, set;
+
+	if (msg_get_str(m, h->name, sizeof(h->name)) == -1 ||
+	    msg_get_u16(m, &h->port) == -1 ||
+	    msg_get_u32(m, &flags) == -1 ||
+	    msg_get_u32(m, &tls) == -1 ||
+	    msg_get_u32(m, &set) == -1 || tls > TLSP_VERIFY)
+		return -1;
+	h->flags = (int)flags;
+	h->tls = (enum smx_tls)tls;
+	h->set = (int)set;
+	return 0;
+}
+
+static void
+conf_add_net(struct msg *m, const struct smx_net *n)
+{
+	msg_add_sockaddr(m, (const struct sockaddr *)&n->ss,
+	    n->ss.ss_family == AF_INET ? sizeof(struct sockaddr_in) :
+	    sizeof(struct sockaddr_in6));
+	msg_add_u32(m, (uint32_t)n->prefixlen);
+}
+
+static int
+conf_get_net(struct msg *m, struct smx_netlist *list)
+{
+	struct smx_net	*n;
+	socklen_t	 len;
+	uint32_t	 plen;
+
+	if ((n = calloc(1, sizeof(*n))) == NULL)
+		fatal("calloc");
+	if (msg_get_sockaddr(m, &n->ss, &len) == -1 ||
+	    msg_get_u32(m, &plen) == -1 || plen > 128) {
+		free(n);
+		return -1;
+	}
+	n->prefixlen = (int)plen;
+	TAILQ_INSERT_TAIL(list, n, entry);
+	return 0;
+}
+
+/* Send the whole configuration, tailored to what proc needs. */
+int
+conf_send(struct msgchan *ch, const struct smx_conf *c, int proc)
+{
+	struct msg		 m;
+	struct smx_pki		*pki;
+	struct smx_listener	*l;
+	struct smx_net		*n;
+	struct smx_table	*t;
+	struct smx_domain	*d;
+	uint32_t		 count;
+	int			 fd;
+
+	msg_init(&m, IMSG_CONF_RESET, 0);
+	msg_add_u32(&m, c->generation);
+	if (conf_sendmsg(ch, &m) == -1)
+		return -1;
+
+	msg_init(&m, IMSG_CONF_GLOBAL, 0);
+	msg_add_str(&m, c->file);
+	msg_add_i64(&m, c->loaded);
+	msg_add_str(&m, c->hostname);
+	msg_add_str(&m, c->user);
+	msg_add_str(&m, c->queue_dir);
+	msg_add_str(&m, c->control_sock);
+	msg_add_str(&m, c->control_group);
+	msg_add_str(&m, c->admin_group);
+	msg_add_str(&m, c->status_sock);
+	msg_add_str(&m, c->status_group);
+	msg_add_i64(&m, c->admin_gid);
+	msg_add_str(&m, c->resolver);
+	msg_add_u32(&m, (uint32_t)c->metrics);
+	msg_add_u16(&m, c->metrics_port);
+	if (c->metrics)
+		msg_add_sockaddr(&m, (const struct sockaddr *)&c->metrics_ss,
+		    c->metrics_sslen);
+	msg_add_u64(&m, c->max_message_size);
+	msg_add_u32(&m, c->max_recipients);
+	msg_add_u32(&m, c->max_sessions);
+	msg_add_u32(&m, c->max_sessions_per_ip);
+	msg_add_u32(&m, c->max_errors);
+	msg_add_i64(&m, c->timeout_command);
+	msg_add_i64(&m, c->timeout_data);
+	conf_add_host(&m, &c->outbound);
+	msg_add_i64(&m, c->retry_first);
+	msg_add_i64(&m, c->retry_cap);
+	msg_add_i64(&m, c->expire);
+	msg_add_i64(&m, c->warn_after);
+	if (conf_sendmsg(ch, &m) == -1)
+		return -1;
+
+	TAILQ_FOREACH(pki, &c->pkis, entry) {
+		msg_init(&m, IMSG_CONF_PKI, 0);
+		msg_add_str(&m, pki->name);
+		msg_add_str(&m, pki->cert_file);
+		msg_add_str(&m, pki->key_file);
+		/* Key material only where TLS is spoken. */
+		if (proc == PROC_SMTP || proc == PROC_RELAY) {
+			msg_add_data(&m, pki->cert, pki->cert_len);
+			msg_add_data(&m, pki->key, pki->key_len);
+		} else {
+			msg_add_data(&m, NULL, 0);
+			msg_add_data(&m, NULL, 0);
+		}
+		if (conf_sendmsg(ch, &m) == -1)
+			return -1;
+	}
+
+	TAILQ_FOREACH(l, &c->listeners, entry) {
+		msg_init(&m, IMSG_CONF_LISTENER, 0);
+		msg_add_sockaddr(&m, (const struct sockaddr *)&l->ss, l->sslen);
+		msg_add_u16(&m, l->port);
+		msg_add_u32(&m, (uint32_t)l->flags);
+		msg_add_str(&m, l->pki);
+		if (proc == PROC_SMTP && l->fd != -1) {
+			if ((fd = dup(l->fd)) == -1) {
+				log_warn("dup listener");
+				msg_clear(&m);
+				return -1;
+			}
+			msg_set_fd(&m, fd);
+		}
+		if (conf_sendmsg(ch, &m) == -1)
+			return -1;
+	}
+
+	count = 0;
+	TAILQ_FOREACH(n, &c->trusted, entry) {
+		msg_init(&m, IMSG_CONF_TRUSTED, 0);
+		conf_add_net(&m, n);
+		if (conf_sendmsg(ch, &m) == -1)
+			return -1;
+		count++;
+	}
+
+	TAILQ_FOREACH(t, &c->tables, entry) {
+		msg_init(&m, IMSG_CONF_TABLE, 0);
+		msg_add_str(&m, t->name);
+		msg_add_u32(&m, (uint32_t)t->type);
+		msg_add_str(&m, t->path);
+		msg_add_str(&m, t->url);
+		msg_add_str(&m, t->base);
+		msg_add_str(&m, t->binddn);
+		msg_add_str(&m, proc == PROC_LOOKUP ? t->bindpw : "");
+		msg_add_str(&m, t->filter);
+		msg_add_str(&m, t->target_attr);
+		msg_add_i64(&m, t->cache);
+		msg_add_i64(&m, t->timeout);
+		/* The lookup process reads file tables through our fd. */
+		if (proc == PROC_LOOKUP && t->type == TABLE_FILE) {
+			if ((fd = open(t->path, O_RDONLY | O_CLOEXEC)) == -1) {
+				log_warn("%s", t->path);
+				msg_clear(&m);
+				return -1;
+			}
+			msg_set_fd(&m, fd);
+		}
+		if (conf_sendmsg(ch, &m) == -1)
+			return -1;
+	}
+
+	TAILQ_FOREACH(d, &c->domains, entry) {
+		msg_init(&m, IMSG_CONF_DOMAIN, 0);
+		msg_add_str(&m, d->name);
+		msg_add_u32(&m, (uint32_t)d->type);
+		msg_add_str(&m, d->directory);
+		conf_add_host(&m, &d->local);
+		conf_add_host(&m, &d->forward);
+		msg_add_u32(&m, (uint32_t)d->unknown);
+		count = 0;
+		TAILQ_FOREACH(n, &d->forward_from, entry)
+			count++;
+		msg_add_u32(&m, count);
+		TAILQ_FOREACH(n, &d->forward_from, entry)
+			conf_add_net(&m, n);
+		if (conf_sendmsg(ch, &m) == -1)
+			return -1;
+	}
+
+	if (proc == PROC_CONTROL) {
+		int	 socks[3] = { c->control_fd, c->status_fd, c->metrics_fd };
+		int	 i;
+
+		for (i = 0; i < 3; i++) {
+			if (socks[i] == -1)
+				continue;
+			if ((fd = dup(socks[i])) == -1) {
+				log_warn("dup control socket");
+				return -1;
+			}
+			msg_init(&m, IMSG_CONF_SOCKET, 0);
+			msg_add_u32(&m, (uint32_t)i);
+			msg_set_fd(&m, fd);
+			if (conf_sendmsg(ch, &m) == -1)
+				return -1;
+		}
+	}
+
+	msg_init(&m, IMSG_CONF_DONE, 0);
+	return conf_sendmsg(ch, &m);
+}
+
+static int
+conf_get_blob(struct msg *m, uint8_t **p, size_t *len)
+{
+	const void	*d;
+
+	if (msg_get_datap(m, &d, len) == -1)
+		return -1;
+	*p = NULL;
+	if (*len == 0)
+		return 0;
+	if ((*p = malloc(*len)) == NULL)
+		fatal("malloc");
+	memcpy(*p, d, *len);
+	return 0;
+}
+
+static int
+conf_recv_global(struct msg *m, struct smx_conf *c)
+{
+	uint32_t	 metrics;
+	uint64_t	 size;
+	int64_t		 loaded, tc, td, rf, rc, ex, wa;
+
+	if (msg_get_str(m, c->file, sizeof(c->file)) == -1 ||
+	    msg_get_i64(m, &loaded) == -1 ||
+	    msg_get_str(m, c->hostname, sizeof(c->hostname)) == -1 ||
+	    msg_get_str(m, c->user, sizeof(c->user)) == -1 ||
+	    msg_get_str(m, c->queue_dir, sizeof(c->queue_dir)) == -1 ||
+	    msg_get_str(m, c->control_sock, sizeof(c->control_sock)) == -1 ||
+	    msg_get_str(m, c->control_group, sizeof(c->control_group)) == -1 ||
+	    msg_get_str(m, c->admin_group, sizeof(c->admin_group)) == -1 ||
+	    msg_get_str(m, c->status_sock, sizeof(c->status_sock)) == -1 ||
+	    msg_get_str(m, c->status_group, sizeof(c->status_group)) == -1 ||
+	    msg_get_i64(m, &c->admin_gid) == -1 ||
+	    msg_get_str(m, c->resolver, sizeof(c->resolver)) == -1 ||
+	    msg_get_u32(m, &metrics) == -1 ||
+	    msg_get_u16(m, &c->metrics_port) == -1)
+		return -1;
+	c->metrics = (int)metrics;
+	if (c->metrics && msg_get_sockaddr(m, &c->metrics_ss,
+	    &c->metrics_sslen) == -1)
+		return -1;
+	if (msg_get_u64(m, &size) == -1 ||
+	    msg_get_u32(m, &c->max_recipients) == -1 ||
+	    msg_get_u32(m, &c->max_sessions) == -1 ||
+	    msg_get_u32(m, &c->max_sessions_per_ip) == -1 ||
+	    msg_get_u32(m, &c->max_errors) == -1 ||
+	    msg_get_i64(m, &tc) == -1 ||
+	    msg_get_i64(m, &td) == -1 ||
+	    conf_get_host(m, &c->outbound) == -1 ||
+	    msg_get_i64(m, &rf) == -1 ||
+	    msg_get_i64(m, &rc) == -1 ||
+	    msg_get_i64(m, &ex) == -1 ||
+	    msg_get_i64(m, &wa) == -1 ||
+	    msg_end(m) == -1)
+		return -1;
+	c->loaded = (time_t)loaded;
+	c->max_message_size = (size_t)size;
+	c->timeout_command = (time_t)tc;
+	c->timeout_data = (time_t)td;
+	c->retry_first = (time_t)rf;
+	c->retry_cap = (time_t)rc;
+	c->expire = (time_t)ex;
+	c->warn_after = (time_t)wa;
+	return 0;
+}
+
+static int
+conf_recv_pki(struct msg *m, struct smx_conf *c)
+{
+	struct smx_pki	*pki;
+
+	if ((pki = calloc(1, sizeof(*pki))) == NULL)
+		fatal("calloc");
+	TAILQ_INSERT_TAIL(&c->pkis, pki, entry);
+	if (msg_get_str(m, pki->name, sizeof(pki->name)) == -1 ||
+	    msg_get_str(m, pki->cert_file, sizeof(pki->cert_file)) == -1 ||
+	    msg_get_str(m, pki->key_file, sizeof(pki->key_file)) == -1 ||
+	    conf_get_blob(m, &pki->cert, &pki->cert_len) == -1 ||
+	    conf_get_blob(m, &pki->key, &pki->key_len) == -1 ||
+	    msg_end(m) == -1)
+		return -1;
+	return 0;
+}
+
+static int
+conf_recv_listener(struct msg *m, struct smx_conf *c)
+{
+	struct smx_listener	*l;
+	uint32_t		 flags;
+
+	if ((l = calloc(1, sizeof(*l))) == NULL)
+		fatal("calloc");
+	l->fd = msg_take_fd(m);
+	TAILQ_INSERT_TAIL(&c->listeners, l, entry);
+	if (msg_get_sockaddr(m, &l->ss, &l->sslen) == -1 ||
+	    msg_get_u16(m, &l->port) == -1 ||
+	    msg_get_u32(m, &flags) == -1 ||
+	    msg_get_str(m, l->pki, sizeof(l->pki)) == -1 ||
+	    msg_end(m) == -1)
+		return -1;
+	l->flags = (int)flags;
+	return 0;
+}
+
+static int
+conf_recv_trusted(struct msg *m, struct smx_conf *c)
+{
+	if (conf_get_net(m, &c->trusted) == -1 || msg_end(m) == -1)
+		return -1;
+	return 0;
+}
+
+static int
+conf_recv_table(struct msg *m, struct smx_conf *c)
+{
+	struct smx_table	*t;
+	uint32_t		 type;
+	int64_t			 cache, timeout;
+
+	if ((t = calloc(1, sizeof(*t))) == NULL)
+		fatal("calloc");
+	t->fd = msg_take_fd(m);
+	TAILQ_INSERT_TAIL(&c->tables, t, entry);
+	if (msg_get_str(m, t->name, sizeof(t->name)) == -1 ||
+	    msg_get_u32(m, &type) == -1 || type > TABLE_LDAP ||
+	    msg_get_str(m, t->path, sizeof(t->path)) == -1 ||
+	    msg_get_str(m, t->url, sizeof(t->url)) == -1 ||
+	    msg_get_str(m, t->base, sizeof(t->base)) == -1 ||
+	    msg_get_str(m, t->binddn, sizeof(t->binddn)) == -1 ||
+	    msg_get_str(m, t->bindpw, sizeof(t->bindpw)) == -1 ||
+	    msg_get_str(m, t->filter, sizeof(t->filter)) == -1 ||
+	    msg_get_str(m, t->target_attr, sizeof(t->target_attr)) == -1 ||
+	    msg_get_i64(m, &cache) == -1 ||
+	    msg_get_i64(m, &timeout) == -1 ||
+	    msg_end(m) == -1)
+		return -1;
+	t->type = (enum smx_table_type)type;
+	t->cache = (time_t)cache;
+	t->timeout = (time_t)timeout;
+	return 0;
+}
+
+static int
+conf_recv_domain(struct msg *m, struct smx_conf *c)
+{
+	struct smx_domain	*d;
+	uint32_t		 type, unknown, count, i;
+
+	if ((d = calloc(1, sizeof(*d))) == NULL)
+		fatal("calloc");
+	TAILQ_INIT(&d->forward_from);
+	TAILQ_INSERT_TAIL(&c->domains, d, entry);
+	if (msg_get_str(m, d->name, sizeof(d->name)) == -1 ||
+	    msg_get_u32(m, &type) == -1 || type > DOMAIN_RELAY ||
+	    msg_get_str(m, d->directory, sizeof(d->directory)) == -1 ||
+	    conf_get_host(m, &d->local) == -1 ||
+	    conf_get_host(m, &d->forward) == -1 ||
+	    msg_get_u32(m, &unknown) == -1 || unknown > UNKNOWN_FORWARD ||
+	    msg_get_u32(m, &count) == -1 || count > 1024)
+		return -1;
+	d->type = (enum smx_domain_type)type;
+	d->unknown = (enum smx_unknown)unknown;
+	for (i = 0; i < count; i++)
+		if (conf_get_net(m, &d->forward_from) == -1)
+			return -1;
+	return msg_end(m);
+}
+
+static int
+conf_recv_socket(struct msg *m, struct smx_conf *c)
+{
+	uint32_t	 which;
+	int		 fd;
+
+	if (msg_get_u32(m, &which) == -1 || msg_end(m) == -1 ||
+	    (fd = msg_take_fd(m)) == -1)
+		return -1;
+	switch (which) {
+	case SOCK_CONTROL:
+		c->control_fd = fd;
+		break;
+	case SOCK_STATUS:
+		c->status_fd = fd;
+		break;
+	case SOCK_METRICS:
+		c->metrics_fd = fd;
+		break;
+	default:
+		close(fd);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Feed one IMSG_CONF_* message: 0 item taken, 1 the configuration is
+ * complete (DONE), -1 malformed or out of order.
+ */
+int
+conf_recv(struct msg *m, struct smx_conf **building)
+{
+	struct smx_conf	*c = *building;
+	uint32_t	 gen;
+
+	if (m->type == IMSG_CONF_RESET) {
+		if (msg_get_u32(m, &gen) == -1 || msg_end(m) == -1)
+			return -1;
+		conf_free(c);
+		c = *building = conf_new();
+		c->generation = gen;
+		return 0;
+	}
+	if (c == NULL)
+		return -1;
+	switch (m->type) {
+	case IMSG_CONF_GLOBAL:
+		return conf_recv_global(m, c);
+	case IMSG_CONF_PKI:
+		return conf_recv_pki(m, c);
+	case IMSG_CONF_LISTENER:
+		return conf_recv_listener(m, c);
+	case IMSG_CONF_TRUSTED:
+		return conf_recv_trusted(m, c);
+	case IMSG_CONF_TABLE:
+		return conf_recv_table(m, c);
+	case IMSG_CONF_DOMAIN:
+		return conf_recv_domain(m, c);
+	case IMSG_CONF_SOCKET:
+		return conf_recv_socket(m, c);
+	case IMSG_CONF_DONE:
+		if (msg_end(m) == -1)
+			return -1;
+		return 1;
+	}
+	return -1;
+}

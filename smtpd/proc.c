@@ -1,0 +1,335 @@
+/*
+ * What every child process has in common: its start after exec, the
+ * channels to the parent and the siblings, the configuration handshake
+ * and the one privilege drop they all go through.
+ */
+#include <sys/types.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <event.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "splitmx.h"
+
+static void	proc_start_wait(void);
+static void	proc_peer_open(struct msg *);
+static void	proc_conf(struct msg *);
+static void	proc_verbose(struct msg *);
+
+struct proc_def {
+	void	(*main)(void);
+	msg_handler	 imsg;
+};
+
+static const struct proc_def	proc_defs[PROC_COUNT] = {
+	[PROC_SMTP] =		{ smtp,		smtp_imsg },
+	[PROC_LOOKUP] =		{ lookup,	lookup_imsg },
+	[PROC_QUEUE] =		{ queue,	queue_imsg },
+	[PROC_RELAY] =		{ relay,	relay_imsg },
+	[PROC_CONTROL] =	{ control,	control_imsg },
+};
+
+static int	 proc_started;
+static struct smx_env	 env_store;
+struct smx_env		*env = &env_store;
+
+void
+proc_child(int proc)
+{
+	struct msgchan	*ch;
+	char		 title[64];
+
+	env->proc = proc;
+	env->started = time(NULL);
+	log_procname(proc_name(proc));
+	setproctitle("%s", proc_name(proc));
+	(void)snprintf(title, sizeof(title), "splitmxd: %s", proc_name(proc));
+
+	/* The parent owns signals; a closed channel tells us to go. */
+	signal(SIGINT, SIG_IGN);
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGPIPE, SIG_IGN);
+
+	if ((env->evbase = event_init()) == NULL)
+		fatalx("event_init failed");
+	if ((ch = calloc(1, sizeof(*ch))) == NULL)
+		fatal("calloc");
+	msgchan_init(ch, 3, PROC_PARENT, proc_defs[proc].imsg, NULL);
+	env->chan[PROC_PARENT] = ch;
+
+	proc_start_wait();
+	msgchan_event_add(ch);
+	proc_defs[proc].main();
+	fatalx("%s returned", proc_name(proc));
+}
+
+/*
+ * Before the event loop: take the sibling channels and the first
+ * configuration, synchronously, until the parent says START.
+ */
+static void
+proc_start_wait(void)
+{
+	struct msgchan	*ch = env->chan[PROC_PARENT];
+	struct msg	 m;
+	ssize_t		 n;
+	int		 r;
+
+	while (!proc_started) {
+		while ((r = msgchan_get(ch, &m)) == 1) {
+			if (!proc_imsg(ch, &m))
+				fatalx("unexpected %s before start",
+				    imsg_name(m.type));
+			msg_clear(&m);
+			if (proc_started)
+				break;
+		}
+		if (r == -1)
+			fatalx("bad message from the parent");
+		if (proc_started)
+			break;
+		if ((n = msgchan_read(ch)) == 0)
+			exit(0);	/* parent went away during start */
+		if (n == -1 && errno != EAGAIN && errno != EINTR)
+			fatal("read from parent");
+		if (n == -1) {
+			struct timeval	tv = { 1, 0 };
+			fd_set		rfds;
+
+			FD_ZERO(&rfds);
+			FD_SET(ch->fd, &rfds);
+			if (select(ch->fd + 1, &rfds, NULL, NULL, &tv) == -1 &&
+			    errno != EINTR)
+				fatal("select");
+		}
+	}
+	/* Buffered frames beyond START are left for the event loop. */
+}
+
+int
+proc_imsg(struct msgchan *ch, struct msg *m)
+{
+	if (m == NULL) {
+		proc_lost(ch);
+		return 1;
+	}
+	switch (m->type) {
+	case IMSG_PROC_PEER_OPEN:
+		proc_peer_open(m);
+		return 1;
+	case IMSG_PROC_START:
+		if (msg_end(m) == -1)
+			fatalx("bad %s", imsg_name(m->type));
+		proc_started = 1;
+		return 1;
+	case IMSG_CONF_RESET:
+	case IMSG_CONF_GLOBAL:
+	case IMSG_CONF_PKI:
+	case IMSG_CONF_LISTENER:
+	case IMSG_CONF_TRUSTED:
+	case IMSG_CONF_TABLE:
+	case IMSG_CONF_DOMAIN:
+	case IMSG_CONF_SOCKET:
+	case IMSG_CONF_DONE:
+		proc_conf(m);
+		return 1;
+	case IMSG_CONF_APPLY:
+		/*
+		 * The process' own dispatcher sees APPLY after the swap
+		 * (env->conf is new, the old one is passed as m's data
+		 * pointer-free: it is freed here once the handler ran).
+		 */
+		return 0;
+	case IMSG_CTL_VERBOSE:
+		proc_verbose(m);
+		return 1;
+	}
+	return 0;
+}
+
+static void
+proc_peer_open(struct msg *m)
+{
+	struct msgchan	*ch;
+	uint32_t	 peer;
+	int		 fd;
+
+	if (msg_get_u32(m, &peer) == -1 || msg_end(m) == -1 ||
+	    peer == PROC_PARENT || peer >= PROC_COUNT ||
+	    (int)peer == env->proc || env->chan[peer] != NULL)
+		fatalx("bad %s", imsg_name(m->type));
+	if ((fd = msg_take_fd(m)) == -1)
+		fatalx("%s without a descriptor", imsg_name(m->type));
+	if ((ch = calloc(1, sizeof(*ch))) == NULL)
+		fatal("calloc");
+	msgchan_init(ch, fd, peer, proc_defs[env->proc].imsg, NULL);
+	env->chan[peer] = ch;
+	msgchan_event_add(ch);
+}
+
+static void
+proc_conf(struct msg *m)
+{
+	int	 r;
+
+	if ((r = conf_recv(m, &env->pending)) == -1)
+		fatalx("bad configuration message %s", imsg_name(m->type));
+	if (r == 1) {
+		/* All items are here: acknowledge, wait for APPLY. */
+		proc_compose(PROC_PARENT, IMSG_CONF_DONE, 0, -1, NULL, 0);
+		if (!proc_started) {
+			/* First configuration: nothing runs yet, apply now. */
+			conf_free(env->conf);
+			env->conf = env->pending;
+			env->pending = NULL;
+		}
+	}
+}
+
+/*
+ * Called by each process' dispatcher for IMSG_CONF_APPLY: swaps in the
+ * pending configuration and returns the old one for the caller to free
+ * once nothing refers to it.
+ */
+struct smx_conf *
+proc_conf_apply(struct msg *m)
+{
+	struct smx_conf	*old;
+
+	if (msg_end(m) == -1 || env->pending == NULL)
+		fatalx("bad %s", imsg_name(m->type));
+	old = env->conf;
+	env->conf = env->pending;
+	env->pending = NULL;
+	log_info("configuration generation=%u applied",
+	    env->conf->generation);
+	return old;
+}
+
+static void
+proc_verbose(struct msg *m)
+{
+	uint32_t	 v;
+
+	if (msg_get_u32(m, &v) == -1 || msg_end(m) == -1)
+		fatalx("bad %s", imsg_name(m->type));
+	log_setverbose((int)v);
+	env->verbose = (int)v;
+}
+
+static void
+proc_lost_timeout(int fd, short event, void *arg)
+{
+	struct msgchan	*ch = arg;
+
+	(void)fd;
+	(void)event;
+	log_warnx("lost channel to %s, exiting", proc_name(ch->peer));
+	exit(1);
+}
+
+void
+proc_lost(struct msgchan *ch)
+{
+	static struct event	 ev;
+	struct timeval		 tv = { 1, 0 };
+
+	if (ch->peer == PROC_PARENT) {
+		/* The parent closed us: an orderly shutdown. */
+		log_debug("parent closed the channel, exiting");
+		exit(0);
+	}
+	/*
+	 * A sibling went away.  The parent learns of its death by SIGCHLD,
+	 * names it, and closes our channel; give it a moment to do so, so
+	 * that the log names the process that really died.
+	 */
+	if (getppid() == 1)
+		exit(0);
+	msgchan_event_del(ch);
+	if (event_initialized(&ev))
+		return;
+	evtimer_set(&ev, proc_lost_timeout, ch);
+	evtimer_add(&ev, &tv);
+}
+
+void
+proc_send(int peer, struct msg *m)
+{
+	if (env->chan[peer] == NULL)
+		fatalx("no channel to %s for %s", proc_name(peer),
+		    imsg_name(m->type));
+	if (msgchan_send(env->chan[peer], m) == -1)
+		fatalx("cannot send %s to %s", imsg_name(m->type),
+		    proc_name(peer));
+}
+
+void
+proc_compose(int peer, uint32_t type, uint32_t peerid, int fd,
+    const void *data, size_t len)
+{
+	if (env->chan[peer] == NULL)
+		fatalx("no channel to %s for %s", proc_name(peer),
+		    imsg_name(type));
+	if (msgchan_compose(env->chan[peer], type, peerid, fd, data,
+	    len) == -1)
+		fatalx("cannot send %s to %s", imsg_name(type),
+		    proc_name(peer));
+}
+
+/*
+ * The privilege drop, in the same order in every child: chroot,
+ * chdir("/"), setgroups, setresgid, setresuid, then no new privileges
+ * and no core files.  As a non-root user there is nothing to drop; the
+ * parent has already warned once.
+ */
+void
+proc_drop_privileges(int proc, const char *root)
+{
+	struct passwd	*pw;
+	struct rlimit	 rl;
+
+	rl.rlim_cur = rl.rlim_max = 0;
+	if (setrlimit(RLIMIT_CORE, &rl) == -1)
+		fatal("setrlimit core");
+
+	if (geteuid() == 0) {
+		if ((pw = getpwnam(env->conf->user)) == NULL)
+			fatalx("unknown user %s", env->conf->user);
+		if (root != NULL) {
+			if (chroot(root) == -1)
+				fatal("chroot %s", root);
+			if (chdir("/") == -1)
+				fatal("chdir /");
+		}
+		if (setgroups(1, &pw->pw_gid) == -1)
+			fatal("setgroups");
+		if (setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) == -1)
+			fatal("setresgid");
+		if (setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) == -1)
+			fatal("setresuid");
+		/* Must not be able to get back. */
+		if (setuid(0) != -1 || seteuid(0) != -1)
+			fatalx("privileges could be regained");
+	} else if (proc == PROC_QUEUE && root != NULL) {
+		/* Unprivileged: no chroot, but work inside the spool. */
+		if (chdir(root) == -1)
+			fatal("chdir %s", root);
+	}
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1)
+		fatal("prctl no_new_privs");
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == -1)
+		fatal("prctl dumpable");
+	log_debug("privileges dropped, root=%s", root ? root : "(none)");
+}

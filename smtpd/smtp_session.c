@@ -1,0 +1,2216 @@
+/*
+ * One SMTP server session (RFC 5321 with PIPELINING, SIZE, 8BITMIME,
+ * ENHANCEDSTATUSCODES, STARTTLS, SMTPUTF8, DSN and CHUNKING): a state
+ * machine over our own bounded buffers, in plain text or TLS.
+ */
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/tree.h>
+
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <event.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <tls.h>
+#include <unistd.h>
+
+#include "splitmx.h"
+#include "smtp.h"
+
+#define SMTP_IBUF_SIZE		16384	/* input, bounded */
+#define SMTP_OBUF_HIGH		65536	/* take no command while more is out */
+#define SMTP_DBUF_SIZE		65536	/* writes to the message file */
+#define SMTP_CMD_MAX		512	/* RFC 5321 §4.5.3.1.4, CRLF included */
+#define SMTP_CMD_MAX_LONG	1012	/* MAIL/RCPT: + 500 for DSN (RFC 3461) */
+#define SMTP_TEXT_MAX		1000	/* RFC 5321 §4.5.3.1.6, CRLF included */
+#define SMTP_REPLY_MAX		1024
+#define SMTP_LOCAL_MAX		64	/* RFC 5321 §4.5.3.1.1 */
+#define SMTP_DOMAIN_MAX		255	/* RFC 5321 §4.5.3.1.2 */
+#define SMTP_PATH_MAX		256	/* RFC 5321 §4.5.3.1.3, <> included */
+#define SMTP_ENVID_MAX		100	/* RFC 3461 §4.4 */
+#define SMTP_ORCPT_MAX		500	/* RFC 3461 §4.2 */
+#define SMTP_QID_MAX		64
+#define SMTP_MAX_HOPS		100	/* Received: headers, RFC 5321 §6.3 */
+#define SMTP_READS_PER_RUN	4	/* then let other sessions run */
+#define SMTP_CLOSE_TIMEOUT	10	/* seconds to get the last reply out */
+/*
+ * Silence expected from the client before the banner (RFC 5321 §4.3.1:
+ * the client waits for it).  Anything said earlier is a client that
+ * does not listen: 554 and the door.  Short, not configurable.
+ */
+#define SMTP_BANNER_DELAY	500	/* milliseconds */
+
+enum smtp_state {
+	STATE_BANNER,		/* waiting out the banner delay */
+	STATE_CONNECTED,	/* banner sent, not greeted */
+	STATE_HELO,		/* greeted, no transaction */
+	STATE_MAIL,		/* MAIL accepted, no recipient yet */
+	STATE_RCPT,		/* at least one recipient accepted */
+	STATE_DATA,		/* reading the DATA text */
+	STATE_CHUNKING		/* between BDAT chunks */
+};
+#define S(st)		(1 << (st))
+#define S_ANY		(S(STATE_CONNECTED) | S(STATE_HELO) | S(STATE_MAIL) | \
+			 S(STATE_RCPT) | S(STATE_CHUNKING))
+
+#define F_EHLO		0x0001	/* greeted with EHLO */
+#define F_TLS		0x0002	/* TLS is up */
+#define F_STARTTLS	0x0004	/* start the handshake once the 220 is out */
+#define F_HANDSHAKE	0x0008	/* TLS handshake in progress */
+#define F_EOF		0x0010	/* the client closed its side */
+#define F_CLOSE		0x0020	/* close once the output is out */
+#define F_DISCARD	0x0040	/* dropping an over-long command line */
+#define F_CHUNK		0x0080	/* reading a BDAT chunk */
+#define F_CHUNK_SKIP	0x0100	/* ... that goes nowhere */
+#define F_CHUNK_LAST	0x0200	/* ... the last one */
+#define F_CHUNK_ERROR	0x0400	/* ... and the skip reply is an error */
+
+enum smtp_wait {
+	WAIT_NONE,
+	WAIT_LOOKUP,		/* IMSG_LOOKUP_RCPT */
+	WAIT_CREATE,		/* IMSG_QUEUE_MESSAGE_CREATE */
+	WAIT_COMMIT		/* IMSG_QUEUE_MESSAGE_COMMIT */
+};
+
+/* Why a message is refused at its end; the first that applies answers. */
+#define TX_IOERR	0x01
+#define TX_TOOBIG	0x02
+#define TX_HOPS		0x04
+#define TX_NUL		0x08
+#define TX_BARE		0x10
+#define TX_LONG		0x20
+
+enum path_result {
+	PATH_OK,
+	PATH_SYNTAX,
+	PATH_TOOLONG
+};
+
+struct smtp_rcpt {
+	TAILQ_ENTRY(smtp_rcpt)	 entry;
+	char			*addr;		/* as given */
+	char			*rewritten;
+	char			*dest;
+	char			*orcpt;
+	uint32_t		 rclass;
+	uint32_t		 notify;
+};
+
+struct smtp_tx {
+	char			 sender[SMX_ADDRSZ];
+	int			 sender_utf8;
+	uint32_t		 body;		/* BODY_* */
+	uint32_t		 mflags;	/* F_MSG_* */
+	uint32_t		 ret;		/* RET_* */
+	char			 envid[SMTP_ENVID_MAX + 1];
+	TAILQ_HEAD(, smtp_rcpt)	 rcpts;
+	uint32_t		 nrcpt;
+	struct smtp_rcpt	*pending;	/* being looked up */
+	int			 bdat;		/* CHUNKING, not DATA */
+
+	char			 id[SMTP_QID_MAX];
+	int			 fd;
+	int			 committed;	/* COMMIT sent: no rollback */
+	char			*dbuf;
+	size_t			 dlen;
+	size_t			 written;	/* to the file, header included */
+	size_t			 datalen;	/* octets from the client */
+	int			 err;		/* TX_* */
+	int			 saved_errno;
+
+	/* The scan of the content as it streams by. */
+	int			 cr;		/* the last octet was a CR */
+	size_t			 linelen;	/* octets, CR and LF not counted */
+	int			 headers;	/* still in the header section */
+	int			 hmatch;	/* of "received:", -1 no match */
+	uint32_t		 nreceived;
+	int			 midline;	/* DATA: a line partly consumed */
+};
+
+struct smtp_session {
+	RB_ENTRY(smtp_session)	 entry;
+	uint64_t		 id;
+	struct smtp_gen		*gen;		/* the rules it started with */
+	struct smtp_listen	*listen;
+	int			 fd;
+	struct tls		*tls;
+	char			 tls_version[32];
+	char			 tls_cipher[64];
+	struct event		 ev;
+	short			 evflags;	/* registered */
+	short			 rwant, wwant, hwant;
+	struct event		 tmo;
+	enum smtp_state		 state;
+	int			 flags;
+	enum smtp_wait		 wait;
+	const char		*reason;	/* why it closes */
+	struct sockaddr_storage	 ss;
+	socklen_t		 sslen;
+	char			 addr[INET6_ADDRSTRLEN];
+	char			 helo[SMX_HOSTSZ];
+	uint32_t		 errors;
+	uint32_t		 nmsgs;
+
+	char			*ibuf;		/* SMTP_IBUF_SIZE */
+	size_t			 ipos, ilen;
+	char			*obuf;
+	size_t			 opos, olen, ocap;
+
+	struct smtp_tx		*tx;
+	size_t			 chunk_left;
+	size_t			 chunk_size;
+	char			 chunk_reply[128];
+};
+
+struct smtp_cmd {
+	const char	*verb;
+	int		 states;
+	int		 flags;
+	void		(*fn)(struct smtp_session *, char *);
+};
+#define CMD_LONG	0x01	/* may use the DSN allowance */
+
+static int	smtp_session_cmp(struct smtp_session *, struct smtp_session *);
+RB_HEAD(smtp_sessions, smtp_session);
+RB_PROTOTYPE_INTERNAL(smtp_sessions, smtp_session, entry, smtp_session_cmp, SMTP_RB_STATIC);
+
+static void	smtp_session_io(int, short, void *);
+static void	smtp_session_timeout(int, short, void *);
+static void	smtp_session_run(struct smtp_session *);
+static void	smtp_session_update(struct smtp_session *);
+static int	smtp_session_can_read(struct smtp_session *);
+static ssize_t	smtp_session_read(struct smtp_session *);
+static int	smtp_session_write(struct smtp_session *);
+static void	smtp_session_timer(struct smtp_session *);
+static void	smtp_session_banner(struct smtp_session *);
+static void	smtp_session_early(struct smtp_session *);
+static int	smtp_session_tls_start(struct smtp_session *);
+static int	smtp_session_handshake(struct smtp_session *);
+static void	smtp_session_close(struct smtp_session *, const char *);
+static void	smtp_session_free(struct smtp_session *, const char *);
+static void	smtp_session_out(struct smtp_session *, const char *, size_t);
+static void	smtp_session_vreply(struct smtp_session *, const char *,
+		    va_list) __attribute__((__format__ (printf, 2, 0)));
+static void	smtp_session_reply(struct smtp_session *, const char *, ...)
+		    __attribute__((__format__ (printf, 2, 3)));
+static void	smtp_session_error(struct smtp_session *, const char *, ...)
+		    __attribute__((__format__ (printf, 2, 3)));
+static void	smtp_session_process(struct smtp_session *);
+static int	smtp_session_line(struct smtp_session *);
+static void	smtp_session_command(struct smtp_session *, char *, size_t,
+		    size_t);
+static void	smtp_session_bad_sequence(struct smtp_session *,
+		    const struct smtp_cmd *);
+static int	smtp_session_dataline(struct smtp_session *);
+static int	smtp_session_chunk(struct smtp_session *);
+static void	smtp_session_chunk_skip(struct smtp_session *, int,
+		    const char *);
+static void	smtp_session_content(struct smtp_session *, const char *,
+		    size_t);
+static void	smtp_session_dwrite(struct smtp_tx *, const char *, size_t);
+static int	smtp_session_dflush(struct smtp_tx *);
+static void	smtp_session_received(struct smtp_session *);
+static void	smtp_session_eom(struct smtp_session *);
+static void	smtp_session_refuse(struct smtp_session *);
+static void	smtp_session_commit(struct smtp_session *);
+static void	smtp_session_create(struct smtp_session *);
+static void	smtp_session_tx_abort(struct smtp_session *);
+static void	smtp_session_tx_free(struct smtp_session *);
+static int	smtp_session_greet(struct smtp_session *, char *,
+		    const char *);
+static int	smtp_session_mail_params(struct smtp_session *,
+		    struct smtp_tx *, char *);
+static int	smtp_session_rcpt_params(struct smtp_session *, char *,
+		    uint32_t *, char *, size_t);
+
+static void	smtp_session_ehlo(struct smtp_session *, char *);
+static void	smtp_session_helo(struct smtp_session *, char *);
+static void	smtp_session_starttls(struct smtp_session *, char *);
+static void	smtp_session_mail(struct smtp_session *, char *);
+static void	smtp_session_rcpt(struct smtp_session *, char *);
+static void	smtp_session_data(struct smtp_session *, char *);
+static void	smtp_session_bdat(struct smtp_session *, char *);
+static void	smtp_session_rset(struct smtp_session *, char *);
+static void	smtp_session_noop(struct smtp_session *, char *);
+static void	smtp_session_quit(struct smtp_session *, char *);
+static void	smtp_session_vrfy(struct smtp_session *, char *);
+static void	smtp_session_expn(struct smtp_session *, char *);
+static void	smtp_session_help(struct smtp_session *, char *);
+
+static int	smtp_parse_path(char **, char *, size_t, int *);
+static size_t	smtp_utf8_len(const unsigned char *);
+static int	smtp_helo_valid(const char *);
+static char	*smtp_next_param(char **, char **);
+static int	smtp_param_key_valid(const char *);
+static int	smtp_xtext_valid(const char *, size_t);
+static void	smtp_printable(char *, size_t, const char *);
+static int	smtp_append(char *, size_t, size_t *, const char *, ...)
+		    __attribute__((__format__ (printf, 4, 5)));
+
+static const struct smtp_cmd smtp_cmds[] = {
+	{ "EHLO",	S_ANY,				0, smtp_session_ehlo },
+	{ "HELO",	S_ANY,				0, smtp_session_helo },
+	{ "STARTTLS",	S(STATE_HELO),			0,
+	    smtp_session_starttls },
+	{ "MAIL",	S(STATE_HELO),			CMD_LONG,
+	    smtp_session_mail },
+	{ "RCPT",	S(STATE_MAIL) | S(STATE_RCPT),	CMD_LONG,
+	    smtp_session_rcpt },
+	{ "DATA",	S(STATE_MAIL) | S(STATE_RCPT),	0, smtp_session_data },
+	/* BDAT checks its state itself: its chunk must be read anyway. */
+	{ "BDAT",	S_ANY,				0, smtp_session_bdat },
+	{ "RSET",	S_ANY,				0, smtp_session_rset },
+	{ "NOOP",	S_ANY,				0, smtp_session_noop },
+	{ "QUIT",	S_ANY,				0, smtp_session_quit },
+	{ "VRFY",	S_ANY,				0, smtp_session_vrfy },
+	{ "EXPN",	S_ANY,				0, smtp_session_expn },
+	{ "HELP",	S_ANY,				0, smtp_session_help },
+};
+
+static struct smtp_sessions	 sessions = RB_INITIALIZER(&sessions);
+
+void
+smtp_session_new(int fd, const struct sockaddr_storage *ss, socklen_t sslen,
+    struct smtp_listen *ls)
+{
+	struct smtp_session	*s;
+	struct timeval		 tv = { 0, SMTP_BANNER_DELAY * 1000 };
+
+	if ((s = calloc(1, sizeof(*s))) == NULL ||
+	    (s->ibuf = malloc(SMTP_IBUF_SIZE)) == NULL)
+		fatal("smtp_session_new");
+	do {
+		s->id = ((uint64_t)arc4random() << 32) | arc4random();
+	} while (s->id == 0 || RB_FIND(smtp_sessions, &sessions, s) != NULL);
+	RB_INSERT(smtp_sessions, &sessions, s);
+	s->fd = fd;
+	s->ss = *ss;
+	s->sslen = sslen;
+	s->listen = ls;
+	s->gen = ls->gen;
+	smtp_gen_ref(s->gen);
+	sa_str((struct sockaddr *)&s->ss, s->addr, sizeof(s->addr));
+	s->rwant = EV_READ;
+	s->wwant = EV_WRITE;
+	s->state = STATE_BANNER;
+	evtimer_set(&s->tmo, smtp_session_timeout, s);
+	evtimer_add(&s->tmo, &tv);
+	log_info("session=%016llx event=connect client=%s port=%u local-port=%u",
+	    (unsigned long long)s->id, s->addr,
+	    ntohs(((struct sockaddr_in *)&s->ss)->sin_port), ls->l->port);
+	smtp_session_update(s);
+}
+
+struct smtp_session *
+smtp_session_find(uint64_t id)
+{
+	struct smtp_session	 find;
+
+	find.id = id;
+	return RB_FIND(smtp_sessions, &sessions, &find);
+}
+
+static int
+smtp_session_cmp(struct smtp_session *a, struct smtp_session *b)
+{
+	if (a->id < b->id)
+		return -1;
+	return a->id > b->id;
+}
+
+RB_GENERATE_INTERNAL(smtp_sessions, smtp_session, entry, smtp_session_cmp, SMTP_RB_STATIC);
+
+/*
+ * I/O.  The pump reads what it may, answers every complete command in
+ * order and writes the replies once it has run out of input or must
+ * wait: a pipelined packet gets its answers in one write (RFC 2920).
+ */
+static void
+smtp_session_io(int fd, short event, void *arg)
+{
+	(void)fd;
+	(void)event;
+	smtp_session_run(arg);
+}
+
+static void
+smtp_session_run(struct smtp_session *s)
+{
+	ssize_t	 n;
+	int	 reads = 0, r;
+
+	for (;;) {
+		if (s->flags & F_HANDSHAKE) {
+			if ((r = smtp_session_handshake(s)) == -1) {
+				smtp_session_free(s, "tls-failed");
+				return;
+			}
+			if (r == 0)
+				break;
+		}
+		smtp_session_process(s);
+		/* The client is gone and everything it said is answered. */
+		if ((s->flags & (F_EOF | F_CLOSE)) == F_EOF &&
+		    s->wait == WAIT_NONE && s->olen - s->opos < SMTP_OBUF_HIGH)
+			smtp_session_close(s, "disconnected");
+		if (s->opos < s->olen &&
+		    (s->wait == WAIT_NONE || (s->flags & F_CLOSE)) &&
+		    smtp_session_write(s) == -1) {
+			smtp_session_free(s, "write-error");
+			return;
+		}
+		if (s->opos == s->olen) {
+			if (s->flags & F_CLOSE) {
+				smtp_session_free(s, NULL);
+				return;
+			}
+			if (s->flags & F_STARTTLS) {
+				if (smtp_session_tls_start(s) == -1) {
+					smtp_session_free(s, "tls-failed");
+					return;
+				}
+				continue;
+			}
+		}
+		if (!smtp_session_can_read(s))
+			break;
+		if (reads++ == SMTP_READS_PER_RUN) {
+			/* Fairness: come back after the others had a turn. */
+			smtp_session_update(s);
+			event_active(&s->ev, EV_READ, 1);
+			return;
+		}
+		if ((n = smtp_session_read(s)) == -2)
+			break;
+		if (n == -1) {
+			smtp_session_free(s, "read-error");
+			return;
+		}
+		if (n == 0) {
+			s->flags |= F_EOF;
+			continue;
+		}
+		smtp_session_timer(s);
+		if (s->state == STATE_BANNER)
+			smtp_session_early(s);
+	}
+	smtp_session_update(s);
+}
+
+static int
+smtp_session_can_read(struct smtp_session *s)
+{
+	return !(s->flags & (F_EOF | F_CLOSE | F_STARTTLS | F_HANDSHAKE)) &&
+	    s->ilen - s->ipos < SMTP_IBUF_SIZE &&
+	    s->olen - s->opos < SMTP_OBUF_HIGH;
+}
+
+static void
+smtp_session_update(struct smtp_session *s)
+{
+	short	 ev = 0;
+
+	if (s->flags & F_HANDSHAKE)
+		ev = s->hwant;
+	else {
+		if (s->opos < s->olen &&
+		    (s->wait == WAIT_NONE || (s->flags & F_CLOSE)))
+			ev |= s->wwant;
+		if (smtp_session_can_read(s))
+			ev |= s->rwant;
+	}
+	if (ev == s->evflags)
+		return;
+	if (s->evflags)
+		event_del(&s->ev);
+	s->evflags = ev;
+	if (ev == 0)
+		return;
+	event_set(&s->ev, s->fd, ev | EV_PERSIST, smtp_session_io, s);
+	if (event_add(&s->ev, NULL) == -1)
+		fatal("event_add session");
+}
+
+/* Bytes read, 0 at the end of the stream, -1 error, -2 try later. */
+static ssize_t
+smtp_session_read(struct smtp_session *s)
+{
+	ssize_t	 n;
+
+	if (s->ipos > 0) {
+		memmove(s->ibuf, s->ibuf + s->ipos, s->ilen - s->ipos);
+		s->ilen -= s->ipos;
+		s->ipos = 0;
+	}
+	for (;;) {
+		if (s->tls != NULL) {
+			n = tls_read(s->tls, s->ibuf + s->ilen,
+			    SMTP_IBUF_SIZE - s->ilen);
+			if (n == TLS_WANT_POLLIN || n == TLS_WANT_POLLOUT) {
+				s->rwant = n == TLS_WANT_POLLIN ? EV_READ :
+				    EV_WRITE;
+				return -2;
+			}
+			if (n == -1) {
+				log_debug("session=%016llx tls_read: %s",
+				    (unsigned long long)s->id,
+				    tls_error(s->tls));
+				return -1;
+			}
+		} else if ((n = read(s->fd, s->ibuf + s->ilen,
+		    SMTP_IBUF_SIZE - s->ilen)) == -1) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				s->rwant = EV_READ;
+				return -2;
+			}
+			return -1;
+		}
+		break;
+	}
+	s->rwant = EV_READ;
+	s->ilen += (size_t)n;
+	return n;
+}
+
+/* 0: all written or the rest must wait (s->wwant), -1: error. */
+static int
+smtp_session_write(struct smtp_session *s)
+{
+	ssize_t	 n;
+
+	while (s->opos < s->olen) {
+		if (s->tls != NULL) {
+			n = tls_write(s->tls, s->obuf + s->opos,
+			    s->olen - s->opos);
+			if (n == TLS_WANT_POLLIN || n == TLS_WANT_POLLOUT) {
+				s->wwant = n == TLS_WANT_POLLIN ? EV_READ :
+				    EV_WRITE;
+				return 0;
+			}
+			if (n == -1)
+				return -1;
+		} else if ((n = send(s->fd, s->obuf + s->opos,
+		    s->olen - s->opos, MSG_NOSIGNAL)) == -1) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				s->wwant = EV_WRITE;
+				return 0;
+			}
+			return -1;
+		}
+		s->opos += (size_t)n;
+		s->wwant = EV_WRITE;
+		smtp_session_timer(s);
+	}
+	s->opos = s->olen = 0;
+	return 0;
+}
+
+/* (Re)arm the timeout the current state calls for. */
+static void
+smtp_session_timer(struct smtp_session *s)
+{
+	struct smx_conf	*c = s->gen->conf;
+	struct timeval	 tv = { 0, 0 };
+
+	if (s->flags & F_CLOSE)
+		tv.tv_sec = SMTP_CLOSE_TIMEOUT;
+	else if (s->state == STATE_BANNER)
+		return;		/* the banner timer runs */
+	else if (s->state == STATE_DATA || (s->flags & F_CHUNK))
+		tv.tv_sec = c->timeout_data ? c->timeout_data :
+		    DEF_TIMEOUT_DATA;
+	else
+		tv.tv_sec = c->timeout_command ? c->timeout_command :
+		    DEF_TIMEOUT_COMMAND;
+	evtimer_add(&s->tmo, &tv);
+}
+
+static void
+smtp_session_timeout(int fd, short event, void *arg)
+{
+	struct smtp_session	*s = arg;
+
+	(void)fd;
+	(void)event;
+	if (s->flags & (F_CLOSE | F_HANDSHAKE)) {
+		smtp_session_free(s, "timeout");
+		return;
+	}
+	if (s->state == STATE_BANNER) {
+		smtp_session_banner(s);
+		return;
+	}
+	smtp_session_reply(s, "421 4.4.2 %s Timeout, closing connection",
+	    s->gen->conf->hostname);
+	smtp_session_close(s, "timeout");
+	smtp_session_run(s);
+}
+
+static void
+smtp_session_banner(struct smtp_session *s)
+{
+	ssize_t	 n;
+
+	/* Whatever arrived just before the timer still counts as early. */
+	n = smtp_session_read(s);
+	if (n == 0 || n == -1) {
+		smtp_session_free(s, "disconnected");
+		return;
+	}
+	if (n > 0)
+		smtp_session_early(s);
+	else {
+		s->state = STATE_CONNECTED;
+		smtp_session_reply(s, "220 %s ESMTP splitmx",
+		    s->gen->conf->hostname);
+		smtp_session_timer(s);
+	}
+	smtp_session_run(s);
+}
+
+/* The client spoke before the banner: it does not follow the protocol. */
+static void
+smtp_session_early(struct smtp_session *s)
+{
+	log_info("session=%016llx event=early-talker client=%s bytes=%zu",
+	    (unsigned long long)s->id, s->addr, s->ilen - s->ipos);
+	s->ipos = s->ilen;
+	smtp_session_reply(s, "554 5.5.0 Protocol error: data sent before "
+	    "the greeting");
+	smtp_session_close(s, "early-talker");
+}
+
+static int
+smtp_session_tls_start(struct smtp_session *s)
+{
+	s->flags &= ~F_STARTTLS;
+	if (tls_accept_socket(s->listen->tls, &s->tls, s->fd) == -1) {
+		log_warnx("session=%016llx tls_accept_socket: %s",
+		    (unsigned long long)s->id, tls_error(s->listen->tls));
+		return -1;
+	}
+	s->flags |= F_HANDSHAKE;
+	s->hwant = EV_READ;
+	return 0;
+}
+
+/* 1 done, 0 in progress (s->hwant), -1 failed. */
+static int
+smtp_session_handshake(struct smtp_session *s)
+{
+	const char	*v, *c;
+
+	switch (tls_handshake(s->tls)) {
+	case 0:
+		break;
+	case TLS_WANT_POLLIN:
+		s->hwant = EV_READ;
+		return 0;
+	case TLS_WANT_POLLOUT:
+		s->hwant = EV_WRITE;
+		return 0;
+	default:
+		log_info("session=%016llx event=tls-failed error=\"%s\"",
+		    (unsigned long long)s->id, tls_error(s->tls));
+		return -1;
+	}
+	s->flags &= ~F_HANDSHAKE;
+	s->flags |= F_TLS;
+	if ((v = tls_conn_version(s->tls)) == NULL)
+		v = "unknown";
+	if ((c = tls_conn_cipher(s->tls)) == NULL)
+		c = "unknown";
+	smtp_printable(s->tls_version, sizeof(s->tls_version), v);
+	smtp_printable(s->tls_cipher, sizeof(s->tls_cipher), c);
+	log_info("session=%016llx event=starttls version=%s cipher=%s",
+	    (unsigned long long)s->id, s->tls_version, s->tls_cipher);
+	/* RFC 3207 §4.2: forget what the client said before TLS. */
+	s->helo[0] = '\0';
+	s->flags &= ~F_EHLO;
+	s->state = STATE_CONNECTED;
+	s->rwant = EV_READ;
+	s->wwant = EV_WRITE;
+	smtp_session_timer(s);
+	return 1;
+}
+
+/* Stop taking input; the session ends once the replies are out. */
+static void
+smtp_session_close(struct smtp_session *s, const char *reason)
+{
+	if (s->flags & F_CLOSE)
+		return;
+	s->flags |= F_CLOSE;
+	s->reason = reason;
+	s->ipos = s->ilen = 0;
+	smtp_session_timer(s);
+}
+
+static void
+smtp_session_free(struct smtp_session *s, const char *reason)
+{
+	char	 junk[4096];
+	int	 i;
+
+	if (reason == NULL)
+		reason = s->reason ? s->reason : "closed";
+	log_info("session=%016llx event=disconnect reason=%s messages=%u",
+	    (unsigned long long)s->id, reason, s->nmsgs);
+	smtp_session_tx_abort(s);
+	if (s->evflags)
+		event_del(&s->ev);
+	evtimer_del(&s->tmo);
+	if (s->tls != NULL) {
+		if (!(s->flags & F_HANDSHAKE))
+			(void)tls_close(s->tls);
+		tls_free(s->tls);
+	}
+	/*
+	 * Unread input makes close() send a reset, which can destroy our
+	 * last reply in flight: half-close, then drop what is pending.
+	 */
+	(void)shutdown(s->fd, SHUT_WR);
+	for (i = 0; i < 16; i++)
+		if (read(s->fd, junk, sizeof(junk)) <= 0)
+			break;
+	close(s->fd);
+	RB_REMOVE(smtp_sessions, &sessions, s);
+	smtp_session_gone(&s->ss);
+	smtp_gen_unref(s->gen);
+	free(s->ibuf);
+	free(s->obuf);
+	free(s);
+}
+
+/*
+ * Replies.
+ */
+static void
+smtp_session_out(struct smtp_session *s, const char *p, size_t len)
+{
+	size_t	 cap;
+	char	*n;
+
+	if (s->opos == s->olen)
+		s->opos = s->olen = 0;
+	if (s->olen + len > s->ocap) {
+		cap = s->ocap ? s->ocap : 1024;
+		while (cap < s->olen + len)
+			cap *= 2;
+		if ((n = realloc(s->obuf, cap)) == NULL)
+			fatal("realloc");
+		s->obuf = n;
+		s->ocap = cap;
+	}
+	memcpy(s->obuf + s->olen, p, len);
+	s->olen += len;
+}
+
+static void
+smtp_session_vreply(struct smtp_session *s, const char *fmt, va_list ap)
+{
+	char	 buf[SMTP_REPLY_MAX];
+	int	 n;
+
+	if ((n = vsnprintf(buf, sizeof(buf) - 2, fmt, ap)) < 0)
+		fatalx("smtp reply format");
+	if ((size_t)n >= sizeof(buf) - 2)
+		n = sizeof(buf) - 3;
+	log_debug("session=%016llx >>> %.*s", (unsigned long long)s->id, n,
+	    buf);
+	buf[n++] = '\r';
+	buf[n++] = '\n';
+	smtp_session_out(s, buf, (size_t)n);
+}
+
+static void
+smtp_session_reply(struct smtp_session *s, const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	smtp_session_vreply(s, fmt, ap);
+	va_end(ap);
+}
+
+/* A protocol error of the client's: replied, counted, and past the limit
+ * the session ends. */
+static void
+smtp_session_error(struct smtp_session *s, const char *fmt, ...)
+{
+	struct smx_conf	*c = s->gen->conf;
+	va_list		 ap;
+
+	va_start(ap, fmt);
+	smtp_session_vreply(s, fmt, ap);
+	va_end(ap);
+	if (c->max_errors == 0 || ++s->errors < c->max_errors)
+		return;
+	log_info("session=%016llx event=too-many-errors client=%s errors=%u",
+	    (unsigned long long)s->id, s->addr, s->errors);
+	smtp_session_reply(s, "421 4.7.0 %s Too many errors, closing "
+	    "connection", c->hostname);
+	smtp_session_close(s, "errors");
+}
+
+/*
+ * Input: command lines, DATA text, BDAT chunks, as long as nothing
+ * needs an answer from another process first.
+ */
+static void
+smtp_session_process(struct smtp_session *s)
+{
+	int	 more;
+
+	while (s->wait == WAIT_NONE && s->state != STATE_BANNER &&
+	    !(s->flags & (F_CLOSE | F_STARTTLS | F_HANDSHAKE)) &&
+	    s->olen - s->opos < SMTP_OBUF_HIGH) {
+		if (s->flags & F_CHUNK)
+			more = smtp_session_chunk(s);
+		else if (s->state == STATE_DATA)
+			more = smtp_session_dataline(s);
+		else
+			more = smtp_session_line(s);
+		if (!more)
+			break;
+	}
+}
+
+/* One command line; 0 if there is none complete yet. */
+static int
+smtp_session_line(struct smtp_session *s)
+{
+	char	*p = s->ibuf + s->ipos, *nl;
+	size_t	 avail = s->ilen - s->ipos, len, linelen;
+
+	if (avail == 0)
+		return 0;
+	nl = memchr(p, '\n', avail);
+	if (s->flags & F_DISCARD) {
+		if (nl == NULL) {
+			s->ipos = s->ilen;
+			return 0;
+		}
+		s->ipos += (size_t)(nl - p) + 1;
+		s->flags &= ~F_DISCARD;
+		smtp_session_error(s, "500 5.5.2 Error: line too long");
+		return 1;
+	}
+	if (nl == NULL) {
+		if (avail >= SMTP_CMD_MAX_LONG) {
+			/* No command is this long: drop it to its end. */
+			s->flags |= F_DISCARD;
+			s->ipos = s->ilen;
+		}
+		return 0;
+	}
+	linelen = (size_t)(nl - p) + 1;
+	s->ipos += linelen;
+	len = linelen - 1;
+	if (len > 0 && p[len - 1] == '\r')
+		len--;
+	p[len] = '\0';
+	if (linelen > SMTP_CMD_MAX_LONG) {
+		smtp_session_error(s, "500 5.5.2 Error: line too long");
+		return 1;
+	}
+	smtp_session_command(s, p, len, linelen);
+	return 1;
+}
+
+static void
+smtp_session_command(struct smtp_session *s, char *line, size_t len,
+    size_t linelen)
+{
+	const struct smtp_cmd	*cmd = NULL;
+	char			*args, *e;
+	size_t			 i;
+
+	if (memchr(line, '\0', len) != NULL) {
+		smtp_session_error(s, "500 5.5.2 Error: NUL octet in command");
+		return;
+	}
+	log_debug("session=%016llx <<< %s", (unsigned long long)s->id, line);
+	if (memchr(line, '\r', len) != NULL) {
+		smtp_session_error(s, "500 5.5.2 Error: bare CR in command");
+		return;
+	}
+	if ((args = strchr(line, ' ')) != NULL) {
+		*args++ = '\0';
+		while (*args == ' ')
+			args++;
+		e = args + strlen(args);
+		while (e > args && (e[-1] == ' ' || e[-1] == '\t'))
+			*--e = '\0';
+	} else
+		args = line + strlen(line);
+	for (i = 0; i < sizeof(smtp_cmds) / sizeof(smtp_cmds[0]); i++)
+		if (strcasecmp(line, smtp_cmds[i].verb) == 0) {
+			cmd = &smtp_cmds[i];
+			break;
+		}
+	if (cmd == NULL) {
+		smtp_session_error(s, "500 5.5.2 Error: command not "
+		    "recognized");
+		return;
+	}
+	if (linelen > SMTP_CMD_MAX && !(cmd->flags & CMD_LONG)) {
+		smtp_session_error(s, "500 5.5.2 Error: line too long");
+		return;
+	}
+	if (!(cmd->states & S(s->state))) {
+		smtp_session_bad_sequence(s, cmd);
+		return;
+	}
+	cmd->fn(s, args);
+}
+
+static void
+smtp_session_bad_sequence(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	const char	*why;
+
+	switch (s->state) {
+	case STATE_CONNECTED:
+		why = "send HELO/EHLO first";
+		break;
+	case STATE_HELO:
+		why = "need MAIL command";
+		break;
+	case STATE_MAIL:
+	case STATE_RCPT:
+		why = strcmp(cmd->verb, "MAIL") == 0 ? "nested MAIL command" :
+		    "not allowed in a mail transaction";
+		break;
+	case STATE_CHUNKING:
+		why = "BDAT transaction in progress";
+		break;
+	default:
+		why = "bad sequence of commands";
+		break;
+	}
+	smtp_session_error(s, "503 5.5.1 Error: %s", why);
+}
+
+/*
+ * DATA text, one line at a time.  A line ends with CRLF and nothing
+ * else, so only CRLF "." CRLF ends the message: "\n.\n", "\r.\r",
+ * "\n.\r\n" and "\r\n.\n" are text (and refused as bare LF/CR at the
+ * end, see smtp_session_content()).
+ */
+static int
+smtp_session_dataline(struct smtp_session *s)
+{
+	struct smtp_tx	*tx = s->tx;
+	char		*p = s->ibuf + s->ipos, *e;
+	size_t		 avail = s->ilen - s->ipos, len;
+
+	if (avail == 0)
+		return 0;
+	if ((e = memmem(p, avail, "\r\n", 2)) == NULL) {
+		/*
+		 * A line this long is refused at the end anyway: pass it on
+		 * rather than hold it, but keep a last CR, which may be half
+		 * of the CRLF.
+		 */
+		if (avail < SMTP_TEXT_MAX)
+			return 0;
+		len = avail;
+		if (p[len - 1] == '\r')
+			len--;
+		if (!tx->midline && p[0] == '.') {
+			p++;
+			len--;
+			s->ipos++;
+		}
+		s->ipos += len;
+		tx->midline = 1;
+		smtp_session_content(s, p, len);
+		return 1;
+	}
+	len = (size_t)(e - p);
+	s->ipos += len + 2;
+	if (!tx->midline) {
+		if (len == 1 && p[0] == '.') {
+			smtp_session_eom(s);
+			return 1;
+		}
+		/* Dot-unstuffing, RFC 5321 §4.5.2. */
+		if (len > 0 && p[0] == '.') {
+			p++;
+			len--;
+		}
+	}
+	tx->midline = 0;
+	smtp_session_content(s, p, len + 2);
+	return 1;
+}
+
+/* A BDAT chunk: exactly its size in octets, whatever they are. */
+static int
+smtp_session_chunk(struct smtp_session *s)
+{
+	size_t	 n = s->ilen - s->ipos;
+
+	if (n > s->chunk_left)
+		n = s->chunk_left;
+	if (n > 0) {
+		if (!(s->flags & F_CHUNK_SKIP))
+			smtp_session_content(s, s->ibuf + s->ipos, n);
+		s->ipos += n;
+		s->chunk_left -= n;
+	}
+	if (s->chunk_left > 0)
+		return 0;
+	s->flags &= ~F_CHUNK;
+	if (s->flags & F_CHUNK_SKIP) {
+		s->flags &= ~F_CHUNK_SKIP;
+		if (s->flags & F_CHUNK_ERROR)
+			smtp_session_error(s, "%s", s->chunk_reply);
+		else
+			smtp_session_reply(s, "%s", s->chunk_reply);
+		return 1;
+	}
+	if (s->flags & F_CHUNK_LAST)
+		smtp_session_eom(s);
+	else if (s->tx->err) {
+		/* RFC 3030 §2: after a failed chunk the transaction is off. */
+		smtp_session_refuse(s);
+	} else
+		smtp_session_reply(s, "250 2.0.0 Ok: %zu octets received",
+		    s->chunk_size);
+	return 1;
+}
+
+/* Read the chunk the client announced, then answer with reply. */
+static void
+smtp_session_chunk_skip(struct smtp_session *s, int error, const char *reply)
+{
+	s->flags |= F_CHUNK | F_CHUNK_SKIP;
+	if (error)
+		s->flags |= F_CHUNK_ERROR;
+	else
+		s->flags &= ~F_CHUNK_ERROR;
+	strlcpy(s->chunk_reply, reply, sizeof(s->chunk_reply));
+	smtp_session_timer(s);
+}
+
+/*
+ * The message content as it streams by (unstuffed DATA lines, raw BDAT
+ * chunks): size, line lengths, NUL, Received: count and line ends are
+ * checked here, and the content goes to the message file.
+ *
+ * The rule for line ends: every line must end with CRLF.  A bare LF or
+ * a bare CR anywhere in the content refuses the whole message with
+ * "550 5.6.0" at its end (RFC 5321 §2.3.8 forbids them; normalising
+ * would hide an SMTP smuggling attempt from the next hop's logs, and
+ * passing them on would make us the smuggler).  Over-long lines and
+ * NUL octets are refused the same way.  Once a message is refused,
+ * nothing more of it is written.
+ */
+static void
+smtp_session_content(struct smtp_session *s, const char *p, size_t n)
+{
+	struct smtp_tx	*tx = s->tx;
+	size_t		 max = s->gen->conf->max_message_size, i;
+	unsigned char	 c;
+	static const char received[] = "received:";
+
+	tx->datalen += n;
+	if (max != 0 && tx->datalen > max)
+		tx->err |= TX_TOOBIG;
+	for (i = 0; i < n; i++) {
+		c = (unsigned char)p[i];
+		if (c == '\n') {
+			if (!tx->cr)
+				tx->err |= TX_BARE;
+			if (tx->linelen > SMTP_TEXT_MAX - 2)
+				tx->err |= TX_LONG;
+			if (tx->headers && tx->linelen == 0)
+				tx->headers = 0;
+			tx->linelen = 0;
+			tx->hmatch = 0;
+			tx->cr = 0;
+			continue;
+		}
+		if (tx->cr)
+			tx->err |= TX_BARE;
+		if (c == '\r') {
+			tx->cr = 1;
+			continue;
+		}
+		if (c == '\0')
+			tx->err |= TX_NUL;
+		tx->linelen++;
+		if (tx->headers && tx->hmatch >= 0 &&
+		    tx->hmatch < (int)sizeof(received) - 1) {
+			if (tolower(c) != received[tx->hmatch])
+				tx->hmatch = -1;
+			else if (++tx->hmatch == (int)sizeof(received) - 1 &&
+			    ++tx->nreceived > SMTP_MAX_HOPS)
+				tx->err |= TX_HOPS;
+		}
+	}
+	if (tx->err == 0)
+		smtp_session_dwrite(tx, p, n);
+}
+
+static void
+smtp_session_dwrite(struct smtp_tx *tx, const char *p, size_t n)
+{
+	size_t	 k;
+
+	while (n > 0 && !(tx->err & TX_IOERR)) {
+		if (tx->dlen == SMTP_DBUF_SIZE && smtp_session_dflush(tx) == -1)
+			return;
+		k = SMTP_DBUF_SIZE - tx->dlen;
+		if (k > n)
+			k = n;
+		memcpy(tx->dbuf + tx->dlen, p, k);
+		tx->dlen += k;
+		p += k;
+		n -= k;
+	}
+}
+
+static int
+smtp_session_dflush(struct smtp_tx *tx)
+{
+	size_t	 off = 0;
+	ssize_t	 w;
+
+	while (off < tx->dlen) {
+		if ((w = write(tx->fd, tx->dbuf + off, tx->dlen - off)) == -1) {
+			if (errno == EINTR)
+				continue;
+			tx->saved_errno = errno;
+			tx->err |= TX_IOERR;
+			return -1;
+		}
+		off += (size_t)w;
+	}
+	tx->written += tx->dlen;
+	tx->dlen = 0;
+	return 0;
+}
+
+/*
+ * Our trace header, first in the file (RFC 5321 §4.4); the protocol
+ * names are RFC 3848's and RFC 6531's.
+ */
+static void
+smtp_session_received(struct smtp_session *s)
+{
+	struct smtp_tx	*tx = s->tx;
+	struct tm	 tm;
+	time_t		 now = time(NULL);
+	char		 hdr[2048], date[64];
+	const char	*with;
+	size_t		 len = 0;
+	int		 r;
+
+	if (tx->mflags & F_MSG_SMTPUTF8)
+		with = (s->flags & F_TLS) ? "UTF8SMTPS" : "UTF8SMTP";
+	else if (s->flags & F_TLS)
+		with = "ESMTPS";
+	else
+		with = (s->flags & F_EHLO) ? "ESMTP" : "SMTP";
+	if (localtime_r(&now, &tm) == NULL ||
+	    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm) == 0)
+		strlcpy(date, "Thu, 01 Jan 1970 00:00:00 +0000", sizeof(date));
+
+	r = smtp_append(hdr, sizeof(hdr), &len, "Received: from %s ([%s%s])"
+	    "\r\n\tby %s (splitmx) with %s id %s", s->helo,
+	    s->ss.ss_family == AF_INET6 ? "IPv6:" : "", s->addr,
+	    s->gen->conf->hostname, with, tx->id);
+	if (r == 0 && (s->flags & F_TLS))
+		r = smtp_append(hdr, sizeof(hdr), &len,
+		    "\r\n\t(version=%s cipher=%s)", s->tls_version,
+		    s->tls_cipher);
+	if (r == 0 && tx->nrcpt == 1)
+		r = smtp_append(hdr, sizeof(hdr), &len, "\r\n\tfor <%s>",
+		    TAILQ_FIRST(&tx->rcpts)->addr);
+	if (r == 0)
+		r = smtp_append(hdr, sizeof(hdr), &len, ";\r\n\t%s\r\n",
+		    date);
+	if (r == -1) {
+		/* Cannot happen within our bounds; refuse rather than cut. */
+		tx->err |= TX_IOERR;
+		tx->saved_errno = EOVERFLOW;
+		return;
+	}
+	smtp_session_dwrite(tx, hdr, len);
+}
+
+/* The end of the message: refuse it, or have the queue commit it. */
+static void
+smtp_session_eom(struct smtp_session *s)
+{
+	struct smtp_tx	*tx = s->tx;
+	int		 r;
+
+	s->state = STATE_HELO;
+	if (tx->cr)
+		tx->err |= TX_BARE;	/* a last BDAT octet that is a CR */
+	if (tx->linelen > SMTP_TEXT_MAX - 2)
+		tx->err |= TX_LONG;
+	/* A BDAT message need not end with CRLF; the file does. */
+	if (tx->linelen > 0 && tx->err == 0)
+		smtp_session_dwrite(tx, "\r\n", 2);
+	if (tx->err == 0 && smtp_session_dflush(tx) == 0) {
+		r = close(tx->fd);
+		tx->fd = -1;
+		if (r == -1) {
+			tx->saved_errno = errno;
+			tx->err |= TX_IOERR;
+		}
+	}
+	if (tx->err) {
+		smtp_session_refuse(s);
+		return;
+	}
+	smtp_session_commit(s);
+}
+
+static void
+smtp_session_refuse(struct smtp_session *s)
+{
+	struct smtp_tx	*tx = s->tx;
+	const char	*reply, *reason;
+
+	if (tx->err & TX_IOERR) {
+		if (tx->saved_errno == ENOSPC || tx->saved_errno == EDQUOT) {
+			reply = "452 4.3.1 Insufficient system storage";
+			reason = "no-space";
+		} else {
+			reply = "451 4.3.0 Error: local write error, try "
+			    "again later";
+			reason = "write-error";
+		}
+	} else if (tx->err & TX_TOOBIG) {
+		reply = "552 5.3.4 Message size exceeds fixed maximum message "
+		    "size";
+		reason = "size";
+	} else if (tx->err & TX_HOPS) {
+		reply = "554 5.4.6 Too many hops (Received: headers), "
+		    "probably a mail loop";
+		reason = "hops";
+	} else if (tx->err & TX_NUL) {
+		reply = "550 5.6.0 Message refused: it contains NUL octets";
+		reason = "nul";
+	} else if (tx->err & TX_BARE) {
+		reply = "550 5.6.0 Message refused: bare CR or LF; lines "
+		    "must end with CRLF (RFC 5321 2.3.8)";
+		reason = "bare-line-end";
+	} else {
+		reply = "550 5.6.0 Message refused: a line is longer than "
+		    "998 octets";
+		reason = "line-length";
+	}
+	log_info("session=%016llx event=message-refused id=%s from=<%s> "
+	    "size=%zu reason=%s", (unsigned long long)s->id, tx->id,
+	    tx->sender, tx->datalen, reason);
+	smtp_session_reply(s, "%s", reply);
+	smtp_session_tx_abort(s);
+	s->state = STATE_HELO;
+}
+
+/* The queue protocol of splitmx.h: envelope and recipients. */
+static void
+smtp_session_commit(struct smtp_session *s)
+{
+	struct smtp_tx		*tx = s->tx;
+	struct smtp_rcpt	*r;
+	struct msg		 m;
+
+	msg_init(&m, IMSG_QUEUE_MESSAGE_COMMIT, 0);
+	msg_add_u64(&m, s->id);
+	msg_add_str(&m, tx->id);
+	msg_add_u64(&m, tx->written);
+	msg_add_str(&m, tx->sender);
+	msg_add_str(&m, s->helo);
+	msg_add_sockaddr(&m, (struct sockaddr *)&s->ss, s->sslen);
+	msg_add_str(&m, "");		/* no reverse DNS in this process */
+	msg_add_u32(&m, tx->body);
+	msg_add_u32(&m, tx->mflags);
+	msg_add_str(&m, tx->envid);
+	msg_add_u32(&m, tx->ret);
+	msg_add_u32(&m, tx->nrcpt);
+	TAILQ_FOREACH(r, &tx->rcpts, entry) {
+		msg_add_str(&m, r->addr);
+		msg_add_str(&m, r->rewritten);
+		msg_add_u32(&m, r->rclass);
+		msg_add_str(&m, r->dest);
+		msg_add_u32(&m, r->notify);
+		msg_add_str(&m, r->orcpt);
+	}
+	if (m.error) {
+		msg_clear(&m);
+		tx->err |= TX_IOERR;
+		tx->saved_errno = EMSGSIZE;
+		smtp_session_refuse(s);
+		return;
+	}
+	proc_send(PROC_QUEUE, &m);
+	tx->committed = 1;
+	s->wait = WAIT_COMMIT;
+}
+
+void
+smtp_session_commit_result(struct smtp_session *s, int ok, const char *reply)
+{
+	struct smtp_tx		*tx = s->tx;
+	struct smtp_rcpt	*r;
+	char			 text[256];
+
+	if (s->wait != WAIT_COMMIT || tx == NULL || !tx->committed) {
+		log_warnx("session=%016llx: unexpected commit result",
+		    (unsigned long long)s->id);
+		return;
+	}
+	s->wait = WAIT_NONE;
+	if (ok) {
+		smtp_session_reply(s, "250 2.0.0 Ok: queued as %s", tx->id);
+		stat_add("messages.accepted", 1);
+		s->nmsgs++;
+		log_info("session=%016llx event=message id=%s from=<%s> "
+		    "size=%zu rcpts=%u%s%s", (unsigned long long)s->id,
+		    tx->id, tx->sender, tx->written, tx->nrcpt,
+		    (s->flags & F_TLS) ? " tls=" : "",
+		    (s->flags & F_TLS) ? s->tls_version : "");
+		TAILQ_FOREACH(r, &tx->rcpts, entry)
+			log_info("session=%016llx event=rcpt id=%s to=<%s> "
+			    "route=%s destination=%s",
+			    (unsigned long long)s->id, tx->id, r->rewritten,
+			    route_class_name(r->rclass),
+			    r->dest[0] ? r->dest : "mx");
+	} else {
+		smtp_printable(text, sizeof(text), reply);
+		log_warnx("session=%016llx event=commit-failed id=%s "
+		    "reply=\"%s\"", (unsigned long long)s->id, tx->id, text);
+		smtp_session_reply(s, "451 4.3.0 Error: message not queued, "
+		    "try again later");
+	}
+	/* Committed or failed, the file is the queue's business now. */
+	smtp_session_tx_free(s);
+	s->state = STATE_HELO;
+	smtp_session_timer(s);
+	smtp_session_run(s);
+}
+
+static void
+smtp_session_create(struct smtp_session *s)
+{
+	struct msg	 m;
+
+	msg_init(&m, IMSG_QUEUE_MESSAGE_CREATE, 0);
+	msg_add_u64(&m, s->id);
+	proc_send(PROC_QUEUE, &m);
+	s->wait = WAIT_CREATE;
+}
+
+void
+smtp_session_create_result(struct smtp_session *s, int ok, const char *id,
+    int fd)
+{
+	struct smtp_tx	*tx = s->tx;
+	size_t		 i, len = strlen(id);
+	int		 good = ok && fd != -1 && len > 0 && len < SMTP_QID_MAX;
+
+	if (s->wait != WAIT_CREATE || tx == NULL) {
+		log_warnx("session=%016llx: unexpected create result",
+		    (unsigned long long)s->id);
+		if (fd != -1)
+			close(fd);
+		if (ok && len > 0)
+			smtp_queue_rollback(id);
+		return;
+	}
+	s->wait = WAIT_NONE;
+	/* The id goes into replies and headers: letters and digits only. */
+	for (i = 0; good && i < len; i++)
+		if (!isalnum((unsigned char)id[i]))
+			good = 0;
+	if (!good) {
+		log_warnx("session=%016llx event=create-failed ok=%d",
+		    (unsigned long long)s->id, ok);
+		if (fd != -1)
+			close(fd);
+		if (ok && len > 0)
+			smtp_queue_rollback(id);
+		if (tx->bdat) {
+			smtp_session_tx_abort(s);
+			s->state = STATE_HELO;
+			smtp_session_chunk_skip(s, 0, "451 4.3.0 Error: queue "
+			    "unavailable, try again later");
+		} else
+			smtp_session_reply(s, "451 4.3.0 Error: queue "
+			    "unavailable, try again later");
+		goto out;
+	}
+	strlcpy(tx->id, id, sizeof(tx->id));
+	tx->fd = fd;
+	if ((tx->dbuf = malloc(SMTP_DBUF_SIZE)) == NULL)
+		fatal("malloc");
+	smtp_session_received(s);
+	if (tx->bdat) {
+		s->state = STATE_CHUNKING;
+		s->flags |= F_CHUNK;
+	} else {
+		s->state = STATE_DATA;
+		tx->midline = 0;
+		smtp_session_reply(s, "354 End data with <CR><LF>.<CR><LF>");
+	}
+ out:
+	smtp_session_timer(s);
+	smtp_session_run(s);
+}
+
+static void
+smtp_session_tx_abort(struct smtp_session *s)
+{
+	struct smtp_tx	*tx = s->tx;
+
+	if (tx == NULL)
+		return;
+	if (tx->fd != -1)
+		close(tx->fd);
+	tx->fd = -1;
+	if (tx->id[0] != '\0' && !tx->committed)
+		smtp_queue_rollback(tx->id);
+	smtp_session_tx_free(s);
+}
+
+static void
+smtp_session_tx_free(struct smtp_session *s)
+{
+	struct smtp_tx		*tx = s->tx;
+	struct smtp_rcpt	*r;
+
+	if (tx == NULL)
+		return;
+	if (tx->fd != -1)
+		close(tx->fd);
+	if (tx->pending != NULL)
+		TAILQ_INSERT_TAIL(&tx->rcpts, tx->pending, entry);
+	while ((r = TAILQ_FIRST(&tx->rcpts)) != NULL) {
+		TAILQ_REMOVE(&tx->rcpts, r, entry);
+		free(r->addr);
+		free(r->rewritten);
+		free(r->dest);
+		free(r->orcpt);
+		free(r);
+	}
+	free(tx->dbuf);
+	free(tx);
+	s->tx = NULL;
+}
+
+/*
+ * Commands.
+ */
+static int
+smtp_session_greet(struct smtp_session *s, char *args, const char *verb)
+{
+	if (!smtp_helo_valid(args)) {
+		smtp_session_error(s, "501 5.5.4 Syntax: %s hostname", verb);
+		return -1;
+	}
+	/* RFC 5321 §4.1.4: a new greeting resets the transaction. */
+	smtp_session_tx_abort(s);
+	strlcpy(s->helo, args, sizeof(s->helo));
+	s->flags &= ~F_EHLO;
+	s->state = STATE_HELO;
+	return 0;
+}
+
+static void
+smtp_session_ehlo(struct smtp_session *s, char *args)
+{
+	struct smx_conf	*c = s->gen->conf;
+
+	if (smtp_session_greet(s, args, "EHLO") == -1)
+		return;
+	s->flags |= F_EHLO;
+	smtp_session_reply(s, "250-%s Hello %s [%s]", c->hostname, s->helo,
+	    s->addr);
+	smtp_session_reply(s, "250-PIPELINING");
+	smtp_session_reply(s, "250-SIZE %zu", c->max_message_size);
+	smtp_session_reply(s, "250-8BITMIME");
+	smtp_session_reply(s, "250-ENHANCEDSTATUSCODES");
+	if (s->listen->tls != NULL && !(s->flags & F_TLS))
+		smtp_session_reply(s, "250-STARTTLS");
+	smtp_session_reply(s, "250-SMTPUTF8");
+	smtp_session_reply(s, "250-DSN");
+	smtp_session_reply(s, "250 CHUNKING");
+}
+
+static void
+smtp_session_helo(struct smtp_session *s, char *args)
+{
+	if (smtp_session_greet(s, args, "HELO") == -1)
+		return;
+	smtp_session_reply(s, "250 %s Hello %s [%s]", s->gen->conf->hostname,
+	    s->helo, s->addr);
+}
+
+static void
+smtp_session_starttls(struct smtp_session *s, char *args)
+{
+	if (*args != '\0') {
+		smtp_session_error(s, "501 5.5.4 Syntax: STARTTLS");
+		return;
+	}
+	if (s->flags & F_TLS) {
+		smtp_session_error(s, "503 5.5.1 Error: TLS already active");
+		return;
+	}
+	if (s->listen->tls == NULL) {
+		if (s->listen->l->flags & (F_LISTEN_TLS | F_LISTEN_TLS_REQUIRE))
+			smtp_session_reply(s, "454 4.7.0 TLS not available");
+		else
+			smtp_session_error(s, "502 5.5.1 Error: command not "
+			    "implemented");
+		return;
+	}
+	smtp_session_reply(s, "220 2.0.0 Ready to start TLS");
+	/*
+	 * Nothing sent after STARTTLS in the same stream may count once
+	 * TLS is up (CVE-2011-0411): the buffered rest goes away here, and
+	 * nothing more is read until the handshake owns the socket.
+	 */
+	if (s->ilen > s->ipos)
+		log_info("session=%016llx event=starttls-discard bytes=%zu",
+		    (unsigned long long)s->id, s->ilen - s->ipos);
+	s->ipos = s->ilen = 0;
+	s->flags |= F_STARTTLS;
+}
+
+static void
+smtp_session_mail(struct smtp_session *s, char *args)
+{
+	struct smtp_tx	*tx;
+	char		*p = args;
+	int		 utf8;
+
+	if ((s->listen->l->flags & F_LISTEN_TLS_REQUIRE) &&
+	    !(s->flags & F_TLS)) {
+		smtp_session_error(s, "530 5.7.0 Must issue a STARTTLS "
+		    "command first");
+		return;
+	}
+	if (strncasecmp(p, "FROM:", 5) != 0) {
+		smtp_session_error(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
+		return;
+	}
+	p += 5;
+	while (*p == ' ')
+		p++;
+	if ((tx = calloc(1, sizeof(*tx))) == NULL)
+		fatal("calloc");
+	tx->fd = -1;
+	tx->headers = 1;
+	tx->body = BODY_7BIT;
+	tx->ret = RET_UNSET;
+	TAILQ_INIT(&tx->rcpts);
+	switch (smtp_parse_path(&p, tx->sender, sizeof(tx->sender), &utf8)) {
+	case PATH_OK:
+		if (*p == '\0' || *p == ' ')
+			break;
+		/* FALLTHROUGH */
+	case PATH_SYNTAX:
+		smtp_session_error(s, "501 5.1.7 Bad sender address syntax");
+		free(tx);
+		return;
+	case PATH_TOOLONG:
+		smtp_session_error(s, "553 5.1.7 Sender address too long");
+		free(tx);
+		return;
+	}
+	if (smtp_session_mail_params(s, tx, p) == -1) {
+		free(tx);
+		return;
+	}
+	if (utf8 && !(tx->mflags & F_MSG_SMTPUTF8)) {
+		smtp_session_error(s, "553 5.6.7 Non-ASCII address needs "
+		    "SMTPUTF8");
+		free(tx);
+		return;
+	}
+	if (s->flags & F_TLS)
+		tx->mflags |= F_MSG_TLS;
+	s->tx = tx;
+	s->state = STATE_MAIL;
+	smtp_session_reply(s, "250 2.1.0 Ok");
+}
+
+/* MAIL parameters (RFC 1870, 6152, 6531, 3461); -1 after a reply. */
+static int
+smtp_session_mail_params(struct smtp_session *s, struct smtp_tx *tx,
+    char *p)
+{
+	size_t		 max = s->gen->conf->max_message_size;
+	const char	*errstr;
+	char		*key, *val;
+	long long	 size;
+	int		 seen = 0, bit;
+
+	while ((key = smtp_next_param(&p, &val)) != NULL) {
+		if (!smtp_param_key_valid(key))
+			goto syntax;
+		if (strcasecmp(key, "SIZE") == 0)
+			bit = 0x01;
+		else if (strcasecmp(key, "BODY") == 0)
+			bit = 0x02;
+		else if (strcasecmp(key, "SMTPUTF8") == 0)
+			bit = 0x04;
+		else if (strcasecmp(key, "RET") == 0)
+			bit = 0x08;
+		else if (strcasecmp(key, "ENVID") == 0)
+			bit = 0x10;
+		else {
+			smtp_session_error(s, "555 5.5.4 Unsupported parameter "
+			    "%s", key);
+			return -1;
+		}
+		if (seen & bit) {
+			smtp_session_error(s, "501 5.5.4 Duplicate parameter "
+			    "%s", key);
+			return -1;
+		}
+		seen |= bit;
+		switch (bit) {
+		case 0x01:
+			if (val == NULL || strspn(val, "0123456789") !=
+			    strlen(val) || strlen(val) > 18)
+				goto syntax;
+			size = strtonum(val, 0, LLONG_MAX, &errstr);
+			if (errstr != NULL)
+				goto syntax;
+			if (max != 0 && (unsigned long long)size > max) {
+				smtp_session_reply(s, "552 5.3.4 Message size "
+				    "exceeds fixed maximum message size");
+				return -1;
+			}
+			break;
+		case 0x02:
+			if (val != NULL && strcasecmp(val, "7BIT") == 0)
+				tx->body = BODY_7BIT;
+			else if (val != NULL &&
+			    strcasecmp(val, "8BITMIME") == 0)
+				tx->body = BODY_8BITMIME;
+			else {
+				smtp_session_error(s, "501 5.5.4 Unsupported "
+				    "BODY type");
+				return -1;
+			}
+			break;
+		case 0x04:
+			if (val != NULL)
+				goto syntax;
+			tx->mflags |= F_MSG_SMTPUTF8;
+			break;
+		case 0x08:
+			if (val != NULL && strcasecmp(val, "FULL") == 0)
+				tx->ret = RET_FULL;
+			else if (val != NULL && strcasecmp(val, "HDRS") == 0)
+				tx->ret = RET_HDRS;
+			else
+				goto syntax;
+			break;
+		case 0x10:
+			if (val == NULL || !smtp_xtext_valid(val,
+			    SMTP_ENVID_MAX))
+				goto syntax;
+			strlcpy(tx->envid, val, sizeof(tx->envid));
+			break;
+		}
+	}
+	return 0;
+ syntax:
+	smtp_session_error(s, "501 5.5.4 Syntax error in parameters");
+	return -1;
+}
+
+static void
+smtp_session_rcpt(struct smtp_session *s, char *args)
+{
+	struct smtp_tx		*tx = s->tx;
+	struct smx_conf		*c = s->gen->conf;
+	struct smtp_rcpt	*r;
+	struct msg		 m;
+	char			 addr[SMX_ADDRSZ], orcpt[SMTP_ORCPT_MAX + 1];
+	char			 lookup[SMX_ADDRSZ], *p = args;
+	uint32_t		 notify = 0;
+	int			 utf8 = 0;
+
+	if (strncasecmp(p, "TO:", 3) != 0) {
+		smtp_session_error(s, "501 5.5.4 Syntax: RCPT TO:<address>");
+		return;
+	}
+	p += 3;
+	while (*p == ' ')
+		p++;
+	orcpt[0] = '\0';
+	if (strncasecmp(p, "<postmaster>", 12) == 0) {
+		/* RFC 5321 §4.5.1: accepted without a domain. */
+		strlcpy(addr, "postmaster", sizeof(addr));
+		p += 12;
+	} else {
+		switch (smtp_parse_path(&p, addr, sizeof(addr), &utf8)) {
+		case PATH_OK:
+			if (addr[0] != '\0' && (*p == '\0' || *p == ' '))
+				break;
+			/* FALLTHROUGH */
+		case PATH_SYNTAX:
+			smtp_session_error(s, "501 5.1.3 Bad recipient "
+			    "address syntax");
+			return;
+		case PATH_TOOLONG:
+			smtp_session_error(s, "553 5.1.3 Recipient address "
+			    "too long");
+			return;
+		}
+	}
+	if (smtp_session_rcpt_params(s, p, &notify, orcpt,
+	    sizeof(orcpt)) == -1)
+		return;
+	if (utf8 && !(tx->mflags & F_MSG_SMTPUTF8)) {
+		smtp_session_error(s, "553 5.6.7 Non-ASCII address needs "
+		    "SMTPUTF8");
+		return;
+	}
+	if (c->max_recipients != 0 && tx->nrcpt >= c->max_recipients) {
+		smtp_session_reply(s, "452 4.5.3 Too many recipients");
+		return;
+	}
+	if (strcmp(addr, "postmaster") == 0) {
+		if (snprintf(lookup, sizeof(lookup), "postmaster@%s",
+		    c->hostname) >= (int)sizeof(lookup))
+			fatalx("hostname too long");
+	} else
+		strlcpy(lookup, addr, sizeof(lookup));
+
+	if ((r = calloc(1, sizeof(*r))) == NULL ||
+	    (r->addr = strdup(addr)) == NULL ||
+	    (r->orcpt = strdup(orcpt)) == NULL)
+		fatal("calloc");
+	r->notify = notify;
+	r->rclass = ROUTE_NONE;
+	tx->pending = r;
+
+	msg_init(&m, IMSG_LOOKUP_RCPT, 0);
+	msg_add_u64(&m, s->id);
+	msg_add_sockaddr(&m, (struct sockaddr *)&s->ss, s->sslen);
+	msg_add_str(&m, tx->sender);
+	msg_add_str(&m, lookup);
+	proc_send(PROC_LOOKUP, &m);
+	s->wait = WAIT_LOOKUP;
+}
+
+/* RCPT parameters (RFC 3461 NOTIFY and ORCPT); -1 after a reply. */
+static int
+smtp_session_rcpt_params(struct smtp_session *s, char *p, uint32_t *notify,
+    char *orcpt, size_t orcptsz)
+{
+	char		*key, *val, *semi, *w, *next;
+	int		 seen = 0;
+
+	while ((key = smtp_next_param(&p, &val)) != NULL) {
+		if (!smtp_param_key_valid(key))
+			goto syntax;
+		if (strcasecmp(key, "NOTIFY") == 0) {
+			if ((seen & 0x01) || val == NULL)
+				goto syntax;
+			seen |= 0x01;
+			for (w = val; w != NULL; w = next) {
+				if ((next = strchr(w, ',')) != NULL)
+					*next++ = '\0';
+				if (strcasecmp(w, "NEVER") == 0)
+					*notify |= F_NOTIFY_NEVER;
+				else if (strcasecmp(w, "SUCCESS") == 0)
+					*notify |= F_NOTIFY_SUCCESS;
+				else if (strcasecmp(w, "FAILURE") == 0)
+					*notify |= F_NOTIFY_FAILURE;
+				else if (strcasecmp(w, "DELAY") == 0)
+					*notify |= F_NOTIFY_DELAY;
+				else
+					goto syntax;
+			}
+			/* NEVER stands alone (RFC 3461 §4.1). */
+			if ((*notify & F_NOTIFY_NEVER) &&
+			    *notify != F_NOTIFY_NEVER)
+				goto syntax;
+		} else if (strcasecmp(key, "ORCPT") == 0) {
+			if ((seen & 0x02) || val == NULL ||
+			    (semi = strchr(val, ';')) == NULL ||
+			    semi == val ||
+			    !smtp_xtext_valid(semi + 1, SMTP_ORCPT_MAX) ||
+			    strlen(val) > SMTP_ORCPT_MAX)
+				goto syntax;
+			seen |= 0x02;
+			strlcpy(orcpt, val, orcptsz);
+		} else {
+			smtp_session_error(s, "555 5.5.4 Unsupported parameter "
+			    "%s", key);
+			return -1;
+		}
+	}
+	return 0;
+ syntax:
+	smtp_session_error(s, "501 5.5.4 Syntax error in parameters");
+	return -1;
+}
+
+void
+smtp_session_rcpt_result(struct smtp_session *s, uint32_t verdict,
+    uint32_t code, const char *text, uint32_t rclass, const char *rewritten,
+    const char *dest)
+{
+	struct smtp_tx		*tx = s->tx;
+	struct smtp_rcpt	*r;
+	char			 clean[256];
+
+	if (s->wait != WAIT_LOOKUP || tx == NULL || tx->pending == NULL) {
+		log_warnx("session=%016llx: unexpected lookup result",
+		    (unsigned long long)s->id);
+		return;
+	}
+	s->wait = WAIT_NONE;
+	r = tx->pending;
+	tx->pending = NULL;
+	if (verdict == LOOKUP_ACCEPT && rclass < ROUTE_NONE) {
+		if ((r->rewritten = strdup(rewritten[0] ? rewritten :
+		    r->addr)) == NULL || (r->dest = strdup(dest)) == NULL)
+			fatal("strdup");
+		r->rclass = rclass;
+		TAILQ_INSERT_TAIL(&tx->rcpts, r, entry);
+		tx->nrcpt++;
+		s->state = STATE_RCPT;
+		smtp_session_reply(s, "250 2.1.5 Ok");
+	} else {
+		/* The lookup process is trusted, but the reply is ours. */
+		if (code < 400 || code > 599)
+			code = verdict == LOOKUP_TEMPFAIL ? 451 : 550;
+		smtp_printable(clean, sizeof(clean), text);
+		if (clean[0] == '\0')
+			strlcpy(clean, code < 500 ? "4.3.0 Try again later" :
+			    "5.1.1 Recipient rejected", sizeof(clean));
+		smtp_session_reply(s, "%u %s", code, clean);
+		if (code >= 500)
+			stat_add("recipients.rejected", 1);
+		log_info("session=%016llx event=rcpt-rejected from=<%s> "
+		    "to=<%s> reply=\"%u %s\"", (unsigned long long)s->id,
+		    tx->sender, r->addr, code, clean);
+		free(r->addr);
+		free(r->orcpt);
+		free(r);
+	}
+	smtp_session_timer(s);
+	smtp_session_run(s);
+}
+
+static void
+smtp_session_data(struct smtp_session *s, char *args)
+{
+	if (*args != '\0') {
+		smtp_session_error(s, "501 5.5.4 Syntax: DATA");
+		return;
+	}
+	if (s->state == STATE_MAIL) {
+		/* RFC 5321 §3.3: every RCPT was refused. */
+		smtp_session_reply(s, "554 5.5.1 Error: no valid recipients");
+		return;
+	}
+	smtp_session_create(s);
+}
+
+/* BDAT size [LAST] (RFC 3030). */
+static void
+smtp_session_bdat(struct smtp_session *s, char *args)
+{
+	const char	*errstr = NULL;
+	char		*last;
+	long long	 size = 0;
+
+	if ((last = strchr(args, ' ')) != NULL) {
+		*last++ = '\0';
+		while (*last == ' ')
+			last++;
+	}
+	if (*args == '\0' || strspn(args, "0123456789") != strlen(args) ||
+	    strlen(args) > 18)
+		errstr = "invalid";
+	else
+		size = strtonum(args, 0, LLONG_MAX, &errstr);
+	if (errstr != NULL || (last != NULL && strcasecmp(last, "LAST") != 0)) {
+		/*
+		 * Where the chunk ends is unknown, so what follows cannot be
+		 * taken for commands: answer and close.
+		 */
+		smtp_session_reply(s, "501 5.5.4 Syntax: BDAT size [LAST], "
+		    "closing connection");
+		smtp_session_close(s, "bdat-syntax");
+		return;
+	}
+	s->chunk_left = s->chunk_size = (size_t)size;
+	if (last != NULL)
+		s->flags |= F_CHUNK_LAST;
+	else
+		s->flags &= ~F_CHUNK_LAST;
+	switch (s->state) {
+	case STATE_CONNECTED:
+		smtp_session_chunk_skip(s, 1, "503 5.5.1 Error: send "
+		    "HELO/EHLO first");
+		break;
+	case STATE_HELO:
+		smtp_session_chunk_skip(s, 1, "503 5.5.1 Error: need MAIL "
+		    "command");
+		break;
+	case STATE_MAIL:
+		smtp_session_chunk_skip(s, 0, "554 5.5.1 Error: no valid "
+		    "recipients");
+		break;
+	case STATE_RCPT:
+		s->tx->bdat = 1;
+		smtp_session_create(s);
+		break;
+	case STATE_CHUNKING:
+		s->flags |= F_CHUNK;
+		smtp_session_timer(s);
+		break;
+	default:
+		fatalx("BDAT in state %d", s->state);
+	}
+}
+
+static void
+smtp_session_rset(struct smtp_session *s, char *args)
+{
+	if (*args != '\0') {
+		smtp_session_error(s, "501 5.5.4 Syntax: RSET");
+		return;
+	}
+	smtp_session_tx_abort(s);
+	if (s->state != STATE_CONNECTED)
+		s->state = STATE_HELO;
+	smtp_session_reply(s, "250 2.0.0 Ok");
+}
+
+static void
+smtp_session_noop(struct smtp_session *s, char *args)
+{
+	(void)args;
+	smtp_session_reply(s, "250 2.0.0 Ok");
+}
+
+static void
+smtp_session_quit(struct smtp_session *s, char *args)
+{
+	(void)args;
+	smtp_session_reply(s, "221 2.0.0 %s Bye", s->gen->conf->hostname);
+	smtp_session_close(s, "quit");
+}
+
+static void
+smtp_session_vrfy(struct smtp_session *s, char *args)
+{
+	if (*args == '\0') {
+		smtp_session_error(s, "501 5.5.4 Syntax: VRFY address");
+		return;
+	}
+	/* RFC 5321 §3.5.3: no address harvesting here. */
+	smtp_session_reply(s, "252 2.0.0 Cannot VRFY user, but will accept "
+	    "message and attempt delivery");
+}
+
+static void
+smtp_session_expn(struct smtp_session *s, char *args)
+{
+	(void)args;
+	smtp_session_reply(s, "502 5.5.1 EXPN not supported");
+}
+
+static void
+smtp_session_help(struct smtp_session *s, char *args)
+{
+	(void)args;
+	smtp_session_reply(s, "214-2.0.0 splitmx SMTP gateway, commands:");
+	smtp_session_reply(s, "214-2.0.0   EHLO HELO MAIL RCPT DATA BDAT RSET");
+	smtp_session_reply(s, "214-2.0.0   NOOP QUIT VRFY HELP%s",
+	    s->listen->tls != NULL && !(s->flags & F_TLS) ? " STARTTLS" : "");
+	smtp_session_reply(s, "214 2.0.0 End of HELP info");
+}
+
+/*
+ * Parsers: every octet here came from the network.
+ */
+
+/*
+ * A Reverse-path or Forward-path (RFC 5321 §4.1.2), with RFC 6531's
+ * UTF-8 in local part and domain: *pp points at '<'.  On PATH_OK, buf
+ * has the mailbox (no brackets, no source route; "" for "<>") and *pp
+ * points past '>'; *utf8 says whether it has non-ASCII octets.
+ */
+static int
+smtp_parse_path(char **pp, char *buf, size_t bufsz, int *utf8)
+{
+	unsigned char	*p = (unsigned char *)*pp, *start, *mbox, *at;
+	unsigned char	*dom, *end, *label;
+	char		 lit[INET6_ADDRSTRLEN + 8];
+	struct in6_addr	 in6;
+	size_t		 n;
+	int		 dot;
+
+	*utf8 = 0;
+	if (*p != '<')
+		return PATH_SYNTAX;
+	start = p++;
+	if (*p == '@') {
+		/* A source route: RFC 5321 §4.1.1.3 says ignore it. */
+		while (*p != ':') {
+			if (*p == '\0' || *p == '>' || *p == ' ')
+				return PATH_SYNTAX;
+			if (!isalnum(*p) && strchr("@,.-[]", *p) == NULL)
+				return PATH_SYNTAX;
+			p++;
+		}
+		p++;
+	}
+	mbox = p;
+	if (*p == '>') {
+		if (mbox != start + 1)
+			return PATH_SYNTAX;
+		buf[0] = '\0';
+		*pp = (char *)p + 1;
+		return PATH_OK;
+	}
+	if (*p == '"') {
+		for (p++; *p != '"'; p++) {
+			if (*p == '\\') {
+				p++;
+				if (*p < 32 || *p > 126)
+					return PATH_SYNTAX;
+			} else if (*p >= 0x80) {
+				if ((n = smtp_utf8_len(p)) == 0)
+					return PATH_SYNTAX;
+				*utf8 = 1;
+				p += n - 1;
+			} else if (*p < 32 || *p > 126)
+				return PATH_SYNTAX;	/* NUL included */
+		}
+		p++;
+	} else {
+		for (dot = 1; *p != '@'; p++) {
+			if (*p == '.') {
+				if (dot)
+					return PATH_SYNTAX;
+				dot = 1;
+				continue;
+			}
+			dot = 0;
+			if (*p >= 0x80) {
+				if ((n = smtp_utf8_len(p)) == 0)
+					return PATH_SYNTAX;
+				*utf8 = 1;
+				p += n - 1;
+			} else if (*p == '\0' || (!isalnum(*p) &&
+			    strchr("!#$%&'*+-/=?^_`{|}~", *p) == NULL))
+				return PATH_SYNTAX;
+		}
+		if (dot)
+			return PATH_SYNTAX;
+	}
+	if (*p != '@')
+		return PATH_SYNTAX;
+	at = p;
+	dom = ++p;
+	if (*p == '[') {
+		if ((end = (unsigned char *)strchr((char *)p, ']')) == NULL ||
+		    (size_t)(end - p - 1) >= sizeof(lit))
+			return PATH_SYNTAX;
+		memcpy(lit, p + 1, (size_t)(end - p - 1));
+		lit[end - p - 1] = '\0';
+		if (strncasecmp(lit, "IPv6:", 5) == 0) {
+			if (inet_pton(AF_INET6, lit + 5, &in6) != 1)
+				return PATH_SYNTAX;
+		} else if (inet_pton(AF_INET, lit, &in6) != 1)
+			return PATH_SYNTAX;
+		p = end + 1;
+	} else {
+		for (;;) {
+			for (label = p; isalnum(*p) || *p == '-' || *p >= 0x80;) {
+				if (*p >= 0x80) {
+					if ((n = smtp_utf8_len(p)) == 0)
+						return PATH_SYNTAX;
+					*utf8 = 1;
+					p += n;
+				} else
+					p++;
+			}
+			/* RFC 1035 §2.3.4 and 5321 sub-domain: LDH, 63 max. */
+			if (p == label || *label == '-' || p[-1] == '-' ||
+			    p - label > 63)
+				return PATH_SYNTAX;
+			if (*p != '.')
+				break;
+			p++;
+		}
+	}
+	if (*p != '>')
+		return PATH_SYNTAX;
+	if ((size_t)(at - mbox) > SMTP_LOCAL_MAX ||
+	    (size_t)(p - dom) > SMTP_DOMAIN_MAX ||
+	    (size_t)(p + 1 - start) > SMTP_PATH_MAX)
+		return PATH_TOOLONG;
+	n = (size_t)(p - mbox);
+	if (n >= bufsz)
+		return PATH_TOOLONG;
+	memcpy(buf, mbox, n);
+	buf[n] = '\0';
+	*pp = (char *)p + 1;
+	return PATH_OK;
+}
+
+/* The length of the well-formed UTF-8 sequence at p (RFC 3629), or 0. */
+static size_t
+smtp_utf8_len(const unsigned char *p)
+{
+	unsigned char	 lo = 0x80, hi = 0xbf;
+	size_t		 n, i;
+
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		n = 2;
+	else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		n = 3;
+		if (p[0] == 0xe0)
+			lo = 0xa0;
+		else if (p[0] == 0xed)
+			hi = 0x9f;	/* no surrogates */
+	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		n = 4;
+		if (p[0] == 0xf0)
+			lo = 0x90;
+		else if (p[0] == 0xf4)
+			hi = 0x8f;
+	} else
+		return 0;
+	if (p[1] < lo || p[1] > hi)
+		return 0;
+	for (i = 2; i < n; i++)
+		if (p[i] < 0x80 || p[i] > 0xbf)
+			return 0;
+	return n;
+}
+
+/* A HELO/EHLO argument: a domain or an address literal, loosely. */
+static int
+smtp_helo_valid(const char *s)
+{
+	size_t	 n = strlen(s);
+
+	if (n == 0 || n >= SMX_HOSTSZ)
+		return 0;
+	for (; *s != '\0'; s++)
+		if (!isalnum((unsigned char)*s) &&
+		    strchr("-._:[]", *s) == NULL)
+			return 0;
+	return 1;
+}
+
+/* The next "KEY[=VALUE]" of a parameter list, split in place. */
+static char *
+smtp_next_param(char **pp, char **val)
+{
+	char	*p = *pp, *key, *eq;
+
+	while (*p == ' ')
+		p++;
+	if (*p == '\0')
+		return NULL;
+	key = p;
+	while (*p != '\0' && *p != ' ')
+		p++;
+	if (*p == ' ')
+		*p++ = '\0';
+	*pp = p;
+	if ((eq = strchr(key, '=')) != NULL) {
+		*eq = '\0';
+		*val = eq + 1;
+	} else
+		*val = NULL;
+	return key;
+}
+
+/* esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-") */
+static int
+smtp_param_key_valid(const char *k)
+{
+	size_t	 n = strlen(k);
+
+	if (n == 0 || n > 32 || !isalnum((unsigned char)k[0]))
+		return 0;
+	return strspn(k, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	    "0123456789-") == n;
+}
+
+/* xtext (RFC 3461 §4): printable ASCII, "+" and "=" only as +HH. */
+static int
+smtp_xtext_valid(const char *s, size_t max)
+{
+	size_t	 n = strlen(s);
+
+	if (n == 0 || n > max)
+		return 0;
+	for (; *s != '\0'; s++) {
+		if (*s == '+') {
+			if (!isxdigit((unsigned char)s[1]) ||
+			    !isxdigit((unsigned char)s[2]))
+				return 0;
+			s += 2;
+		} else if (*s < 33 || *s > 126 || *s == '=')
+			return 0;
+	}
+	return 1;
+}
+
+/* Copy for a reply or a log line: printable ASCII only. */
+static void
+smtp_printable(char *dst, size_t dstsz, const char *src)
+{
+	size_t	 i;
+
+	for (i = 0; src[i] != '\0' && i + 1 < dstsz; i++)
+		dst[i] = (src[i] >= 32 && src[i] <= 126) ? src[i] : '?';
+	dst[i] = '\0';
+}
+
+/* Checked snprintf at *len; -1 if it does not fit. */
+static int
+smtp_append(char *buf, size_t bufsz, size_t *len, const char *fmt, ...)
+{
+	va_list	 ap;
+	int	 n;
+
+	if (*len >= bufsz)
+		return -1;
+	va_start(ap, fmt);
+	n = vsnprintf(buf + *len, bufsz - *len, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= bufsz - *len)
+		return -1;
+	*len += (size_t)n;
+	return 0;
+}

@@ -1,0 +1,442 @@
+/*
+ * splitmx: the structures, message types and prototypes that every
+ * process shares.  One header describes the house.
+ */
+#ifndef SPLITMX_H
+#define SPLITMX_H
+
+#include <sys/types.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+#include <netinet/in.h>
+
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "log.h"
+#include "msg.h"
+#include "util.h"
+
+#define SPLITMX_VERSION		"0.1.0"
+#define SPLITMX_CONF		"/etc/splitmx/splitmx.conf"
+#define SPLITMX_USER		"_splitmx"
+#define SPLITMX_QUEUE		"/var/spool/splitmx"
+#define SPLITMX_CONTROL		"/run/splitmx/control.sock"
+#define SPLITMX_STATUS		"/run/splitmx/status.sock"
+#define SPLITMX_EMPTY		"/var/empty"	/* chroot of most children */
+
+#define SMX_NAMESZ		64	/* pki, table names */
+#define SMX_HOSTSZ		256	/* a domain or host name, NUL included */
+#define SMX_ADDRSZ		512	/* an e-mail address, NUL included */
+
+/* Defaults (RFC 5321 §4.5.3 where it has one). */
+#define DEF_MESSAGE_SIZE	(35 * 1024 * 1024)
+#define DEF_RECIPIENTS		100
+#define DEF_SESSIONS		2000
+#define DEF_SESSIONS_PER_IP	50
+#define DEF_ERRORS		10
+#define DEF_TIMEOUT_COMMAND	300	/* 5 minutes */
+#define DEF_TIMEOUT_DATA	600	/* 10 minutes */
+#define DEF_RETRY_FIRST		300
+#define DEF_RETRY_CAP		(4 * 3600)
+#define DEF_EXPIRE		(4 * 86400)
+#define DEF_WARN_AFTER		(4 * 3600)
+#define DEF_LDAP_FILTER		"(|(mail=%s)(proxyAddresses=smtp:%s))"
+#define DEF_LDAP_TARGET		"targetAddress"
+#define DEF_LDAP_TIMEOUT	10
+
+enum smx_proc {
+	PROC_PARENT,
+	PROC_SMTP,
+	PROC_LOOKUP,
+	PROC_QUEUE,
+	PROC_RELAY,
+	PROC_CONTROL,
+	PROC_COUNT
+};
+
+/* Outbound TLS policy of a "to" host (SPEC §3 host syntax). */
+enum smx_tls {
+	TLSP_NONE,
+	TLSP_OPPORTUNISTIC,
+	TLSP_REQUIRE,
+	TLSP_VERIFY
+};
+
+/* "name" (MX lookup) or "[name]" (direct), :port, tls policy. */
+#define F_HOST_MX	0x01	/* look up MX records (no brackets) */
+struct smx_host {
+	char		 name[SMX_HOSTSZ];	/* without brackets */
+	uint16_t	 port;			/* 25 unless given */
+	int		 flags;
+	enum smx_tls	 tls;
+	int		 set;			/* configured at all */
+};
+
+struct smx_pki {
+	TAILQ_ENTRY(smx_pki)	 entry;
+	char			 name[SMX_NAMESZ];
+	char			 cert_file[PATH_MAX];
+	char			 key_file[PATH_MAX];
+	/* Read by the parent, sent to smtp and relay, then wiped. */
+	uint8_t			*cert;
+	size_t			 cert_len;
+	uint8_t			*key;
+	size_t			 key_len;
+};
+
+#define F_LISTEN_TLS		0x01	/* STARTTLS offered */
+#define F_LISTEN_TLS_REQUIRE	0x02	/* STARTTLS required before MAIL */
+struct smx_listener {
+	TAILQ_ENTRY(smx_listener) entry;
+	struct sockaddr_storage	 ss;
+	socklen_t		 sslen;
+	uint16_t		 port;
+	int			 flags;
+	char			 pki[SMX_NAMESZ];
+	int			 fd;		/* bound by the parent, or -1 */
+};
+
+/* A network for "trusted" and "forward from": address and prefix. */
+struct smx_net {
+	TAILQ_ENTRY(smx_net)	 entry;
+	struct sockaddr_storage	 ss;
+	int			 prefixlen;
+};
+TAILQ_HEAD(smx_netlist, smx_net);
+
+enum smx_table_type {
+	TABLE_FILE,
+	TABLE_LDAP
+};
+
+struct smx_table {
+	TAILQ_ENTRY(smx_table)	 entry;
+	char			 name[SMX_NAMESZ];
+	enum smx_table_type	 type;
+	char			 path[PATH_MAX];	/* file */
+	/* ldap */
+	char			 url[1024];	/* space-separated, in order */
+	char			 base[512];
+	char			 binddn[512];
+	char			 bindpw[256];
+	char			 filter[512];
+	char			 target_attr[128];
+	time_t			 cache;		/* seconds, 0: none */
+	time_t			 timeout;	/* seconds */
+	int			 fd;		/* file: opened by the parent */
+};
+
+enum smx_domain_type {
+	DOMAIN_AUTHORITATIVE,
+	DOMAIN_SHARED,
+	DOMAIN_RELAY
+};
+
+enum smx_unknown {
+	UNKNOWN_REJECT,
+	UNKNOWN_BOUNCE,
+	UNKNOWN_FORWARD
+};
+
+struct smx_domain {
+	TAILQ_ENTRY(smx_domain)	 entry;
+	char			 name[SMX_HOSTSZ];	/* ".x" matches subs */
+	enum smx_domain_type	 type;
+	char			 directory[SMX_NAMESZ];	/* table name */
+	struct smx_host		 local;
+	struct smx_host		 forward;
+	enum smx_unknown	 unknown;
+	/* Extension: addresses the forward host sends from (loop check). */
+	struct smx_netlist	 forward_from;
+};
+
+struct smx_conf {
+	char			 file[PATH_MAX];	/* where it came from */
+	uint32_t		 generation;
+	time_t			 loaded;
+
+	char			 hostname[SMX_HOSTSZ];
+	char			 user[64];
+	char			 queue_dir[PATH_MAX];
+	char			 control_sock[PATH_MAX];
+	char			 control_group[64];
+	char			 admin_group[64];
+	char			 status_sock[PATH_MAX];
+	char			 status_group[64];
+	int64_t			 admin_gid;		/* -1: none; by parent */
+	char			 resolver[128];		/* "" : resolv.conf */
+
+	int			 metrics;		/* listener set */
+	struct sockaddr_storage	 metrics_ss;
+	socklen_t		 metrics_sslen;
+	uint16_t		 metrics_port;
+
+	size_t			 max_message_size;
+	uint32_t		 max_recipients;
+	uint32_t		 max_sessions;
+	uint32_t		 max_sessions_per_ip;
+	uint32_t		 max_errors;		/* extension */
+	time_t			 timeout_command;	/* extension */
+	time_t			 timeout_data;		/* extension */
+
+	/* outbound via mx | via "host": name empty means none configured. */
+	struct smx_host		 outbound;
+	time_t			 retry_first;
+	time_t			 retry_cap;
+	time_t			 expire;
+	time_t			 warn_after;
+
+	TAILQ_HEAD(, smx_pki)		 pkis;
+	TAILQ_HEAD(, smx_listener)	 listeners;
+	struct smx_netlist		 trusted;
+	TAILQ_HEAD(, smx_table)		 tables;
+	TAILQ_HEAD(, smx_domain)	 domains;
+
+	/* Sockets the parent binds for the control process, or -1. */
+	int				 control_fd;
+	int				 status_fd;
+	int				 metrics_fd;
+};
+enum smx_sock {
+	SOCK_CONTROL,
+	SOCK_STATUS,
+	SOCK_METRICS
+};
+
+/*
+ * Message types, grouped by subsystem.  Keep imsg_names[] in
+ * smtpd/names.c in the same order.
+ */
+enum imsg_type {
+	IMSG_NONE,
+
+	/* parent -> children: process mesh and configuration */
+	IMSG_PROC_PEER_OPEN,		/* u32 proc, fd: channel to a sibling */
+	IMSG_PROC_START,		/* everything sent, start working */
+	IMSG_CONF_RESET,		/* a new configuration follows */
+	IMSG_CONF_GLOBAL,
+	IMSG_CONF_PKI,
+	IMSG_CONF_LISTENER,		/* fd: the bound socket (smtp only) */
+	IMSG_CONF_TRUSTED,
+	IMSG_CONF_TABLE,
+	IMSG_CONF_DOMAIN,
+	IMSG_CONF_SOCKET,		/* u32 SOCK_*, fd: control's sockets */
+	IMSG_CONF_DONE,			/* child -> parent: acknowledged */
+	IMSG_CONF_APPLY,		/* parent -> child: switch now */
+
+	/* smtp <-> lookup: may this recipient be accepted, and where to */
+	IMSG_LOOKUP_RCPT,		/* see "lookup protocol" below */
+	IMSG_LOOKUP_RCPT_RESULT,
+
+	/* smtp <-> queue: a message file, then its commit */
+	IMSG_QUEUE_MESSAGE_CREATE,	/* u64 reqid */
+	IMSG_QUEUE_MESSAGE_CREATE_RESULT, /* u64 reqid, u32 ok, str id, fd */
+	IMSG_QUEUE_MESSAGE_COMMIT,	/* see "queue protocol" below */
+	IMSG_QUEUE_MESSAGE_COMMIT_RESULT, /* u64 reqid, u32 ok, str reply */
+	IMSG_QUEUE_MESSAGE_ROLLBACK,	/* str id: drop an uncommitted file */
+
+	/* control <-> processes */
+	IMSG_CTL_PROCS,			/* parent -> control: u32 n, (u32 proc, u32 pid)* */
+	IMSG_CTL_VERBOSE,		/* u32 verbose, to every process */
+	IMSG_CTL_RELOAD,		/* control -> parent; reply: result */
+	IMSG_CTL_RELOAD_RESULT,
+	IMSG_CTL_STATS,			/* process -> control: counters */
+	IMSG_CTL_QUEUE_LIST,		/* control -> queue: u64 reqid */
+	IMSG_CTL_QUEUE_ITEM,		/* queue -> control: see below */
+	IMSG_CTL_QUEUE_END,		/* queue -> control: u64 reqid */
+	IMSG_CTL_SMTP_PAUSE,		/* control -> smtp: u32 paused */
+
+	IMSG_TYPE_COUNT
+};
+
+/*
+ * Lookup protocol.  IMSG_LOOKUP_RCPT, smtp -> lookup:
+ *	u64 reqid, sockaddr client, str sender, str rcpt (as given, no <>)
+ * IMSG_LOOKUP_RCPT_RESULT, lookup -> smtp:
+ *	u64 reqid, u32 verdict (LOOKUP_*), u32 smtp code (250, 550, 451...),
+ *	str enhanced reply text ("5.7.1 Relaying denied"),
+ *	u32 route class (ROUTE_*), str rewritten recipient,
+ *	str destination (host syntax, "" for outbound via DNS)
+ */
+enum lookup_verdict {
+	LOOKUP_ACCEPT,
+	LOOKUP_REJECT,		/* 5xx */
+	LOOKUP_TEMPFAIL		/* 4xx */
+};
+
+enum route_class {
+	ROUTE_LOCAL,		/* local mailbox -> local to */
+	ROUTE_CUSTOM,		/* custom recipient, rewritten */
+	ROUTE_FORWARD,		/* relay domain / unknown forward */
+	ROUTE_BOUNCE,		/* unknown bounce: accepted, DSN later */
+	ROUTE_OUTBOUND,		/* trusted client to another domain */
+	ROUTE_NONE
+};
+
+/*
+ * Queue protocol.  IMSG_QUEUE_MESSAGE_COMMIT, smtp -> queue:
+ *	u64 reqid, str id, u64 size (bytes written to the fd),
+ *	str sender, str helo, sockaddr client, str client hostname,
+ *	u32 body (BODY_*), u32 flags (F_MSG_*), str envid, u32 ret (RET_*),
+ *	u32 nrcpt, then nrcpt times:
+ *	    str rcpt (as given), str rewritten, u32 class, str destination,
+ *	    u32 notify (F_NOTIFY_*), str orcpt
+ * The smtp process has written the whole message (Received header first)
+ * to the descriptor it got with CREATE_RESULT; the queue makes it durable
+ * and answers COMMIT_RESULT only once file, envelope and directory are
+ * fsync'd.  The size must be the file's: a mismatch fails the commit.
+ * COMMIT_RESULT's reply is the complete SMTP reply line without CRLF,
+ * "250 2.0.0 Ok: queued as ID" or "451 4.3.0 ..." (ok 0): send it as is.
+ * A queue id is 24 lower-case hex digits.
+ *
+ * IMSG_CTL_QUEUE_ITEM, queue -> control, one per recipient:
+ *	u64 reqid, str id, str state ("queued", "deferred", "delivered",
+ *	"failed"), i64 arrival, u64 size, str sender, str rcpt,
+ *	str rewritten, str route ("local", "custom"...), str destination,
+ *	u32 tries, i64 next try, i64 last try (0: never), str last error
+ * then IMSG_CTL_QUEUE_END: u64 reqid.
+ */
+enum body_type {
+	BODY_7BIT,
+	BODY_8BITMIME,
+	BODY_BINARYMIME
+};
+#define F_MSG_SMTPUTF8		0x01
+#define F_MSG_TLS		0x02
+enum dsn_ret {
+	RET_UNSET,
+	RET_FULL,
+	RET_HDRS
+};
+#define F_NOTIFY_NEVER		0x01
+#define F_NOTIFY_SUCCESS	0x02
+#define F_NOTIFY_FAILURE	0x04
+#define F_NOTIFY_DELAY		0x08
+
+/* What every process knows about itself and its peers. */
+struct smx_env {
+	int		 proc;			/* PROC_* of this process */
+	pid_t		 pids[PROC_COUNT];	/* filled in the parent */
+	struct msgchan	*chan[PROC_COUNT];	/* to the parent and siblings */
+	struct smx_conf	*conf;			/* in force */
+	struct smx_conf	*pending;		/* being received (reload) */
+	struct event_base *evbase;
+	time_t		 started;
+	int		 debug;
+	int		 verbose;
+};
+extern struct smx_env	*env;
+
+extern const char	*imsg_names[];
+extern const char	*proc_names[];
+
+/* names.c */
+const char	*imsg_name(uint32_t);
+const char	*proc_name(int);
+
+/* parse.y: every error is written to errfp as "FILE:LINE: message" */
+struct smx_conf	*parse_config(const char *file, FILE *errfp);
+
+/* conf.c: building, freeing, printing, looking up a configuration */
+struct smx_conf	*conf_new(void);
+void		 conf_free(struct smx_conf *);
+void		 conf_print(FILE *, const struct smx_conf *);
+struct smx_pki	*conf_pki(const struct smx_conf *, const char *);
+struct smx_table *conf_table(const struct smx_conf *, const char *);
+struct smx_domain *conf_domain(const struct smx_conf *, const char *);
+/* conf_msg.c: shipping a configuration to the children */
+int		 conf_send(struct msgchan *, const struct smx_conf *, int proc);
+/* Children: feed IMSG_CONF_* here; returns the finished conf on DONE. */
+int		 conf_recv(struct msg *, struct smx_conf **building);
+
+/*
+ * proc.c: what every child has in common.  A child is started by
+ * fork + exec of splitmxd with "-P name"; fd 3 is its channel to the
+ * parent.  It receives the sibling channels and the configuration, then
+ * its entry function (smtp(), lookup(), ...) is called: that function
+ * does what must happen with privilege, calls proc_drop_privileges(),
+ * sets up its events and runs event_dispatch().  Every message that
+ * reaches the process goes to its X_imsg() after proc_imsg() had the
+ * first look (peers, configuration, verbosity): X_imsg() is one switch,
+ * and an unknown type there is fatal.
+ */
+void		 proc_child(int proc);		/* never returns */
+void		 proc_drop_privileges(int proc, const char *root);
+/* IMSG_CONF_APPLY in a child: swap in the new conf, return the old. */
+struct smx_conf	*proc_conf_apply(struct msg *);
+/* The common part of a child's dispatch: 1 if it handled the message. */
+int		 proc_imsg(struct msgchan *, struct msg *);
+/* Send to a sibling or the parent; a failure here is fatal. */
+void		 proc_send(int peer, struct msg *);
+void		 proc_compose(int peer, uint32_t type, uint32_t peerid, int fd,
+		    const void *, size_t);
+/* A lost peer ends the process: a half-working gateway is worse than none. */
+void		 proc_lost(struct msgchan *);
+
+/*
+ * stats.c: counters every process keeps and sends to control in
+ * batches (at most four times a second), never a message per event.
+ * Names are the status socket's keys ("messages.accepted").
+ */
+void		 stat_add(const char *name, int64_t delta);
+void		 stat_set(const char *name, int64_t value);	/* a gauge */
+void		 stat_flush(void);
+
+/* Process entry points and dispatchers (one file each). */
+void		 smtp(void);
+void		 smtp_imsg(struct msgchan *, struct msg *, void *);
+void		 lookup(void);
+void		 lookup_imsg(struct msgchan *, struct msg *, void *);
+void		 queue(void);
+void		 queue_imsg(struct msgchan *, struct msg *, void *);
+void		 relay(void);
+void		 relay_imsg(struct msgchan *, struct msg *, void *);
+void		 control(void);
+void		 control_imsg(struct msgchan *, struct msg *, void *);
+
+/*
+ * route.c: where a recipient goes (lookup process).  The answer is what
+ * IMSG_LOOKUP_RCPT_RESULT carries.
+ */
+struct route_result {
+	enum lookup_verdict	 verdict;
+	uint32_t		 code;		/* 250, 550, 451... */
+	char			 text[128];	/* "5.7.1 Relaying denied" */
+	enum route_class	 rclass;
+	char			 rewritten[SMX_ADDRSZ];
+	char			 dest[SMX_HOSTSZ + 16];	/* host syntax, "" DNS */
+};
+void		 route_rcpt(const struct smx_conf *, const struct sockaddr *,
+		    const char *sender, const char *rcpt, struct route_result *);
+const char	*route_class_name(enum route_class);
+
+/* table_file.c: the directory file (SPEC §4) */
+enum dir_kind {
+	DIR_LOCAL,
+	DIR_CUSTOM
+};
+struct table_file;
+/*
+ * Loads a directory from an open descriptor (the parent opens it);
+ * name is the file name used in "FILE:LINE: message" errors, which are
+ * written to errfp (all of them).  NULL if the file had any error.
+ */
+struct table_file *table_file_load(int fd, const char *name, FILE *errfp);
+void		 table_file_free(struct table_file *);
+size_t		 table_file_count(const struct table_file *);
+/*
+ * Exact lookup of a lower-cased key ("alice@example.com" or
+ * "@sales.example.com"); the target is NULL for a custom entry without
+ * a target (the address itself).  0 found, -1 not found.
+ */
+int		 table_file_get(const struct table_file *, const char *key,
+		    enum dir_kind *, const char **target);
+/* Custom chains that cycle (more than 8 steps): errors to errfp; -1. */
+int		 table_file_check_cycles(const struct table_file *,
+		    const char *name, FILE *errfp);
+
+#endif

@@ -1,0 +1,847 @@
+/*
+ * splitmxd: the privileged parent.  It parses the configuration, binds
+ * the sockets, starts the five children by fork + re-exec and supervises
+ * them; reload is orchestrated from here.
+ */
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include <netinet/in.h>
+
+#include <err.h>
+#include <errno.h>
+#include <event.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <tls.h>
+#include <unistd.h>
+
+#include "splitmx.h"
+
+static void	usage(void) __attribute__((__noreturn__));
+static int	check_config(const char *, int);
+static int	check_tables(const struct smx_conf *, FILE *);
+static int	parent_bind_metrics(struct smx_conf *, FILE *);
+static void	parent_wipe_pki(struct smx_conf *);
+static void	parent_setup_dirs(const struct smx_conf *);
+static int	parent_bind(struct smx_conf *, FILE *);
+static int	parent_bind_listener(struct smx_listener *, FILE *);
+static int	parent_bind_unix(const char *, const char *, mode_t, FILE *);
+static int	parent_read_pki(struct smx_conf *, FILE *);
+static void	parent_start(int, char **);
+static pid_t	parent_fork(int, int, char **);
+static void	parent_imsg(struct msgchan *, struct msg *, void *);
+static void	parent_sig(int, short, void *);
+static void	parent_reap(void);
+static void	parent_child_exited(int, int);
+static void	parent_shutdown(int) __attribute__((__noreturn__));
+static void	parent_conf_done(struct msgchan *, struct msg *);
+static void	parent_reload(uint64_t);
+static void	parent_reload_reply(uint64_t, int, const char *);
+static void	parent_send_procs(void);
+static void	parent_verbose(struct msg *);
+static void	conf_close_fds(struct smx_conf *);
+
+
+/* Reload state: at most one in flight. */
+static struct {
+	int		 pending;
+	uint64_t	 reqid;
+	int		 acks;
+	struct smx_conf	*conf;
+} reload;
+
+static const char	*conffile = SPLITMX_CONF;
+static uint32_t		 generation = 1;
+static int		 shutting_down;
+static struct event	 ev_sigterm, ev_sigint, ev_sighup, ev_sigchld;
+
+static void
+usage(void)
+{
+	extern char	*__progname;
+
+	fprintf(stderr, "usage: %s [-dnv] [-f file]\n", __progname);
+	exit(2);
+}
+
+int
+main(int argc, char *argv[], char *envp[])
+{
+	const char	*pname = NULL;
+	int		 ch, noaction = 0, i;
+
+	setproctitle_init(argc, argv, envp);
+	while ((ch = getopt(argc, argv, "df:nP:v")) != -1) {
+		switch (ch) {
+		case 'd':
+			env->debug = 1;
+			break;
+		case 'f':
+			conffile = optarg;
+			break;
+		case 'n':
+			noaction = 1;
+			break;
+		case 'P':
+			pname = optarg;
+			break;
+		case 'v':
+			env->verbose++;
+			break;
+		default:
+			usage();
+		}
+	}
+	argc -= optind;
+	if (argc != 0)
+		usage();
+
+	if (pname != NULL) {
+		/* A re-executed child: the parent's channel is fd 3. */
+		log_init(env->debug, env->verbose);
+		for (i = PROC_PARENT + 1; i < PROC_COUNT; i++)
+			if (strcmp(pname, proc_names[i]) == 0)
+				proc_child(i);
+		fatalx("unknown process %s", pname);
+	}
+
+	if (noaction)
+		exit(check_config(conffile, env->verbose));
+
+	log_init(env->debug, env->verbose);
+	parent_start(argc, argv);
+	return 0;
+}
+
+/* splitmxd -n: parse, load every directory, report. */
+static int
+check_config(const char *file, int verbose)
+{
+	struct smx_conf	*c;
+
+	if ((c = parse_config(file, stderr)) == NULL)
+		return 1;
+	if (check_tables(c, stderr) == -1) {
+		conf_free(c);
+		return 1;
+	}
+	if (verbose)
+		conf_print(stdout, c);
+	printf("configuration OK\n");
+	conf_free(c);
+	return 0;
+}
+
+/* Load every file table once, as the lookup process will. */
+static int
+check_tables(const struct smx_conf *c, FILE *errfp)
+{
+	struct smx_table	*t;
+	struct table_file	*tf;
+	int			 fd, ret = 0;
+
+	TAILQ_FOREACH(t, &c->tables, entry) {
+		if (t->type != TABLE_FILE)
+			continue;
+		if ((fd = open(t->path, O_RDONLY | O_CLOEXEC)) == -1) {
+			fprintf(errfp, "%s: %s\n", t->path, strerror(errno));
+			ret = -1;
+			continue;
+		}
+		tf = table_file_load(fd, t->path, errfp);
+		close(fd);
+		if (tf == NULL) {
+			ret = -1;
+			continue;
+		}
+		if (table_file_check_cycles(tf, t->path, errfp) == -1)
+			ret = -1;
+		table_file_free(tf);
+	}
+	return ret;
+}
+
+/* The spool and the empty chroot, owned as the children need them. */
+static void
+parent_setup_dirs(const struct smx_conf *c)
+{
+	struct passwd	*pw = NULL;
+	struct stat	 st;
+
+	if (geteuid() == 0) {
+		if ((pw = getpwnam(c->user)) == NULL)
+			fatalx("user %s does not exist", c->user);
+		if (mkdir(SPLITMX_EMPTY, 0755) == -1 && errno != EEXIST)
+			fatal("mkdir %s", SPLITMX_EMPTY);
+		if (stat(SPLITMX_EMPTY, &st) == -1)
+			fatal("stat %s", SPLITMX_EMPTY);
+		if (st.st_uid != 0 || (st.st_mode & 022) != 0)
+			fatalx("%s must be owned by root and not writable "
+			    "by others", SPLITMX_EMPTY);
+	}
+	if (mkdir(c->queue_dir, 0700) == -1 && errno != EEXIST)
+		fatal("mkdir %s", c->queue_dir);
+	if (stat(c->queue_dir, &st) == -1)
+		fatal("stat %s", c->queue_dir);
+	if (!S_ISDIR(st.st_mode))
+		fatalx("%s is not a directory", c->queue_dir);
+	if (pw != NULL && (st.st_uid != pw->pw_uid)) {
+		if (chown(c->queue_dir, pw->pw_uid, pw->pw_gid) == -1)
+			fatal("chown %s", c->queue_dir);
+		if (chmod(c->queue_dir, 0700) == -1)
+			fatal("chmod %s", c->queue_dir);
+	}
+}
+
+static int
+parent_bind_listener(struct smx_listener *l, FILE *errfp)
+{
+	char	 addr[INET6_ADDRSTRLEN];
+	int	 fd, on = 1;
+
+	if ((fd = socket(l->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, 0)) == -1) {
+		fprintf(errfp, "socket: %s\n", strerror(errno));
+		return -1;
+	}
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) == -1)
+		goto fail;
+	if (l->ss.ss_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6,
+	    IPV6_V6ONLY, &on, sizeof(on)) == -1)
+		goto fail;
+	if (bind(fd, (struct sockaddr *)&l->ss, l->sslen) == -1)
+		goto fail;
+	if (listen(fd, 1024) == -1)
+		goto fail;
+	l->fd = fd;
+	return 0;
+ fail:
+	fprintf(errfp, "listen on %s port %u: %s\n",
+	    sa_str((struct sockaddr *)&l->ss, addr, sizeof(addr)), l->port,
+	    strerror(errno));
+	close(fd);
+	return -1;
+}
+
+/* A unix socket for control or status, mode and group as configured. */
+static int
+parent_bind_unix(const char *path, const char *group, mode_t mode,
+    FILE *errfp)
+{
+	struct sockaddr_un	 sun;
+	struct group		*gr;
+	gid_t			 gid = (gid_t)-1;
+	mode_t			 old;
+	int			 fd;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlcpy(sun.sun_path, path, sizeof(sun.sun_path)) >=
+	    sizeof(sun.sun_path)) {
+		fprintf(errfp, "%s: socket path too long\n", path);
+		return -1;
+	}
+	if (group[0] != '\0') {
+		if ((gr = getgrnam(group)) == NULL) {
+			fprintf(errfp, "%s: group %s does not exist\n", path,
+			    group);
+			return -1;
+		}
+		gid = gr->gr_gid;
+	}
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0)) == -1) {
+		fprintf(errfp, "socket: %s\n", strerror(errno));
+		return -1;
+	}
+	if (unlink(path) == -1 && errno != ENOENT) {
+		fprintf(errfp, "%s: %s\n", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	old = umask(0177);
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+		umask(old);
+		fprintf(errfp, "%s: %s\n", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	umask(old);
+	if ((gid != (gid_t)-1 && chown(path, (uid_t)-1, gid) == -1) ||
+	    chmod(path, mode) == -1 || listen(fd, 128) == -1) {
+		fprintf(errfp, "%s: %s\n", path, strerror(errno));
+		unlink(path);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static int
+parent_bind_metrics(struct smx_conf *c, FILE *errfp)
+{
+	char	 addr[INET6_ADDRSTRLEN];
+	int	 fd, on = 1;
+
+	if ((fd = socket(c->metrics_ss.ss_family, SOCK_STREAM |
+	    SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1)
+		goto fail;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) == -1 ||
+	    bind(fd, (struct sockaddr *)&c->metrics_ss, c->metrics_sslen) == -1 ||
+	    listen(fd, 64) == -1) {
+		close(fd);
+		goto fail;
+	}
+	c->metrics_fd = fd;
+	return 0;
+ fail:
+	fprintf(errfp, "metrics listen on %s port %u: %s\n",
+	    sa_str((struct sockaddr *)&c->metrics_ss, addr, sizeof(addr)),
+	    c->metrics_port, strerror(errno));
+	return -1;
+}
+
+/*
+ * Bind everything a configuration needs.  On reload, a listener that
+ * exists in the running configuration keeps its socket.
+ */
+static int
+parent_bind(struct smx_conf *c, FILE *errfp)
+{
+	struct smx_listener	*l, *o;
+	struct smx_conf		*old = env->conf;
+	struct group		*gr;
+
+	c->admin_gid = -1;
+	if (c->admin_group[0] != '\0') {
+		if ((gr = getgrnam(c->admin_group)) == NULL) {
+			fprintf(errfp, "%s: control admin group %s does not "
+			    "exist\n", c->file, c->admin_group);
+			return -1;
+		}
+		c->admin_gid = gr->gr_gid;
+	}
+
+	TAILQ_FOREACH(l, &c->listeners, entry) {
+		o = NULL;
+		if (old != NULL)
+			TAILQ_FOREACH(o, &old->listeners, entry)
+				if (o->sslen == l->sslen && o->fd != -1 &&
+				    memcmp(&o->ss, &l->ss, l->sslen) == 0)
+					break;
+		if (o != NULL) {
+			if ((l->fd = dup(o->fd)) == -1) {
+				fprintf(errfp, "dup: %s\n", strerror(errno));
+				return -1;
+			}
+			continue;
+		}
+		if (parent_bind_listener(l, errfp) == -1)
+			return -1;
+	}
+	if (old != NULL && strcmp(old->control_sock, c->control_sock) == 0 &&
+	    strcmp(old->control_group, c->control_group) == 0 &&
+	    old->control_fd != -1) {
+		if ((c->control_fd = dup(old->control_fd)) == -1)
+			return -1;
+	} else if ((c->control_fd = parent_bind_unix(c->control_sock,
+	    c->control_group, 0660, errfp)) == -1)
+		return -1;
+	if (old != NULL && strcmp(old->status_sock, c->status_sock) == 0 &&
+	    strcmp(old->status_group, c->status_group) == 0 &&
+	    old->status_fd != -1) {
+		if ((c->status_fd = dup(old->status_fd)) == -1)
+			return -1;
+	} else if ((c->status_fd = parent_bind_unix(c->status_sock,
+	    c->status_group, c->status_group[0] ? 0660 : 0666, errfp)) == -1)
+		return -1;
+	if (c->metrics) {
+		if (old != NULL && old->metrics && old->metrics_fd != -1 &&
+		    old->metrics_sslen == c->metrics_sslen &&
+		    memcmp(&old->metrics_ss, &c->metrics_ss,
+		    c->metrics_sslen) == 0) {
+			if ((c->metrics_fd = dup(old->metrics_fd)) == -1)
+				return -1;
+		} else if (parent_bind_metrics(c, errfp) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+/* Certificates and keys are read here, with privilege, into memory. */
+static int
+parent_read_pki(struct smx_conf *c, FILE *errfp)
+{
+	struct smx_pki	*pki;
+
+	TAILQ_FOREACH(pki, &c->pkis, entry) {
+		if ((pki->cert = tls_load_file(pki->cert_file, &pki->cert_len,
+		    NULL)) == NULL) {
+			fprintf(errfp, "%s: cannot read certificate\n",
+			    pki->cert_file);
+			return -1;
+		}
+		if ((pki->key = tls_load_file(pki->key_file, &pki->key_len,
+		    NULL)) == NULL) {
+			fprintf(errfp, "%s: cannot read key\n", pki->key_file);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Wipe key material once every child has its copy. */
+static void
+parent_wipe_pki(struct smx_conf *c)
+{
+	struct smx_pki	*pki;
+
+	TAILQ_FOREACH(pki, &c->pkis, entry) {
+		if (pki->key != NULL) {
+			tls_unload_file(pki->key, pki->key_len);
+			pki->key = NULL;
+			pki->key_len = 0;
+		}
+	}
+}
+
+static void
+conf_close_fds(struct smx_conf *c)
+{
+	struct smx_listener	*l;
+
+	if (c == NULL)
+		return;
+	TAILQ_FOREACH(l, &c->listeners, entry)
+		if (l->fd != -1) {
+			close(l->fd);
+			l->fd = -1;
+		}
+	if (c->control_fd != -1)
+		close(c->control_fd);
+	if (c->status_fd != -1)
+		close(c->status_fd);
+	if (c->metrics_fd != -1)
+		close(c->metrics_fd);
+	c->control_fd = c->status_fd = c->metrics_fd = -1;
+}
+
+static void
+parent_start(int argc, char **argv)
+{
+	struct smx_conf	*c;
+	int		 pairs[PROC_COUNT][PROC_COUNT][2];
+	int		 i, j;
+	struct msg	 m;
+
+	(void)argc;
+	if ((c = parse_config(conffile, stderr)) == NULL)
+		exit(1);
+	if (check_tables(c, stderr) == -1)
+		exit(1);
+	c->generation = generation++;
+	c->loaded = time(NULL);
+	c->control_fd = c->status_fd = c->metrics_fd = -1;
+
+	if (geteuid() != 0)
+		log_warnx("running as uid %u, not root: every process runs as "
+		    "this user, without chroot", (unsigned)geteuid());
+	parent_setup_dirs(c);
+	if (parent_read_pki(c, stderr) == -1 || parent_bind(c, stderr) == -1)
+		fatalx("cannot start");
+
+	if (!env->debug && daemon(1, 0) == -1)
+		fatal("daemon");
+
+	env->proc = PROC_PARENT;
+	env->started = time(NULL);
+	env->conf = c;
+	log_procname("parent");
+
+	/* One socketpair per pair of processes, the parent included. */
+	for (i = 0; i < PROC_COUNT; i++)
+		for (j = i + 1; j < PROC_COUNT; j++)
+			if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC,
+			    0, pairs[i][j]) == -1)
+				fatal("socketpair");
+
+	for (i = PROC_PARENT + 1; i < PROC_COUNT; i++)
+		env->pids[i] = parent_fork(i, pairs[PROC_PARENT][i][1], argv);
+	env->pids[PROC_PARENT] = getpid();
+
+	if ((env->evbase = event_init()) == NULL)
+		fatalx("event_init failed");
+	for (i = PROC_PARENT + 1; i < PROC_COUNT; i++) {
+		close(pairs[PROC_PARENT][i][1]);
+		if ((env->chan[i] = calloc(1, sizeof(struct msgchan))) == NULL)
+			fatal("calloc");
+		msgchan_init(env->chan[i], pairs[PROC_PARENT][i][0], i,
+		    parent_imsg, NULL);
+	}
+	/* Hand each child its ends of the sibling channels. */
+	for (i = PROC_PARENT + 1; i < PROC_COUNT; i++)
+		for (j = i + 1; j < PROC_COUNT; j++) {
+			msg_init(&m, IMSG_PROC_PEER_OPEN, 0);
+			msg_add_u32(&m, (uint32_t)j);
+			msg_set_fd(&m, pairs[i][j][0]);
+			if (msgchan_send(env->chan[i], &m) == -1)
+				fatalx("send peer");
+			msg_init(&m, IMSG_PROC_PEER_OPEN, 0);
+			msg_add_u32(&m, (uint32_t)i);
+			msg_set_fd(&m, pairs[i][j][1]);
+			if (msgchan_send(env->chan[j], &m) == -1)
+				fatalx("send peer");
+		}
+	for (i = PROC_PARENT + 1; i < PROC_COUNT; i++) {
+		if (conf_send(env->chan[i], c, i) == -1)
+			fatalx("cannot send the configuration to %s",
+			    proc_name(i));
+		msgchan_compose(env->chan[i], IMSG_PROC_START, 0, -1, NULL, 0);
+		if (msgchan_flush(env->chan[i]) == -1)
+			fatal("start %s", proc_name(i));
+	}
+	parent_wipe_pki(c);
+	parent_send_procs();
+
+	signal_set(&ev_sigterm, SIGTERM, parent_sig, NULL);
+	signal_set(&ev_sigint, SIGINT, parent_sig, NULL);
+	signal_set(&ev_sighup, SIGHUP, parent_sig, NULL);
+	signal_set(&ev_sigchld, SIGCHLD, parent_sig, NULL);
+	signal_add(&ev_sigterm, NULL);
+	signal_add(&ev_sigint, NULL);
+	signal_add(&ev_sighup, NULL);
+	signal_add(&ev_sigchld, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	for (i = PROC_PARENT + 1; i < PROC_COUNT; i++)
+		msgchan_event_add(env->chan[i]);
+
+	log_info("startup version=%s generation=%u pid=%d", SPLITMX_VERSION,
+	    c->generation, (int)getpid());
+	event_dispatch();
+	parent_shutdown(1);
+}
+
+/* Fork and re-exec ourselves as a child: fresh address space layout. */
+static pid_t
+parent_fork(int proc, int fd, char **argv)
+{
+	char	*args[8];
+	char	 a0[] = "splitmxd", ap[] = "-P", ad[] = "-d", av[] = "-v";
+	char	 name[16];
+	int	 n = 0;
+	pid_t	 pid;
+
+	(void)argv;
+	switch ((pid = fork())) {
+	case -1:
+		fatal("fork");
+	case 0:
+		break;
+	default:
+		return pid;
+	}
+	if (fd != 3) {
+		if (dup2(fd, 3) == -1)
+			fatal("dup2");
+	} else if (fcntl(fd, F_SETFD, 0) == -1)
+		fatal("fcntl");
+	if (close_range(4, ~0U, 0) == -1)
+		fatal("close_range");
+	strlcpy(name, proc_names[proc], sizeof(name));
+	args[n++] = a0;
+	args[n++] = ap;
+	args[n++] = name;
+	if (env->debug)
+		args[n++] = ad;
+	if (log_getverbose())
+		args[n++] = av;
+	args[n] = NULL;
+	execv("/proc/self/exe", args);
+	fatal("exec %s", proc_names[proc]);
+}
+
+static void
+parent_send_procs(void)
+{
+	struct msg	 m;
+	int		 i;
+
+	msg_init(&m, IMSG_CTL_PROCS, 0);
+	msg_add_i64(&m, env->started);
+	msg_add_u32(&m, PROC_COUNT);
+	for (i = 0; i < PROC_COUNT; i++) {
+		msg_add_u32(&m, (uint32_t)i);
+		msg_add_u32(&m, (uint32_t)env->pids[i]);
+	}
+	if (msgchan_send(env->chan[PROC_CONTROL], &m) == -1)
+		fatalx("send procs");
+}
+
+static void
+parent_imsg(struct msgchan *ch, struct msg *m, void *arg)
+{
+	uint64_t	 reqid;
+
+	(void)arg;
+	if (m == NULL) {
+		/* Usually the child died: say which and how, then stop. */
+		int	 status, tries;
+		pid_t	 pid = env->pids[ch->peer];
+
+		for (tries = 0; pid != 0 && tries < 50; tries++) {
+			if (waitpid(pid, &status, WNOHANG) == pid) {
+				env->pids[ch->peer] = 0;
+				parent_child_exited(ch->peer, status);
+				break;
+			}
+			usleep(10000);
+		}
+		if (env->pids[ch->peer] != 0)
+			log_warnx("lost channel to %s", proc_name(ch->peer));
+		parent_shutdown(1);
+	}
+	switch (m->type) {
+	case IMSG_CONF_DONE:
+		parent_conf_done(ch, m);
+		break;
+	case IMSG_CTL_RELOAD:
+		if (ch->peer != PROC_CONTROL || msg_get_u64(m, &reqid) == -1 ||
+		    msg_end(m) == -1)
+			fatalx("bad %s from %s", imsg_name(m->type),
+			    proc_name(ch->peer));
+		parent_reload(reqid);
+		break;
+	case IMSG_CTL_VERBOSE:
+		parent_verbose(m);
+		break;
+	default:
+		fatalx("unexpected %s from %s", imsg_name(m->type),
+		    proc_name(ch->peer));
+	}
+}
+
+/* "log verbose" / "log brief": to ourselves and every child. */
+static void
+parent_verbose(struct msg *m)
+{
+	uint32_t	 v;
+	int		 i;
+
+	if (msg_get_u32(m, &v) == -1 || msg_end(m) == -1)
+		fatalx("bad %s", imsg_name(m->type));
+	log_setverbose((int)v);
+	for (i = PROC_PARENT + 1; i < PROC_COUNT; i++)
+		msgchan_compose(env->chan[i], IMSG_CTL_VERBOSE, 0, -1, &v,
+		    sizeof(v));
+	log_info("log verbosity=%s", v ? "verbose" : "brief");
+}
+
+/*
+ * Reload: parse and validate everything with privilege (tables loaded,
+ * certificates read, sockets bound), then RESET..DONE to every child;
+ * when all have acknowledged, APPLY.  Any error leaves the running
+ * configuration untouched and goes back to the requester as text.
+ */
+static void
+parent_reload(uint64_t reqid)
+{
+	struct smx_conf	*c;
+	char		*errbuf = NULL;
+	size_t		 errlen = 0;
+	FILE		*errfp;
+	int		 i;
+
+	if (reload.pending) {
+		parent_reload_reply(reqid, 1, "a reload is already in progress");
+		return;
+	}
+	if ((errfp = open_memstream(&errbuf, &errlen)) == NULL)
+		fatal("open_memstream");
+	c = parse_config(conffile, errfp);
+	if (c != NULL && check_tables(c, errfp) == -1) {
+		conf_free(c);
+		c = NULL;
+	}
+	if (c != NULL) {
+		c->control_fd = c->status_fd = c->metrics_fd = -1;
+		if (strcmp(c->user, env->conf->user) != 0 ||
+		    strcmp(c->queue_dir, env->conf->queue_dir) != 0) {
+			fprintf(errfp, "%s: changing user or queue needs a "
+			    "restart of splitmxd\n", conffile);
+			conf_free(c);
+			c = NULL;
+		} else if (parent_read_pki(c, errfp) == -1 ||
+		    parent_bind(c, errfp) == -1) {
+			conf_close_fds(c);
+			conf_free(c);
+			c = NULL;
+		}
+	}
+	fclose(errfp);
+	if (c == NULL) {
+		log_warnx("reload refused: %s", errbuf ? errbuf : "");
+		parent_reload_reply(reqid, 1, errbuf ? errbuf : "invalid");
+		free(errbuf);
+		return;
+	}
+	free(errbuf);
+	c->generation = generation++;
+	c->loaded = time(NULL);
+	reload.pending = 1;
+	reload.reqid = reqid;
+	reload.acks = 0;
+	reload.conf = c;
+	for (i = PROC_PARENT + 1; i < PROC_COUNT; i++)
+		if (conf_send(env->chan[i], c, i) == -1)
+			fatalx("cannot send the configuration to %s",
+			    proc_name(i));
+	parent_wipe_pki(c);
+}
+
+static void
+parent_conf_done(struct msgchan *ch, struct msg *m)
+{
+	struct smx_conf	*old;
+	char		 buf[128];
+	int		 i;
+
+	if (msg_end(m) == -1)
+		fatalx("bad %s from %s", imsg_name(m->type),
+		    proc_name(ch->peer));
+	if (!reload.pending)
+		return;		/* the acknowledgement of the first conf */
+	if (++reload.acks < PROC_COUNT - 1)
+		return;
+	for (i = PROC_PARENT + 1; i < PROC_COUNT; i++)
+		msgchan_compose(env->chan[i], IMSG_CONF_APPLY, 0, -1, NULL, 0);
+	old = env->conf;
+	env->conf = reload.conf;
+	reload.pending = 0;
+	reload.conf = NULL;
+	conf_close_fds(old);
+	conf_free(old);
+	(void)snprintf(buf, sizeof(buf), "configuration generation %u "
+	    "applied", env->conf->generation);
+	log_info("reload generation=%u applied", env->conf->generation);
+	parent_reload_reply(reload.reqid, 0, buf);
+}
+
+static void
+parent_reload_reply(uint64_t reqid, int failed, const char *text)
+{
+	struct msg	 m;
+
+	msg_init(&m, IMSG_CTL_RELOAD_RESULT, 0);
+	msg_add_u64(&m, reqid);
+	msg_add_u32(&m, (uint32_t)failed);
+	msg_add_str(&m, text);
+	if (msgchan_send(env->chan[PROC_CONTROL], &m) == -1)
+		fatalx("send reload result");
+}
+
+static void
+parent_sig(int sig, short event, void *arg)
+{
+	(void)event;
+	(void)arg;
+	switch (sig) {
+	case SIGTERM:
+	case SIGINT:
+		log_info("received %s, shutting down",
+		    sig == SIGTERM ? "SIGTERM" : "SIGINT");
+		parent_shutdown(0);
+	case SIGHUP:
+		log_info("received SIGHUP, reloading");
+		parent_reload(0);
+		break;
+	case SIGCHLD:
+		parent_reap();
+		break;
+	}
+}
+
+/* A child that dies takes the daemon down: no half-working gateway. */
+static void
+parent_reap(void)
+{
+	int	 status, i;
+	pid_t	 pid;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		for (i = PROC_PARENT + 1; i < PROC_COUNT; i++)
+			if (env->pids[i] == pid)
+				break;
+		if (i == PROC_COUNT)
+			continue;
+		env->pids[i] = 0;
+		if (shutting_down)
+			continue;
+		parent_child_exited(i, status);
+		parent_shutdown(1);
+	}
+}
+
+static void
+parent_child_exited(int proc, int status)
+{
+	if (WIFSIGNALED(status))
+		log_warnx("child %s terminated by signal %d, stopping",
+		    proc_name(proc), WTERMSIG(status));
+	else
+		log_warnx("child %s exited with status %d, stopping",
+		    proc_name(proc), WEXITSTATUS(status));
+}
+
+/*
+ * Close every channel (children exit on EOF), wait for them a moment,
+ * then kill what is left.  No zombies stay behind.
+ */
+static void
+parent_shutdown(int failed)
+{
+	int	 i, alive, tries;
+	pid_t	 pid;
+
+	shutting_down = 1;
+	for (i = PROC_PARENT + 1; i < PROC_COUNT; i++)
+		if (env->chan[i] != NULL) {
+			msgchan_clear(env->chan[i]);
+			env->chan[i] = NULL;
+		}
+	for (tries = 0; tries < 100; tries++) {
+		alive = 0;
+		for (i = PROC_PARENT + 1; i < PROC_COUNT; i++) {
+			if (env->pids[i] == 0)
+				continue;
+			pid = waitpid(env->pids[i], NULL, WNOHANG);
+			if (pid == env->pids[i] || (pid == -1 &&
+			    errno == ECHILD))
+				env->pids[i] = 0;
+			else
+				alive++;
+		}
+		if (!alive)
+			break;
+		usleep(10000);
+	}
+	for (i = PROC_PARENT + 1; i < PROC_COUNT; i++)
+		if (env->pids[i] != 0) {
+			kill(env->pids[i], SIGKILL);
+			waitpid(env->pids[i], NULL, 0);
+		}
+	if (env->conf != NULL) {
+		unlink(env->conf->control_sock);
+		unlink(env->conf->status_sock);
+	}
+	log_info("terminated");
+	exit(failed);
+}

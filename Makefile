@@ -6,11 +6,13 @@ CC	?= cc
 PYTHON	 = /usr/bin/python3
 
 PKGS	 = libbsd-overlay libevent libtls
-CFLAGS	?= -O2 -g
-CFLAGS	+= -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes \
-	   -Wpointer-arith -Wcast-qual -fstack-protector-strong \
-	   -D_GNU_SOURCE -Ilib -Ismtpd -I$(OBJ) \
-	   $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+OPT	?= -O2 -g
+SAN	?=
+WARN	 = -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes \
+	   -Wpointer-arith -Wcast-qual -fstack-protector-strong
+ALL_CFLAGS = $(OPT) $(SAN) $(WARN) -D_GNU_SOURCE -Ilib -Ismtpd -I$(OBJ) \
+	   $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(CFLAGS)
+ALL_LDFLAGS = $(SAN) $(LDFLAGS)
 LDLIBS	+= $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer \
 	   -fno-sanitize-recover=undefined
@@ -35,27 +37,27 @@ DEB_ALL	  = $(DEB_BUILD) $(DEB_TEST)
 all: $(OBJ)/splitmxd $(OBJ)/splitmxctl $(UNIT_BINS)
 
 $(OBJ)/splitmxd: $(D_OBJS)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(D_OBJS) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $(D_OBJS) $(LDLIBS)
 
 $(OBJ)/splitmxctl: $(CTL_OBJS)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CTL_OBJS) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $(CTL_OBJS) $(LDLIBS)
 
 $(OBJ)/smtpd/parse.c: smtpd/parse.y
 	@mkdir -p $(@D)
 	bison -o $@ $<
 
 $(OBJ)/smtpd/parse.o: $(OBJ)/smtpd/parse.c $(HDRS)
-	$(CC) $(CFLAGS) -Wno-unused-but-set-variable -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) -Wno-unused-but-set-variable -c -o $@ $<
 
 $(OBJ)/%.o: %.c $(HDRS)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 # Unit tests link every object of the daemon but its main().
 UNIT_LINK = $(filter-out $(OBJ)/smtpd/splitmxd.o,$(D_OBJS))
 $(OBJ)/regress/%: regress/lib/%.c $(UNIT_LINK) $(HDRS)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -Iregress/lib -o $@ $< $(UNIT_LINK) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -Iregress/lib -o $@ $< $(UNIT_LINK) $(LDLIBS)
 
 # Installs only the Debian packages that are missing, with one update.
 deps:
@@ -80,8 +82,7 @@ test: deps all
 
 test-asan:
 	$(MAKE) deps
-	$(MAKE) OBJ=obj-asan CFLAGS="-O1 -g $(SANFLAGS)" \
-	    LDFLAGS="$(SANFLAGS)" all
+	$(MAKE) OBJ=obj-asan OPT="-O1 -g" SAN="$(SANFLAGS)" all
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	SPLITMX_OBJ=obj-asan $(PYTHON) -m pytest -q regress

@@ -154,8 +154,15 @@ control_imsg(struct msgchan *ch, struct msg *m, void *arg)
 static void
 control_conf_apply(struct msg *m)
 {
-	conf_free(proc_conf_apply(m));
+	struct smx_conf	*old = proc_conf_apply(m);
+
 	control_listen();
+	/* The metrics socket is closed by evhttp when it lets go of it. */
+	if (old->control_fd != -1)
+		close(old->control_fd);
+	if (old->status_fd != -1)
+		close(old->status_fd);
+	conf_free(old);
 }
 
 static void

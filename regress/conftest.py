@@ -108,6 +108,10 @@ class Daemon:
             if self.proc.poll() is not None:
                 raise RuntimeError("splitmxd exited %d:\n%s" %
                                    (self.proc.returncode, self.log()))
+            # Every child has dropped privileges and is in its loop.
+            wait_for(lambda: self.proc.poll() is not None or
+                     self.log().count("privileges dropped") >= 5,
+                     timeout, what="five children ready")
             if wait_port and self.port:
                 wait_for(lambda: port_open(self.port), timeout,
                          what="smtp port %d" % self.port)

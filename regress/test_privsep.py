@@ -25,12 +25,16 @@ def proc_title(pid):
 
 
 def child_by_name(d):
-    out = {}
-    for pid in d.children():
-        title = proc_title(pid)
-        assert title.startswith("splitmxd: "), title
-        out[title[len("splitmxd: "):].split()[0]] = pid
-    return out
+    """The children by name, once each has named itself."""
+    def named():
+        out = {}
+        for pid in d.children():
+            title = proc_title(pid)
+            if not title.startswith("splitmxd: "):
+                return None
+            out[title[len("splitmxd: "):].split()[0]] = pid
+        return out if len(out) == 5 else None
+    return wait_for(named, 10, what="five named children")
 
 
 def test_six_processes_named(smx):

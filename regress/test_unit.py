@@ -15,7 +15,7 @@ def test_tap(name):
     binary = os.path.join(OBJ, "regress", name)
     assert os.path.exists(binary), "not built: " + binary
     r = subprocess.run([binary], capture_output=True, text=True,
-                       timeout=300, cwd=ROOT)
+                       errors="replace", timeout=300, cwd=ROOT)
     lines = r.stdout.splitlines()
     plan = [l for l in lines if l.startswith("1..")]
     assert plan, "no TAP plan:\n" + r.stdout + r.stderr

@@ -239,6 +239,14 @@ enum imsg_type {
 	IMSG_QUEUE_MESSAGE_COMMIT_RESULT, /* u64 reqid, u32 ok, str reply */
 	IMSG_QUEUE_MESSAGE_ROLLBACK,	/* str id: drop an uncommitted file */
 
+	/* relay <-> lookup: addresses of a destination (DNS) */
+	IMSG_LOOKUP_DNS_HOST,		/* see "relay protocol" below */
+	IMSG_LOOKUP_DNS_HOST_RESULT,
+
+	/* queue <-> relay: one delivery attempt of a batch of recipients */
+	IMSG_RELAY_DELIVER,		/* see "relay protocol" below */
+	IMSG_RELAY_RESULT,
+
 	/* control <-> processes */
 	IMSG_CTL_PROCS,			/* parent -> control: u32 n, (u32 proc, u32 pid)* */
 	IMSG_CTL_VERBOSE,		/* u32 verbose, to every process */
@@ -300,6 +308,40 @@ enum route_class {
  *	u32 tries, i64 next try, i64 last try (0: never), str last error
  * then IMSG_CTL_QUEUE_END: u64 reqid.
  */
+/*
+ * Relay protocol.  IMSG_RELAY_DELIVER, queue -> relay, with the message
+ * file's descriptor (read-only, positioned at 0):
+ *	u64 reqid, str msgid, str sender, u32 body (BODY_*), u32 flags
+ *	(F_MSG_*), str envid, u32 ret, u64 size,
+ *	str destination (host syntax, "" = by MX of the recipients' domain),
+ *	u32 tls (TLSP_*), u32 nrcpt, then nrcpt times:
+ *	    u32 index (the queue's own), str rcpt, u32 notify, str orcpt
+ * All recipients of one DELIVER share the destination and the domain.
+ * IMSG_RELAY_RESULT, relay -> queue:
+ *	u64 reqid, str remote ("mx.example [192.0.2.1]" or ""),
+ *	u32 nrcpt, then nrcpt times:
+ *	    u32 index, u32 status (DELIVERY_*), str reply (the remote
+ *	    reply, or our own text for a local failure)
+ *
+ * IMSG_LOOKUP_DNS_HOST, relay -> lookup:
+ *	u64 reqid, str name, u32 mx (1: MX then A/AAAA; 0: A/AAAA only)
+ * IMSG_LOOKUP_DNS_HOST_RESULT, lookup -> relay:
+ *	u64 reqid, u32 status (DNS_*), str error text, u32 n, then n times:
+ *	    str host (the MX name), u32 preference, sockaddr (port 0)
+ * in the order to try: by preference, equal preferences shuffled.
+ */
+enum delivery_status {
+	DELIVERY_OK,
+	DELIVERY_TEMPFAIL,
+	DELIVERY_PERMFAIL
+};
+enum dns_status {
+	DNS_OK,
+	DNS_TEMPFAIL,		/* SERVFAIL, timeout: try later */
+	DNS_NXDOMAIN,		/* the name does not exist: permanent */
+	DNS_NODATA		/* no usable address: permanent */
+};
+
 enum body_type {
 	BODY_7BIT,
 	BODY_8BITMIME,

@@ -45,12 +45,13 @@ RB_HEAD(queue_tree, queue_msg);
 RB_HEAD(incoming_tree, queue_incoming);
 
 static int	queue_msg_cmp(struct queue_msg *, struct queue_msg *);
-static int	incoming_cmp(struct queue_incoming *, struct queue_incoming *);
+static int	queue_incoming_cmp(struct queue_incoming *,
+		    struct queue_incoming *);
 /* libbsd's RB_*_STATIC need a __unused that libbsd leaves undefined. */
 #define QUEUE_RB_ATTR	__attribute__((__unused__)) static
 RB_PROTOTYPE_INTERNAL(queue_tree, queue_msg, node, queue_msg_cmp,
     QUEUE_RB_ATTR);
-RB_PROTOTYPE_INTERNAL(incoming_tree, queue_incoming, node, incoming_cmp,
+RB_PROTOTYPE_INTERNAL(incoming_tree, queue_incoming, node, queue_incoming_cmp,
     QUEUE_RB_ATTR);
 
 static void	queue_recover(void);
@@ -88,7 +89,7 @@ static size_t				 nrecovered, caprecovered;
 
 RB_GENERATE_INTERNAL(queue_tree, queue_msg, node, queue_msg_cmp,
     QUEUE_RB_ATTR)
-RB_GENERATE_INTERNAL(incoming_tree, queue_incoming, node, incoming_cmp,
+RB_GENERATE_INTERNAL(incoming_tree, queue_incoming, node, queue_incoming_cmp,
     QUEUE_RB_ATTR)
 
 static int
@@ -98,7 +99,7 @@ queue_msg_cmp(struct queue_msg *a, struct queue_msg *b)
 }
 
 static int
-incoming_cmp(struct queue_incoming *a, struct queue_incoming *b)
+queue_incoming_cmp(struct queue_incoming *a, struct queue_incoming *b)
 {
 	return strcmp(a->id, b->id);
 }
@@ -372,7 +373,7 @@ queue_commit_envelope(struct msg *m, uint64_t *reqid, char *id)
 		    msg_get_u32(m, &r->notify) == -1 ||
 		    msg_get_strp(m, &s[3]) == -1)
 			fatalx("bad %s", imsg_name(m->type));
-		if (r->class >= ROUTE_NONE || (r->notify &
+		if (r->class > ROUTE_NONE || (r->notify &
 		    ~(uint32_t)(F_NOTIFY_NEVER | F_NOTIFY_SUCCESS |
 		    F_NOTIFY_FAILURE | F_NOTIFY_DELAY)) != 0)
 			fatalx("bad %s: field out of range",

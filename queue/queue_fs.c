@@ -22,7 +22,7 @@
  *	   of the first fsync carries the others);
  *	3. publish: rename(incoming/<id>.msg, queue/<id>.msg), then
  *	   rename(incoming/<id>.env, queue/<id>.env);
- *	4. once per batch: fsync(queue/), fsync(incoming/);
+ *	4. once per batch: fsync(queue/);
  *	5. only now the smtp process hears "250 queued as <id>".
  * Removal (delivered, bounced, "remove ID") unlinks queue/<id>.env first
  * and queue/<id>.msg second.
@@ -30,9 +30,10 @@
  * Recovery at start, and why it is right:
  *	- incoming/ is emptied.  Nothing in it was ever acknowledged: a
  *	  file leaves incoming/ by rename before its 250, and a 250 goes out
- *	  only after the renames were made durable by step 4.  Files cannot
- *	  be half-renamed into two directories either: if the FS showed a
- *	  name in both, unlinking the incoming/ one drops only that name.
+ *	  only after the new names were made durable by step 4.  A rename
+ *	  whose old name survived a crash (incoming/ is not fsync'd at
+ *	  commit) leaves a second link to a committed file: unlinking the
+ *	  incoming/ name drops only that link.
  *	- queue/<id>.env with queue/<id>.msg: a committed message.  Both
  *	  files' data were fsync'd (step 2) before either name appeared in
  *	  queue/ (step 3), so whatever name survived a crash points at
@@ -68,8 +69,11 @@
  *	state=queued|deferred|delivered|failed tries= next-try= last-try=
  *	last-error=
  *	end=				last line
- * Every key appears exactly once in its section (history: any number),
- * in any order within the section.  Times are Unix seconds.
+ * Every key appears exactly once in its section (history: any number);
+ * the header, rcpts= included, comes whole before the first rcpt=, and
+ * within a section the order is free.  Times are Unix seconds.  A
+ * reader refuses anything else: unknown keys, a missing or repeated
+ * key, a count that does not match, bytes after end=.
  */
 #include <sys/types.h>
 #include <sys/stat.h>
@@ -110,6 +114,7 @@ static int	fs_load_one(struct queue_fs *, const char *,
 		    struct queue_envelope **, char *, size_t);
 static void	fs_set_aside(struct queue_fs *, const char *);
 static int	fs_read_file(int, const char *, char **, size_t *);
+static const char *fs_printable(char *, size_t, const char *);
 static void	esc_put(FILE *, const char *);
 static int	esc_get(const char *, size_t, char **);
 static int	flags_parse(const char *, const struct name_flag *,
@@ -147,6 +152,12 @@ static const struct name_flag	 notify_flags[] = {
 };
 
 #define NELEM(a)	(sizeof(a) / sizeof((a)[0]))
+
+/* A value added to an enum of splitmx.h needs its name here. */
+_Static_assert(NELEM(body_names) == BODY_BINARYMIME + 1, "body_names");
+_Static_assert(NELEM(ret_names) == RET_HDRS + 1, "ret_names");
+_Static_assert(NELEM(class_names) == ROUTE_NONE + 1, "class_names");
+_Static_assert(NELEM(state_names) == STATE_FAILED + 1, "state_names");
 
 /*
  * Keys, by section.  The bit is the key's place in a "seen" mask: every
@@ -428,14 +439,15 @@ queue_fs_commit_publish(struct queue_fs *fs, struct queue_fs_commit *c)
 	return 0;
 }
 
-/* Step 4, once per batch: the renames are durable. */
+/*
+ * Step 4, once per batch: the new names in queue/ are durable.  Not
+ * incoming/: whether the old names are still there after a crash does
+ * not matter, recovery removes them (see the top of this file).
+ */
 int
 queue_fs_sync(struct queue_fs *fs)
 {
-	if (fs_fsync(fs, fs->queue) == -1 ||
-	    fs_fsync(fs, fs->incoming) == -1)
-		return -1;
-	return 0;
+	return fs_fsync(fs, fs->queue);
 }
 
 void
@@ -545,6 +557,7 @@ fs_clean_incoming(struct queue_fs *fs)
 {
 	DIR		*d;
 	struct dirent	*de;
+	char		 pname[64];
 	int		 fd, n = 0;
 
 	if ((fd = dup(fs->incoming)) == -1)
@@ -560,7 +573,7 @@ fs_clean_incoming(struct queue_fs *fs)
 			continue;
 		if (unlinkat(fs->incoming, de->d_name, 0) == -1) {
 			log_warn("cannot remove %s/%s", DIR_INCOMING,
-			    de->d_name);
+			    fs_printable(pname, sizeof(pname), de->d_name));
 			continue;
 		}
 		n++;
@@ -576,16 +589,29 @@ fs_clean_incoming(struct queue_fs *fs)
 	return n;
 }
 
+/* A file name for the log: no control bytes, whatever is on disk. */
+static const char *
+fs_printable(char *buf, size_t len, const char *s)
+{
+	size_t	 i;
+
+	for (i = 0; s[i] != '\0' && i + 1 < len; i++)
+		buf[i] = (s[i] > 0x20 && s[i] < 0x7f) ? s[i] : '?';
+	buf[i] = '\0';
+	return buf;
+}
+
 /* Moves <id>.env and <id>.msg (or a stray name) to corrupt/. */
 static void
 fs_set_aside(struct queue_fs *fs, const char *name)
 {
-	char	 id[QUEUE_IDSZ], other[NAMESZ];
+	char	 id[QUEUE_IDSZ], other[NAMESZ], pname[64];
 	size_t	 len = strlen(name);
 
 	if (renameat(fs->queue, name, fs->corrupt, name) == -1 &&
 	    errno != ENOENT)
-		log_warn("cannot move %s to %s/", name, DIR_CORRUPT);
+		log_warn("cannot move %s to %s/", fs_printable(pname,
+		    sizeof(pname), name), DIR_CORRUPT);
 	if (len != QUEUE_IDLEN + 4 || strcmp(name + QUEUE_IDLEN, SUF_ENV) != 0)
 		return;
 	memcpy(id, name, QUEUE_IDLEN);
@@ -710,6 +736,7 @@ queue_fs_recover(struct queue_fs *fs, void (*cb)(struct queue_envelope *,
 	struct stat		 st;
 	char			**names = NULL, **tmp;
 	char			 id[QUEUE_IDSZ], other[NAMESZ], err[256];
+	char			 pname[64];
 	size_t			 n = 0, cap = 0, i, len;
 	int			 fd, r, changed = 0;
 
@@ -757,7 +784,8 @@ queue_fs_recover(struct queue_fs *fs, void (*cb)(struct queue_envelope *,
 			id[0] = '\0';
 		if (!queue_fs_id_valid(id)) {
 			log_warnx("event=stray file=%s/%s moved=%s/",
-			    DIR_QUEUE, names[i], DIR_CORRUPT);
+			    DIR_QUEUE, fs_printable(pname, sizeof(pname),
+			    names[i]), DIR_CORRUPT);
 			fs_set_aside(fs, names[i]);
 			counts->corrupt++;
 			changed = 1;
@@ -787,7 +815,8 @@ queue_fs_recover(struct queue_fs *fs, void (*cb)(struct queue_envelope *,
 		}
 		if (strcmp(names[i] + QUEUE_IDLEN, SUF_ENV) != 0) {
 			log_warnx("event=stray file=%s/%s moved=%s/",
-			    DIR_QUEUE, names[i], DIR_CORRUPT);
+			    DIR_QUEUE, fs_printable(pname, sizeof(pname),
+			    names[i]), DIR_CORRUPT);
 			fs_set_aside(fs, names[i]);
 			counts->corrupt++;
 			changed = 1;
@@ -1070,6 +1099,9 @@ decode_line(struct queue_envelope *e, const char *line, size_t len,
 		return decode_error(err, errsz, "bad key");
 	memcpy(key, line, klen);
 	key[klen] = '\0';
+	/* The key goes into the log: only print what could be a key. */
+	if (strspn(key, "abcdefghijklmnopqrstuvwxyz-") != klen)
+		return decode_error(err, errsz, "bad key");
 	if ((k = name_index(key, key_names, K_COUNT)) == -1)
 		return decode_error(err, errsz, "unknown key %s", key);
 	line = eq + 1;

@@ -21,6 +21,8 @@
 
 #include "splitmx.h"
 
+#define PROC_MAXFILES	65536
+
 static void	proc_start_wait(void);
 static void	proc_peer_open(struct msg *);
 static void	proc_conf(struct msg *);
@@ -303,6 +305,15 @@ proc_drop_privileges(int proc, const char *root)
 	rl.rlim_cur = rl.rlim_max = 0;
 	if (setrlimit(RLIMIT_CORE, &rl) == -1)
 		fatal("setrlimit core");
+	/* Thousands of sessions need thousands of descriptors. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
+		fatal("getrlimit nofile");
+	if (rl.rlim_cur < PROC_MAXFILES && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max < PROC_MAXFILES ? rl.rlim_max :
+		    PROC_MAXFILES;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+			fatal("setrlimit nofile");
+	}
 
 	if (geteuid() == 0) {
 		if ((pw = getpwnam(env->conf->user)) == NULL)

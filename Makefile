@@ -5,7 +5,7 @@ OBJ	?= obj
 CC	?= cc
 PYTHON	 = /usr/bin/python3
 
-PKGS	 = libbsd-overlay libevent libtls
+PKGS	 = libbsd-overlay libevent libtls libcares
 OPT	?= -O2 -g
 SAN	?=
 WARN	 = -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes \
@@ -27,7 +27,8 @@ HDRS	 = $(wildcard lib/*.h smtpd/*.h lookup/*.h queue/*.h relay/*.h \
 UNIT_SRCS = $(wildcard regress/lib/*_test.c)
 UNIT_BINS = $(patsubst regress/lib/%.c,$(OBJ)/regress/%,$(UNIT_SRCS))
 
-DEB_BUILD = gcc make bison pkg-config libevent-dev libtls-dev libbsd-dev
+DEB_BUILD = gcc make bison pkg-config libevent-dev libtls-dev libbsd-dev \
+	    libc-ares-dev
 DEB_TEST  = python3 python3-pytest python3-aiosmtpd python3-dnslib swaks \
 	    openssl procps
 DEB_ALL	  = $(DEB_BUILD) $(DEB_TEST)

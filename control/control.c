@@ -22,6 +22,12 @@
 #define CTL_MAXLINE	4096
 #define CTL_TIMEOUT	60
 
+/* Requests to the queue that take an id. */
+#define CTL_ARGSZ	64
+#define CTL_Q_SHOW	1	/* show message */
+#define CTL_Q_SCHEDULE	2
+#define CTL_Q_REMOVE	3
+
 /* A connected splitmxctl. */
 struct ctl_client {
 	TAILQ_ENTRY(ctl_client)	 entry;
@@ -35,6 +41,9 @@ struct ctl_client {
 	char			*outbuf;
 	size_t			 outlen;
 	size_t			 nitems;	/* show queue: lines so far */
+	int			 kind;		/* CTL_Q_*: the queue request */
+	size_t			 nevents;	/* show message: history */
+	char			 arg[CTL_ARGSZ]; /* its id, for errors */
 };
 
 struct counter {
@@ -60,6 +69,11 @@ static void	control_reload_result(struct msg *);
 static void	control_show_queue(struct ctl_client *);
 static void	control_queue_item(struct msg *);
 static void	control_queue_end(struct msg *);
+static void	control_queue_message(struct msg *);
+static void	control_queue_rcpt(struct msg *);
+static void	control_queue_event(struct msg *);
+static void	control_queue_result(struct msg *);
+static void	control_lookup_result(struct msg *);
 static void	control_listen(void);
 static void	control_conf_apply(struct msg *);
 static int	control_is_admin(int, uid_t, gid_t);
@@ -144,6 +158,21 @@ control_imsg(struct msgchan *ch, struct msg *m, void *arg)
 		break;
 	case IMSG_CTL_QUEUE_END:
 		control_queue_end(m);
+		break;
+	case IMSG_CTL_QUEUE_MESSAGE:
+		control_queue_message(m);
+		break;
+	case IMSG_CTL_QUEUE_RCPT:
+		control_queue_rcpt(m);
+		break;
+	case IMSG_CTL_QUEUE_EVENT:
+		control_queue_event(m);
+		break;
+	case IMSG_CTL_QUEUE_RESULT:
+		control_queue_result(m);
+		break;
+	case IMSG_CTL_LOOKUP_RESULT:
+		control_lookup_result(m);
 		break;
 	default:
 		fatalx("unexpected %s from %s", imsg_name(m->type),
@@ -415,21 +444,62 @@ control_client_find(uint64_t reqid)
 }
 
 /*
- * One request line: "text|json VERB [ARGS]".  splitmxctl has checked
- * the usage already; here every word is still hostile.
+ * The requests, as a table: the words, how many arguments follow, whether
+ * the request changes something (root or the admin group only), and the
+ * handler, which gets the arguments.
+ */
+struct ctl_verb {
+	const char	*verb;
+	const char	*object;	/* NULL: none */
+	int		 nargs;
+	int		 admin;
+	void		(*handler)(struct ctl_client *, char **);
+};
+
+static void	ctl_show_status(struct ctl_client *, char **);
+static void	ctl_show_stats(struct ctl_client *, char **);
+static void	ctl_show_queue(struct ctl_client *, char **);
+static void	ctl_reload(struct ctl_client *, char **);
+static void	ctl_log(struct ctl_client *, char **);
+static void	ctl_pause_smtp(struct ctl_client *, char **);
+static void	ctl_show_message(struct ctl_client *, char **);
+static void	ctl_queue_act(struct ctl_client *, char **);
+static void	ctl_pause_relay(struct ctl_client *, char **);
+static void	ctl_lookup(struct ctl_client *, char **);
+
+static const struct ctl_verb	 ctl_verbs[] = {
+	{ "show",	"status",	0, 0, ctl_show_status },
+	{ "show",	"stats",	0, 0, ctl_show_stats },
+	{ "show",	"queue",	0, 0, ctl_show_queue },
+	{ "reload",	NULL,		0, 1, ctl_reload },
+	{ "log",	"verbose",	0, 1, ctl_log },
+	{ "log",	"brief",	0, 1, ctl_log },
+	{ "pause",	"smtp",		0, 1, ctl_pause_smtp },
+	{ "resume",	"smtp",		0, 1, ctl_pause_smtp },
+	{ "show",	"message",	1, 0, ctl_show_message },
+	{ "schedule",	NULL,		1, 1, ctl_queue_act },
+	{ "remove",	NULL,		1, 1, ctl_queue_act },
+	{ "pause",	"relay",	0, 1, ctl_pause_relay },
+	{ "resume",	"relay",	0, 1, ctl_pause_relay },
+	{ "lookup",	NULL,		1, 0, ctl_lookup },
+};
+
+/*
+ * One request line: "text|json VERB [OBJECT] [ARGS]".  splitmxctl has
+ * checked the usage already; here every word is still hostile.
  */
 static void
 control_request(struct ctl_client *c, char *line)
 {
-	char		*words[8], *p, *w;
-	int		 n = 0;
-	uint32_t	 v;
-	struct msg	 m;
+	const struct ctl_verb	*v;
+	char			*words[9], *p, *w;
+	int			 n = 0, first;
+	size_t			 i;
 
 	for (p = line; (w = strsep(&p, " ")) != NULL;) {
 		if (*w == '\0')
 			continue;
-		if (n == (int)(sizeof(words) / sizeof(words[0]))) {
+		if (n == (int)(sizeof(words) / sizeof(words[0])) - 1) {
 			control_fail(c, "too many words");
 			return;
 		}
@@ -441,63 +511,94 @@ control_request(struct ctl_client *c, char *line)
 		return;
 	}
 	c->json = strcmp(words[0], "json") == 0;
+	words[n] = NULL;
 
-	if (n == 3 && strcmp(words[1], "show") == 0 &&
-	    strcmp(words[2], "status") == 0) {
-		control_show_status(c);
+	for (i = 0; i < sizeof(ctl_verbs) / sizeof(ctl_verbs[0]); i++) {
+		v = &ctl_verbs[i];
+		first = v->object ? 3 : 2;
+		if (strcmp(words[1], v->verb) != 0 ||
+		    (v->object && (n < 3 || strcmp(words[2], v->object) != 0)))
+			continue;
+		if (n != first + v->nargs)
+			continue;
+		if (v->admin && !c->admin) {
+			log_info("control uid=%u refused=%s", (unsigned)c->uid,
+			    words[1]);
+			control_fail(c, "permission denied: %s needs root or "
+			    "the control admin group", words[1]);
+			return;
+		}
+		v->handler(c, words + 1);
 		return;
 	}
-	if (n == 3 && strcmp(words[1], "show") == 0 &&
-	    strcmp(words[2], "stats") == 0) {
-		control_show_stats(c);
-		return;
-	}
-	if (n == 3 && strcmp(words[1], "show") == 0 &&
-	    strcmp(words[2], "queue") == 0) {
-		control_show_queue(c);
-		return;
-	}
-
-	/* Everything below changes something. */
-	if (strcmp(words[1], "reload") != 0 && strcmp(words[1], "log") != 0 &&
-	    strcmp(words[1], "pause") != 0 && strcmp(words[1], "resume") != 0 &&
-	    strcmp(words[1], "schedule") != 0 &&
-	    strcmp(words[1], "remove") != 0) {
-		control_fail(c, "unknown request: %s", words[1]);
-		return;
-	}
-	if (!c->admin) {
-		log_info("control uid=%u refused=%s", (unsigned)c->uid,
-		    words[1]);
-		control_fail(c, "permission denied: %s needs root or the "
-		    "control admin group", words[1]);
-		return;
-	}
-	if (n == 2 && strcmp(words[1], "reload") == 0) {
-		c->reqid = next_reqid++;
-		msg_init(&m, IMSG_CTL_RELOAD, 0);
-		msg_add_u64(&m, c->reqid);
-		proc_send(PROC_PARENT, &m);
-		log_info("control uid=%u reload", (unsigned)c->uid);
-		return;
-	}
-	if (n == 3 && strcmp(words[1], "log") == 0 &&
-	    (strcmp(words[2], "verbose") == 0 ||
-	    strcmp(words[2], "brief") == 0)) {
-		v = strcmp(words[2], "verbose") == 0;
-		proc_compose(PROC_PARENT, IMSG_CTL_VERBOSE, 0, -1, &v,
-		    sizeof(v));
-		log_setverbose((int)v);
-		if (c->json)
-			fprintf(control_out(c), "{\"log\": \"%s\"}\n",
-			    words[2]);
-		else
-			fprintf(control_out(c), "log %s\n", words[2]);
-		control_reply(c, 0);
-		return;
-	}
-	control_fail(c, "unsupported request: %s%s%s", words[1],
+	control_fail(c, "unknown request: %s%s%s", words[1],
 	    n > 2 ? " " : "", n > 2 ? words[2] : "");
+}
+
+static void
+ctl_show_status(struct ctl_client *c, char **words)
+{
+	(void)words;
+	control_show_status(c);
+}
+
+static void
+ctl_show_stats(struct ctl_client *c, char **words)
+{
+	(void)words;
+	control_show_stats(c);
+}
+
+static void
+ctl_show_queue(struct ctl_client *c, char **words)
+{
+	(void)words;
+	control_show_queue(c);
+}
+
+static void
+ctl_reload(struct ctl_client *c, char **words)
+{
+	struct msg	 m;
+
+	(void)words;
+	c->reqid = next_reqid++;
+	msg_init(&m, IMSG_CTL_RELOAD, 0);
+	msg_add_u64(&m, c->reqid);
+	proc_send(PROC_PARENT, &m);
+	log_info("control uid=%u reload", (unsigned)c->uid);
+}
+
+static void
+ctl_log(struct ctl_client *c, char **words)
+{
+	uint32_t	 v = strcmp(words[1], "verbose") == 0;
+
+	proc_compose(PROC_PARENT, IMSG_CTL_VERBOSE, 0, -1, &v, sizeof(v));
+	log_setverbose((int)v);
+	if (c->json)
+		fprintf(control_out(c), "{\"log\": \"%s\"}\n", words[1]);
+	else
+		fprintf(control_out(c), "log %s\n", words[1]);
+	control_reply(c, 0);
+}
+
+/* pause smtp / resume smtp: sessions in progress finish. */
+static void
+ctl_pause_smtp(struct ctl_client *c, char **words)
+{
+	uint32_t	 paused = strcmp(words[0], "pause") == 0;
+
+	proc_compose(PROC_SMTP, IMSG_CTL_SMTP_PAUSE, 0, -1, &paused,
+	    sizeof(paused));
+	log_info("control uid=%u %s smtp", (unsigned)c->uid, words[0]);
+	if (c->json)
+		fprintf(control_out(c), "{\"smtp\": \"%s\"}\n",
+		    paused ? "paused" : "running");
+	else
+		fprintf(control_out(c), "smtp %s\n",
+		    paused ? "paused" : "resumed");
+	control_reply(c, 0);
 }
 
 static void
@@ -858,4 +959,539 @@ control_queue_end(struct msg *m)
 	if (c->json)
 		fputs("]}\n", control_out(c));
 	control_reply(c, 0);
+}
+
+/*
+ * show message ID, schedule ID|all, remove ID|all: the queue answers
+ * (see "queue protocol" in splitmx.h); an unknown id is an error.
+ */
+static void
+control_queue_request(struct ctl_client *c, int kind, uint32_t type,
+    const char *id)
+{
+	struct msg	 m;
+
+	c->reqid = next_reqid++;
+	c->kind = kind;
+	c->nitems = c->nevents = 0;
+	strlcpy(c->arg, id, sizeof(c->arg));
+	msg_init(&m, type, 0);
+	msg_add_u64(&m, c->reqid);
+	msg_add_str(&m, id);
+	proc_send(PROC_QUEUE, &m);
+}
+
+static void
+ctl_show_message(struct ctl_client *c, char **words)
+{
+	control_queue_request(c, CTL_Q_SHOW, IMSG_CTL_QUEUE_SHOW, words[2]);
+}
+
+static void
+ctl_queue_act(struct ctl_client *c, char **words)
+{
+	int	 remove = strcmp(words[0], "remove") == 0;
+
+	log_info("control uid=%u %s %s", (unsigned)c->uid, words[0],
+	    strlen(words[1]) < CTL_ARGSZ ? words[1] : "(long)");
+	control_queue_request(c, remove ? CTL_Q_REMOVE : CTL_Q_SCHEDULE,
+	    remove ? IMSG_CTL_QUEUE_REMOVE : IMSG_CTL_QUEUE_SCHEDULE,
+	    words[1]);
+}
+
+/* pause relay / resume relay: deliveries under way finish. */
+static void
+ctl_pause_relay(struct ctl_client *c, char **words)
+{
+	uint32_t	 paused = strcmp(words[0], "pause") == 0;
+
+	proc_compose(PROC_QUEUE, IMSG_CTL_RELAY_PAUSE, 0, -1, &paused,
+	    sizeof(paused));
+	log_info("control uid=%u %s relay", (unsigned)c->uid, words[0]);
+	if (c->json)
+		fprintf(control_out(c), "{\"relay\": \"%s\"}\n",
+		    paused ? "paused" : "running");
+	else
+		fprintf(control_out(c), "relay %s\n",
+		    paused ? "paused" : "resumed");
+	control_reply(c, 0);
+}
+
+/* "2026-11-25T18:42:14Z", or "-" for never. */
+static void
+control_time(char *buf, size_t len, int64_t t)
+{
+	struct tm	 tm;
+	time_t		 tt = (time_t)t;
+
+	if (t == 0 || gmtime_r(&tt, &tm) == NULL ||
+	    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		strlcpy(buf, "-", len);
+}
+
+/* A client waiting for this answer to this kind of request, or NULL. */
+static struct ctl_client *
+control_queue_client(uint64_t reqid, int kind)
+{
+	struct ctl_client	*c;
+
+	if ((c = control_client_find(reqid)) == NULL || c->kind != kind)
+		return NULL;
+	return c;
+}
+
+/* IMSG_CTL_QUEUE_MESSAGE: the envelope of show message. */
+static void
+control_queue_message(struct msg *m)
+{
+	struct ctl_client	*c;
+	static const char *const keys[9] = {
+		"id", "sender", "helo", "client", "client_host", "envid",
+		"body", "ret", "flags"
+	};
+	const char		*s[9];
+	uint64_t		 reqid, size;
+	int64_t			 arrival, warned;
+	uint32_t		 nrcpt, inflight, removing;
+	char			 when[32], age[32], warn[32];
+	FILE			*out;
+	int			 i;
+
+	if (msg_get_u64(m, &reqid) == -1 || msg_get_strp(m, &s[0]) == -1 ||
+	    msg_get_i64(m, &arrival) == -1 || msg_get_u64(m, &size) == -1)
+		fatalx("bad %s", imsg_name(m->type));
+	/* s[]: id, sender, helo, client, host, envid, body, ret, flags */
+	for (i = 1; i < 9; i++)
+		if (msg_get_strp(m, &s[i]) == -1 || s[i] == NULL)
+			fatalx("bad %s", imsg_name(m->type));
+	if (s[0] == NULL || msg_get_i64(m, &warned) == -1 ||
+	    msg_get_u32(m, &nrcpt) == -1 || msg_get_u32(m, &inflight) == -1 ||
+	    msg_get_u32(m, &removing) == -1 || msg_end(m) == -1)
+		fatalx("bad %s", imsg_name(m->type));
+	if ((c = control_queue_client(reqid, CTL_Q_SHOW)) == NULL)
+		return;
+	out = control_out(c);
+	control_time(when, sizeof(when), arrival);
+	control_age(age, sizeof(age), (long long)(time(NULL) - arrival));
+	control_time(warn, sizeof(warn), warned);
+	if (c->json) {
+		fputs("{", out);
+		for (i = 0; i < 9; i++) {
+			fprintf(out, "%s\"%s\": ", i ? ", " : "", keys[i]);
+			json_str(out, s[i]);
+		}
+		fprintf(out, ", \"arrival\": %lld, \"age\": %lld, "
+		    "\"size\": %llu, \"warned\": %lld, \"recipients_total\": "
+		    "%u, \"deliveries_out\": %u, \"removing\": %s, "
+		    "\"recipients\": [", (long long)arrival,
+		    (long long)(time(NULL) - arrival),
+		    (unsigned long long)size, (long long)warned, nrcpt,
+		    inflight, removing ? "true" : "false");
+		return;
+	}
+	fprintf(out, "message %s\n  arrival=%s age=%s size=%llu from=<",
+	    s[0], when, age, (unsigned long long)size);
+	control_put_safe(out, s[1]);
+	fputs(">\n  client=", out);
+	control_put_safe(out, *s[3] ? s[3] : "-");
+	fputs(" client-host=", out);
+	control_put_safe(out, *s[4] ? s[4] : "-");
+	fputs(" helo=", out);
+	control_put_safe(out, *s[2] ? s[2] : "-");
+	fputs("\n  body=", out);
+	control_put_safe(out, s[6]);
+	fputs(" ret=", out);
+	control_put_safe(out, s[7]);
+	fputs(" envid=", out);
+	control_put_safe(out, *s[5] ? s[5] : "-");
+	fputs(" flags=", out);
+	control_put_safe(out, *s[8] ? s[8] : "-");
+	fprintf(out, " warned=%s deliveries-out=%u%s\n", warn, inflight,
+	    removing ? " removing=yes" : "");
+}
+
+/* IMSG_CTL_QUEUE_RCPT: one recipient of show message. */
+static void
+control_queue_rcpt(struct msg *m)
+{
+	struct ctl_client	*c;
+	const char		*rcpt, *rewritten, *route, *dest, *notify;
+	const char		*orcpt, *state, *error;
+	uint64_t		 reqid;
+	uint32_t		 index, tries, sending;
+	int64_t			 next_try, last_try;
+	time_t			 now = time(NULL);
+	char			 next[40], last[32];
+	FILE			*out;
+
+	if (msg_get_u64(m, &reqid) == -1 || msg_get_u32(m, &index) == -1 ||
+	    msg_get_strp(m, &rcpt) == -1 || msg_get_strp(m, &rewritten) == -1 ||
+	    msg_get_strp(m, &route) == -1 || msg_get_strp(m, &dest) == -1 ||
+	    msg_get_strp(m, &notify) == -1 || msg_get_strp(m, &orcpt) == -1 ||
+	    msg_get_strp(m, &state) == -1 || msg_get_u32(m, &tries) == -1 ||
+	    msg_get_i64(m, &next_try) == -1 ||
+	    msg_get_i64(m, &last_try) == -1 ||
+	    msg_get_strp(m, &error) == -1 || msg_get_u32(m, &sending) == -1 ||
+	    msg_end(m) == -1 || rcpt == NULL || rewritten == NULL ||
+	    route == NULL || dest == NULL || notify == NULL ||
+	    orcpt == NULL || state == NULL || error == NULL)
+		fatalx("bad %s", imsg_name(m->type));
+	if ((c = control_queue_client(reqid, CTL_Q_SHOW)) == NULL)
+		return;
+	out = control_out(c);
+	control_time(last, sizeof(last), last_try);
+	if (c->json) {
+		fprintf(out, "%s{\"index\": %u, \"recipient\": ",
+		    c->nitems ? ", " : "", index);
+		json_str(out, rcpt);
+		fputs(", \"rewritten\": ", out);
+		json_str(out, rewritten);
+		fputs(", \"route\": ", out);
+		json_str(out, route);
+		fputs(", \"destination\": ", out);
+		json_str(out, dest);
+		fputs(", \"notify\": ", out);
+		json_str(out, notify);
+		fputs(", \"orcpt\": ", out);
+		json_str(out, orcpt);
+		fputs(", \"state\": ", out);
+		json_str(out, state);
+		fprintf(out, ", \"sending\": %s, \"tries\": %u, "
+		    "\"next_try\": %lld, \"last_try\": %lld, "
+		    "\"last_error\": ", sending ? "true" : "false", tries,
+		    (long long)next_try, (long long)last_try);
+		json_str(out, error);
+		fputs("}", out);
+		c->nitems++;
+		return;
+	}
+	if (sending)
+		strlcpy(next, "sending", sizeof(next));
+	else if (strcmp(state, "queued") != 0 &&
+	    strcmp(state, "deferred") != 0)
+		strlcpy(next, "-", sizeof(next));
+	else if (next_try <= now)
+		strlcpy(next, "now", sizeof(next));
+	else {
+		strlcpy(next, "in", sizeof(next));
+		control_age(next + 2, sizeof(next) - 2,
+		    (long long)(next_try - now));
+	}
+	fprintf(out, "recipient %u <", index + 1);
+	control_put_safe(out, rcpt);
+	fputs("> state=", out);
+	control_put_safe(out, state);
+	fprintf(out, " tries=%u next=%s last=%s route=", tries, next, last);
+	control_put_safe(out, route);
+	if (strcmp(rewritten, rcpt) != 0) {
+		fputs(" via=<", out);
+		control_put_safe(out, rewritten);
+		fputs(">", out);
+	}
+	fputs(" dest=", out);
+	control_put_safe(out, *dest ? dest : "mx");
+	fputs(" notify=", out);
+	control_put_safe(out, *notify ? notify : "default");
+	if (*orcpt != '\0') {
+		fputs(" orcpt=", out);
+		control_put_safe(out, orcpt);
+	}
+	if (*error != '\0') {
+		fputs(" error=\"", out);
+		control_put_safe(out, error);
+		fputs("\"", out);
+	}
+	fputs("\n", out);
+	c->nitems++;
+}
+
+/* Between the recipients and the history of show message. */
+static void
+control_queue_history(struct ctl_client *c, FILE *out)
+{
+	if (c->nevents > 0)
+		return;
+	if (c->json)
+		fputs("], \"history\": [", out);
+	else
+		fputs("history\n", out);
+}
+
+/* IMSG_CTL_QUEUE_EVENT: one line of the history of show message. */
+static void
+control_queue_event(struct msg *m)
+{
+	struct ctl_client	*c;
+	const char		*text;
+	uint64_t		 reqid;
+	int64_t			 when;
+	char			 ts[32];
+	FILE			*out;
+
+	if (msg_get_u64(m, &reqid) == -1 || msg_get_i64(m, &when) == -1 ||
+	    msg_get_strp(m, &text) == -1 || text == NULL || msg_end(m) == -1)
+		fatalx("bad %s", imsg_name(m->type));
+	if ((c = control_queue_client(reqid, CTL_Q_SHOW)) == NULL)
+		return;
+	out = control_out(c);
+	control_queue_history(c, out);
+	control_time(ts, sizeof(ts), when);
+	if (c->json) {
+		fprintf(out, "%s{\"time\": %lld, \"text\": ",
+		    c->nevents ? ", " : "", (long long)when);
+		json_str(out, text);
+		fputs("}", out);
+	} else {
+		fprintf(out, "  %s ", ts);
+		control_put_safe(out, text);
+		fputs("\n", out);
+	}
+	c->nevents++;
+}
+
+/*
+ * IMSG_CTL_QUEUE_END for show message, and IMSG_CTL_QUEUE_RESULT:
+ * u64 reqid, u32 found, u32 done, u32 pending.
+ */
+static void
+control_queue_result(struct msg *m)
+{
+	struct ctl_client	*c;
+	uint64_t		 reqid;
+	uint32_t		 found, done, later;
+	FILE			*out;
+
+	if (msg_get_u64(m, &reqid) == -1 || msg_get_u32(m, &found) == -1 ||
+	    msg_get_u32(m, &done) == -1 || msg_get_u32(m, &later) == -1 ||
+	    msg_end(m) == -1)
+		fatalx("bad %s", imsg_name(m->type));
+	if ((c = control_client_find(reqid)) == NULL || c->kind == 0)
+		return;
+	if (found == 0 && strcmp(c->arg, "all") != 0) {
+		control_fail(c, "no such message: %s", c->arg);
+		return;
+	}
+	out = control_out(c);
+	if (c->kind == CTL_Q_SCHEDULE) {
+		if (c->json)
+			fprintf(out, "{\"scheduled\": %u}\n", done);
+		else
+			fprintf(out, "scheduled %u message%s\n", done,
+			    done == 1 ? "" : "s");
+	} else if (c->kind == CTL_Q_REMOVE) {
+		if (c->json)
+			fprintf(out, "{\"removed\": %u, \"pending\": %u}\n",
+			    done, later);
+		else {
+			fprintf(out, "removed %u message%s", done,
+			    done == 1 ? "" : "s");
+			if (later > 0)
+				fprintf(out, "; %u being delivered, removed "
+				    "when the attempt ends", later);
+			fputs("\n", out);
+		}
+	} else {
+		/* show message: the end of the stream. */
+		control_queue_history(c, out);
+		if (c->json)
+			fputs("]}\n", out);
+	}
+	control_reply(c, 0);
+}
+
+/*
+ * lookup ADDRESS: the lookup process decides as it would for a RCPT
+ * from a client that is neither trusted nor the forward host, and
+ * explains; see "control lookup protocol" in splitmx.h.
+ */
+static void
+ctl_lookup(struct ctl_client *c, char **words)
+{
+	struct msg	 m;
+
+	c->reqid = next_reqid++;
+	msg_init(&m, IMSG_CTL_LOOKUP, 0);
+	msg_add_u64(&m, c->reqid);
+	msg_add_str(&m, words[1]);
+	proc_send(PROC_LOOKUP, &m);
+}
+
+/* One step of the decision, in words. */
+static void
+control_lookup_step(FILE *out, const char *addr, const char *domain,
+    const char *dtype, const char *table, const char *entry,
+    const char *source, const char *kind, const char *target)
+{
+	control_put_safe(out, addr);
+	fputs(": ", out);
+	if (strcmp(kind, "outside") == 0) {
+		fputs("not a configured domain\n", out);
+		return;
+	}
+	if (strcmp(kind, "loop") == 0) {
+		fputs("seen before in this chain: a loop\n", out);
+		return;
+	}
+	if (strcmp(kind, "too long") == 0) {
+		fputs("one step too many\n", out);
+		return;
+	}
+	fprintf(out, "domain ");
+	control_put_safe(out, domain);
+	fputs(" (", out);
+	control_put_safe(out, dtype);
+	if (*table != '\0') {
+		fputs(", table ", out);
+		control_put_safe(out, table);
+	}
+	fputs(")", out);
+	if (strcmp(kind, "relay") == 0)
+		fputs(": no directory, everything to its forward host", out);
+	else if (strcmp(kind, "unknown") == 0)
+		fputs(": not in the directory (tried the address, without "
+		    "+detail, @domain)", out);
+	else if (strcmp(kind, "tempfail") == 0) {
+		fputs(": directory unavailable", out);
+		if (*source != '\0') {
+			fputs(" (", out);
+			control_put_safe(out, source);
+			fputs(")", out);
+		}
+	} else if (*entry != '\0') {
+		fputs(": entry ", out);
+		control_put_safe(out, entry);
+		if (*source != '\0') {
+			fputs(" at ", out);
+			control_put_safe(out, source);
+		}
+		fputs(": ", out);
+		control_put_safe(out, kind);
+		if (strcmp(kind, "custom") == 0) {
+			if (*target != '\0') {
+				fputs(" -> ", out);
+				control_put_safe(out, target);
+			} else
+				fputs(" without a target", out);
+		}
+	}
+	fputs("\n", out);
+}
+
+static void
+control_lookup_result(struct msg *m)
+{
+	struct ctl_client	*c;
+	const char		*addr, *text, *rewritten, *dest, *decision;
+	const char		*policy, *s[8];
+	const char		*route, *shown;
+	char			 where[SMX_HOSTSZ + 64];
+	uint64_t		 reqid;
+	uint32_t		 verdict, code, rclass, nsteps, i, j;
+	int			 routable;
+	FILE			*out;
+
+	if (msg_get_u64(m, &reqid) == -1 || msg_get_strp(m, &addr) == -1 ||
+	    msg_get_u32(m, &verdict) == -1 || msg_get_u32(m, &code) == -1 ||
+	    msg_get_strp(m, &text) == -1 || msg_get_u32(m, &rclass) == -1 ||
+	    msg_get_strp(m, &rewritten) == -1 ||
+	    msg_get_strp(m, &dest) == -1 ||
+	    msg_get_strp(m, &decision) == -1 ||
+	    msg_get_strp(m, &policy) == -1 ||
+	    msg_get_u32(m, &nsteps) == -1 || addr == NULL || text == NULL ||
+	    rewritten == NULL || dest == NULL || decision == NULL ||
+	    policy == NULL || nsteps > 64)
+		fatalx("bad %s", imsg_name(m->type));
+	c = control_client_find(reqid);
+	out = c != NULL ? control_out(c) : NULL;
+	/* A bounce is accepted, but goes nowhere: not routable. */
+	routable = verdict == LOOKUP_ACCEPT && rclass != ROUTE_BOUNCE;
+	route = rclass < ROUTE_NONE ? route_class_name(rclass) : "none";
+	shown = *rewritten != '\0' ? rewritten : addr;
+	if (verdict != LOOKUP_ACCEPT)
+		strlcpy(where, "-", sizeof(where));
+	else if (rclass == ROUTE_BOUNCE)
+		strlcpy(where, "none (a non-delivery report goes to the "
+		    "sender)", sizeof(where));
+	else if (*dest != '\0')
+		strlcpy(where, dest, sizeof(where));
+	else if (snprintf(where, sizeof(where), "MX of %s",
+	    strrchr(shown, '@') != NULL ? strrchr(shown, '@') + 1 : shown) >=
+	    (int)sizeof(where))
+		strlcpy(where, "MX", sizeof(where));
+
+	if (out != NULL && c->json) {
+		fputs("{\"address\": ", out);
+		json_str(out, addr);
+		fprintf(out, ", \"routable\": %s, \"decision\": ",
+		    routable ? "true" : "false");
+		json_str(out, decision);
+		fputs(", \"route\": ", out);
+		json_str(out, route);
+		fputs(", \"rewritten\": ", out);
+		json_str(out, verdict == LOOKUP_ACCEPT ? shown : "");
+		fputs(", \"destination\": ", out);
+		json_str(out, verdict == LOOKUP_ACCEPT ? dest : "");
+		fputs(", \"policy\": ", out);
+		json_str(out, policy);
+		fprintf(out, ", \"code\": %u, \"reply\": ", code);
+		json_str(out, text);
+		fputs(", \"steps\": [", out);
+	} else if (out != NULL) {
+		fputs("address      ", out);
+		control_put_safe(out, addr);
+		fputs("\ndecision     ", out);
+		control_put_safe(out, decision);
+		fputs("\n", out);
+	}
+	for (i = 0; i < nsteps; i++) {
+		for (j = 0; j < 8; j++)
+			if (msg_get_strp(m, &s[j]) == -1 || s[j] == NULL)
+				fatalx("bad %s", imsg_name(m->type));
+		if (out == NULL)
+			continue;
+		if (c->json) {
+			fputs(i ? ", {\"address\": " : "{\"address\": ", out);
+			json_str(out, s[0]);
+			fputs(", \"domain\": ", out);
+			json_str(out, s[1]);
+			fputs(", \"type\": ", out);
+			json_str(out, s[2]);
+			fputs(", \"table\": ", out);
+			json_str(out, s[3]);
+			fputs(", \"entry\": ", out);
+			json_str(out, s[4]);
+			fputs(", \"source\": ", out);
+			json_str(out, s[5]);
+			fputs(", \"kind\": ", out);
+			json_str(out, s[6]);
+			fputs(", \"target\": ", out);
+			json_str(out, s[7]);
+			fputs("}", out);
+		} else {
+			fprintf(out, "step %-7u ", i + 1);
+			control_lookup_step(out, s[0], s[1], s[2], s[3], s[4],
+			    s[5], s[6], s[7]);
+		}
+	}
+	if (msg_end(m) == -1)
+		fatalx("bad %s", imsg_name(m->type));
+	if (out == NULL)
+		return;		/* the client went away */
+	if (c->json)
+		fputs("]}\n", out);
+	else {
+		if (verdict == LOOKUP_ACCEPT) {
+			fputs("rewritten    ", out);
+			control_put_safe(out, shown);
+			fputs("\ndestination  ", out);
+			control_put_safe(out, where);
+			fprintf(out, "\nroute        %s\n", route);
+		}
+		fputs("policy       ", out);
+		control_put_safe(out, policy);
+		fprintf(out, "\nreply        %u ", code);
+		control_put_safe(out, text);
+		fputs("\n", out);
+	}
+	control_reply(c, routable ? 0 : 1);
 }

@@ -6,17 +6,52 @@
 #include <sys/socket.h>
 
 #include <event.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "splitmx.h"
+#include "lookup.h"
+
+/* Who asked: the smtp session or the splitmxctl request. */
+struct lookup_ask {
+	uint64_t	 reqid;
+	char		 sender[SMX_ADDRSZ];
+	char		 rcpt[SMX_ADDRSZ];
+};
 
 static void	lookup_conf_apply(struct msg *);
+static void	lookup_conf_abort(void);
 static void	lookup_rcpt(struct msgchan *, struct msg *);
+static void	lookup_rcpt_done(const struct route_result *,
+		    const struct route_explain *, void *);
+static void	lookup_ctl(struct msgchan *, struct msg *);
+static void	lookup_ctl_done(const struct route_result *,
+		    const struct route_explain *, void *);
+static struct lookup_ask *lookup_ask_new(uint64_t, const char *,
+		    const char *);
+static const char *lookup_verdict_name(enum lookup_verdict);
+
+/*
+ * The configuration in force with its tables, and the one prepared by
+ * a reload and waiting for IMSG_CONF_APPLY.
+ */
+static struct lookup_gen	*current;
+static struct lookup_gen	*pending;
 
 void
 lookup(void)
 {
+	dns_init();
 	proc_drop_privileges(PROC_LOOKUP, SPLITMX_EMPTY);
+	/* The first configuration was prepared, and applied at once. */
+	if (pending == NULL || pending->conf != env->conf)
+		fatalx("lookup: first configuration out of step");
+	current = pending;
+	current->owns_conf = 1;
+	pending = NULL;
+	route_fwd_update(current->conf);
 	event_dispatch();
 	fatalx("event loop ended");
 }
@@ -25,6 +60,9 @@ void
 lookup_imsg(struct msgchan *ch, struct msg *m, void *arg)
 {
 	(void)arg;
+	/* proc_imsg() frees the pending configuration; its tables go here. */
+	if (m != NULL && m->type == IMSG_CONF_ABORT)
+		lookup_conf_abort();
 	if (proc_imsg(ch, m))
 		return;
 	switch (m->type) {
@@ -34,16 +72,141 @@ lookup_imsg(struct msgchan *ch, struct msg *m, void *arg)
 	case IMSG_LOOKUP_RCPT:
 		lookup_rcpt(ch, m);
 		break;
+	case IMSG_LOOKUP_DNS_HOST:
+		dns_host(ch, m);
+		break;
+	case IMSG_CTL_LOOKUP:
+		lookup_ctl(ch, m);
+		break;
 	default:
 		fatalx("unexpected %s from %s", imsg_name(m->type),
 		    proc_name(ch->peer));
 	}
 }
 
+void
+lookup_gen_ref(struct lookup_gen *gen)
+{
+	gen->refs++;
+}
+
+void
+lookup_gen_unref(struct lookup_gen *gen)
+{
+	if (--gen->refs > 0)
+		return;
+	table_set_close(gen->tables);
+	if (gen->owns_conf)
+		conf_free(gen->conf);
+	free(gen);
+}
+
+/*
+ * Before the acknowledgement of a new configuration: every table is
+ * loaded and checked now, so that a bad directory refuses the reload
+ * and the tables in force go on answering until APPLY.
+ */
+int
+lookup_conf_prepare(struct smx_conf *c, char *err, size_t errlen)
+{
+	struct lookup_gen	*gen;
+	struct table_set	*set;
+	FILE			*errfp, *warnfp;
+	char			*ebuf = NULL, *wbuf = NULL, *line, *p;
+	size_t			 elen = 0, wlen = 0, i;
+
+	if (pending != NULL) {
+		/* An earlier one that never came to APPLY. */
+		lookup_gen_unref(pending);
+		pending = NULL;
+	}
+	if ((errfp = open_memstream(&ebuf, &elen)) == NULL ||
+	    (warnfp = open_memstream(&wbuf, &wlen)) == NULL)
+		fatal("open_memstream");
+	set = table_set_open(c, 1, current != NULL ? current->tables : NULL,
+	    errfp, warnfp);
+	if (fclose(errfp) != 0 || fclose(warnfp) != 0)
+		fatal("fclose");
+	for (p = wbuf; p != NULL && (line = strsep(&p, "\n")) != NULL;)
+		if (*line != '\0')
+			log_warnx("%s", line);
+	free(wbuf);
+	if (set == NULL) {
+		elen = strlen(ebuf);
+		while (elen > 0 && ebuf[elen - 1] == '\n')
+			ebuf[--elen] = '\0';
+		strlcpy(err, elen > 0 ? ebuf : "the directory could not be "
+		    "loaded", errlen);
+		free(ebuf);
+		return -1;
+	}
+	free(ebuf);
+	for (i = 0; i < set->n; i++)
+		log_info("table=%s entries=%zu loaded", table_name(set->tables[i]),
+		    table_count(set->tables[i]));
+	if ((gen = calloc(1, sizeof(*gen))) == NULL)
+		fatal("calloc");
+	gen->conf = c;
+	gen->tables = set;
+	gen->refs = 1;
+	pending = gen;
+	return 0;
+}
+
+/* Lookups under way keep the old tables until they have answered. */
 static void
 lookup_conf_apply(struct msg *m)
 {
-	conf_free(proc_conf_apply(m));
+	struct smx_conf		*old;
+	struct lookup_gen	*prev = current;
+
+	old = proc_conf_apply(m);
+	if (pending == NULL || pending->conf != env->conf ||
+	    prev == NULL || prev->conf != old)
+		fatalx("lookup: configuration out of step");
+	current = pending;
+	current->owns_conf = 1;
+	pending = NULL;
+	lookup_gen_unref(prev);
+	route_fwd_update(current->conf);
+}
+
+static void
+lookup_conf_abort(void)
+{
+	if (pending == NULL)
+		return;
+	/* The configuration itself is proc_imsg()'s to free. */
+	pending->owns_conf = 0;
+	lookup_gen_unref(pending);
+	pending = NULL;
+}
+
+static struct lookup_ask *
+lookup_ask_new(uint64_t reqid, const char *sender, const char *rcpt)
+{
+	struct lookup_ask	*a;
+
+	if ((a = calloc(1, sizeof(*a))) == NULL)
+		fatal("calloc");
+	a->reqid = reqid;
+	strlcpy(a->sender, sender, sizeof(a->sender));
+	strlcpy(a->rcpt, rcpt, sizeof(a->rcpt));
+	return a;
+}
+
+static const char *
+lookup_verdict_name(enum lookup_verdict v)
+{
+	switch (v) {
+	case LOOKUP_ACCEPT:
+		return "accept";
+	case LOOKUP_REJECT:
+		return "reject";
+	case LOOKUP_TEMPFAIL:
+		break;
+	}
+	return "tempfail";
 }
 
 /* See "lookup protocol" in splitmx.h. */
@@ -51,8 +214,6 @@ static void
 lookup_rcpt(struct msgchan *ch, struct msg *m)
 {
 	struct sockaddr_storage	 ss;
-	struct route_result	 rr;
-	struct msg		 r;
 	socklen_t		 sslen;
 	uint64_t		 reqid;
 	const char		*sender, *rcpt;
@@ -66,21 +227,109 @@ lookup_rcpt(struct msgchan *ch, struct msg *m)
 	    msg_end(m) == -1 || sender == NULL || rcpt == NULL)
 		fatalx("bad %s", imsg_name(m->type));
 
-	route_rcpt(env->conf, (struct sockaddr *)&ss, sender, rcpt, &rr);
-	log_info("session=%016llx event=route rcpt=<%s> verdict=%s class=%s "
-	    "destination=%s reply=\"%u %s\"", (unsigned long long)reqid, rcpt,
-	    rr.verdict == LOOKUP_ACCEPT ? "accept" :
-	    rr.verdict == LOOKUP_REJECT ? "reject" : "tempfail",
-	    route_class_name(rr.rclass),
-	    rr.dest[0] ? rr.dest : "-", rr.code, rr.text);
+	route_start(current, (struct sockaddr *)&ss, rcpt, 0,
+	    lookup_rcpt_done, lookup_ask_new(reqid, sender, rcpt));
+}
+
+static void
+lookup_rcpt_done(const struct route_result *rr,
+    const struct route_explain *ex, void *arg)
+{
+	struct lookup_ask	*a = arg;
+	struct msg		 r;
+
+	(void)ex;
+	if (rr->verdict == LOOKUP_ACCEPT)
+		log_info("session=%016llx event=route from=<%s> rcpt=<%s> "
+		    "verdict=accept class=%s rewritten=<%s> destination=%s "
+		    "reply=\"%u %s\"", (unsigned long long)a->reqid,
+		    a->sender, a->rcpt, route_class_name(rr->rclass),
+		    rr->rewritten[0] ? rr->rewritten : a->rcpt,
+		    rr->dest[0] ? rr->dest : "mx", rr->code, rr->text);
+	else
+		log_info("session=%016llx event=route from=<%s> rcpt=<%s> "
+		    "verdict=%s reply=\"%u %s\"", (unsigned long long)a->reqid,
+		    a->sender, a->rcpt, lookup_verdict_name(rr->verdict),
+		    rr->code, rr->text);
+	/* Rejections are counted by the smtp process, which sends them. */
+	if (rr->verdict == LOOKUP_ACCEPT) {
+		switch (rr->rclass) {
+		case ROUTE_LOCAL:
+			stat_add("recipients.local", 1);
+			break;
+		case ROUTE_CUSTOM:
+			stat_add("recipients.custom", 1);
+			break;
+		case ROUTE_FORWARD:
+			stat_add("recipients.forwarded", 1);
+			break;
+		case ROUTE_BOUNCE:
+		case ROUTE_OUTBOUND:
+		case ROUTE_NONE:
+			break;
+		}
+	}
 
 	msg_init(&r, IMSG_LOOKUP_RCPT_RESULT, 0);
-	msg_add_u64(&r, reqid);
-	msg_add_u32(&r, rr.verdict);
-	msg_add_u32(&r, rr.code);
-	msg_add_str(&r, rr.text);
-	msg_add_u32(&r, rr.rclass);
-	msg_add_str(&r, rr.rewritten);
-	msg_add_str(&r, rr.dest);
+	msg_add_u64(&r, a->reqid);
+	msg_add_u32(&r, rr->verdict);
+	msg_add_u32(&r, rr->code);
+	msg_add_str(&r, rr->text);
+	msg_add_u32(&r, rr->rclass);
+	msg_add_str(&r, rr->rewritten);
+	msg_add_str(&r, rr->dest);
 	proc_send(PROC_SMTP, &r);
+	free(a);
+}
+
+/* splitmxctl lookup: see "control lookup protocol" in splitmx.h. */
+static void
+lookup_ctl(struct msgchan *ch, struct msg *m)
+{
+	uint64_t	 reqid;
+	const char	*addr;
+
+	if (ch->peer != PROC_CONTROL)
+		fatalx("%s from %s", imsg_name(m->type), proc_name(ch->peer));
+	if (msg_get_u64(m, &reqid) == -1 || msg_get_strp(m, &addr) == -1 ||
+	    msg_end(m) == -1 || addr == NULL)
+		fatalx("bad %s", imsg_name(m->type));
+	route_start(current, NULL, addr, 1, lookup_ctl_done,
+	    lookup_ask_new(reqid, "", addr));
+}
+
+static void
+lookup_ctl_done(const struct route_result *rr, const struct route_explain *ex,
+    void *arg)
+{
+	struct lookup_ask	*a = arg;
+	const struct route_step	*st;
+	struct msg		 r;
+	int			 i;
+
+	msg_init(&r, IMSG_CTL_LOOKUP_RESULT, 0);
+	msg_add_u64(&r, a->reqid);
+	msg_add_str(&r, a->rcpt);
+	msg_add_u32(&r, rr->verdict);
+	msg_add_u32(&r, rr->code);
+	msg_add_str(&r, rr->text);
+	msg_add_u32(&r, rr->rclass);
+	msg_add_str(&r, rr->rewritten);
+	msg_add_str(&r, rr->dest);
+	msg_add_str(&r, ex->decision);
+	msg_add_str(&r, ex->policy);
+	msg_add_u32(&r, (uint32_t)ex->nsteps);
+	for (i = 0; i < ex->nsteps; i++) {
+		st = &ex->steps[i];
+		msg_add_str(&r, st->addr);
+		msg_add_str(&r, st->domain);
+		msg_add_str(&r, st->dtype);
+		msg_add_str(&r, st->table);
+		msg_add_str(&r, st->entry);
+		msg_add_str(&r, st->source);
+		msg_add_str(&r, st->kind);
+		msg_add_str(&r, st->target);
+	}
+	proc_send(PROC_CONTROL, &r);
+	free(a);
 }

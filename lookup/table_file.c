@@ -373,6 +373,41 @@ table_file_get(const struct table_file *tf, const char *key,
 	return 0;
 }
 
+/* As table_file_get, and the entry's line: its index, or -1. */
+ssize_t
+table_file_find(const struct table_file *tf, const char *key,
+    enum dir_kind *kind, const char **target, uint32_t *line)
+{
+	const struct dir_entry	*e;
+
+	if ((e = tf_find(tf, key)) == NULL)
+		return -1;
+	if (kind != NULL)
+		*kind = (enum dir_kind)e->kind;
+	if (target != NULL)
+		*target = e->target;
+	if (line != NULL)
+		*line = e->line;
+	return e - tf->ents;
+}
+
+/* The i-th entry in key order, for a walk over the whole directory. */
+int
+table_file_entry(const struct table_file *tf, size_t i, const char **key,
+    enum dir_kind *kind, const char **target, uint32_t *line)
+{
+	const struct dir_entry	*e;
+
+	if (i >= tf->n)
+		return -1;
+	e = &tf->ents[i];
+	*key = e->key;
+	*kind = (enum dir_kind)e->kind;
+	*target = e->target;
+	*line = e->line;
+	return 0;
+}
+
 static int
 tf_cmp_chain(const void *a, const void *b)
 {

@@ -20,13 +20,6 @@
 #define QUEUE_BATCH_MAX		128	/* commits per flush: bounds open fds */
 #define QUEUE_CREATE_TRIES	8
 
-/* A committed message, as the index holds it. */
-struct queue_msg {
-	RB_ENTRY(queue_msg)	 node;
-	TAILQ_ENTRY(queue_msg)	 age;		/* oldest first */
-	struct queue_envelope	*env;
-};
-
 /* A message file handed to the smtp process, not committed yet. */
 #define F_IN_COMMITTING	0x01
 #define F_IN_FAILED	0x02
@@ -57,8 +50,6 @@ RB_PROTOTYPE_INTERNAL(incoming_tree, queue_incoming, node, queue_incoming_cmp,
 static void	queue_recover(void);
 static int	queue_age_cmp(const void *, const void *);
 static void	queue_recovered(struct queue_envelope *, void *);
-static void	queue_index_add(struct queue_envelope *);
-static struct queue_msg *queue_index_find(const char *);
 static void	queue_conf_apply(struct msg *);
 static void	queue_create(struct msgchan *, struct msg *);
 static void	queue_commit(struct msgchan *, struct msg *);
@@ -68,12 +59,18 @@ static void	queue_commit_reply(uint64_t, int, const char *);
 static void	queue_commit_flush(int, short, void *);
 static void	queue_rollback(struct msgchan *, struct msg *);
 static void	queue_ctl_list(struct msgchan *, struct msg *);
+static void	queue_ctl_show(struct msgchan *, struct msg *);
+static void	queue_ctl_act(struct msgchan *, struct msg *);
+static void	queue_ctl_pause(struct msgchan *, struct msg *);
+static void	queue_relay_result(struct msgchan *, struct msg *);
+static void	queue_ctl_result(uint64_t, uint32_t, uint32_t, uint32_t);
+static void	queue_notify_str(char *, size_t, uint32_t);
+static void	queue_routed(struct queue_envelope *);
 static void	queue_peer_check(struct msgchan *, struct msg *, int);
 static void	queue_stat_timer(int, short, void *);
 static void	queue_stats(void);
-static char	*queue_strdup(const char *);
 
-static struct queue_fs			 qfs;
+struct queue_fs				 queue_spool;
 static struct queue_tree		 messages = RB_INITIALIZER(&messages);
 static TAILQ_HEAD(queue_age, queue_msg) by_age =
 					    TAILQ_HEAD_INITIALIZER(by_age);
@@ -114,6 +111,7 @@ queue(void)
 	struct timeval	 tv = { QUEUE_STAT_INTERVAL, 0 };
 
 	proc_drop_privileges(PROC_QUEUE, env->conf->queue_dir);
+	sched_init();
 	queue_recover();
 	evtimer_set(&ev_flush, queue_commit_flush, NULL);
 	evtimer_set(&ev_stat, queue_stat_timer, NULL);
@@ -145,6 +143,19 @@ queue_imsg(struct msgchan *ch, struct msg *m, void *arg)
 	case IMSG_CTL_QUEUE_LIST:
 		queue_ctl_list(ch, m);
 		break;
+	case IMSG_CTL_QUEUE_SHOW:
+		queue_ctl_show(ch, m);
+		break;
+	case IMSG_CTL_QUEUE_SCHEDULE:
+	case IMSG_CTL_QUEUE_REMOVE:
+		queue_ctl_act(ch, m);
+		break;
+	case IMSG_CTL_RELAY_PAUSE:
+		queue_ctl_pause(ch, m);
+		break;
+	case IMSG_RELAY_RESULT:
+		queue_relay_result(ch, m);
+		break;
 	default:
 		fatalx("unexpected %s from %s", imsg_name(m->type),
 		    proc_name(ch->peer));
@@ -164,7 +175,7 @@ queue_peer_check(struct msgchan *ch, struct msg *m, int peer)
 		fatalx("%s from %s", imsg_name(m->type), proc_name(ch->peer));
 }
 
-static char *
+char *
 queue_strdup(const char *s)
 {
 	char	*p;
@@ -208,19 +219,20 @@ static void
 queue_recover(void)
 {
 	struct queue_fs_counts	 counts;
+	struct queue_msg	*qm, *next;
 	struct timespec		 t0, t1;
 	size_t			 i;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	if (queue_fs_open(&qfs, ".") == -1)
+	if (queue_fs_open(&queue_spool, ".") == -1)
 		fatal("queue: cannot open the spool %s", env->conf->queue_dir);
-	if (queue_fs_recover(&qfs, queue_recovered, NULL, &counts) == -1)
+	if (queue_fs_recover(&queue_spool, queue_recovered, NULL, &counts) == -1)
 		fatal("queue: recovery of %s failed", env->conf->queue_dir);
 	if (nrecovered > 0)
 		qsort(recovered, nrecovered, sizeof(*recovered),
 		    queue_age_cmp);
 	for (i = 0; i < nrecovered; i++)
-		queue_index_add(recovered[i]);
+		queue_msg_add(recovered[i]);
 	free(recovered);
 	recovered = NULL;
 	nrecovered = caprecovered = 0;
@@ -230,20 +242,26 @@ queue_recover(void)
 	    counts.corrupt, counts.incoming,
 	    (long long)((t1.tv_sec - t0.tv_sec) * 1000 +
 	    (t1.tv_nsec - t0.tv_nsec) / 1000000));
+	/* Whatever waited before the restart is due now, oldest first. */
+	for (qm = TAILQ_FIRST(&by_age); qm != NULL; qm = next) {
+		next = TAILQ_NEXT(qm, age);
+		sched_add(qm, 1);
+	}
 }
 
 /*
  * The index takes the envelope.  by_age is ordered by (arrival, id), the
  * same order after a restart; a new message nearly always goes last.
  */
-static void
-queue_index_add(struct queue_envelope *e)
+struct queue_msg *
+queue_msg_add(struct queue_envelope *e)
 {
 	struct queue_msg	*qm, *prev;
 
 	if ((qm = calloc(1, sizeof(*qm))) == NULL)
 		fatal("calloc");
 	qm->env = e;
+	TAILQ_INIT(&qm->batches);
 	if (RB_INSERT(queue_tree, &messages, qm) != NULL)
 		fatalx("id=%s twice in the index", e->id);
 	TAILQ_FOREACH_REVERSE(prev, &by_age, queue_age, age)
@@ -254,10 +272,35 @@ queue_index_add(struct queue_envelope *e)
 	else
 		TAILQ_INSERT_AFTER(&by_age, prev, qm, age);
 	nmessages++;
+	return qm;
 }
 
-static struct queue_msg *
-queue_index_find(const char *id)
+struct queue_msg *
+queue_msg_oldest(void)
+{
+	return TAILQ_FIRST(&by_age);
+}
+
+/*
+ * Removal (see queue_fs.c: the envelope goes first).  A failure leaves
+ * files that the next start loads again: delivered twice, never lost.
+ */
+void
+queue_msg_remove(struct queue_msg *qm)
+{
+	if (queue_fs_message_remove(&queue_spool, qm->env->id) == -1)
+		log_warn("id=%s event=remove-failed", qm->env->id);
+	RB_REMOVE(queue_tree, &messages, qm);
+	TAILQ_REMOVE(&by_age, qm, age);
+	nmessages--;
+	stat_set("queue.messages", (int64_t)nmessages);
+	queue_fs_envelope_free(qm->env);
+	free(qm->env);
+	free(qm);
+}
+
+struct queue_msg *
+queue_msg_find(const char *id)
 {
 	struct queue_envelope	 ke;
 	struct queue_msg	 key;
@@ -278,9 +321,30 @@ queue_incoming_find(const char *id)
 }
 
 /*
+ * A fresh message file: the id is new in the index and in incoming/,
+ * and O_EXCL proves it new on disk.
+ */
+int
+queue_msg_create(char *id, size_t idsz)
+{
+	int	 fd = -1, tries;
+
+	errno = EEXIST;
+	for (tries = 0; tries < QUEUE_CREATE_TRIES; tries++) {
+		queue_fs_id_new(id, idsz, time(NULL));
+		if (queue_msg_find(id) != NULL ||
+		    queue_incoming_find(id) != NULL)
+			continue;
+		if ((fd = queue_fs_incoming_create(&queue_spool, id)) != -1 ||
+		    errno != EEXIST)
+			break;
+	}
+	return fd;
+}
+
+/*
  * IMSG_QUEUE_MESSAGE_CREATE: a fresh message file, its descriptor
- * write-only for the smtp process.  The id is new in the index and in
- * incoming/, and O_EXCL proves it new on disk.
+ * write-only for the smtp process.
  */
 static void
 queue_create(struct msgchan *ch, struct msg *m)
@@ -289,20 +353,12 @@ queue_create(struct msgchan *ch, struct msg *m)
 	struct msg		 r;
 	uint64_t		 reqid;
 	char			 id[QUEUE_IDSZ];
-	int			 fd = -1, tries;
+	int			 fd;
 
 	queue_peer_check(ch, m, PROC_SMTP);
 	if (msg_get_u64(m, &reqid) == -1 || msg_end(m) == -1)
 		fatalx("bad %s", imsg_name(m->type));
-	for (tries = 0; tries < QUEUE_CREATE_TRIES; tries++) {
-		queue_fs_id_new(id, sizeof(id), time(NULL));
-		if (queue_index_find(id) != NULL ||
-		    queue_incoming_find(id) != NULL)
-			continue;
-		if ((fd = queue_fs_incoming_create(&qfs, id)) != -1 ||
-		    errno != EEXIST)
-			break;
-	}
+	fd = queue_msg_create(id, sizeof(id));
 	msg_init(&r, IMSG_QUEUE_MESSAGE_CREATE_RESULT, 0);
 	msg_add_u64(&r, reqid);
 	if (fd == -1) {
@@ -393,7 +449,33 @@ queue_commit_envelope(struct msg *m, uint64_t *reqid, char *id)
 	    e->client, (unsigned long long)size);
 	if (queue_fs_envelope_event(e, e->arrival, text) == -1)
 		fatal("queue_fs_envelope_event");
+	queue_routed(e);
 	return e;
+}
+
+/*
+ * The routing decisions, as history: one line per recipient, as many as
+ * leave room in the history for the delivery attempts.
+ */
+#define QUEUE_ROUTED_MAX	32
+static void
+queue_routed(struct queue_envelope *e)
+{
+	struct queue_rcpt	*r;
+	uint32_t		 i;
+
+	for (i = 0; i < e->nrcpt && i < QUEUE_ROUTED_MAX; i++) {
+		r = &e->rcpts[i];
+		sched_event(e, "routed <%s>%s%s%s as %s to %s", r->rcpt,
+		    strcmp(r->rcpt, r->rewritten) ? " -> <" : "",
+		    strcmp(r->rcpt, r->rewritten) ? r->rewritten : "",
+		    strcmp(r->rcpt, r->rewritten) ? ">" : "",
+		    queue_fs_class_name(r->class),
+		    r->class == ROUTE_BOUNCE ? "a bounce" :
+		    *r->dest ? r->dest : "the MX of its domain");
+	}
+	if (i < e->nrcpt)
+		sched_event(e, "routed %u more recipients", e->nrcpt - i);
 }
 
 static void
@@ -435,9 +517,9 @@ queue_commit(struct msgchan *ch, struct msg *m)
 		return;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &in->t0);
-	if (queue_fs_commit_prepare(&qfs, e, &in->fc) == -1) {
+	if (queue_fs_commit_prepare(&queue_spool, e, &in->fc) == -1) {
 		log_warn("id=%s event=commit-failed", id);
-		queue_fs_commit_abort(&qfs, &in->fc);
+		queue_fs_commit_abort(&queue_spool, &in->fc);
 		queue_fs_envelope_free(e);
 		free(e);
 		RB_REMOVE(incoming_tree, &incoming, in);
@@ -465,9 +547,10 @@ static void
 queue_commit_flush(int fd, short event, void *arg)
 {
 	struct queue_incoming	*in;
+	struct queue_msg	*qm;
 	struct timespec		 t1;
 	char			 text[128];
-	uint64_t		 fsyncs = qfs.fsyncs;
+	uint64_t		 fsyncs = queue_spool.fsyncs;
 	long long		 us, maxus = 0;
 	size_t			 n = 0, failed = 0, published = 0;
 
@@ -481,7 +564,7 @@ queue_commit_flush(int fd, short event, void *arg)
 	TAILQ_FOREACH(in, &pending, batch)
 		queue_fs_commit_writeback(&in->fc);
 	TAILQ_FOREACH(in, &pending, batch)
-		if (queue_fs_commit_sync(&qfs, &in->fc) == -1) {
+		if (queue_fs_commit_sync(&queue_spool, &in->fc) == -1) {
 			log_warn("id=%s event=commit-failed step=fsync",
 			    in->id);
 			in->flags |= F_IN_FAILED;
@@ -489,14 +572,14 @@ queue_commit_flush(int fd, short event, void *arg)
 	TAILQ_FOREACH(in, &pending, batch) {
 		if (in->flags & F_IN_FAILED)
 			continue;
-		if (queue_fs_commit_publish(&qfs, &in->fc) == -1) {
+		if (queue_fs_commit_publish(&queue_spool, &in->fc) == -1) {
 			log_warn("id=%s event=commit-failed step=rename",
 			    in->id);
 			in->flags |= F_IN_FAILED;
 		} else
 			published++;
 	}
-	if (published > 0 && queue_fs_sync(&qfs) == -1) {
+	if (published > 0 && queue_fs_sync(&queue_spool) == -1) {
 		log_warn("event=commit-failed step=fsync-dirs");
 		TAILQ_FOREACH(in, &pending, batch)
 			in->flags |= F_IN_FAILED;
@@ -512,7 +595,7 @@ queue_commit_flush(int fd, short event, void *arg)
 		if (us > maxus)
 			maxus = us;
 		if (in->flags & F_IN_FAILED) {
-			queue_fs_commit_abort(&qfs, &in->fc);
+			queue_fs_commit_abort(&queue_spool, &in->fc);
 			queue_fs_envelope_free(in->env);
 			free(in->env);
 			failed++;
@@ -523,10 +606,11 @@ queue_commit_flush(int fd, short event, void *arg)
 			    "from=<%s>", in->id,
 			    (unsigned long long)in->env->size,
 			    in->env->nrcpt, in->env->sender);
-			queue_index_add(in->env);
+			qm = queue_msg_add(in->env);
 			(void)snprintf(text, sizeof(text),
 			    "250 2.0.0 Ok: queued as %s", in->id);
 			queue_commit_reply(in->reqid, 1, text);
+			sched_add(qm, 0);
 		}
 		free(in);
 	}
@@ -537,12 +621,12 @@ queue_commit_flush(int fd, short event, void *arg)
 		stat_add("queue.commit_failures", (int64_t)failed);
 	stat_add("queue.commits", (int64_t)(n - failed));
 	stat_add("queue.batches", 1);
-	stat_add("queue.fsyncs", (int64_t)(qfs.fsyncs - fsyncs));
+	stat_add("queue.fsyncs", (int64_t)(queue_spool.fsyncs - fsyncs));
 	stat_set("queue.commit_latency_us", maxus);
 	stat_set("queue.messages", (int64_t)nmessages);
 	log_debug("event=batch commits=%zu failed=%zu fsyncs=%llu "
 	    "max_us=%lld", n, failed,
-	    (unsigned long long)(qfs.fsyncs - fsyncs), maxus);
+	    (unsigned long long)(queue_spool.fsyncs - fsyncs), maxus);
 }
 
 /* IMSG_QUEUE_MESSAGE_ROLLBACK: the session gave up on this message. */
@@ -566,7 +650,7 @@ queue_rollback(struct msgchan *ch, struct msg *m)
 		    "reason=committing", id);
 		return;
 	}
-	if (queue_fs_incoming_remove(&qfs, id) == -1)
+	if (queue_fs_incoming_remove(&queue_spool, id) == -1)
 		log_warn("id=%s event=rollback-failed", id);
 	RB_REMOVE(incoming_tree, &incoming, in);
 	free(in);
@@ -639,4 +723,178 @@ queue_stat_timer(int fd, short event, void *arg)
 	(void)arg;
 	queue_stats();
 	evtimer_add(&ev_stat, &tv);
+}
+
+/* IMSG_RELAY_RESULT: the scheduler's. */
+static void
+queue_relay_result(struct msgchan *ch, struct msg *m)
+{
+	queue_peer_check(ch, m, PROC_RELAY);
+	sched_result(m);
+}
+
+/* IMSG_CTL_RELAY_PAUSE: u32 paused. */
+static void
+queue_ctl_pause(struct msgchan *ch, struct msg *m)
+{
+	uint32_t	 paused;
+
+	queue_peer_check(ch, m, PROC_CONTROL);
+	if (msg_get_u32(m, &paused) == -1 || msg_end(m) == -1)
+		fatalx("bad %s", imsg_name(m->type));
+	sched_pause(paused != 0);
+}
+
+static void
+queue_ctl_result(uint64_t reqid, uint32_t found, uint32_t done,
+    uint32_t later)
+{
+	struct msg	 r;
+
+	msg_init(&r, IMSG_CTL_QUEUE_RESULT, 0);
+	msg_add_u64(&r, reqid);
+	msg_add_u32(&r, found);
+	msg_add_u32(&r, done);
+	msg_add_u32(&r, later);
+	proc_send(PROC_CONTROL, &r);
+}
+
+/* F_NOTIFY_* as the envelope file writes them; "" is the default. */
+static void
+queue_notify_str(char *buf, size_t len, uint32_t notify)
+{
+	buf[0] = '\0';
+	if (notify & F_NOTIFY_NEVER)
+		strlcat(buf, "never,", len);
+	if (notify & F_NOTIFY_SUCCESS)
+		strlcat(buf, "success,", len);
+	if (notify & F_NOTIFY_FAILURE)
+		strlcat(buf, "failure,", len);
+	if (notify & F_NOTIFY_DELAY)
+		strlcat(buf, "delay,", len);
+	if (buf[0] != '\0')
+		buf[strlen(buf) - 1] = '\0';
+}
+
+/*
+ * IMSG_CTL_QUEUE_SHOW: the message's envelope, its recipients and its
+ * history (see splitmx.h), or a RESULT that found nothing.
+ */
+static void
+queue_ctl_show(struct msgchan *ch, struct msg *m)
+{
+	static const char *const	 bodies[] = {
+		"7bit", "8bitmime", "binarymime"
+	};
+	static const char *const	 rets[] = { "unset", "full", "hdrs" };
+	struct queue_msg		*qm;
+	struct queue_envelope		*e;
+	struct queue_rcpt		*r;
+	struct msg			 out;
+	const char			*id;
+	char				 flags[32], notify[40];
+	uint64_t			 reqid;
+	uint32_t			 i;
+
+	queue_peer_check(ch, m, PROC_CONTROL);
+	if (msg_get_u64(m, &reqid) == -1 || msg_get_strp(m, &id) == -1 ||
+	    id == NULL || msg_end(m) == -1)
+		fatalx("bad %s", imsg_name(m->type));
+	if (!queue_fs_id_valid(id) || (qm = queue_msg_find(id)) == NULL) {
+		queue_ctl_result(reqid, 0, 0, 0);
+		return;
+	}
+	e = qm->env;
+	flags[0] = '\0';
+	if (e->flags & F_MSG_SMTPUTF8)
+		strlcat(flags, "smtputf8", sizeof(flags));
+	if (e->flags & F_MSG_TLS)
+		strlcat(flags, flags[0] ? ",tls" : "tls", sizeof(flags));
+	msg_init(&out, IMSG_CTL_QUEUE_MESSAGE, 0);
+	msg_add_u64(&out, reqid);
+	msg_add_str(&out, e->id);
+	msg_add_i64(&out, (int64_t)e->arrival);
+	msg_add_u64(&out, e->size);
+	msg_add_str(&out, e->sender);
+	msg_add_str(&out, e->helo);
+	msg_add_str(&out, e->client);
+	msg_add_str(&out, e->client_host);
+	msg_add_str(&out, e->envid);
+	msg_add_str(&out, e->body <= BODY_BINARYMIME ? bodies[e->body] : "?");
+	msg_add_str(&out, e->ret <= RET_HDRS ? rets[e->ret] : "?");
+	msg_add_str(&out, flags);
+	msg_add_i64(&out, (int64_t)e->warned);
+	msg_add_u32(&out, e->nrcpt);
+	msg_add_u32(&out, qm->inflight);
+	msg_add_u32(&out, (qm->sflags & F_QM_REMOVE) ? 1 : 0);
+	proc_send(PROC_CONTROL, &out);
+	for (i = 0; i < e->nrcpt; i++) {
+		r = &e->rcpts[i];
+		queue_notify_str(notify, sizeof(notify), r->notify);
+		msg_init(&out, IMSG_CTL_QUEUE_RCPT, 0);
+		msg_add_u64(&out, reqid);
+		msg_add_u32(&out, i);
+		msg_add_str(&out, r->rcpt);
+		msg_add_str(&out, r->rewritten);
+		msg_add_str(&out, queue_fs_class_name(r->class));
+		msg_add_str(&out, r->dest);
+		msg_add_str(&out, notify);
+		msg_add_str(&out, r->orcpt);
+		msg_add_str(&out, queue_fs_state_name(r->state));
+		msg_add_u32(&out, r->tries);
+		msg_add_i64(&out, (int64_t)r->next_try);
+		msg_add_i64(&out, (int64_t)r->last_try);
+		msg_add_str(&out, r->last_error);
+		msg_add_u32(&out, r->sched ? 1 : 0);
+		proc_send(PROC_CONTROL, &out);
+	}
+	for (i = 0; i < e->nhist; i++) {
+		msg_init(&out, IMSG_CTL_QUEUE_EVENT, 0);
+		msg_add_u64(&out, reqid);
+		msg_add_i64(&out, (int64_t)e->hist[i].when);
+		msg_add_str(&out, e->hist[i].text);
+		proc_send(PROC_CONTROL, &out);
+	}
+	queue_ctl_result(reqid, 1, 0, 0);
+}
+
+/*
+ * IMSG_CTL_QUEUE_SCHEDULE and IMSG_CTL_QUEUE_REMOVE: u64 reqid, str id
+ * or "all".  A message being delivered is removed when its delivery
+ * is back (the scheduler holds on to it until then).
+ */
+static void
+queue_ctl_act(struct msgchan *ch, struct msg *m)
+{
+	struct queue_msg	*qm, *next;
+	const char		*id;
+	uint64_t		 reqid;
+	uint32_t		 found = 0, done = 0, later = 0;
+	int			 all, remove = m->type == IMSG_CTL_QUEUE_REMOVE;
+
+	queue_peer_check(ch, m, PROC_CONTROL);
+	if (msg_get_u64(m, &reqid) == -1 || msg_get_strp(m, &id) == -1 ||
+	    id == NULL || msg_end(m) == -1)
+		fatalx("bad %s", imsg_name(m->type));
+	all = strcmp(id, "all") == 0;
+	if (!all && (!queue_fs_id_valid(id) ||
+	    (qm = queue_msg_find(id)) == NULL)) {
+		queue_ctl_result(reqid, 0, 0, 0);
+		return;
+	}
+	qm = all ? TAILQ_FIRST(&by_age) : queue_msg_find(id);
+	for (; qm != NULL; qm = all ? next : NULL) {
+		next = TAILQ_NEXT(qm, age);
+		found++;
+		if (!remove) {
+			sched_schedule(qm);
+			done++;
+		} else if (sched_remove(qm))
+			done++;
+		else
+			later++;
+	}
+	log_info("event=%s target=%s messages=%u pending=%u",
+	    remove ? "remove" : "schedule", id, found, later);
+	queue_ctl_result(reqid, found, done, later);
 }

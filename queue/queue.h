@@ -6,9 +6,13 @@
 #define SMX_QUEUE_H
 
 #include <sys/types.h>
+#include <sys/queue.h>
+#include <sys/tree.h>
 
 #include <stdint.h>
 #include <time.h>
+
+struct msg;
 
 #define QUEUE_IDLEN		24	/* 8 hex digits of time, 16 random */
 #define QUEUE_IDSZ		(QUEUE_IDLEN + 1)
@@ -38,7 +42,13 @@ struct queue_rcpt {
 	uint32_t	 tries;
 	time_t		 next_try;
 	time_t		 last_try;	/* 0: never tried */
+	/* The scheduler's, in memory only (never written to disk). */
+	int		 sched;		/* in a batch: waiting or out */
+	int		 fail;		/* FAIL_*: failed now, DSN not yet */
 };
+#define FAIL_NONE	0
+#define FAIL_PERM	1	/* 5xx, or a local permanent failure */
+#define FAIL_EXPIRED	2	/* still 4xx when the message expired */
 
 /* One line of a message's history: received, routed, each attempt. */
 struct queue_event {
@@ -68,6 +78,26 @@ struct queue_envelope {
 	struct queue_rcpt	*rcpts;
 	uint32_t		 nhist;
 	struct queue_event	*hist;
+};
+
+/*
+ * A committed message, as the queue's index holds it (queue.c); the
+ * scheduler's part follows (scheduler.c).
+ */
+#define F_QM_TIMER	0x01	/* in the timer tree */
+#define F_QM_REMOVE	0x02	/* remove once the deliveries are back */
+#define F_QM_BOUNCED	0x04	/* messages.bounced counted */
+struct sched_batch;
+struct queue_msg {
+	RB_ENTRY(queue_msg)	 node;
+	TAILQ_ENTRY(queue_msg)	 age;		/* oldest first */
+	struct queue_envelope	*env;
+
+	RB_ENTRY(queue_msg)	 timer;		/* by wakeup, then id */
+	time_t			 wakeup;
+	int			 sflags;	/* F_QM_* */
+	uint32_t		 inflight;	/* batches out to the relay */
+	TAILQ_HEAD(, sched_batch) batches;	/* waiting or out */
 };
 
 /* The spool, as descriptors of its directories. */
@@ -120,6 +150,58 @@ int		 queue_fs_envelope_update(struct queue_fs *,
 		    const struct queue_envelope *);
 int		 queue_fs_message_open(struct queue_fs *, const char *id);
 int		 queue_fs_message_remove(struct queue_fs *, const char *id);
+
+/* queue.c: the index, for the scheduler and the bounces. */
+extern struct queue_fs	 queue_spool;
+struct queue_msg *queue_msg_find(const char *id);
+struct queue_msg *queue_msg_oldest(void);	/* then TAILQ_NEXT(, age) */
+/* Indexes a committed message (the index takes the envelope). */
+struct queue_msg *queue_msg_add(struct queue_envelope *);
+/* Off the disk and out of the index; the scheduler has let go of it. */
+void		 queue_msg_remove(struct queue_msg *);
+/* A new id and its message file in incoming/ (write-only), or -1. */
+int		 queue_msg_create(char *id, size_t);
+char		*queue_strdup(const char *);
+
+/* scheduler.c */
+void		 sched_init(void);
+/* A message new in the index; recovered ones are due at once. */
+void		 sched_add(struct queue_msg *, int recovered);
+void		 sched_result(struct msg *);
+void		 sched_pause(int);
+/* Operator requests: 1 done now, 0 pending (removal while out). */
+void		 sched_schedule(struct queue_msg *);
+int		 sched_remove(struct queue_msg *);
+time_t		 sched_backoff(uint32_t tries, time_t first, time_t cap);
+void		 sched_event(struct queue_envelope *, const char *, ...)
+		    __attribute__((__format__ (printf, 2, 3)));
+
+/*
+ * bounce.c: delivery status notifications (RFC 3464).  One DSN for the
+ * recipients given (indexes into the envelope) that want one, all with
+ * one action; remote is the host that answered ("mx.example
+ * [192.0.2.1]") or "".  The DSN is committed (fsync'd) and indexed
+ * before this returns 1 with its id in dsnid; 0: nobody to tell (null
+ * sender, NOTIFY); -1: it could not be written (errno), and the caller
+ * must not consider those recipients dealt with.
+ */
+enum bounce_action {
+	BOUNCE_FAILED,
+	BOUNCE_DELAYED
+};
+int		 bounce_create(struct queue_msg *, enum bounce_action,
+		    const uint32_t *rcpts, size_t n, const char *remote,
+		    char *dsnid);
+/* Whether the recipient asked for a DSN of that kind (RFC 3461). */
+int		 bounce_wanted(const struct queue_envelope *,
+		    const struct queue_rcpt *, enum bounce_action);
+/* "5.1.1" from a reply ("550 5.1.1 ...", "5.1.1 ...") or a default. */
+void		 bounce_status(const char *reply, enum bounce_action,
+		    int expired, char *, size_t);
+/* Writes the DSN's text to fd (for bounce_create and the unit test). */
+int		 bounce_write(int fd, int msgfd, const struct queue_envelope *,
+		    enum bounce_action, const uint32_t *rcpts, size_t n,
+		    const char *remote, const char *dsnid, time_t now);
 
 /* The envelope file's text format. */
 int		 queue_fs_envelope_encode(const struct queue_envelope *,

@@ -319,3 +319,114 @@ def sink():
     s = Sink()
     yield s
     s.stop()
+
+
+# ---------------------------------------------------------------------------
+# DNS fixture (relay tests): a loopback DNS server built on python3-dnslib,
+# for MX and address lookups.  Point splitmx at it with
+#     resolver "{dns.addr}"
+# ---------------------------------------------------------------------------
+
+def free_udp_tcp_port(host="127.0.0.1"):
+    """A port free for both UDP and TCP (DNS answers on both)."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.bind((host, 0))
+            port = u.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+                try:
+                    t.bind((host, port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no free UDP+TCP port")
+
+
+class DnsServer:
+    """A DNS server on 127.0.0.1 (UDP and TCP, one port) that answers
+    from the records a test gives it, authoritatively:
+
+        dns.add("relay.test. MX 10 mx1.relay.test.",
+                "mx1.relay.test. A 127.0.0.2")
+
+    A name that has no record at all is NXDOMAIN, a name with records of
+    other types only is NODATA.  dns.rcode(name, "SERVFAIL") answers a
+    name with that rcode, dns.drop(name) never answers it.  queries
+    lists the (name, type) pairs asked, in order.  Only 127.0.0.0/8
+    addresses belong in the records."""
+
+    def __init__(self, host="127.0.0.1"):
+        from dnslib.server import DNSLogger, DNSServer as _Server
+        self.records = []
+        self.rcodes = {}
+        self.dropped = set()
+        self.queries = []
+        self.lock = threading.Lock()
+        self.port = free_udp_tcp_port(host)
+        self.addr = "%s:%d" % (host, self.port)
+        quiet = DNSLogger(log="-request,-reply,-truncated,-error,-recv,"
+                          "-send,-data", logf=lambda s: None)
+        self.servers = [_Server(self, address=host, port=self.port,
+                                tcp=tcp, logger=quiet)
+                        for tcp in (False, True)]
+        for s in self.servers:
+            s.start_thread()
+
+    @staticmethod
+    def _name(n):
+        return str(n).lower().rstrip(".")
+
+    def add(self, *lines):
+        from dnslib import RR
+        for line in lines:
+            with self.lock:
+                self.records.extend(RR.fromZone(line, ttl=60))
+
+    def rcode(self, name, rcode):
+        with self.lock:
+            self.rcodes[self._name(name)] = rcode
+
+    def drop(self, name):
+        with self.lock:
+            self.dropped.add(self._name(name))
+
+    def asked(self, name, qtype=None):
+        with self.lock:
+            return [q for q in self.queries if q[0] == self._name(name) and
+                    (qtype is None or q[1] == qtype)]
+
+    def resolve(self, request, handler):
+        from dnslib import QTYPE, RCODE
+        from dnslib.dns import DNSError
+        q = request.q
+        name, qtype = self._name(q.qname), QTYPE[q.qtype]
+        with self.lock:
+            self.queries.append((name, qtype))
+            if name in self.dropped:
+                # dnslib sends nothing when the resolver raises this.
+                raise DNSError("dropped " + name)
+            reply = request.reply()
+            reply.header.aa = 1
+            if name in self.rcodes:
+                reply.header.rcode = getattr(RCODE, self.rcodes[name])
+                return reply
+            found = [r for r in self.records if self._name(r.rname) == name]
+            if not found:
+                reply.header.rcode = RCODE.NXDOMAIN
+                return reply
+            for r in found:
+                if r.rtype == q.qtype:
+                    reply.add_answer(r)
+        return reply
+
+    def stop(self):
+        for s in self.servers:
+            s.server.shutdown()
+            s.server.server_close()
+
+
+@pytest.fixture
+def dns():
+    d = DnsServer()
+    yield d
+    d.stop()

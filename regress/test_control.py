@@ -135,3 +135,28 @@ def test_metrics_endpoint(smx):
         assert False, "expected 404"
     except urllib.error.HTTPError as e:
         assert e.code == 404
+
+
+def test_reload_says_what_changed(smx):
+    d = smx.start()
+    text = open(d.conf_path).read()
+    text += "limit recipients 7\n"
+    text += 'domain "added.example" {\n\ttype relay\n' \
+            '\tforward to "[127.0.0.1]:9"\n}\n'
+    with open(d.conf_path, "w") as f:
+        f.write(text)
+    r = d.ctl("reload")
+    assert r.returncode == 0, r.stderr
+    assert "changed: limit recipients 7" in r.stdout
+    assert 'added: domain "added.example"' in r.stdout
+    r = d.ctl("reload")
+    assert "no change to the configuration file" in r.stdout
+
+
+def test_reload_user_change_needs_restart(smx):
+    d = smx.start()
+    with open(d.conf_path, "a") as f:
+        f.write('user "nobody"\n')
+    r = d.ctl("reload")
+    assert r.returncode == 1
+    assert "needs a restart" in r.stderr

@@ -1,21 +1,89 @@
 /*
- * The relay process: outbound SMTP client sessions.
+ * The relay process: takes deliveries from the queue, carries them to
+ * their destination over SMTP (relay_dest.c, relay_session.c) and
+ * reports each recipient's fate back to the queue.
  */
 #include <sys/types.h>
+#include <sys/resource.h>
 
 #include <event.h>
 #include <stdlib.h>
+#include <string.h>
+#include <tls.h>
+#include <unistd.h>
 
 #include "splitmx.h"
+#include "relay.h"
 
+/* The system's CA store, read before the chroot into /var/empty. */
+#define RELAY_CA_FILE	"/etc/ssl/certs/ca-certificates.crt"
+
+static void	relay_tls_init(void);
 static void	relay_conf_apply(struct msg *);
+static void	relay_deliver(struct msgchan *, struct msg *);
+static void	relay_dns_result(struct msgchan *, struct msg *);
+static char	*relay_strdup(const char *);
+static int	relay_addr_ok(const char *);
+static int	relay_xtext_ok(const char *);
+
+struct tls_config	*relay_tls_verify;
+struct tls_config	*relay_tls_noverify;
+static uint32_t		 ndeliveries;
 
 void
 relay(void)
 {
+	struct rlimit	 rl;
+
+	relay_tls_init();
+	/* Sessions and the deliveries' files are all descriptors. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+			log_warn("setrlimit nofile");
+	}
 	proc_drop_privileges(PROC_RELAY, SPLITMX_EMPTY);
 	event_dispatch();
 	fatalx("event loop ended");
+}
+
+/*
+ * Two client configurations.  "verify" checks the chain against the
+ * system's CA store (loaded into memory now: there is no /etc in the
+ * chroot) and the name.  The other is for "opportunistic" and "require":
+ * encryption without authentication, which must not be stricter about
+ * old protocol versions than sending in the clear would be.
+ */
+static void
+relay_tls_init(void)
+{
+	uint8_t		*ca;
+	size_t		 calen;
+	uint32_t	 protos;
+
+	if (tls_init() == -1)
+		fatalx("tls_init failed");
+	if ((relay_tls_noverify = tls_config_new()) == NULL)
+		fatalx("tls_config_new failed");
+	tls_config_insecure_noverifycert(relay_tls_noverify);
+	tls_config_insecure_noverifyname(relay_tls_noverify);
+	if (tls_config_parse_protocols(&protos, "all") == -1 ||
+	    tls_config_set_protocols(relay_tls_noverify, protos) == -1 ||
+	    tls_config_set_ciphers(relay_tls_noverify, "compat") == -1)
+		fatalx("tls configuration: %s",
+		    tls_config_error(relay_tls_noverify));
+
+	if ((ca = tls_load_file(RELAY_CA_FILE, &calen, NULL)) == NULL) {
+		log_warnx("cannot load the CA store %s: destinations with "
+		    "\"tls verify\" will fail", RELAY_CA_FILE);
+		return;
+	}
+	if ((relay_tls_verify = tls_config_new()) == NULL)
+		fatalx("tls_config_new failed");
+	if (tls_config_set_ca_mem(relay_tls_verify, ca, calen) == -1)
+		fatalx("CA store %s: %s", RELAY_CA_FILE,
+		    tls_config_error(relay_tls_verify));
+	tls_unload_file(ca, calen);
 }
 
 void
@@ -28,14 +96,262 @@ relay_imsg(struct msgchan *ch, struct msg *m, void *arg)
 	case IMSG_CONF_APPLY:
 		relay_conf_apply(m);
 		break;
+	case IMSG_RELAY_DELIVER:
+		relay_deliver(ch, m);
+		break;
+	case IMSG_LOOKUP_DNS_HOST_RESULT:
+		relay_dns_result(ch, m);
+		break;
 	default:
 		fatalx("unexpected %s from %s", imsg_name(m->type),
 		    proc_name(ch->peer));
 	}
 }
 
+/* Sessions read the configuration when they need it: nothing to move. */
 static void
 relay_conf_apply(struct msg *m)
 {
 	conf_free(proc_conf_apply(m));
+}
+
+/* IMSG_RELAY_DELIVER: see "relay protocol" in splitmx.h. */
+static void
+relay_deliver(struct msgchan *ch, struct msg *m)
+{
+	struct relay_msg	*rm;
+	struct relay_rcpt	*r;
+	const char		*msgid, *sender, *envid, *dest, *addr, *orcpt;
+	uint32_t		 i;
+	int			 bad = 0;
+
+	if (ch->peer != PROC_QUEUE)
+		fatalx("%s from %s", imsg_name(m->type), proc_name(ch->peer));
+	if ((rm = calloc(1, sizeof(*rm))) == NULL)
+		fatal("calloc");
+	if (msg_get_u64(m, &rm->reqid) == -1 ||
+	    msg_get_strp(m, &msgid) == -1 || msgid == NULL ||
+	    msg_get_strp(m, &sender) == -1 || sender == NULL ||
+	    msg_get_u32(m, &rm->body) == -1 || rm->body > BODY_BINARYMIME ||
+	    msg_get_u32(m, &rm->flags) == -1 ||
+	    msg_get_strp(m, &envid) == -1 || envid == NULL ||
+	    msg_get_u32(m, &rm->ret) == -1 || rm->ret > RET_HDRS ||
+	    msg_get_u64(m, &rm->size) == -1 ||
+	    msg_get_strp(m, &dest) == -1 || dest == NULL ||
+	    msg_get_u32(m, &rm->tls) == -1 || rm->tls > TLSP_VERIFY ||
+	    msg_get_u32(m, &rm->nrcpt) == -1 || rm->nrcpt == 0 ||
+	    rm->nrcpt > MSG_MAXPAYLOAD / 16)
+		fatalx("bad %s", imsg_name(m->type));
+	if ((rm->rcpts = calloc(rm->nrcpt, sizeof(*rm->rcpts))) == NULL)
+		fatal("calloc");
+	for (i = 0; i < rm->nrcpt; i++) {
+		r = &rm->rcpts[i];
+		if (msg_get_u32(m, &r->index) == -1 ||
+		    msg_get_strp(m, &addr) == -1 || addr == NULL ||
+		    msg_get_u32(m, &r->notify) == -1 ||
+		    msg_get_strp(m, &orcpt) == -1 || orcpt == NULL)
+			fatalx("bad %s", imsg_name(m->type));
+		r->addr = relay_strdup(addr);
+		r->orcpt = relay_strdup(orcpt);
+		r->status = DELIVERY_TEMPFAIL;
+	}
+	if (msg_end(m) == -1 || (rm->fd = msg_take_fd(m)) == -1)
+		fatalx("bad %s", imsg_name(m->type));
+	rm->msgid = relay_strdup(msgid);
+	rm->sender = relay_strdup(sender);
+	rm->envid = relay_strdup(envid);
+	rm->destination = relay_strdup(dest);
+	rm->next_addr = 0;
+	ndeliveries++;
+	stat_add("relay.deliveries", 1);
+
+	/*
+	 * The queue's strings came from the network once: what would
+	 * break the command line they go into fails here, not there.
+	 */
+	if (ndeliveries > RELAY_MAX_DELIVERIES)
+		bad = DELIVERY_TEMPFAIL;
+	else if (!relay_addr_ok(rm->sender) || !relay_xtext_ok(rm->envid) ||
+	    !relay_addr_ok(rm->msgid))
+		bad = DELIVERY_PERMFAIL;
+	for (i = 0; i < rm->nrcpt; i++) {
+		r = &rm->rcpts[i];
+		if (bad)
+			relay_rcpt_set(rm, r, (uint32_t)bad,
+			    bad == DELIVERY_TEMPFAIL ? "4.3.2 relay busy, "
+			    "too many deliveries at once" :
+			    "5.1.7 invalid sender or envelope id", "-", "none");
+		else if (!relay_addr_ok(r->addr) || *r->addr == '\0' ||
+		    !relay_xtext_ok(r->orcpt))
+			relay_rcpt_set(rm, r, DELIVERY_PERMFAIL,
+			    "5.1.3 invalid recipient address", "-", "none");
+	}
+	for (i = 0; i < rm->nrcpt && !bad; i++)
+		if (!rm->rcpts[i].done)
+			break;
+	if (bad || i == rm->nrcpt) {
+		relay_result(rm);
+		return;
+	}
+	relay_dest_deliver(rm);
+}
+
+static void
+relay_dns_result(struct msgchan *ch, struct msg *m)
+{
+	if (ch->peer != PROC_LOOKUP)
+		fatalx("%s from %s", imsg_name(m->type), proc_name(ch->peer));
+	relay_dest_dns_result(m);
+}
+
+static char *
+relay_strdup(const char *s)
+{
+	char	*p;
+
+	if ((p = strdup(s)) == NULL)
+		fatal("strdup");
+	return p;
+}
+
+/* Nothing that ends or splits a command line, nothing too long. */
+static int
+relay_addr_ok(const char *s)
+{
+	if (strlen(s) >= SMX_ADDRSZ)
+		return 0;
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return 0;
+	return 1;
+}
+
+/* xtext (RFC 3461 §4) as the smtp process checked it: no spaces. */
+static int
+relay_xtext_ok(const char *s)
+{
+	if (strlen(s) > 600)
+		return 0;
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f)
+			return 0;
+	return 1;
+}
+
+/*
+ * A verdict on a recipient.  Final verdicts (sent, bounced) are the
+ * delivery's; a temporary one may still be followed by another address.
+ * Every verdict is logged: one line per recipient and attempt.
+ */
+void
+relay_rcpt_set(struct relay_msg *m, struct relay_rcpt *r, uint32_t status,
+    const char *reply, const char *relay, const char *tls)
+{
+	char	 text[RELAY_REPLY_TEXT_MAX + 1];
+	char	 logtext[RELAY_REPLY_TEXT_MAX + 1];
+	char	*p;
+
+	relay_printable(text, sizeof(text), reply);
+	free(r->reply);
+	r->reply = relay_strdup(text);
+	r->status = status;
+	if (status != DELIVERY_TEMPFAIL)
+		r->done = 1;
+	/* The log line quotes the reply: its quotes become apostrophes. */
+	strlcpy(logtext, text, sizeof(logtext));
+	for (p = logtext; *p != '\0'; p++)
+		if (*p == '"')
+			*p = '\'';
+	log_info("msgid=%s event=delivery to=<%s> relay=%s status=%s "
+	    "reply=\"%s\" tls=%s", m->msgid, r->addr, relay,
+	    status == DELIVERY_OK ? "sent" :
+	    status == DELIVERY_PERMFAIL ? "bounced" : "deferred",
+	    logtext, tls);
+	if (status == DELIVERY_OK)
+		stat_add("relay.recipients.sent", 1);
+	else if (status == DELIVERY_PERMFAIL)
+		stat_add("relay.recipients.bounced", 1);
+}
+
+/*
+ * IMSG_RELAY_RESULT.  A recipient without a final verdict is deferred
+ * with the last thing that happened to it.  The replies share the
+ * message's size limit: with many recipients each gets less room.
+ */
+void
+relay_result(struct relay_msg *m)
+{
+	struct relay_rcpt	*r;
+	struct msg		 res;
+	char			 text[RELAY_REPLY_TEXT_MAX + 1];
+	size_t			 room;
+	uint32_t		 i;
+
+	room = (MSG_MAXPAYLOAD - 2048) / m->nrcpt;
+	room = room > 16 ? room - 16 : 1;
+	if (room > sizeof(text))
+		room = sizeof(text);
+
+	msg_init(&res, IMSG_RELAY_RESULT, 0);
+	msg_add_u64(&res, m->reqid);
+	msg_add_str(&res, m->remote);
+	msg_add_u32(&res, m->nrcpt);
+	for (i = 0; i < m->nrcpt; i++) {
+		r = &m->rcpts[i];
+		if (!r->done && r->reply == NULL)
+			relay_rcpt_set(m, r, DELIVERY_TEMPFAIL, m->error[0] ?
+			    m->error : "4.4.1 no delivery attempt was made",
+			    m->relay[0] ? m->relay : "-", "none");
+		strlcpy(text, r->reply, room);
+		msg_add_u32(&res, r->index);
+		msg_add_u32(&res, r->status);
+		msg_add_str(&res, text);
+	}
+	proc_send(PROC_QUEUE, &res);
+	relay_msg_free(m);
+}
+
+void
+relay_msg_free(struct relay_msg *m)
+{
+	uint32_t	 i;
+
+	for (i = 0; i < m->nrcpt; i++) {
+		free(m->rcpts[i].addr);
+		free(m->rcpts[i].orcpt);
+		free(m->rcpts[i].reply);
+	}
+	free(m->rcpts);
+	free(m->msgid);
+	free(m->sender);
+	free(m->envid);
+	free(m->destination);
+	if (m->fd != -1)
+		close(m->fd);
+	free(m);
+	ndeliveries--;
+}
+
+/* Control characters and 8-bit octets become '?'; truncated to fit. */
+void
+relay_printable(char *dst, size_t dstsz, const char *src)
+{
+	size_t	 i;
+
+	if (dstsz == 0)
+		return;
+	for (i = 0; i + 1 < dstsz && src[i] != '\0'; i++)
+		dst[i] = ((unsigned char)src[i] < 0x20 ||
+		    (unsigned char)src[i] >= 0x7f) ? '?' : src[i];
+	dst[i] = '\0';
+}
+
+/* An RFC 5321 timeout, capped by "timeout command" or "timeout data". */
+time_t
+relay_timeout(time_t rfc, int data)
+{
+	time_t	 cap;
+
+	cap = data ? env->conf->timeout_data : env->conf->timeout_command;
+	return cap > 0 && cap < rfc ? cap : rfc;
 }

@@ -31,14 +31,15 @@ static void	proc_verbose(struct msg *);
 struct proc_def {
 	void	(*main)(void);
 	msg_handler	 imsg;
+	int	(*prepare)(struct smx_conf *, char *, size_t);
 };
 
 static const struct proc_def	proc_defs[PROC_COUNT] = {
-	[PROC_SMTP] =		{ smtp,		smtp_imsg },
-	[PROC_LOOKUP] =		{ lookup,	lookup_imsg },
-	[PROC_QUEUE] =		{ queue,	queue_imsg },
-	[PROC_RELAY] =		{ relay,	relay_imsg },
-	[PROC_CONTROL] =	{ control,	control_imsg },
+	[PROC_SMTP] =		{ smtp,		smtp_imsg,	NULL },
+	[PROC_LOOKUP] =		{ lookup,	lookup_imsg,	lookup_conf_prepare },
+	[PROC_QUEUE] =		{ queue,	queue_imsg,	NULL },
+	[PROC_RELAY] =		{ relay,	relay_imsg,	NULL },
+	[PROC_CONTROL] =	{ control,	control_imsg,	NULL },
 };
 
 static int	 proc_started;
@@ -146,6 +147,12 @@ proc_imsg(struct msgchan *ch, struct msg *m)
 	case IMSG_CONF_DONE:
 		proc_conf(m);
 		return 1;
+	case IMSG_CONF_ABORT:
+		if (msg_end(m) == -1)
+			fatalx("bad %s", imsg_name(m->type));
+		conf_free(env->pending);
+		env->pending = NULL;
+		return 1;
 	case IMSG_CONF_APPLY:
 		/*
 		 * The process' own dispatcher sees APPLY after the swap
@@ -188,9 +195,27 @@ proc_conf(struct msg *m)
 	if ((r = conf_recv(m, &env->pending)) == -1)
 		fatalx("bad configuration message %s", imsg_name(m->type));
 	if (r == 1) {
-		/* All items are here: acknowledge, wait for APPLY. */
-		proc_compose(PROC_PARENT, IMSG_CONF_DONE, 0, -1, NULL, 0);
-		if (!proc_started) {
+		/* All items are here: prepare, acknowledge, wait for APPLY. */
+		struct msg	 ack;
+		char		 err[1024] = "";
+		int		 ok = 1;
+
+		if (proc_defs[env->proc].prepare != NULL &&
+		    proc_defs[env->proc].prepare(env->pending, err,
+		    sizeof(err)) == -1) {
+			if (!proc_started)
+				fatalx("%s", err);
+			log_warnx("new configuration refused: %s", err);
+			ok = 0;
+		}
+		msg_init(&ack, IMSG_CONF_DONE, 0);
+		msg_add_u32(&ack, (uint32_t)ok);
+		msg_add_str(&ack, err);
+		proc_send(PROC_PARENT, &ack);
+		if (!ok) {
+			conf_free(env->pending);
+			env->pending = NULL;
+		} else if (!proc_started) {
 			/* First configuration: nothing runs yet, apply now. */
 			conf_free(env->conf);
 			env->conf = env->pending;

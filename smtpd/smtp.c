@@ -31,7 +31,8 @@ struct smtp_client {
 
 static int	smtp_client_cmp(struct smtp_client *, struct smtp_client *);
 RB_HEAD(smtp_clients, smtp_client);
-RB_PROTOTYPE_INTERNAL(smtp_clients, smtp_client, entry, smtp_client_cmp, SMTP_RB_STATIC);
+RB_PROTOTYPE_INTERNAL(smtp_clients, smtp_client, entry, smtp_client_cmp,
+    SMTP_RB_STATIC);
 
 static struct smtp_gen	*smtp_gen_new(struct smx_conf *, int);
 static struct tls	*smtp_gen_tls(struct smtp_gen *, const char *, int);
@@ -121,15 +122,14 @@ smtp_expect(struct msgchan *ch, struct msg *m, int peer)
 static void
 smtp_conf_apply(struct msg *m)
 {
-	struct smx_conf	*old;
-	struct smtp_gen	*gen;
+	struct smx_conf	*conf;
+	struct smtp_gen	*old = current;
 
-	old = proc_conf_apply(m);
-	if (current == NULL || current->conf != old)
+	conf = proc_conf_apply(m);
+	if (old == NULL || old->conf != conf)
 		fatalx("smtp: configuration out of step");
-	gen = smtp_gen_new(env->conf, 0);
-	smtp_gen_retire(current);
-	current = gen;
+	current = smtp_gen_new(env->conf, 0);
+	smtp_gen_retire(old);
 	smtp_listen_update();
 }
 
@@ -173,7 +173,8 @@ smtp_gen_new(struct smx_conf *c, int startup)
 			fatalx("smtp: listener without a socket");
 		if (l->flags & (F_LISTEN_TLS | F_LISTEN_TLS_REQUIRE))
 			ls->tls = smtp_gen_tls(gen, l->pki, startup);
-		event_set(&ls->ev, l->fd, EV_READ | EV_PERSIST, smtp_accept, ls);
+		event_set(&ls->ev, l->fd, EV_READ | EV_PERSIST, smtp_accept,
+		    ls);
 	}
 	/* The TLS contexts hold the keys now; no other copy stays here. */
 	TAILQ_FOREACH(pki, &c->pkis, entry) {
@@ -390,12 +391,12 @@ smtp_refuse(int sock, const char *addr, const char *limit,
 	char	 buf[SMX_HOSTSZ + 96];
 	int	 n;
 
+	log_info("event=refused client=%s limit=%s", addr, limit);
 	n = snprintf(buf, sizeof(buf), "421 4.7.0 %s Too many sessions, "
 	    "try again later\r\n", hostname);
 	if (n > 0 && (size_t)n < sizeof(buf))
 		(void)send(sock, buf, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
 	close(sock);
-	log_info("event=refused client=%s limit=%s", addr, limit);
 }
 
 void
@@ -447,7 +448,8 @@ smtp_client_cmp(struct smtp_client *a, struct smtp_client *b)
 	return memcmp(a->key, b->key, sizeof(a->key));
 }
 
-RB_GENERATE_INTERNAL(smtp_clients, smtp_client, entry, smtp_client_cmp, SMTP_RB_STATIC);
+RB_GENERATE_INTERNAL(smtp_clients, smtp_client, entry, smtp_client_cmp,
+    SMTP_RB_STATIC);
 
 /*
  * The answers below are routed by request id, which is the session id:
@@ -495,7 +497,7 @@ smtp_queue_create_result(struct msg *m)
 	if (id == NULL)
 		id = "";
 	if ((s = smtp_session_find(reqid)) != NULL) {
-		smtp_session_create_result(s, ok != 0, id, fd);
+		smtp_message_create_result(s, ok != 0, id, fd);
 		return;
 	}
 	/* Nobody wants this file any more. */
@@ -521,7 +523,7 @@ smtp_queue_commit_result(struct msg *m)
 	if (reply == NULL)
 		reply = "";
 	if ((s = smtp_session_find(reqid)) != NULL) {
-		smtp_session_commit_result(s, ok != 0, reply);
+		smtp_message_commit_result(s, ok != 0, reply);
 		return;
 	}
 	/* The client left before hearing the answer; RFC 5321 §4.1.1.4. */

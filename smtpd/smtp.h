@@ -1,7 +1,8 @@
 /*
- * The smtp process' own structures: configuration generations with
- * their TLS contexts and listeners, and the interface between the
- * process (smtp.c) and its sessions (smtp_session.c).
+ * The smtp process' own structures: sessions and their transactions,
+ * configuration generations with their TLS contexts and listeners, and
+ * the interfaces between smtp.c (the process), smtp_session.c (one
+ * session), smtp_message.c (its message data) and smtp_parse.c.
  */
 #ifndef SMTP_H
 #define SMTP_H
@@ -9,6 +10,7 @@
 #include <sys/types.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <sys/tree.h>
 
 #include <event.h>
 #include <stdint.h>
@@ -18,6 +20,119 @@
 
 /* libbsd's RB_*_STATIC need a __unused it does not define. */
 #define SMTP_RB_STATIC	__attribute__((__unused__)) static
+
+#define SMTP_ENVID_MAX		100	/* RFC 3461 §4.4 */
+#define SMTP_QID_MAX		64
+
+enum smtp_state {
+	STATE_BANNER,		/* waiting out the banner delay */
+	STATE_CONNECTED,	/* banner sent, not greeted */
+	STATE_HELO,		/* greeted, no transaction */
+	STATE_MAIL,		/* MAIL accepted, no recipient yet */
+	STATE_RCPT,		/* at least one recipient accepted */
+	STATE_DATA,		/* reading the DATA text */
+	STATE_CHUNKING		/* between BDAT chunks */
+};
+
+#define F_EHLO		0x0001	/* greeted with EHLO */
+#define F_TLS		0x0002	/* TLS is up */
+#define F_STARTTLS	0x0004	/* start the handshake once the 220 is out */
+#define F_HANDSHAKE	0x0008	/* TLS handshake in progress */
+#define F_EOF		0x0010	/* the client closed its side */
+#define F_CLOSE		0x0020	/* close once the output is out */
+#define F_DISCARD	0x0040	/* dropping an over-long command line */
+#define F_CHUNK		0x0080	/* reading a BDAT chunk */
+#define F_CHUNK_SKIP	0x0100	/* ... that goes nowhere */
+#define F_CHUNK_LAST	0x0200	/* ... the last one */
+#define F_CHUNK_ERROR	0x0400	/* ... and the skip reply is an error */
+
+enum smtp_wait {
+	WAIT_NONE,
+	WAIT_LOOKUP,		/* IMSG_LOOKUP_RCPT */
+	WAIT_CREATE,		/* IMSG_QUEUE_MESSAGE_CREATE */
+	WAIT_COMMIT		/* IMSG_QUEUE_MESSAGE_COMMIT */
+};
+
+/* An accepted recipient with its route, for the commit. */
+struct smtp_rcpt {
+	TAILQ_ENTRY(smtp_rcpt)	 entry;
+	char			*addr;		/* as given */
+	char			*rewritten;
+	char			*dest;
+	char			*orcpt;
+	uint32_t		 rclass;
+	uint32_t		 notify;
+};
+
+/* A mail transaction: MAIL to the end of the message. */
+struct smtp_tx {
+	char			 sender[SMX_ADDRSZ];
+	uint32_t		 body;		/* BODY_* */
+	uint32_t		 mflags;	/* F_MSG_* */
+	uint32_t		 ret;		/* RET_* */
+	char			 envid[SMTP_ENVID_MAX + 1];
+	TAILQ_HEAD(, smtp_rcpt)	 rcpts;
+	uint32_t		 nrcpt;
+	struct smtp_rcpt	*pending;	/* being looked up */
+	int			 bdat;		/* CHUNKING, not DATA */
+
+	char			 id[SMTP_QID_MAX];
+	int			 fd;
+	int			 committed;	/* COMMIT sent: no rollback */
+	char			*dbuf;
+	size_t			 dlen;
+	size_t			 written;	/* to the file, with header */
+	size_t			 datalen;	/* octets from the client */
+	int			 err;		/* TX_* */
+	int			 saved_errno;
+
+	/* The scan of the content as it streams by. */
+	int			 cr;		/* the last octet was a CR */
+	size_t			 linelen;	/* octets, without CR LF */
+	int			 headers;	/* in the header section */
+	int			 hmatch;	/* "received:" so far, -1 no */
+	uint32_t		 nreceived;
+	int			 midline;	/* DATA: a line half read */
+};
+
+/*
+ * One client connection.  Its id is also the request id of the one
+ * lookup or queue request it may have outstanding (wait).
+ */
+struct smtp_session {
+	RB_ENTRY(smtp_session)	 entry;
+	uint64_t		 id;
+	struct smtp_gen		*gen;		/* the rules it started with */
+	struct smtp_listen	*listen;
+	int			 fd;
+	struct tls		*tls;
+	char			 tls_version[32];
+	char			 tls_cipher[64];
+	struct event		 ev;
+	short			 evflags;	/* registered */
+	short			 rwant, wwant, hwant;
+	struct event		 tmo;
+	enum smtp_state		 state;
+	int			 flags;
+	enum smtp_wait		 wait;
+	const char		*reason;	/* why it closes */
+	struct sockaddr_storage	 ss;
+	socklen_t		 sslen;
+	char			 addr[INET6_ADDRSTRLEN];
+	char			 helo[SMX_HOSTSZ];
+	uint32_t		 errors;
+	uint32_t		 nmsgs;
+
+	char			*ibuf;		/* SMTP_IBUF_SIZE */
+	size_t			 ipos, ilen;
+	char			*obuf;
+	size_t			 opos, olen, ocap;
+
+	struct smtp_tx		*tx;
+	size_t			 chunk_left;
+	size_t			 chunk_size;
+	char			 chunk_reply[128];
+};
 
 /* One pki of a generation, ready to accept TLS. */
 struct smtp_pki {
@@ -50,8 +165,6 @@ struct smtp_gen {
 	size_t			 nlistens;
 };
 
-struct smtp_session;
-
 /* smtp.c */
 void	smtp_gen_ref(struct smtp_gen *);
 void	smtp_gen_unref(struct smtp_gen *);
@@ -60,17 +173,49 @@ void	smtp_session_gone(const struct sockaddr_storage *);
 /* Tell the queue to drop an uncommitted message file. */
 void	smtp_queue_rollback(const char *);
 
-/* smtp_session.c */
+/* smtp_session.c: one session, its I/O, replies and commands */
 void	smtp_session_new(int, const struct sockaddr_storage *, socklen_t,
 	    struct smtp_listen *);
 struct smtp_session *smtp_session_find(uint64_t);
 void	smtp_session_rcpt_result(struct smtp_session *, uint32_t verdict,
 	    uint32_t code, const char *text, uint32_t rclass,
 	    const char *rewritten, const char *dest);
+/* Take the input that is there, answer, write: may free the session. */
+void	smtp_session_run(struct smtp_session *);
+void	smtp_session_timer(struct smtp_session *);
+void	smtp_session_reply(struct smtp_session *, const char *, ...)
+	    __attribute__((__format__ (printf, 2, 3)));
+/* A client error: replied, counted, past the limit the session ends. */
+void	smtp_session_error(struct smtp_session *, const char *, ...)
+	    __attribute__((__format__ (printf, 2, 3)));
+
+/* smtp_message.c: the message of a transaction, from DATA/BDAT to queue */
+void	smtp_message_create(struct smtp_session *);
 /* fd is taken over (closed or kept) in every case. */
-void	smtp_session_create_result(struct smtp_session *, int ok,
+void	smtp_message_create_result(struct smtp_session *, int ok,
 	    const char *id, int fd);
-void	smtp_session_commit_result(struct smtp_session *, int ok,
+void	smtp_message_commit_result(struct smtp_session *, int ok,
 	    const char *reply);
+/* One DATA line or part of a BDAT chunk; 0 when more input is needed. */
+int	smtp_message_dataline(struct smtp_session *);
+int	smtp_message_chunk(struct smtp_session *);
+/* Read and drop the announced chunk, then answer reply. */
+void	smtp_message_chunk_skip(struct smtp_session *, int error,
+	    const char *reply);
+/* Drop the transaction; the queue forgets its uncommitted file. */
+void	smtp_message_abort(struct smtp_session *);
+
+/* smtp_parse.c: the syntax of what clients send; every octet is hostile */
+enum path_result {
+	PATH_OK,
+	PATH_SYNTAX,
+	PATH_TOOLONG
+};
+int	smtp_parse_path(char **, char *, size_t, int *);
+int	smtp_parse_helo(const char *);
+char	*smtp_parse_param(char **, char **);
+int	smtp_parse_keyword(const char *);
+int	smtp_parse_xtext(const char *, size_t);
+void	smtp_parse_printable(char *, size_t, const char *);
 
 #endif

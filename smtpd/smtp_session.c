@@ -8,9 +8,7 @@
 #include <sys/tree.h>
 
 #include <netinet/in.h>
-#include <arpa/inet.h>
 
-#include <ctype.h>
 #include <errno.h>
 #include <event.h>
 #include <stdarg.h>
@@ -18,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 #include <tls.h>
 #include <unistd.h>
 
@@ -27,148 +24,24 @@
 
 #define SMTP_IBUF_SIZE		16384	/* input, bounded */
 #define SMTP_OBUF_HIGH		65536	/* take no command while more is out */
-#define SMTP_DBUF_SIZE		65536	/* writes to the message file */
 #define SMTP_CMD_MAX		512	/* RFC 5321 §4.5.3.1.4, CRLF included */
-#define SMTP_CMD_MAX_LONG	1012	/* MAIL/RCPT: + 500 for DSN (RFC 3461) */
-#define SMTP_TEXT_MAX		1000	/* RFC 5321 §4.5.3.1.6, CRLF included */
+#define SMTP_CMD_MAX_LONG	1012	/* MAIL/RCPT: DSN adds 500, RFC 3461 */
 #define SMTP_REPLY_MAX		1024
-#define SMTP_LOCAL_MAX		64	/* RFC 5321 §4.5.3.1.1 */
-#define SMTP_DOMAIN_MAX		255	/* RFC 5321 §4.5.3.1.2 */
-#define SMTP_PATH_MAX		256	/* RFC 5321 §4.5.3.1.3, <> included */
-#define SMTP_ENVID_MAX		100	/* RFC 3461 §4.4 */
 #define SMTP_ORCPT_MAX		500	/* RFC 3461 §4.2 */
-#define SMTP_QID_MAX		64
-#define SMTP_MAX_HOPS		100	/* Received: headers, RFC 5321 §6.3 */
 #define SMTP_READS_PER_RUN	4	/* then let other sessions run */
 #define SMTP_CLOSE_TIMEOUT	10	/* seconds to get the last reply out */
 /*
  * Silence expected from the client before the banner (RFC 5321 §4.3.1:
  * the client waits for it).  Anything said earlier is a client that
- * does not listen: 554 and the door.  Short, not configurable.
+ * does not listen: 554 and the door.  Short, not configurable; trusted
+ * clients (our own systems, which may send a message per connection)
+ * get the banner at once.
  */
 #define SMTP_BANNER_DELAY	500	/* milliseconds */
 
-enum smtp_state {
-	STATE_BANNER,		/* waiting out the banner delay */
-	STATE_CONNECTED,	/* banner sent, not greeted */
-	STATE_HELO,		/* greeted, no transaction */
-	STATE_MAIL,		/* MAIL accepted, no recipient yet */
-	STATE_RCPT,		/* at least one recipient accepted */
-	STATE_DATA,		/* reading the DATA text */
-	STATE_CHUNKING		/* between BDAT chunks */
-};
 #define S(st)		(1 << (st))
 #define S_ANY		(S(STATE_CONNECTED) | S(STATE_HELO) | S(STATE_MAIL) | \
 			 S(STATE_RCPT) | S(STATE_CHUNKING))
-
-#define F_EHLO		0x0001	/* greeted with EHLO */
-#define F_TLS		0x0002	/* TLS is up */
-#define F_STARTTLS	0x0004	/* start the handshake once the 220 is out */
-#define F_HANDSHAKE	0x0008	/* TLS handshake in progress */
-#define F_EOF		0x0010	/* the client closed its side */
-#define F_CLOSE		0x0020	/* close once the output is out */
-#define F_DISCARD	0x0040	/* dropping an over-long command line */
-#define F_CHUNK		0x0080	/* reading a BDAT chunk */
-#define F_CHUNK_SKIP	0x0100	/* ... that goes nowhere */
-#define F_CHUNK_LAST	0x0200	/* ... the last one */
-#define F_CHUNK_ERROR	0x0400	/* ... and the skip reply is an error */
-
-enum smtp_wait {
-	WAIT_NONE,
-	WAIT_LOOKUP,		/* IMSG_LOOKUP_RCPT */
-	WAIT_CREATE,		/* IMSG_QUEUE_MESSAGE_CREATE */
-	WAIT_COMMIT		/* IMSG_QUEUE_MESSAGE_COMMIT */
-};
-
-/* Why a message is refused at its end; the first that applies answers. */
-#define TX_IOERR	0x01
-#define TX_TOOBIG	0x02
-#define TX_HOPS		0x04
-#define TX_NUL		0x08
-#define TX_BARE		0x10
-#define TX_LONG		0x20
-
-enum path_result {
-	PATH_OK,
-	PATH_SYNTAX,
-	PATH_TOOLONG
-};
-
-struct smtp_rcpt {
-	TAILQ_ENTRY(smtp_rcpt)	 entry;
-	char			*addr;		/* as given */
-	char			*rewritten;
-	char			*dest;
-	char			*orcpt;
-	uint32_t		 rclass;
-	uint32_t		 notify;
-};
-
-struct smtp_tx {
-	char			 sender[SMX_ADDRSZ];
-	int			 sender_utf8;
-	uint32_t		 body;		/* BODY_* */
-	uint32_t		 mflags;	/* F_MSG_* */
-	uint32_t		 ret;		/* RET_* */
-	char			 envid[SMTP_ENVID_MAX + 1];
-	TAILQ_HEAD(, smtp_rcpt)	 rcpts;
-	uint32_t		 nrcpt;
-	struct smtp_rcpt	*pending;	/* being looked up */
-	int			 bdat;		/* CHUNKING, not DATA */
-
-	char			 id[SMTP_QID_MAX];
-	int			 fd;
-	int			 committed;	/* COMMIT sent: no rollback */
-	char			*dbuf;
-	size_t			 dlen;
-	size_t			 written;	/* to the file, header included */
-	size_t			 datalen;	/* octets from the client */
-	int			 err;		/* TX_* */
-	int			 saved_errno;
-
-	/* The scan of the content as it streams by. */
-	int			 cr;		/* the last octet was a CR */
-	size_t			 linelen;	/* octets, CR and LF not counted */
-	int			 headers;	/* still in the header section */
-	int			 hmatch;	/* of "received:", -1 no match */
-	uint32_t		 nreceived;
-	int			 midline;	/* DATA: a line partly consumed */
-};
-
-struct smtp_session {
-	RB_ENTRY(smtp_session)	 entry;
-	uint64_t		 id;
-	struct smtp_gen		*gen;		/* the rules it started with */
-	struct smtp_listen	*listen;
-	int			 fd;
-	struct tls		*tls;
-	char			 tls_version[32];
-	char			 tls_cipher[64];
-	struct event		 ev;
-	short			 evflags;	/* registered */
-	short			 rwant, wwant, hwant;
-	struct event		 tmo;
-	enum smtp_state		 state;
-	int			 flags;
-	enum smtp_wait		 wait;
-	const char		*reason;	/* why it closes */
-	struct sockaddr_storage	 ss;
-	socklen_t		 sslen;
-	char			 addr[INET6_ADDRSTRLEN];
-	char			 helo[SMX_HOSTSZ];
-	uint32_t		 errors;
-	uint32_t		 nmsgs;
-
-	char			*ibuf;		/* SMTP_IBUF_SIZE */
-	size_t			 ipos, ilen;
-	char			*obuf;
-	size_t			 opos, olen, ocap;
-
-	struct smtp_tx		*tx;
-	size_t			 chunk_left;
-	size_t			 chunk_size;
-	char			 chunk_reply[128];
-};
 
 struct smtp_cmd {
 	const char	*verb;
@@ -180,16 +53,15 @@ struct smtp_cmd {
 
 static int	smtp_session_cmp(struct smtp_session *, struct smtp_session *);
 RB_HEAD(smtp_sessions, smtp_session);
-RB_PROTOTYPE_INTERNAL(smtp_sessions, smtp_session, entry, smtp_session_cmp, SMTP_RB_STATIC);
+RB_PROTOTYPE_INTERNAL(smtp_sessions, smtp_session, entry, smtp_session_cmp,
+    SMTP_RB_STATIC);
 
 static void	smtp_session_io(int, short, void *);
 static void	smtp_session_timeout(int, short, void *);
-static void	smtp_session_run(struct smtp_session *);
 static void	smtp_session_update(struct smtp_session *);
 static int	smtp_session_can_read(struct smtp_session *);
 static ssize_t	smtp_session_read(struct smtp_session *);
 static int	smtp_session_write(struct smtp_session *);
-static void	smtp_session_timer(struct smtp_session *);
 static void	smtp_session_banner(struct smtp_session *);
 static void	smtp_session_early(struct smtp_session *);
 static int	smtp_session_tls_start(struct smtp_session *);
@@ -199,31 +71,12 @@ static void	smtp_session_free(struct smtp_session *, const char *);
 static void	smtp_session_out(struct smtp_session *, const char *, size_t);
 static void	smtp_session_vreply(struct smtp_session *, const char *,
 		    va_list) __attribute__((__format__ (printf, 2, 0)));
-static void	smtp_session_reply(struct smtp_session *, const char *, ...)
-		    __attribute__((__format__ (printf, 2, 3)));
-static void	smtp_session_error(struct smtp_session *, const char *, ...)
-		    __attribute__((__format__ (printf, 2, 3)));
 static void	smtp_session_process(struct smtp_session *);
 static int	smtp_session_line(struct smtp_session *);
 static void	smtp_session_command(struct smtp_session *, char *, size_t,
 		    size_t);
 static void	smtp_session_bad_sequence(struct smtp_session *,
 		    const struct smtp_cmd *);
-static int	smtp_session_dataline(struct smtp_session *);
-static int	smtp_session_chunk(struct smtp_session *);
-static void	smtp_session_chunk_skip(struct smtp_session *, int,
-		    const char *);
-static void	smtp_session_content(struct smtp_session *, const char *,
-		    size_t);
-static void	smtp_session_dwrite(struct smtp_tx *, const char *, size_t);
-static int	smtp_session_dflush(struct smtp_tx *);
-static void	smtp_session_received(struct smtp_session *);
-static void	smtp_session_eom(struct smtp_session *);
-static void	smtp_session_refuse(struct smtp_session *);
-static void	smtp_session_commit(struct smtp_session *);
-static void	smtp_session_create(struct smtp_session *);
-static void	smtp_session_tx_abort(struct smtp_session *);
-static void	smtp_session_tx_free(struct smtp_session *);
 static int	smtp_session_greet(struct smtp_session *, char *,
 		    const char *);
 static int	smtp_session_mail_params(struct smtp_session *,
@@ -244,16 +97,6 @@ static void	smtp_session_quit(struct smtp_session *, char *);
 static void	smtp_session_vrfy(struct smtp_session *, char *);
 static void	smtp_session_expn(struct smtp_session *, char *);
 static void	smtp_session_help(struct smtp_session *, char *);
-
-static int	smtp_parse_path(char **, char *, size_t, int *);
-static size_t	smtp_utf8_len(const unsigned char *);
-static int	smtp_helo_valid(const char *);
-static char	*smtp_next_param(char **, char **);
-static int	smtp_param_key_valid(const char *);
-static int	smtp_xtext_valid(const char *, size_t);
-static void	smtp_printable(char *, size_t, const char *);
-static int	smtp_append(char *, size_t, size_t *, const char *, ...)
-		    __attribute__((__format__ (printf, 4, 5)));
 
 static const struct smtp_cmd smtp_cmds[] = {
 	{ "EHLO",	S_ANY,				0, smtp_session_ehlo },
@@ -282,6 +125,7 @@ smtp_session_new(int fd, const struct sockaddr_storage *ss, socklen_t sslen,
     struct smtp_listen *ls)
 {
 	struct smtp_session	*s;
+	struct smx_net		*n;
 	struct timeval		 tv = { 0, SMTP_BANNER_DELAY * 1000 };
 
 	if ((s = calloc(1, sizeof(*s))) == NULL ||
@@ -301,10 +145,16 @@ smtp_session_new(int fd, const struct sockaddr_storage *ss, socklen_t sslen,
 	s->rwant = EV_READ;
 	s->wwant = EV_WRITE;
 	s->state = STATE_BANNER;
+	TAILQ_FOREACH(n, &s->gen->conf->trusted, entry)
+		if (net_match(&n->ss, n->prefixlen,
+		    (const struct sockaddr *)&s->ss)) {
+			tv.tv_usec = 0;
+			break;
+		}
 	evtimer_set(&s->tmo, smtp_session_timeout, s);
 	evtimer_add(&s->tmo, &tv);
-	log_info("session=%016llx event=connect client=%s port=%u local-port=%u",
-	    (unsigned long long)s->id, s->addr,
+	log_info("session=%016llx event=connect client=%s port=%u "
+	    "local-port=%u", (unsigned long long)s->id, s->addr,
 	    ntohs(((struct sockaddr_in *)&s->ss)->sin_port), ls->l->port);
 	smtp_session_update(s);
 }
@@ -326,7 +176,8 @@ smtp_session_cmp(struct smtp_session *a, struct smtp_session *b)
 	return a->id > b->id;
 }
 
-RB_GENERATE_INTERNAL(smtp_sessions, smtp_session, entry, smtp_session_cmp, SMTP_RB_STATIC);
+RB_GENERATE_INTERNAL(smtp_sessions, smtp_session, entry, smtp_session_cmp,
+    SMTP_RB_STATIC);
 
 /*
  * I/O.  The pump reads what it may, answers every complete command in
@@ -341,7 +192,7 @@ smtp_session_io(int fd, short event, void *arg)
 	smtp_session_run(arg);
 }
 
-static void
+void
 smtp_session_run(struct smtp_session *s)
 {
 	ssize_t	 n;
@@ -518,7 +369,7 @@ smtp_session_write(struct smtp_session *s)
 }
 
 /* (Re)arm the timeout the current state calls for. */
-static void
+void
 smtp_session_timer(struct smtp_session *s)
 {
 	struct smx_conf	*c = s->gen->conf;
@@ -632,8 +483,8 @@ smtp_session_handshake(struct smtp_session *s)
 		v = "unknown";
 	if ((c = tls_conn_cipher(s->tls)) == NULL)
 		c = "unknown";
-	smtp_printable(s->tls_version, sizeof(s->tls_version), v);
-	smtp_printable(s->tls_cipher, sizeof(s->tls_cipher), c);
+	smtp_parse_printable(s->tls_version, sizeof(s->tls_version), v);
+	smtp_parse_printable(s->tls_cipher, sizeof(s->tls_cipher), c);
 	log_info("session=%016llx event=starttls version=%s cipher=%s",
 	    (unsigned long long)s->id, s->tls_version, s->tls_cipher);
 	/* RFC 3207 §4.2: forget what the client said before TLS. */
@@ -668,7 +519,7 @@ smtp_session_free(struct smtp_session *s, const char *reason)
 		reason = s->reason ? s->reason : "closed";
 	log_info("session=%016llx event=disconnect reason=%s messages=%u",
 	    (unsigned long long)s->id, reason, s->nmsgs);
-	smtp_session_tx_abort(s);
+	smtp_message_abort(s);
 	if (s->evflags)
 		event_del(&s->ev);
 	evtimer_del(&s->tmo);
@@ -735,7 +586,7 @@ smtp_session_vreply(struct smtp_session *s, const char *fmt, va_list ap)
 	smtp_session_out(s, buf, (size_t)n);
 }
 
-static void
+void
 smtp_session_reply(struct smtp_session *s, const char *fmt, ...)
 {
 	va_list	 ap;
@@ -747,7 +598,7 @@ smtp_session_reply(struct smtp_session *s, const char *fmt, ...)
 
 /* A protocol error of the client's: replied, counted, and past the limit
  * the session ends. */
-static void
+void
 smtp_session_error(struct smtp_session *s, const char *fmt, ...)
 {
 	struct smx_conf	*c = s->gen->conf;
@@ -778,9 +629,9 @@ smtp_session_process(struct smtp_session *s)
 	    !(s->flags & (F_CLOSE | F_STARTTLS | F_HANDSHAKE)) &&
 	    s->olen - s->opos < SMTP_OBUF_HIGH) {
 		if (s->flags & F_CHUNK)
-			more = smtp_session_chunk(s);
+			more = smtp_message_chunk(s);
 		else if (s->state == STATE_DATA)
-			more = smtp_session_dataline(s);
+			more = smtp_message_dataline(s);
 		else
 			more = smtp_session_line(s);
 		if (!more)
@@ -905,531 +756,17 @@ smtp_session_bad_sequence(struct smtp_session *s, const struct smtp_cmd *cmd)
 }
 
 /*
- * DATA text, one line at a time.  A line ends with CRLF and nothing
- * else, so only CRLF "." CRLF ends the message: "\n.\n", "\r.\r",
- * "\n.\r\n" and "\r\n.\n" are text (and refused as bare LF/CR at the
- * end, see smtp_session_content()).
- */
-static int
-smtp_session_dataline(struct smtp_session *s)
-{
-	struct smtp_tx	*tx = s->tx;
-	char		*p = s->ibuf + s->ipos, *e;
-	size_t		 avail = s->ilen - s->ipos, len;
-
-	if (avail == 0)
-		return 0;
-	if ((e = memmem(p, avail, "\r\n", 2)) == NULL) {
-		/*
-		 * A line this long is refused at the end anyway: pass it on
-		 * rather than hold it, but keep a last CR, which may be half
-		 * of the CRLF.
-		 */
-		if (avail < SMTP_TEXT_MAX)
-			return 0;
-		len = avail;
-		if (p[len - 1] == '\r')
-			len--;
-		if (!tx->midline && p[0] == '.') {
-			p++;
-			len--;
-			s->ipos++;
-		}
-		s->ipos += len;
-		tx->midline = 1;
-		smtp_session_content(s, p, len);
-		return 1;
-	}
-	len = (size_t)(e - p);
-	s->ipos += len + 2;
-	if (!tx->midline) {
-		if (len == 1 && p[0] == '.') {
-			smtp_session_eom(s);
-			return 1;
-		}
-		/* Dot-unstuffing, RFC 5321 §4.5.2. */
-		if (len > 0 && p[0] == '.') {
-			p++;
-			len--;
-		}
-	}
-	tx->midline = 0;
-	smtp_session_content(s, p, len + 2);
-	return 1;
-}
-
-/* A BDAT chunk: exactly its size in octets, whatever they are. */
-static int
-smtp_session_chunk(struct smtp_session *s)
-{
-	size_t	 n = s->ilen - s->ipos;
-
-	if (n > s->chunk_left)
-		n = s->chunk_left;
-	if (n > 0) {
-		if (!(s->flags & F_CHUNK_SKIP))
-			smtp_session_content(s, s->ibuf + s->ipos, n);
-		s->ipos += n;
-		s->chunk_left -= n;
-	}
-	if (s->chunk_left > 0)
-		return 0;
-	s->flags &= ~F_CHUNK;
-	if (s->flags & F_CHUNK_SKIP) {
-		s->flags &= ~F_CHUNK_SKIP;
-		if (s->flags & F_CHUNK_ERROR)
-			smtp_session_error(s, "%s", s->chunk_reply);
-		else
-			smtp_session_reply(s, "%s", s->chunk_reply);
-		return 1;
-	}
-	if (s->flags & F_CHUNK_LAST)
-		smtp_session_eom(s);
-	else if (s->tx->err) {
-		/* RFC 3030 §2: after a failed chunk the transaction is off. */
-		smtp_session_refuse(s);
-	} else
-		smtp_session_reply(s, "250 2.0.0 Ok: %zu octets received",
-		    s->chunk_size);
-	return 1;
-}
-
-/* Read the chunk the client announced, then answer with reply. */
-static void
-smtp_session_chunk_skip(struct smtp_session *s, int error, const char *reply)
-{
-	s->flags |= F_CHUNK | F_CHUNK_SKIP;
-	if (error)
-		s->flags |= F_CHUNK_ERROR;
-	else
-		s->flags &= ~F_CHUNK_ERROR;
-	strlcpy(s->chunk_reply, reply, sizeof(s->chunk_reply));
-	smtp_session_timer(s);
-}
-
-/*
- * The message content as it streams by (unstuffed DATA lines, raw BDAT
- * chunks): size, line lengths, NUL, Received: count and line ends are
- * checked here, and the content goes to the message file.
- *
- * The rule for line ends: every line must end with CRLF.  A bare LF or
- * a bare CR anywhere in the content refuses the whole message with
- * "550 5.6.0" at its end (RFC 5321 §2.3.8 forbids them; normalising
- * would hide an SMTP smuggling attempt from the next hop's logs, and
- * passing them on would make us the smuggler).  Over-long lines and
- * NUL octets are refused the same way.  Once a message is refused,
- * nothing more of it is written.
- */
-static void
-smtp_session_content(struct smtp_session *s, const char *p, size_t n)
-{
-	struct smtp_tx	*tx = s->tx;
-	size_t		 max = s->gen->conf->max_message_size, i;
-	unsigned char	 c;
-	static const char received[] = "received:";
-
-	tx->datalen += n;
-	if (max != 0 && tx->datalen > max)
-		tx->err |= TX_TOOBIG;
-	for (i = 0; i < n; i++) {
-		c = (unsigned char)p[i];
-		if (c == '\n') {
-			if (!tx->cr)
-				tx->err |= TX_BARE;
-			if (tx->linelen > SMTP_TEXT_MAX - 2)
-				tx->err |= TX_LONG;
-			if (tx->headers && tx->linelen == 0)
-				tx->headers = 0;
-			tx->linelen = 0;
-			tx->hmatch = 0;
-			tx->cr = 0;
-			continue;
-		}
-		if (tx->cr)
-			tx->err |= TX_BARE;
-		if (c == '\r') {
-			tx->cr = 1;
-			continue;
-		}
-		if (c == '\0')
-			tx->err |= TX_NUL;
-		tx->linelen++;
-		if (tx->headers && tx->hmatch >= 0 &&
-		    tx->hmatch < (int)sizeof(received) - 1) {
-			if (tolower(c) != received[tx->hmatch])
-				tx->hmatch = -1;
-			else if (++tx->hmatch == (int)sizeof(received) - 1 &&
-			    ++tx->nreceived > SMTP_MAX_HOPS)
-				tx->err |= TX_HOPS;
-		}
-	}
-	if (tx->err == 0)
-		smtp_session_dwrite(tx, p, n);
-}
-
-static void
-smtp_session_dwrite(struct smtp_tx *tx, const char *p, size_t n)
-{
-	size_t	 k;
-
-	while (n > 0 && !(tx->err & TX_IOERR)) {
-		if (tx->dlen == SMTP_DBUF_SIZE && smtp_session_dflush(tx) == -1)
-			return;
-		k = SMTP_DBUF_SIZE - tx->dlen;
-		if (k > n)
-			k = n;
-		memcpy(tx->dbuf + tx->dlen, p, k);
-		tx->dlen += k;
-		p += k;
-		n -= k;
-	}
-}
-
-static int
-smtp_session_dflush(struct smtp_tx *tx)
-{
-	size_t	 off = 0;
-	ssize_t	 w;
-
-	while (off < tx->dlen) {
-		if ((w = write(tx->fd, tx->dbuf + off, tx->dlen - off)) == -1) {
-			if (errno == EINTR)
-				continue;
-			tx->saved_errno = errno;
-			tx->err |= TX_IOERR;
-			return -1;
-		}
-		off += (size_t)w;
-	}
-	tx->written += tx->dlen;
-	tx->dlen = 0;
-	return 0;
-}
-
-/*
- * Our trace header, first in the file (RFC 5321 §4.4); the protocol
- * names are RFC 3848's and RFC 6531's.
- */
-static void
-smtp_session_received(struct smtp_session *s)
-{
-	struct smtp_tx	*tx = s->tx;
-	struct tm	 tm;
-	time_t		 now = time(NULL);
-	char		 hdr[2048], date[64];
-	const char	*with;
-	size_t		 len = 0;
-	int		 r;
-
-	if (tx->mflags & F_MSG_SMTPUTF8)
-		with = (s->flags & F_TLS) ? "UTF8SMTPS" : "UTF8SMTP";
-	else if (s->flags & F_TLS)
-		with = "ESMTPS";
-	else
-		with = (s->flags & F_EHLO) ? "ESMTP" : "SMTP";
-	if (localtime_r(&now, &tm) == NULL ||
-	    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm) == 0)
-		strlcpy(date, "Thu, 01 Jan 1970 00:00:00 +0000", sizeof(date));
-
-	r = smtp_append(hdr, sizeof(hdr), &len, "Received: from %s ([%s%s])"
-	    "\r\n\tby %s (splitmx) with %s id %s", s->helo,
-	    s->ss.ss_family == AF_INET6 ? "IPv6:" : "", s->addr,
-	    s->gen->conf->hostname, with, tx->id);
-	if (r == 0 && (s->flags & F_TLS))
-		r = smtp_append(hdr, sizeof(hdr), &len,
-		    "\r\n\t(version=%s cipher=%s)", s->tls_version,
-		    s->tls_cipher);
-	if (r == 0 && tx->nrcpt == 1)
-		r = smtp_append(hdr, sizeof(hdr), &len, "\r\n\tfor <%s>",
-		    TAILQ_FIRST(&tx->rcpts)->addr);
-	if (r == 0)
-		r = smtp_append(hdr, sizeof(hdr), &len, ";\r\n\t%s\r\n",
-		    date);
-	if (r == -1) {
-		/* Cannot happen within our bounds; refuse rather than cut. */
-		tx->err |= TX_IOERR;
-		tx->saved_errno = EOVERFLOW;
-		return;
-	}
-	smtp_session_dwrite(tx, hdr, len);
-}
-
-/* The end of the message: refuse it, or have the queue commit it. */
-static void
-smtp_session_eom(struct smtp_session *s)
-{
-	struct smtp_tx	*tx = s->tx;
-	int		 r;
-
-	s->state = STATE_HELO;
-	if (tx->cr)
-		tx->err |= TX_BARE;	/* a last BDAT octet that is a CR */
-	if (tx->linelen > SMTP_TEXT_MAX - 2)
-		tx->err |= TX_LONG;
-	/* A BDAT message need not end with CRLF; the file does. */
-	if (tx->linelen > 0 && tx->err == 0)
-		smtp_session_dwrite(tx, "\r\n", 2);
-	if (tx->err == 0 && smtp_session_dflush(tx) == 0) {
-		r = close(tx->fd);
-		tx->fd = -1;
-		if (r == -1) {
-			tx->saved_errno = errno;
-			tx->err |= TX_IOERR;
-		}
-	}
-	if (tx->err) {
-		smtp_session_refuse(s);
-		return;
-	}
-	smtp_session_commit(s);
-}
-
-static void
-smtp_session_refuse(struct smtp_session *s)
-{
-	struct smtp_tx	*tx = s->tx;
-	const char	*reply, *reason;
-
-	if (tx->err & TX_IOERR) {
-		if (tx->saved_errno == ENOSPC || tx->saved_errno == EDQUOT) {
-			reply = "452 4.3.1 Insufficient system storage";
-			reason = "no-space";
-		} else {
-			reply = "451 4.3.0 Error: local write error, try "
-			    "again later";
-			reason = "write-error";
-		}
-	} else if (tx->err & TX_TOOBIG) {
-		reply = "552 5.3.4 Message size exceeds fixed maximum message "
-		    "size";
-		reason = "size";
-	} else if (tx->err & TX_HOPS) {
-		reply = "554 5.4.6 Too many hops (Received: headers), "
-		    "probably a mail loop";
-		reason = "hops";
-	} else if (tx->err & TX_NUL) {
-		reply = "550 5.6.0 Message refused: it contains NUL octets";
-		reason = "nul";
-	} else if (tx->err & TX_BARE) {
-		reply = "550 5.6.0 Message refused: bare CR or LF; lines "
-		    "must end with CRLF (RFC 5321 2.3.8)";
-		reason = "bare-line-end";
-	} else {
-		reply = "550 5.6.0 Message refused: a line is longer than "
-		    "998 octets";
-		reason = "line-length";
-	}
-	log_info("session=%016llx event=message-refused id=%s from=<%s> "
-	    "size=%zu reason=%s", (unsigned long long)s->id, tx->id,
-	    tx->sender, tx->datalen, reason);
-	smtp_session_reply(s, "%s", reply);
-	smtp_session_tx_abort(s);
-	s->state = STATE_HELO;
-}
-
-/* The queue protocol of splitmx.h: envelope and recipients. */
-static void
-smtp_session_commit(struct smtp_session *s)
-{
-	struct smtp_tx		*tx = s->tx;
-	struct smtp_rcpt	*r;
-	struct msg		 m;
-
-	msg_init(&m, IMSG_QUEUE_MESSAGE_COMMIT, 0);
-	msg_add_u64(&m, s->id);
-	msg_add_str(&m, tx->id);
-	msg_add_u64(&m, tx->written);
-	msg_add_str(&m, tx->sender);
-	msg_add_str(&m, s->helo);
-	msg_add_sockaddr(&m, (struct sockaddr *)&s->ss, s->sslen);
-	msg_add_str(&m, "");		/* no reverse DNS in this process */
-	msg_add_u32(&m, tx->body);
-	msg_add_u32(&m, tx->mflags);
-	msg_add_str(&m, tx->envid);
-	msg_add_u32(&m, tx->ret);
-	msg_add_u32(&m, tx->nrcpt);
-	TAILQ_FOREACH(r, &tx->rcpts, entry) {
-		msg_add_str(&m, r->addr);
-		msg_add_str(&m, r->rewritten);
-		msg_add_u32(&m, r->rclass);
-		msg_add_str(&m, r->dest);
-		msg_add_u32(&m, r->notify);
-		msg_add_str(&m, r->orcpt);
-	}
-	if (m.error) {
-		msg_clear(&m);
-		tx->err |= TX_IOERR;
-		tx->saved_errno = EMSGSIZE;
-		smtp_session_refuse(s);
-		return;
-	}
-	proc_send(PROC_QUEUE, &m);
-	tx->committed = 1;
-	s->wait = WAIT_COMMIT;
-}
-
-void
-smtp_session_commit_result(struct smtp_session *s, int ok, const char *reply)
-{
-	struct smtp_tx		*tx = s->tx;
-	struct smtp_rcpt	*r;
-	char			 text[256];
-
-	if (s->wait != WAIT_COMMIT || tx == NULL || !tx->committed) {
-		log_warnx("session=%016llx: unexpected commit result",
-		    (unsigned long long)s->id);
-		return;
-	}
-	s->wait = WAIT_NONE;
-	if (ok) {
-		smtp_session_reply(s, "250 2.0.0 Ok: queued as %s", tx->id);
-		stat_add("messages.accepted", 1);
-		s->nmsgs++;
-		log_info("session=%016llx event=message id=%s from=<%s> "
-		    "size=%zu rcpts=%u%s%s", (unsigned long long)s->id,
-		    tx->id, tx->sender, tx->written, tx->nrcpt,
-		    (s->flags & F_TLS) ? " tls=" : "",
-		    (s->flags & F_TLS) ? s->tls_version : "");
-		TAILQ_FOREACH(r, &tx->rcpts, entry)
-			log_info("session=%016llx event=rcpt id=%s to=<%s> "
-			    "route=%s destination=%s",
-			    (unsigned long long)s->id, tx->id, r->rewritten,
-			    route_class_name(r->rclass),
-			    r->dest[0] ? r->dest : "mx");
-	} else {
-		smtp_printable(text, sizeof(text), reply);
-		log_warnx("session=%016llx event=commit-failed id=%s "
-		    "reply=\"%s\"", (unsigned long long)s->id, tx->id, text);
-		smtp_session_reply(s, "451 4.3.0 Error: message not queued, "
-		    "try again later");
-	}
-	/* Committed or failed, the file is the queue's business now. */
-	smtp_session_tx_free(s);
-	s->state = STATE_HELO;
-	smtp_session_timer(s);
-	smtp_session_run(s);
-}
-
-static void
-smtp_session_create(struct smtp_session *s)
-{
-	struct msg	 m;
-
-	msg_init(&m, IMSG_QUEUE_MESSAGE_CREATE, 0);
-	msg_add_u64(&m, s->id);
-	proc_send(PROC_QUEUE, &m);
-	s->wait = WAIT_CREATE;
-}
-
-void
-smtp_session_create_result(struct smtp_session *s, int ok, const char *id,
-    int fd)
-{
-	struct smtp_tx	*tx = s->tx;
-	size_t		 i, len = strlen(id);
-	int		 good = ok && fd != -1 && len > 0 && len < SMTP_QID_MAX;
-
-	if (s->wait != WAIT_CREATE || tx == NULL) {
-		log_warnx("session=%016llx: unexpected create result",
-		    (unsigned long long)s->id);
-		if (fd != -1)
-			close(fd);
-		if (ok && len > 0)
-			smtp_queue_rollback(id);
-		return;
-	}
-	s->wait = WAIT_NONE;
-	/* The id goes into replies and headers: letters and digits only. */
-	for (i = 0; good && i < len; i++)
-		if (!isalnum((unsigned char)id[i]))
-			good = 0;
-	if (!good) {
-		log_warnx("session=%016llx event=create-failed ok=%d",
-		    (unsigned long long)s->id, ok);
-		if (fd != -1)
-			close(fd);
-		if (ok && len > 0)
-			smtp_queue_rollback(id);
-		if (tx->bdat) {
-			smtp_session_tx_abort(s);
-			s->state = STATE_HELO;
-			smtp_session_chunk_skip(s, 0, "451 4.3.0 Error: queue "
-			    "unavailable, try again later");
-		} else
-			smtp_session_reply(s, "451 4.3.0 Error: queue "
-			    "unavailable, try again later");
-		goto out;
-	}
-	strlcpy(tx->id, id, sizeof(tx->id));
-	tx->fd = fd;
-	if ((tx->dbuf = malloc(SMTP_DBUF_SIZE)) == NULL)
-		fatal("malloc");
-	smtp_session_received(s);
-	if (tx->bdat) {
-		s->state = STATE_CHUNKING;
-		s->flags |= F_CHUNK;
-	} else {
-		s->state = STATE_DATA;
-		tx->midline = 0;
-		smtp_session_reply(s, "354 End data with <CR><LF>.<CR><LF>");
-	}
- out:
-	smtp_session_timer(s);
-	smtp_session_run(s);
-}
-
-static void
-smtp_session_tx_abort(struct smtp_session *s)
-{
-	struct smtp_tx	*tx = s->tx;
-
-	if (tx == NULL)
-		return;
-	if (tx->fd != -1)
-		close(tx->fd);
-	tx->fd = -1;
-	if (tx->id[0] != '\0' && !tx->committed)
-		smtp_queue_rollback(tx->id);
-	smtp_session_tx_free(s);
-}
-
-static void
-smtp_session_tx_free(struct smtp_session *s)
-{
-	struct smtp_tx		*tx = s->tx;
-	struct smtp_rcpt	*r;
-
-	if (tx == NULL)
-		return;
-	if (tx->fd != -1)
-		close(tx->fd);
-	if (tx->pending != NULL)
-		TAILQ_INSERT_TAIL(&tx->rcpts, tx->pending, entry);
-	while ((r = TAILQ_FIRST(&tx->rcpts)) != NULL) {
-		TAILQ_REMOVE(&tx->rcpts, r, entry);
-		free(r->addr);
-		free(r->rewritten);
-		free(r->dest);
-		free(r->orcpt);
-		free(r);
-	}
-	free(tx->dbuf);
-	free(tx);
-	s->tx = NULL;
-}
-
-/*
  * Commands.
  */
 static int
 smtp_session_greet(struct smtp_session *s, char *args, const char *verb)
 {
-	if (!smtp_helo_valid(args)) {
+	if (!smtp_parse_helo(args)) {
 		smtp_session_error(s, "501 5.5.4 Syntax: %s hostname", verb);
 		return -1;
 	}
 	/* RFC 5321 §4.1.4: a new greeting resets the transaction. */
-	smtp_session_tx_abort(s);
+	smtp_message_abort(s);
 	strlcpy(s->helo, args, sizeof(s->helo));
 	s->flags &= ~F_EHLO;
 	s->state = STATE_HELO;
@@ -1567,8 +904,8 @@ smtp_session_mail_params(struct smtp_session *s, struct smtp_tx *tx,
 	long long	 size;
 	int		 seen = 0, bit;
 
-	while ((key = smtp_next_param(&p, &val)) != NULL) {
-		if (!smtp_param_key_valid(key))
+	while ((key = smtp_parse_param(&p, &val)) != NULL) {
+		if (!smtp_parse_keyword(key))
 			goto syntax;
 		if (strcasecmp(key, "SIZE") == 0)
 			bit = 0x01;
@@ -1631,7 +968,7 @@ smtp_session_mail_params(struct smtp_session *s, struct smtp_tx *tx,
 				goto syntax;
 			break;
 		case 0x10:
-			if (val == NULL || !smtp_xtext_valid(val,
+			if (val == NULL || !smtp_parse_xtext(val,
 			    SMTP_ENVID_MAX))
 				goto syntax;
 			strlcpy(tx->envid, val, sizeof(tx->envid));
@@ -1728,8 +1065,8 @@ smtp_session_rcpt_params(struct smtp_session *s, char *p, uint32_t *notify,
 	char		*key, *val, *semi, *w, *next;
 	int		 seen = 0;
 
-	while ((key = smtp_next_param(&p, &val)) != NULL) {
-		if (!smtp_param_key_valid(key))
+	while ((key = smtp_parse_param(&p, &val)) != NULL) {
+		if (!smtp_parse_keyword(key))
 			goto syntax;
 		if (strcasecmp(key, "NOTIFY") == 0) {
 			if ((seen & 0x01) || val == NULL)
@@ -1757,7 +1094,7 @@ smtp_session_rcpt_params(struct smtp_session *s, char *p, uint32_t *notify,
 			if ((seen & 0x02) || val == NULL ||
 			    (semi = strchr(val, ';')) == NULL ||
 			    semi == val ||
-			    !smtp_xtext_valid(semi + 1, SMTP_ORCPT_MAX) ||
+			    !smtp_parse_xtext(semi + 1, SMTP_ORCPT_MAX) ||
 			    strlen(val) > SMTP_ORCPT_MAX)
 				goto syntax;
 			seen |= 0x02;
@@ -1804,7 +1141,7 @@ smtp_session_rcpt_result(struct smtp_session *s, uint32_t verdict,
 		/* The lookup process is trusted, but the reply is ours. */
 		if (code < 400 || code > 599)
 			code = verdict == LOOKUP_TEMPFAIL ? 451 : 550;
-		smtp_printable(clean, sizeof(clean), text);
+		smtp_parse_printable(clean, sizeof(clean), text);
 		if (clean[0] == '\0')
 			strlcpy(clean, code < 500 ? "4.3.0 Try again later" :
 			    "5.1.1 Recipient rejected", sizeof(clean));
@@ -1834,7 +1171,7 @@ smtp_session_data(struct smtp_session *s, char *args)
 		smtp_session_reply(s, "554 5.5.1 Error: no valid recipients");
 		return;
 	}
-	smtp_session_create(s);
+	smtp_message_create(s);
 }
 
 /* BDAT size [LAST] (RFC 3030). */
@@ -1872,20 +1209,20 @@ smtp_session_bdat(struct smtp_session *s, char *args)
 		s->flags &= ~F_CHUNK_LAST;
 	switch (s->state) {
 	case STATE_CONNECTED:
-		smtp_session_chunk_skip(s, 1, "503 5.5.1 Error: send "
+		smtp_message_chunk_skip(s, 1, "503 5.5.1 Error: send "
 		    "HELO/EHLO first");
 		break;
 	case STATE_HELO:
-		smtp_session_chunk_skip(s, 1, "503 5.5.1 Error: need MAIL "
+		smtp_message_chunk_skip(s, 1, "503 5.5.1 Error: need MAIL "
 		    "command");
 		break;
 	case STATE_MAIL:
-		smtp_session_chunk_skip(s, 0, "554 5.5.1 Error: no valid "
+		smtp_message_chunk_skip(s, 0, "554 5.5.1 Error: no valid "
 		    "recipients");
 		break;
 	case STATE_RCPT:
 		s->tx->bdat = 1;
-		smtp_session_create(s);
+		smtp_message_create(s);
 		break;
 	case STATE_CHUNKING:
 		s->flags |= F_CHUNK;
@@ -1903,7 +1240,7 @@ smtp_session_rset(struct smtp_session *s, char *args)
 		smtp_session_error(s, "501 5.5.4 Syntax: RSET");
 		return;
 	}
-	smtp_session_tx_abort(s);
+	smtp_message_abort(s);
 	if (s->state != STATE_CONNECTED)
 		s->state = STATE_HELO;
 	smtp_session_reply(s, "250 2.0.0 Ok");
@@ -1952,265 +1289,4 @@ smtp_session_help(struct smtp_session *s, char *args)
 	smtp_session_reply(s, "214-2.0.0   NOOP QUIT VRFY HELP%s",
 	    s->listen->tls != NULL && !(s->flags & F_TLS) ? " STARTTLS" : "");
 	smtp_session_reply(s, "214 2.0.0 End of HELP info");
-}
-
-/*
- * Parsers: every octet here came from the network.
- */
-
-/*
- * A Reverse-path or Forward-path (RFC 5321 §4.1.2), with RFC 6531's
- * UTF-8 in local part and domain: *pp points at '<'.  On PATH_OK, buf
- * has the mailbox (no brackets, no source route; "" for "<>") and *pp
- * points past '>'; *utf8 says whether it has non-ASCII octets.
- */
-static int
-smtp_parse_path(char **pp, char *buf, size_t bufsz, int *utf8)
-{
-	unsigned char	*p = (unsigned char *)*pp, *start, *mbox, *at;
-	unsigned char	*dom, *end, *label;
-	char		 lit[INET6_ADDRSTRLEN + 8];
-	struct in6_addr	 in6;
-	size_t		 n;
-	int		 dot;
-
-	*utf8 = 0;
-	if (*p != '<')
-		return PATH_SYNTAX;
-	start = p++;
-	if (*p == '@') {
-		/* A source route: RFC 5321 §4.1.1.3 says ignore it. */
-		while (*p != ':') {
-			if (*p == '\0' || *p == '>' || *p == ' ')
-				return PATH_SYNTAX;
-			if (!isalnum(*p) && strchr("@,.-[]", *p) == NULL)
-				return PATH_SYNTAX;
-			p++;
-		}
-		p++;
-	}
-	mbox = p;
-	if (*p == '>') {
-		if (mbox != start + 1)
-			return PATH_SYNTAX;
-		buf[0] = '\0';
-		*pp = (char *)p + 1;
-		return PATH_OK;
-	}
-	if (*p == '"') {
-		for (p++; *p != '"'; p++) {
-			if (*p == '\\') {
-				p++;
-				if (*p < 32 || *p > 126)
-					return PATH_SYNTAX;
-			} else if (*p >= 0x80) {
-				if ((n = smtp_utf8_len(p)) == 0)
-					return PATH_SYNTAX;
-				*utf8 = 1;
-				p += n - 1;
-			} else if (*p < 32 || *p > 126)
-				return PATH_SYNTAX;	/* NUL included */
-		}
-		p++;
-	} else {
-		for (dot = 1; *p != '@'; p++) {
-			if (*p == '.') {
-				if (dot)
-					return PATH_SYNTAX;
-				dot = 1;
-				continue;
-			}
-			dot = 0;
-			if (*p >= 0x80) {
-				if ((n = smtp_utf8_len(p)) == 0)
-					return PATH_SYNTAX;
-				*utf8 = 1;
-				p += n - 1;
-			} else if (*p == '\0' || (!isalnum(*p) &&
-			    strchr("!#$%&'*+-/=?^_`{|}~", *p) == NULL))
-				return PATH_SYNTAX;
-		}
-		if (dot)
-			return PATH_SYNTAX;
-	}
-	if (*p != '@')
-		return PATH_SYNTAX;
-	at = p;
-	dom = ++p;
-	if (*p == '[') {
-		if ((end = (unsigned char *)strchr((char *)p, ']')) == NULL ||
-		    (size_t)(end - p - 1) >= sizeof(lit))
-			return PATH_SYNTAX;
-		memcpy(lit, p + 1, (size_t)(end - p - 1));
-		lit[end - p - 1] = '\0';
-		if (strncasecmp(lit, "IPv6:", 5) == 0) {
-			if (inet_pton(AF_INET6, lit + 5, &in6) != 1)
-				return PATH_SYNTAX;
-		} else if (inet_pton(AF_INET, lit, &in6) != 1)
-			return PATH_SYNTAX;
-		p = end + 1;
-	} else {
-		for (;;) {
-			for (label = p; isalnum(*p) || *p == '-' || *p >= 0x80;) {
-				if (*p >= 0x80) {
-					if ((n = smtp_utf8_len(p)) == 0)
-						return PATH_SYNTAX;
-					*utf8 = 1;
-					p += n;
-				} else
-					p++;
-			}
-			/* RFC 1035 §2.3.4 and 5321 sub-domain: LDH, 63 max. */
-			if (p == label || *label == '-' || p[-1] == '-' ||
-			    p - label > 63)
-				return PATH_SYNTAX;
-			if (*p != '.')
-				break;
-			p++;
-		}
-	}
-	if (*p != '>')
-		return PATH_SYNTAX;
-	if ((size_t)(at - mbox) > SMTP_LOCAL_MAX ||
-	    (size_t)(p - dom) > SMTP_DOMAIN_MAX ||
-	    (size_t)(p + 1 - start) > SMTP_PATH_MAX)
-		return PATH_TOOLONG;
-	n = (size_t)(p - mbox);
-	if (n >= bufsz)
-		return PATH_TOOLONG;
-	memcpy(buf, mbox, n);
-	buf[n] = '\0';
-	*pp = (char *)p + 1;
-	return PATH_OK;
-}
-
-/* The length of the well-formed UTF-8 sequence at p (RFC 3629), or 0. */
-static size_t
-smtp_utf8_len(const unsigned char *p)
-{
-	unsigned char	 lo = 0x80, hi = 0xbf;
-	size_t		 n, i;
-
-	if (p[0] >= 0xc2 && p[0] <= 0xdf)
-		n = 2;
-	else if (p[0] >= 0xe0 && p[0] <= 0xef) {
-		n = 3;
-		if (p[0] == 0xe0)
-			lo = 0xa0;
-		else if (p[0] == 0xed)
-			hi = 0x9f;	/* no surrogates */
-	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
-		n = 4;
-		if (p[0] == 0xf0)
-			lo = 0x90;
-		else if (p[0] == 0xf4)
-			hi = 0x8f;
-	} else
-		return 0;
-	if (p[1] < lo || p[1] > hi)
-		return 0;
-	for (i = 2; i < n; i++)
-		if (p[i] < 0x80 || p[i] > 0xbf)
-			return 0;
-	return n;
-}
-
-/* A HELO/EHLO argument: a domain or an address literal, loosely. */
-static int
-smtp_helo_valid(const char *s)
-{
-	size_t	 n = strlen(s);
-
-	if (n == 0 || n >= SMX_HOSTSZ)
-		return 0;
-	for (; *s != '\0'; s++)
-		if (!isalnum((unsigned char)*s) &&
-		    strchr("-._:[]", *s) == NULL)
-			return 0;
-	return 1;
-}
-
-/* The next "KEY[=VALUE]" of a parameter list, split in place. */
-static char *
-smtp_next_param(char **pp, char **val)
-{
-	char	*p = *pp, *key, *eq;
-
-	while (*p == ' ')
-		p++;
-	if (*p == '\0')
-		return NULL;
-	key = p;
-	while (*p != '\0' && *p != ' ')
-		p++;
-	if (*p == ' ')
-		*p++ = '\0';
-	*pp = p;
-	if ((eq = strchr(key, '=')) != NULL) {
-		*eq = '\0';
-		*val = eq + 1;
-	} else
-		*val = NULL;
-	return key;
-}
-
-/* esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-") */
-static int
-smtp_param_key_valid(const char *k)
-{
-	size_t	 n = strlen(k);
-
-	if (n == 0 || n > 32 || !isalnum((unsigned char)k[0]))
-		return 0;
-	return strspn(k, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-	    "0123456789-") == n;
-}
-
-/* xtext (RFC 3461 §4): printable ASCII, "+" and "=" only as +HH. */
-static int
-smtp_xtext_valid(const char *s, size_t max)
-{
-	size_t	 n = strlen(s);
-
-	if (n == 0 || n > max)
-		return 0;
-	for (; *s != '\0'; s++) {
-		if (*s == '+') {
-			if (!isxdigit((unsigned char)s[1]) ||
-			    !isxdigit((unsigned char)s[2]))
-				return 0;
-			s += 2;
-		} else if (*s < 33 || *s > 126 || *s == '=')
-			return 0;
-	}
-	return 1;
-}
-
-/* Copy for a reply or a log line: printable ASCII only. */
-static void
-smtp_printable(char *dst, size_t dstsz, const char *src)
-{
-	size_t	 i;
-
-	for (i = 0; src[i] != '\0' && i + 1 < dstsz; i++)
-		dst[i] = (src[i] >= 32 && src[i] <= 126) ? src[i] : '?';
-	dst[i] = '\0';
-}
-
-/* Checked snprintf at *len; -1 if it does not fit. */
-static int
-smtp_append(char *buf, size_t bufsz, size_t *len, const char *fmt, ...)
-{
-	va_list	 ap;
-	int	 n;
-
-	if (*len >= bufsz)
-		return -1;
-	va_start(ap, fmt);
-	n = vsnprintf(buf + *len, bufsz - *len, fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= bufsz - *len)
-		return -1;
-	*len += (size_t)n;
-	return 0;
 }

@@ -128,6 +128,7 @@ struct smx_table {
 	time_t			 cache;		/* seconds, 0: none */
 	time_t			 timeout;	/* seconds */
 	int			 fd;		/* file: opened by the parent */
+	size_t			 entries;	/* file: counted by the parent */
 };
 
 enum smx_domain_type {
@@ -225,8 +226,9 @@ enum imsg_type {
 	IMSG_CONF_TABLE,
 	IMSG_CONF_DOMAIN,
 	IMSG_CONF_SOCKET,		/* u32 SOCK_*, fd: control's sockets */
-	IMSG_CONF_DONE,			/* child -> parent: acknowledged */
+	IMSG_CONF_DONE,			/* child -> parent: u32 ok, str error */
 	IMSG_CONF_APPLY,		/* parent -> child: switch now */
+	IMSG_CONF_ABORT,		/* parent -> child: drop the pending one */
 
 	/* smtp <-> lookup: may this recipient be accepted, and where to */
 	IMSG_LOOKUP_RCPT,		/* see "lookup protocol" below */
@@ -257,6 +259,16 @@ enum imsg_type {
 	IMSG_CTL_QUEUE_ITEM,		/* queue -> control: see below */
 	IMSG_CTL_QUEUE_END,		/* queue -> control: u64 reqid */
 	IMSG_CTL_SMTP_PAUSE,		/* control -> smtp: u32 paused */
+	IMSG_CTL_RELAY_PAUSE,		/* control -> queue: u32 paused */
+	IMSG_CTL_QUEUE_SHOW,		/* control -> queue: see below */
+	IMSG_CTL_QUEUE_MESSAGE,		/* queue -> control: see below */
+	IMSG_CTL_QUEUE_RCPT,
+	IMSG_CTL_QUEUE_EVENT,
+	IMSG_CTL_QUEUE_SCHEDULE,	/* control -> queue: see below */
+	IMSG_CTL_QUEUE_REMOVE,
+	IMSG_CTL_QUEUE_RESULT,		/* queue -> control: see below */
+	IMSG_CTL_LOOKUP,		/* control -> lookup: see below */
+	IMSG_CTL_LOOKUP_RESULT,		/* lookup -> control */
 
 	IMSG_TYPE_COUNT
 };
@@ -269,6 +281,21 @@ enum imsg_type {
  *	str enhanced reply text ("5.7.1 Relaying denied"),
  *	u32 route class (ROUTE_*), str rewritten recipient,
  *	str destination (host syntax, "" for outbound via DNS)
+ * The rewritten recipient is "" when the address stays as given (the
+ * smtp process keeps its own spelling then).
+ *
+ * IMSG_CTL_LOOKUP, control -> lookup: u64 reqid, str address.
+ * IMSG_CTL_LOOKUP_RESULT, lookup -> control: the decision explained,
+ *	u64 reqid, str address, u32 verdict, u32 code, str text,
+ *	u32 route class, str rewritten, str destination,
+ *	str decision ("local", "custom -> b@x", "unknown -> reject"...),
+ *	str policy (the rule applied, in words), u32 nsteps, then nsteps
+ *	times (one per address looked at: the recipient, each target):
+ *	    str address, str domain (as configured, "" if none),
+ *	    str domain type, str table, str entry (the key that matched,
+ *	    "" none), str source ("FILE:LINE"), str kind ("local",
+ *	    "custom", "unknown", "relay", "outside", "loop", "too long",
+ *	    "tempfail"), str target
  */
 enum lookup_verdict {
 	LOOKUP_ACCEPT,
@@ -307,6 +334,34 @@ enum route_class {
  *	str rewritten, str route ("local", "custom"...), str destination,
  *	u32 tries, i64 next try, i64 last try (0: never), str last error
  * then IMSG_CTL_QUEUE_END: u64 reqid.
+ *
+ * IMSG_CTL_QUEUE_SHOW, control -> queue: u64 reqid, str id.  Answered
+ * by IMSG_CTL_QUEUE_RESULT with found 0 for an unknown id, else by
+ * IMSG_CTL_QUEUE_MESSAGE: u64 reqid, str id, i64 arrival, u64 size,
+ *	str sender, str helo, str client, str client hostname, str envid,
+ *	str body ("7bit"...), str ret ("unset"...), str flags
+ *	("smtputf8,tls"), i64 warned (0: no delay DSN yet), u32 nrcpt,
+ *	u32 in flight (deliveries out to the relay), u32 removing (1: to
+ *	be removed when they are back)
+ * then nrcpt times IMSG_CTL_QUEUE_RCPT: u64 reqid, u32 index,
+ *	str rcpt, str rewritten, str route, str destination,
+ *	str notify ("failure,delay", "" for the default), str orcpt,
+ *	str state, u32 tries, i64 next try, i64 last try, str last error,
+ *	u32 sending (1: in a delivery now)
+ * then one IMSG_CTL_QUEUE_EVENT per history line, oldest first:
+ *	u64 reqid, i64 time, str text
+ * then IMSG_CTL_QUEUE_RESULT with found 1 ends it.
+ *
+ * IMSG_CTL_QUEUE_SCHEDULE (retry now) and IMSG_CTL_QUEUE_REMOVE,
+ * control -> queue: u64 reqid, str id or "all".  Answer:
+ * IMSG_CTL_QUEUE_RESULT: u64 reqid, u32 found (messages that matched),
+ *	u32 done (scheduled or removed now), u32 pending (being delivered:
+ *	removed once the relay's result is back)
+ * IMSG_CTL_RELAY_PAUSE: u32 paused (1 pause, 0 resume); no answer.  The
+ * queue stops handing deliveries to the relay; those out finish.
+ * The queue stores BODY_*, F_MSG_*, RET_*, F_NOTIFY_* and ROUTE_* by
+ * name in its envelope files (queue/queue_fs.c): a new value needs a
+ * name there too, or the queue refuses the commit as malformed.
  */
 /*
  * Relay protocol.  IMSG_RELAY_DELIVER, queue -> relay, with the message
@@ -390,6 +445,10 @@ void		 conf_print(FILE *, const struct smx_conf *);
 struct smx_pki	*conf_pki(const struct smx_conf *, const char *);
 struct smx_table *conf_table(const struct smx_conf *, const char *);
 struct smx_domain *conf_domain(const struct smx_conf *, const char *);
+/* conf_diff.c: what a reload changes, one "changed: ..." line each */
+void		 conf_changes(FILE *, const struct smx_conf *old,
+		    const struct smx_conf *new);
+
 /* conf_msg.c: shipping a configuration to the children */
 int		 conf_send(struct msgchan *, const struct smx_conf *, int proc);
 /* Children: feed IMSG_CONF_* here; returns the finished conf on DONE. */
@@ -408,6 +467,13 @@ int		 conf_recv(struct msg *, struct smx_conf **building);
  */
 void		 proc_child(int proc);		/* never returns */
 void		 proc_drop_privileges(int proc, const char *root);
+/*
+ * A process that must prepare a new configuration before it can switch
+ * to it (the lookup process loads its tables) does so here, when all
+ * items have arrived and before the acknowledgement; -1 with errbuf set
+ * refuses the configuration (the reload fails, nothing changes).
+ */
+int		 lookup_conf_prepare(struct smx_conf *, char *errbuf, size_t);
 /* IMSG_CONF_APPLY in a child: swap in the new conf, return the old. */
 struct smx_conf	*proc_conf_apply(struct msg *);
 /* The common part of a child's dispatch: 1 if it handled the message. */
@@ -452,9 +518,15 @@ struct route_result {
 	char			 rewritten[SMX_ADDRSZ];
 	char			 dest[SMX_HOSTSZ + 16];	/* host syntax, "" DNS */
 };
-void		 route_rcpt(const struct smx_conf *, const struct sockaddr *,
-		    const char *sender, const char *rcpt, struct route_result *);
 const char	*route_class_name(enum route_class);
+/* The rest of route.c and table.c is the lookup process' (lookup.h). */
+
+/*
+ * table.c, for splitmxd -n and the parent's check before a reload: every
+ * directory read as the lookup process will, errors and warnings to
+ * errfp ("FILE:LINE: ..."); -1 if any table is bad.  Sets t->entries.
+ */
+int		 table_check_config(struct smx_conf *, FILE *errfp);
 
 /* table_file.c: the directory file (SPEC §4) */
 enum dir_kind {
@@ -480,5 +552,12 @@ int		 table_file_get(const struct table_file *, const char *key,
 /* Custom chains that cycle (more than 8 steps): errors to errfp; -1. */
 int		 table_file_check_cycles(const struct table_file *,
 		    const char *name, FILE *errfp);
+/* As table_file_get, with the line: the entry's index, or -1. */
+ssize_t		 table_file_find(const struct table_file *, const char *key,
+		    enum dir_kind *, const char **target, uint32_t *line);
+/* The i-th entry in key order: 0, or -1 past the end. */
+int		 table_file_entry(const struct table_file *, size_t i,
+		    const char **key, enum dir_kind *, const char **target,
+		    uint32_t *line);
 
 #endif

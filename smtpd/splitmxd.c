@@ -28,7 +28,7 @@
 
 static void	usage(void) __attribute__((__noreturn__));
 static int	check_config(const char *, int);
-static int	check_tables(const struct smx_conf *, FILE *);
+static int	check_tables(struct smx_conf *, FILE *);
 static int	parent_bind_metrics(struct smx_conf *, FILE *);
 static void	parent_wipe_pki(struct smx_conf *);
 static void	parent_setup_dirs(const struct smx_conf *);
@@ -46,6 +46,8 @@ static void	parent_shutdown(int) __attribute__((__noreturn__));
 static void	parent_conf_done(struct msgchan *, struct msg *);
 static void	parent_reload(uint64_t);
 static void	parent_reload_reply(uint64_t, int, const char *);
+static void	parent_reload_changes(const struct smx_conf *,
+		    const struct smx_conf *);
 static void	parent_send_procs(void);
 static void	parent_verbose(struct msg *);
 static void	conf_close_fds(struct smx_conf *);
@@ -56,6 +58,9 @@ static struct {
 	int		 pending;
 	uint64_t	 reqid;
 	int		 acks;
+	int		 failed;
+	char		 error[1024];
+	char		*changes;	/* for the reply, once applied */
 	struct smx_conf	*conf;
 } reload;
 
@@ -143,31 +148,9 @@ check_config(const char *file, int verbose)
 
 /* Load every file table once, as the lookup process will. */
 static int
-check_tables(const struct smx_conf *c, FILE *errfp)
+check_tables(struct smx_conf *c, FILE *errfp)
 {
-	struct smx_table	*t;
-	struct table_file	*tf;
-	int			 fd, ret = 0;
-
-	TAILQ_FOREACH(t, &c->tables, entry) {
-		if (t->type != TABLE_FILE)
-			continue;
-		if ((fd = open(t->path, O_RDONLY | O_CLOEXEC)) == -1) {
-			fprintf(errfp, "%s: %s\n", t->path, strerror(errno));
-			ret = -1;
-			continue;
-		}
-		tf = table_file_load(fd, t->path, errfp);
-		close(fd);
-		if (tf == NULL) {
-			ret = -1;
-			continue;
-		}
-		if (table_file_check_cycles(tf, t->path, errfp) == -1)
-			ret = -1;
-		table_file_free(tf);
-	}
-	return ret;
+	return table_check_config(c, errfp);
 }
 
 /* The spool and the empty chroot, owned as the children need them. */
@@ -694,11 +677,14 @@ parent_reload(uint64_t reqid)
 		return;
 	}
 	free(errbuf);
+	parent_reload_changes(env->conf, c);
 	c->generation = generation++;
 	c->loaded = time(NULL);
 	reload.pending = 1;
 	reload.reqid = reqid;
 	reload.acks = 0;
+	reload.failed = 0;
+	reload.error[0] = '\0';
 	reload.conf = c;
 	for (i = PROC_PARENT + 1; i < PROC_COUNT; i++)
 		if (conf_send(env->chan[i], c, i) == -1)
@@ -707,20 +693,64 @@ parent_reload(uint64_t reqid)
 	parent_wipe_pki(c);
 }
 
+/* The reply's account of a reload: statements, then directories. */
+static void
+parent_reload_changes(const struct smx_conf *old, const struct smx_conf *c)
+{
+	struct smx_table	*t;
+	size_t			 len = 0;
+	FILE			*fp;
+
+	free(reload.changes);
+	reload.changes = NULL;
+	if ((fp = open_memstream(&reload.changes, &len)) == NULL)
+		fatal("open_memstream");
+	conf_changes(fp, old, c);
+	TAILQ_FOREACH(t, &c->tables, entry)
+		if (t->type == TABLE_FILE)
+			fprintf(fp, "directory %s: %zu entries from %s\n",
+			    t->name, t->entries, t->path);
+	if (fclose(fp) != 0)
+		fatal("fclose");
+}
+
 static void
 parent_conf_done(struct msgchan *ch, struct msg *m)
 {
 	struct smx_conf	*old;
 	char		 buf[128];
+	const char	*err;
+	uint32_t	 ok;
 	int		 i;
 
-	if (msg_end(m) == -1)
+	if (msg_get_u32(m, &ok) == -1 || msg_get_strp(m, &err) == -1 ||
+	    err == NULL || msg_end(m) == -1)
 		fatalx("bad %s from %s", imsg_name(m->type),
 		    proc_name(ch->peer));
 	if (!reload.pending)
 		return;		/* the acknowledgement of the first conf */
+	if (!ok && !reload.failed) {
+		reload.failed = 1;
+		(void)snprintf(reload.error, sizeof(reload.error), "%s: %s",
+		    proc_name(ch->peer), err);
+	}
 	if (++reload.acks < PROC_COUNT - 1)
 		return;
+	if (reload.failed) {
+		/* Some child cannot take it: everyone keeps the old one. */
+		for (i = PROC_PARENT + 1; i < PROC_COUNT; i++)
+			msgchan_compose(env->chan[i], IMSG_CONF_ABORT, 0, -1,
+			    NULL, 0);
+		conf_close_fds(reload.conf);
+		conf_free(reload.conf);
+		reload.conf = NULL;
+		reload.pending = 0;
+		free(reload.changes);
+		reload.changes = NULL;
+		log_warnx("reload refused: %s", reload.error);
+		parent_reload_reply(reload.reqid, 1, reload.error);
+		return;
+	}
 	for (i = PROC_PARENT + 1; i < PROC_COUNT; i++)
 		msgchan_compose(env->chan[i], IMSG_CONF_APPLY, 0, -1, NULL, 0);
 	old = env->conf;
@@ -732,7 +762,17 @@ parent_conf_done(struct msgchan *ch, struct msg *m)
 	(void)snprintf(buf, sizeof(buf), "configuration generation %u "
 	    "applied", env->conf->generation);
 	log_info("reload generation=%u applied", env->conf->generation);
-	parent_reload_reply(reload.reqid, 0, buf);
+	{
+		char	*text = NULL;
+
+		if (asprintf(&text, "%s\n%s", buf, reload.changes ?
+		    reload.changes : "") == -1)
+			fatal("asprintf");
+		parent_reload_reply(reload.reqid, 0, text);
+		free(text);
+	}
+	free(reload.changes);
+	reload.changes = NULL;
 }
 
 static void

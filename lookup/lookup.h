@@ -1,0 +1,141 @@
+/*
+ * The lookup process' own interfaces between lookup.c (the process) and
+ * the modules it dispatches to.
+ */
+#ifndef SMX_LOOKUP_H
+#define SMX_LOOKUP_H
+
+#include "splitmx.h"
+
+/*
+ * dns.c: asynchronous DNS (c-ares) for the relay's destinations.
+ * dns_init() runs before the privilege drop: c-ares reads
+ * /etc/resolv.conf and seeds its query ids from /dev/urandom then.
+ */
+void	dns_init(void);
+/* IMSG_LOOKUP_DNS_HOST: see "relay protocol" in splitmx.h. */
+void	dns_host(struct msgchan *, struct msg *);
+/*
+ * The same resolution for the lookup process itself (the forward
+ * hosts' addresses, for the loop check): the answer goes to cb, never
+ * before dns_resolve() returns, with a DNS_* status and the addresses
+ * (port 0) in the order dns_host() would send them.
+ */
+typedef void	(*dns_cb)(void *arg, int status,
+		    const struct sockaddr_storage *, int naddrs);
+void	dns_resolve(const char *name, int mx, dns_cb, void *arg);
+
+/*
+ * table.c: the directory tables ("table NAME file|ldap", SPEC §4).
+ * A lookup may be answered at once (file) or later (LDAP): the caller
+ * fills a table_query and keeps it in place; table_lookup() calls
+ * q->done exactly once, possibly before it returns.  A table answers
+ * for the configuration it was opened for; table_reload() makes the one
+ * for a new configuration while the old one goes on answering, and the
+ * caller closes the old one once nothing waits on it.
+ */
+enum table_status {
+	TABLE_FOUND,
+	TABLE_NOTFOUND,
+	TABLE_TEMPFAIL		/* cannot answer now: 451, never a bounce */
+};
+
+struct table_query {
+	char		  key[SMX_ADDRSZ];	/* lower case: "a@x" or "@x" */
+	void		(*done)(struct table_query *);
+	void		 *arg;
+	/* The answer. */
+	enum table_status status;
+	enum dir_kind	  kind;
+	char		  target[SMX_ADDRSZ];	/* "": the address itself */
+	char		  source[256];		/* "FILE:LINE", server, dn */
+};
+
+struct table;
+struct table	*table_open(struct smx_table *, FILE *errfp);
+struct table	*table_reload(struct table *old, struct smx_table *,
+		    FILE *errfp);
+void		 table_close(struct table *);
+void		 table_lookup(struct table *, struct table_query *);
+/* At once, for the configuration checks: -1 if the backend cannot. */
+int		 table_lookup_now(struct table *, struct table_query *);
+/*
+ * The i-th entry of a table that can list its entries (a file), in
+ * key order, for the configuration checks: 0, or -1 past the end.
+ */
+int		 table_entry(struct table *, size_t i, struct table_query *);
+const char	*table_name(const struct table *);
+size_t		 table_count(const struct table *);
+
+/* Every table of one configuration, opened together. */
+struct table_set {
+	struct table	**tables;	/* in the order of conf->tables */
+	size_t		  n;
+};
+/*
+ * Opens every table of c, from the descriptors in c (closed here) or,
+ * with use_fds 0, by opening the files; checks the custom chains and
+ * writes warnings ("FILE:LINE: warning: ...") to warnfp.  NULL, with
+ * every error on errfp, if any table is bad.  old: the set in force
+ * (may be NULL), whose tables the new ones may share state with.
+ */
+struct table_set *table_set_open(struct smx_conf *c, int use_fds,
+		    struct table_set *old, FILE *errfp, FILE *warnfp);
+struct table	*table_set_find(const struct table_set *, const char *name);
+void		 table_set_close(struct table_set *);
+
+/*
+ * lookup.c: a configuration and its tables, kept alive by whatever
+ * still works on it (a lookup waiting for LDAP) across a reload.
+ */
+struct lookup_gen {
+	struct smx_conf		*conf;
+	struct table_set	*tables;
+	int			 refs;
+	int			 owns_conf;	/* applied: ours to free */
+};
+void		 lookup_gen_ref(struct lookup_gen *);
+void		 lookup_gen_unref(struct lookup_gen *);
+
+/*
+ * route.c: where a recipient goes (SPEC §3, §4).  route_start() asks
+ * the directory as often as the decision needs (exact address, without
+ * +detail, whole domain, each step of a custom chain) and calls cb once
+ * with the answer, possibly before it returns.  client is NULL for a
+ * question from splitmxctl (a client neither trusted nor the forward
+ * host).  With explain, cb also gets every step of the decision.
+ */
+#define ROUTE_MAXSTEPS	8	/* custom -> custom hops followed */
+
+struct route_step {
+	char		 addr[SMX_ADDRSZ];	/* the address looked up */
+	char		 domain[SMX_HOSTSZ];	/* configured domain, or "" */
+	char		 dtype[16];		/* its type */
+	char		 table[SMX_NAMESZ];	/* its directory */
+	char		 entry[SMX_ADDRSZ];	/* the entry that matched */
+	char		 source[256];		/* where the entry is */
+	char		 kind[16];		/* local custom unknown... */
+	char		 target[SMX_ADDRSZ];	/* a custom entry's target */
+};
+
+struct route_explain {
+	char			 decision[SMX_ADDRSZ + 64];
+	char			 policy[512];
+	struct route_step	 steps[ROUTE_MAXSTEPS + 2];
+	int			 nsteps;
+};
+
+typedef void	(*route_cb)(const struct route_result *,
+		    const struct route_explain *, void *arg);
+void		 route_start(struct lookup_gen *, const struct sockaddr *,
+		    const char *rcpt, int explain, route_cb, void *arg);
+/* Directory warnings for c (custom targets that would loop). */
+void		 route_check(const struct smx_conf *,
+		    const struct table_set *, FILE *warnfp);
+/*
+ * The forward hosts' addresses (the loop check of "unknown forward"):
+ * resolved for the configuration in force, again every few minutes.
+ */
+void		 route_fwd_update(const struct smx_conf *);
+
+#endif

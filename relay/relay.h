@@ -1,0 +1,266 @@
+/*
+ * The relay process' own structures: deliveries (one IMSG_RELAY_DELIVER
+ * each), destinations with their addresses and waiting deliveries, and
+ * the SMTP client sessions, shared by relay.c (the process),
+ * relay_dest.c (destinations, DNS, limits) and relay_session.c (one
+ * SMTP client connection).
+ */
+#ifndef SMX_RELAY_H
+#define SMX_RELAY_H
+
+#include <sys/types.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+#include <event.h>
+#include <stdint.h>
+#include <tls.h>
+
+#include "splitmx.h"
+
+/* Limits; constants for now (configuration keywords if they must move). */
+#define RELAY_MAX_SESSIONS	100	/* client sessions in all */
+#define RELAY_MAX_DEST_SESSIONS	10	/* ... to one destination */
+#define RELAY_MAX_DELIVERIES	1000	/* DELIVERs held at once */
+#define RELAY_MAX_RCPT_TX	100	/* recipients per transaction */
+#define RELAY_MAX_TX_SESSIONS	2	/* sessions reaching MAIL, per try */
+#define RELAY_IDLE_TIMEOUT	5	/* seconds a spare session is kept */
+#define RELAY_DNS_REFRESH	300	/* seconds addresses are reused */
+
+/* A hostile server gets this much of our memory and no more. */
+#define RELAY_REPLY_LINE_MAX	512	/* octets, CRLF included */
+#define RELAY_REPLY_LINES_MAX	100	/* lines in one reply */
+#define RELAY_REPLY_TEXT_MAX	1000	/* octets of a reply we keep */
+
+/*
+ * RFC 5321 §4.5.3.2 client timeouts, in seconds.  The configuration's
+ * "timeout command" caps the command timeouts and "timeout data" the
+ * data ones (both are also what our own server allows its clients), so
+ * that the defaults give the RFC's values and a test can make a stalled
+ * server fail in seconds.
+ */
+#define RELAY_TO_CONNECT	60	/* not in the RFC */
+#define RELAY_TO_GREETING	300
+#define RELAY_TO_COMMAND	300	/* EHLO, STARTTLS, RSET, QUIT */
+#define RELAY_TO_MAIL		300
+#define RELAY_TO_RCPT		300
+#define RELAY_TO_DATA_INIT	120
+#define RELAY_TO_DATA_BLOCK	180
+#define RELAY_TO_DATA_END	600
+
+struct relay_dest;
+struct relay_session;
+
+/* One recipient of a delivery. */
+struct relay_rcpt {
+	uint32_t	 index;		/* the queue's */
+	char		*addr;
+	uint32_t	 notify;	/* F_NOTIFY_* */
+	char		*orcpt;		/* "" if none */
+	int		 done;		/* final for this delivery */
+	uint32_t	 status;	/* DELIVERY_* */
+	char		*reply;		/* the last verdict's text, or NULL */
+	int		 here;		/* tried on the current session */
+	int		 tx;		/* in the current transaction */
+	int		 accepted;	/* ... and the RCPT was accepted */
+};
+
+/* One IMSG_RELAY_DELIVER until its IMSG_RELAY_RESULT. */
+struct relay_msg {
+	TAILQ_ENTRY(relay_msg)	 entry;		/* dest->waiting */
+	uint64_t		 reqid;
+	char			*msgid;
+	char			*sender;
+	uint32_t		 body;		/* BODY_* */
+	uint32_t		 flags;		/* F_MSG_* */
+	char			*envid;
+	uint32_t		 ret;		/* RET_* */
+	uint64_t		 size;
+	char			*destination;	/* as the queue gave it */
+	uint32_t		 tls;		/* TLSP_* */
+	int			 fd;
+	struct relay_rcpt	*rcpts;
+	uint32_t		 nrcpt;
+
+	struct relay_dest	*dest;
+	struct relay_session	*session;	/* serving it, or NULL */
+	int			 next_addr;	/* lowest address still to try */
+	int			 ntx;		/* sessions that reached MAIL */
+	int			 reused_retry;	/* a stale reused session */
+	char			 remote[SMX_HOSTSZ + 64];	/* last tried */
+	char			 relay[SMX_HOSTSZ + 64];	/* ... for logs */
+	char			 error[RELAY_REPLY_TEXT_MAX + 1];
+};
+
+/* An address of a destination, with the exchanger it belongs to. */
+struct relay_addr {
+	char			 host[SMX_HOSTSZ];
+	uint32_t		 pref;
+	struct sockaddr_storage	 ss;	/* port set */
+	socklen_t		 sslen;
+};
+
+enum relay_dns {
+	DEST_DNS_NONE,
+	DEST_DNS_PENDING,
+	DEST_DNS_DONE
+};
+
+/*
+ * Where deliveries go: a host (MX or direct, port) with a TLS policy.
+ * Deliveries wait here for a session; sessions to it are reused.
+ */
+struct relay_dest {
+	TAILQ_ENTRY(relay_dest)	 entry;
+	char			 key[SMX_HOSTSZ + 32];
+	struct smx_host		 host;
+	enum smx_tls		 tls;
+	enum relay_dns		 dns;
+	uint64_t		 dns_reqid;
+	time_t			 dns_time;
+	struct relay_addr	*addrs;
+	int			 naddrs;
+	TAILQ_HEAD(, relay_msg)	 waiting;
+	TAILQ_HEAD(, relay_session) sessions;
+	int			 nsessions;
+};
+
+#define RELAY_IBUF_SIZE		4096	/* > RELAY_REPLY_LINE_MAX */
+
+/* A session's protocol state (relay_session.c). */
+enum relay_state {
+	S_CONNECT,		/* connect() in progress */
+	S_GREETING,		/* waiting for the 220 */
+	S_EHLO,
+	S_HELO,
+	S_STARTTLS,
+	S_HANDSHAKE,		/* TLS handshake */
+	S_READY,		/* idle, no delivery */
+	S_ASSIGNED,		/* a delivery, its transaction starts soon */
+	S_TX,			/* RSET, MAIL, RCPT replies */
+	S_DATA,			/* waiting for the 354 */
+	S_BODY,			/* sending the message */
+	S_EOM,			/* waiting for the end-of-data reply */
+	S_QUIT,
+	S_DEAD			/* freed at the end of this event */
+};
+
+/* What the server offers (EHLO keywords). */
+#define CAP_PIPELINING	0x01
+#define CAP_SIZE	0x02
+#define CAP_8BITMIME	0x04
+#define CAP_SMTPUTF8	0x08
+#define CAP_STARTTLS	0x10
+#define CAP_DSN		0x20
+
+#define F_TLS		0x0001	/* TLS is up */
+#define F_CLEAR		0x0002	/* opportunistic: retrying without TLS */
+#define F_USED		0x0004	/* a transaction was started before */
+#define F_IOERR		0x0008	/* the connection is broken */
+#define F_CONNFAIL	0x0010	/* connect failed at once (s->err) */
+#define F_BODY_EOF	0x0020	/* the final dot is in obuf */
+#define F_EOM_SENT	0x0040	/* ... and written */
+#define F_COUNTED	0x0080	/* the delivery's MAIL got a reply here */
+
+enum relay_cmd_type {
+	CMD_RSET,
+	CMD_MAIL,
+	CMD_RCPT
+};
+
+/* A command whose reply is awaited, in the order sent. */
+struct relay_cmd {
+	enum relay_cmd_type	 type;
+	uint32_t		 rcpt;
+};
+
+/* One SMTP client connection, bound to one address of a destination. */
+struct relay_session {
+	TAILQ_ENTRY(relay_session) entry;	/* dest->sessions, graveyard */
+	uint64_t		 id;
+	struct relay_dest	*dest;
+	int			 addr;		/* index in dest->addrs */
+	struct relay_addr	 a;
+	char			 name[SMX_HOSTSZ + 64];	/* host[ip]:port */
+	char			 remote[SMX_HOSTSZ + 64]; /* host [ip] */
+	int			 fd;
+	struct tls		*tls;
+	char			 tls_version[32];
+	struct event		 ev;
+	short			 evflags;
+	short			 rwant, wwant, hwant;
+	struct event		 tmo;
+	enum relay_state	 state;
+	int			 flags;
+	int			 caps;
+	uint64_t		 size_max;	/* SIZE, 0: none given */
+	int			 up;		/* greeted, EHLO done, TLS */
+	uint32_t		 nmsgs;
+	char			 err[RELAY_REPLY_TEXT_MAX + 1];
+
+	char			 ibuf[RELAY_IBUF_SIZE];
+	size_t			 ipos, ilen;
+	char			*obuf;
+	size_t			 opos, olen, ocap;
+
+	/* The reply being read. */
+	int			 rcode;
+	int			 rlines;
+	char			 rtext[RELAY_REPLY_TEXT_MAX + 1];
+	size_t			 rlen;
+
+	/* The delivery and its transaction. */
+	struct relay_msg	*msg;
+	uint32_t		 msg_replies;	/* replies since it came */
+	struct relay_cmd	 cmds[RELAY_MAX_RCPT_TX + 2];
+	int			 ncmd, nsent, nreplied;
+	int			 mail_ok;
+	int			 naccepted;
+	off_t			 body_off;
+	int			 body_bol, body_cr;
+};
+
+/* relay.c */
+extern struct tls_config	*relay_tls_verify;	/* NULL: no CA store */
+extern struct tls_config	*relay_tls_noverify;
+/* Sends IMSG_RELAY_RESULT and frees the delivery. */
+void	relay_result(struct relay_msg *);
+void	relay_msg_free(struct relay_msg *);
+/* Sets a recipient's verdict and logs the attempt. */
+void	relay_rcpt_set(struct relay_msg *, struct relay_rcpt *, uint32_t,
+	    const char *reply, const char *relay, const char *tls);
+/* Printable, bounded copy of hostile text (a reply, a TLS error). */
+void	relay_printable(char *, size_t, const char *);
+time_t	relay_timeout(time_t rfc, int data);
+
+/* relay_dest.c */
+void	relay_dest_deliver(struct relay_msg *);
+void	relay_dest_dns_result(struct msg *);
+/* A session is ready for (more) work or ended: find it some. */
+void	relay_dest_dispatch(struct relay_dest *);
+/* Called by a session when it is freed. */
+void	relay_dest_session_gone(struct relay_dest *, struct relay_session *);
+/*
+ * A delivery a session is done with: report it, or put it back to wait
+ * for another address.
+ */
+void	relay_dest_msg_done(struct relay_msg *, int addr);
+/* A session could not connect to address addr: it fails for the rest. */
+void	relay_dest_addr_failed(struct relay_dest *, int addr,
+	    const char *error);
+int	relay_dest_starved(void);
+
+/* relay_session.c */
+struct relay_session *relay_session_new(struct relay_dest *, int addr,
+	    struct relay_msg *);
+/* Give an idle session a delivery to send. */
+void	relay_session_assign(struct relay_session *, struct relay_msg *);
+int	relay_session_idle(struct relay_session *);
+/* Greeted, EHLO and TLS done: the address works. */
+int	relay_session_up(struct relay_session *);
+int	relay_session_addr(struct relay_session *);
+/* Close an idle session at once (QUIT, no wait). */
+void	relay_session_close(struct relay_session *);
+extern int relay_nsessions;
+
+#endif

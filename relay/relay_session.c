@@ -1,0 +1,1404 @@
+/*
+ * One SMTP client session (RFC 5321): connect, greeting, EHLO or HELO,
+ * STARTTLS as the destination's policy says, then one transaction after
+ * the other for the deliveries its destination hands it, pipelined
+ * where the server allows (RFC 2920), until it has been idle a while.
+ */
+#include <sys/types.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+#include <netinet/in.h>
+
+#include <errno.h>
+#include <event.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <tls.h>
+#include <unistd.h>
+
+#include "splitmx.h"
+#include "relay.h"
+
+#define RELAY_OBUF_MAX		(1024 * 1024)
+#define RELAY_CMD_MAX		2048	/* one command line */
+#define RELAY_BODY_CHUNK	(64 * 1024)
+#define RELAY_READS_PER_RUN	16
+#define RELAY_QUIT_TIMEOUT	10
+
+static const char *relay_state_names[] = {
+	"connection", "greeting", "EHLO reply", "HELO reply",
+	"STARTTLS reply", "TLS handshake", "idle", "assigned",
+	"MAIL/RCPT replies", "DATA reply", "data transfer",
+	"end-of-data reply", "QUIT reply", "dead"
+};
+
+static void	relay_session_connect(struct relay_session *);
+static void	relay_session_connected(struct relay_session *);
+static void	relay_session_io(int, short, void *);
+static void	relay_session_run(struct relay_session *);
+static void	relay_session_update(struct relay_session *);
+static ssize_t	relay_session_read(struct relay_session *);
+static int	relay_session_write(struct relay_session *);
+static void	relay_session_timer(struct relay_session *, time_t, int);
+static void	relay_session_timeout(int, short, void *);
+static int	relay_session_parse(struct relay_session *, const char **);
+static void	relay_session_cap(struct relay_session *, char *);
+static void	relay_session_reply(struct relay_session *);
+static void	relay_session_ehlo(struct relay_session *);
+static void	relay_session_ehlo_done(struct relay_session *);
+static void	relay_session_tls_start(struct relay_session *);
+static int	relay_session_handshake(struct relay_session *);
+static void	relay_session_clear_retry(struct relay_session *,
+		    const char *);
+static void	relay_session_ready(struct relay_session *);
+static void	relay_session_tx_start(struct relay_session *);
+static int	relay_session_tx_check(struct relay_session *);
+static void	relay_session_tx_send(struct relay_session *, int);
+static void	relay_session_tx_reply(struct relay_session *);
+static void	relay_session_data_reply(struct relay_session *);
+static void	relay_session_eom_reply(struct relay_session *);
+static void	relay_session_verdict(struct relay_session *,
+		    struct relay_rcpt *, int, const char *);
+static void	relay_session_tx_end(struct relay_session *);
+static void	relay_session_msg_finish(struct relay_session *);
+static int	relay_session_fill(struct relay_session *);
+static int	relay_session_out(struct relay_session *, const void *,
+		    size_t);
+static int	relay_session_cmd(struct relay_session *, const char *, ...)
+		    __attribute__((__format__ (printf, 2, 3)));
+static void	relay_session_fail(struct relay_session *, const char *, ...)
+		    __attribute__((__format__ (printf, 2, 3)));
+static void	relay_session_quit(struct relay_session *);
+static void	relay_session_end(struct relay_session *, const char *);
+static void	relay_session_unlink(struct relay_session *, const char *);
+static void	relay_session_reap(int, short, void *);
+static const char *relay_session_tlsname(struct relay_session *);
+
+int				 relay_nsessions;
+static TAILQ_HEAD(, relay_session) graveyard =
+    TAILQ_HEAD_INITIALIZER(graveyard);
+static struct event		 ev_reap;
+
+/* A session to address addr of d, for delivery m. */
+struct relay_session *
+relay_session_new(struct relay_dest *d, int addr, struct relay_msg *m)
+{
+	struct relay_session	*s;
+	char			 ip[INET6_ADDRSTRLEN];
+
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		fatal("calloc");
+	arc4random_buf(&s->id, sizeof(s->id));
+	s->dest = d;
+	s->addr = addr;
+	s->a = d->addrs[addr];
+	s->fd = -1;
+	sa_str((struct sockaddr *)&s->a.ss, ip, sizeof(ip));
+	(void)snprintf(s->name, sizeof(s->name), "%s[%s]:%u", s->a.host, ip,
+	    (unsigned)d->host.port);
+	(void)snprintf(s->remote, sizeof(s->remote), "%s [%s]", s->a.host,
+	    ip);
+	evtimer_set(&s->tmo, relay_session_timeout, s);
+	TAILQ_INSERT_TAIL(&d->sessions, s, entry);
+	d->nsessions++;
+	relay_nsessions++;
+	stat_set("relay.sessions", relay_nsessions);
+
+	s->msg = m;
+	m->session = s;
+	strlcpy(m->remote, s->remote, sizeof(m->remote));
+	strlcpy(m->relay, s->name, sizeof(m->relay));
+	relay_session_connect(s);
+	return s;
+}
+
+/* Nothing is reported from here: a failure is taken up by the timer. */
+static void
+relay_session_connect(struct relay_session *s)
+{
+	struct timeval	 now = { 0, 0 };
+
+	s->state = S_CONNECT;
+	s->up = 0;
+	s->caps = 0;
+	s->size_max = 0;
+	s->ipos = s->ilen = 0;
+	s->opos = s->olen = 0;
+	s->rlines = 0;
+	s->rwant = EV_READ;
+	s->wwant = EV_WRITE;
+	stat_add("relay.connections", 1);
+	log_debug("session=%016llx event=connecting relay=%s",
+	    (unsigned long long)s->id, s->name);
+	if ((s->fd = socket(s->a.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, 0)) == -1 ||
+	    (connect(s->fd, (struct sockaddr *)&s->a.ss, s->a.sslen) == -1 &&
+	    errno != EINPROGRESS)) {
+		(void)snprintf(s->err, sizeof(s->err), "4.4.1 connection to "
+		    "%s failed: %s", s->name, strerror(errno));
+		s->flags |= F_CONNFAIL;
+		evtimer_add(&s->tmo, &now);
+		return;
+	}
+	relay_session_timer(s, RELAY_TO_CONNECT, 0);
+	relay_session_update(s);
+}
+
+static void
+relay_session_connected(struct relay_session *s)
+{
+	socklen_t	 len = sizeof(int);
+	int		 error;
+
+	if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &error, &len) == -1)
+		error = errno;
+	if (error != 0) {
+		relay_session_fail(s, "4.4.1 connection to %s failed: %s",
+		    s->name, strerror(error));
+		return;
+	}
+	log_debug("session=%016llx event=connected relay=%s",
+	    (unsigned long long)s->id, s->name);
+	s->state = S_GREETING;
+	relay_session_timer(s, RELAY_TO_GREETING, 0);
+	relay_session_update(s);
+}
+
+static void
+relay_session_io(int fd, short event, void *arg)
+{
+	struct relay_session	*s = arg;
+
+	(void)fd;
+	(void)event;
+	if (s->state == S_CONNECT) {
+		relay_session_connected(s);
+		return;
+	}
+	relay_session_run(s);
+}
+
+/*
+ * The pump: finish the handshake, write what is queued (feeding the
+ * message text as the socket takes it), read and act on every complete
+ * reply.  Whatever ends the session leaves it S_DEAD: stop there.
+ */
+static void
+relay_session_run(struct relay_session *s)
+{
+	const char	*why;
+	ssize_t		 n;
+	int		 reads = 0, r;
+
+	for (;;) {
+		if (s->state == S_HANDSHAKE) {
+			if ((r = relay_session_handshake(s)) == -1)
+				return;
+			if (r == 0)
+				break;
+		}
+		if (s->opos < s->olen && relay_session_write(s) == -1) {
+			s->flags |= F_IOERR;
+			relay_session_fail(s, "4.4.2 lost connection to %s "
+			    "while sending (%s)", s->name,
+			    relay_state_names[s->state]);
+			return;
+		}
+		if (s->state == S_BODY && !(s->flags & F_BODY_EOF) &&
+		    s->olen - s->opos < RELAY_BODY_CHUNK) {
+			if (relay_session_fill(s) == -1)
+				return;
+			continue;
+		}
+		if (reads++ == RELAY_READS_PER_RUN) {
+			/* Fairness: come back after the others had a turn. */
+			relay_session_update(s);
+			event_active(&s->ev, EV_READ, 1);
+			return;
+		}
+		if ((n = relay_session_read(s)) == -2)
+			break;
+		if (n == -1 || n == 0) {
+			s->flags |= F_IOERR;
+			if (s->state == S_QUIT)
+				relay_session_end(s, "quit");
+			else if (s->state == S_READY)
+				relay_session_end(s, "closed by server");
+			else
+				relay_session_fail(s, "4.4.2 connection %s by "
+				    "%s while waiting for the %s", n == 0 ?
+				    "closed" : "lost", s->name,
+				    relay_state_names[s->state]);
+			return;
+		}
+		while ((r = relay_session_parse(s, &why)) == 1) {
+			if (s->msg != NULL && s->state != S_ASSIGNED)
+				s->msg_replies++;
+			relay_session_reply(s);
+			if (s->state == S_DEAD || s->state == S_CONNECT)
+				return;
+		}
+		if (r == -1) {
+			relay_session_fail(s, "4.4.2 bad reply from %s: %s",
+			    s->name, why);
+			return;
+		}
+		if (s->state == S_HANDSHAKE)
+			continue;
+	}
+	relay_session_update(s);
+}
+
+static void
+relay_session_update(struct relay_session *s)
+{
+	short	 ev;
+
+	if (s->state == S_DEAD)
+		return;
+	if (s->state == S_CONNECT)
+		ev = EV_WRITE;
+	else if (s->state == S_HANDSHAKE)
+		ev = s->hwant;
+	else {
+		ev = s->rwant;
+		if (s->opos < s->olen)
+			ev |= s->wwant;
+	}
+	if (ev == s->evflags)
+		return;
+	if (s->evflags)
+		event_del(&s->ev);
+	s->evflags = ev;
+	if (ev == 0)
+		return;
+	event_set(&s->ev, s->fd, ev | EV_PERSIST, relay_session_io, s);
+	if (event_add(&s->ev, NULL) == -1)
+		fatal("event_add relay session");
+}
+
+/* Bytes read, 0 at the end of the stream, -1 error, -2 try later. */
+static ssize_t
+relay_session_read(struct relay_session *s)
+{
+	ssize_t	 n;
+
+	if (s->ipos > 0) {
+		memmove(s->ibuf, s->ibuf + s->ipos, s->ilen - s->ipos);
+		s->ilen -= s->ipos;
+		s->ipos = 0;
+	}
+	for (;;) {
+		if (s->tls != NULL) {
+			n = tls_read(s->tls, s->ibuf + s->ilen,
+			    sizeof(s->ibuf) - s->ilen);
+			if (n == TLS_WANT_POLLIN || n == TLS_WANT_POLLOUT) {
+				s->rwant = n == TLS_WANT_POLLIN ? EV_READ :
+				    EV_WRITE;
+				return -2;
+			}
+			if (n == -1) {
+				log_debug("session=%016llx tls_read: %s",
+				    (unsigned long long)s->id,
+				    tls_error(s->tls));
+				return -1;
+			}
+		} else if ((n = read(s->fd, s->ibuf + s->ilen,
+		    sizeof(s->ibuf) - s->ilen)) == -1) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				s->rwant = EV_READ;
+				return -2;
+			}
+			return -1;
+		}
+		break;
+	}
+	s->rwant = EV_READ;
+	s->ilen += (size_t)n;
+	return n;
+}
+
+/* 0: all written or the rest must wait (s->wwant), -1: error. */
+static int
+relay_session_write(struct relay_session *s)
+{
+	ssize_t	 n;
+	int	 progress = 0;
+
+	while (s->opos < s->olen) {
+		if (s->tls != NULL) {
+			n = tls_write(s->tls, s->obuf + s->opos,
+			    s->olen - s->opos);
+			if (n == TLS_WANT_POLLIN || n == TLS_WANT_POLLOUT) {
+				s->wwant = n == TLS_WANT_POLLIN ? EV_READ :
+				    EV_WRITE;
+				break;
+			}
+			if (n == -1)
+				return -1;
+		} else if ((n = send(s->fd, s->obuf + s->opos,
+		    s->olen - s->opos, MSG_NOSIGNAL)) == -1) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				s->wwant = EV_WRITE;
+				break;
+			}
+			return -1;
+		}
+		s->opos += (size_t)n;
+		s->wwant = EV_WRITE;
+		progress = 1;
+	}
+	if (s->opos == s->olen)
+		s->opos = s->olen = 0;
+	/* RFC 5321 §4.5.3.2.5-6: each block, then the wait for the reply. */
+	if (s->state == S_EOM && s->olen == 0 && !(s->flags & F_EOM_SENT)) {
+		s->flags |= F_EOM_SENT;
+		relay_session_timer(s, RELAY_TO_DATA_END, 1);
+	} else if (progress && (s->state == S_BODY || s->state == S_EOM))
+		relay_session_timer(s, RELAY_TO_DATA_BLOCK, 1);
+	return 0;
+}
+
+static void
+relay_session_timer(struct relay_session *s, time_t rfc, int data)
+{
+	struct timeval	 tv = { 0, 0 };
+
+	tv.tv_sec = relay_timeout(rfc, data);
+	evtimer_add(&s->tmo, &tv);
+}
+
+static void
+relay_session_timeout(int fd, short event, void *arg)
+{
+	struct relay_session	*s = arg;
+
+	(void)fd;
+	(void)event;
+	switch (s->state) {
+	case S_CONNECT:
+		if (s->flags & F_CONNFAIL)
+			relay_session_fail(s, "%s", s->err);
+		else
+			relay_session_fail(s, "4.4.1 connection to %s timed "
+			    "out", s->name);
+		break;
+	case S_READY:
+		relay_session_quit(s);
+		break;
+	case S_ASSIGNED:
+		relay_session_tx_start(s);
+		if (s->state != S_DEAD)
+			relay_session_run(s);
+		break;
+	case S_QUIT:
+		relay_session_end(s, "quit");
+		break;
+	case S_DEAD:
+		break;
+	default:
+		relay_session_fail(s, "4.4.2 timeout waiting for the %s from "
+		    "%s", relay_state_names[s->state], s->name);
+		break;
+	}
+}
+
+/*
+ * Take one reply off the input: 1 it is in rcode/rtext, 0 more input is
+ * needed, -1 the server does not speak SMTP (*why).  A hostile server
+ * gets RELAY_REPLY_LINE_MAX octets per line and RELAY_REPLY_LINES_MAX
+ * lines per reply, and we keep RELAY_REPLY_TEXT_MAX of it: the input
+ * buffer is fixed and nothing grows.
+ */
+static int
+relay_session_parse(struct relay_session *s, const char **why)
+{
+	char	*line, *nl, *text;
+	size_t	 avail, len;
+	int	 code, n;
+
+	for (;;) {
+		avail = s->ilen - s->ipos;
+		line = s->ibuf + s->ipos;
+		nl = memchr(line, '\n', avail < RELAY_REPLY_LINE_MAX ? avail :
+		    RELAY_REPLY_LINE_MAX);
+		if (nl == NULL) {
+			if (avail >= RELAY_REPLY_LINE_MAX) {
+				*why = "reply line too long";
+				return -1;
+			}
+			return 0;
+		}
+		len = (size_t)(nl - line);
+		s->ipos += len + 1;
+		if (len > 0 && line[len - 1] == '\r')
+			len--;
+		line[len] = '\0';
+		if (len < 3 || line[0] < '2' || line[0] > '5' ||
+		    line[1] < '0' || line[1] > '9' ||
+		    line[2] < '0' || line[2] > '9' ||
+		    (len > 3 && line[3] != ' ' && line[3] != '-')) {
+			*why = "malformed reply";
+			return -1;
+		}
+		code = (line[0] - '0') * 100 + (line[1] - '0') * 10 +
+		    (line[2] - '0');
+		if (s->rlines == 0) {
+			s->rcode = code;
+			s->rlen = 0;
+			s->rtext[0] = '\0';
+		} else if (code != s->rcode) {
+			*why = "reply codes differ between lines";
+			return -1;
+		}
+		if (++s->rlines > RELAY_REPLY_LINES_MAX) {
+			*why = "too many lines in one reply";
+			return -1;
+		}
+		text = len > 4 ? line + 4 : "";
+		if (s->state == S_EHLO && s->rlines > 1 && code == 250)
+			relay_session_cap(s, text);
+		if (s->rlen < sizeof(s->rtext) - 1) {
+			if (s->rlines == 1)
+				n = snprintf(s->rtext, sizeof(s->rtext),
+				    "%03d %s", code, text);
+			else
+				n = snprintf(s->rtext + s->rlen,
+				    sizeof(s->rtext) - s->rlen, "; %s", text);
+			if (n < 0 || (size_t)n >= sizeof(s->rtext) - s->rlen)
+				s->rlen = sizeof(s->rtext) - 1;
+			else
+				s->rlen += (size_t)n;
+		}
+		if (len == 3 || line[3] == ' ') {
+			s->rlines = 0;
+			relay_printable(s->rtext, sizeof(s->rtext), s->rtext);
+			return 1;
+		}
+	}
+}
+
+/* One EHLO keyword line (RFC 5321 §4.1.1.1). */
+static void
+relay_session_cap(struct relay_session *s, char *line)
+{
+	const char	*errstr;
+	char		*kw, *param;
+	long long	 n;
+
+	kw = line;
+	if ((param = strchr(line, ' ')) != NULL)
+		*param++ = '\0';
+	if (strcasecmp(kw, "PIPELINING") == 0)
+		s->caps |= CAP_PIPELINING;
+	else if (strcasecmp(kw, "8BITMIME") == 0)
+		s->caps |= CAP_8BITMIME;
+	else if (strcasecmp(kw, "SMTPUTF8") == 0)
+		s->caps |= CAP_SMTPUTF8;
+	else if (strcasecmp(kw, "STARTTLS") == 0)
+		s->caps |= CAP_STARTTLS;
+	else if (strcasecmp(kw, "DSN") == 0)
+		s->caps |= CAP_DSN;
+	else if (strcasecmp(kw, "SIZE") == 0) {
+		s->caps |= CAP_SIZE;
+		s->size_max = 0;
+		if (param != NULL && *param != '\0') {
+			/* RFC 1870: 0 or no number means no fixed limit. */
+			n = strtonum(param, 0, LLONG_MAX, &errstr);
+			if (errstr == NULL)
+				s->size_max = (uint64_t)n;
+		}
+	}
+	if (param != NULL)
+		param[-1] = ' ';	/* the reply text stays whole */
+}
+
+static void
+relay_session_reply(struct relay_session *s)
+{
+	struct relay_dest	*d = s->dest;
+	int			 code = s->rcode;
+
+	log_debug("session=%016llx state=%s reply=\"%s\"",
+	    (unsigned long long)s->id, relay_state_names[s->state], s->rtext);
+	switch (s->state) {
+	case S_GREETING:
+		if (code != 220) {
+			relay_session_fail(s, "%s", s->rtext);
+			return;
+		}
+		relay_session_ehlo(s);
+		break;
+	case S_EHLO:
+		if (code / 100 == 2)
+			relay_session_ehlo_done(s);
+		else if (code / 100 == 5 && !(s->flags & F_TLS)) {
+			/* RFC 5321 §3.2: an old server, try HELO. */
+			s->caps = 0;
+			s->state = S_HELO;
+			if (relay_session_cmd(s, "HELO %s",
+			    env->conf->hostname) == 0)
+				relay_session_timer(s, RELAY_TO_COMMAND, 0);
+		} else
+			relay_session_fail(s, "%s", s->rtext);
+		break;
+	case S_HELO:
+		if (code / 100 == 2)
+			relay_session_ehlo_done(s);
+		else
+			relay_session_fail(s, "%s", s->rtext);
+		break;
+	case S_STARTTLS:
+		if (code == 220) {
+			/*
+			 * Anything after the 220 was sent before TLS and
+			 * would be read as if it came through it.
+			 */
+			if (s->ipos < s->ilen) {
+				relay_session_fail(s, "4.7.0 %s sent data "
+				    "after its STARTTLS reply", s->name);
+				return;
+			}
+			relay_session_tls_start(s);
+		} else if (d->tls == TLSP_OPPORTUNISTIC) {
+			log_info("session=%016llx event=starttls-refused "
+			    "relay=%s reply=\"%s\"", (unsigned long long)s->id,
+			    s->name, s->rtext);
+			relay_session_ready(s);
+		} else
+			relay_session_fail(s, "4.7.4 TLS required but "
+			    "STARTTLS refused by %s: %s", s->name, s->rtext);
+		break;
+	case S_TX:
+		relay_session_tx_reply(s);
+		break;
+	case S_DATA:
+		relay_session_data_reply(s);
+		break;
+	case S_BODY:
+		/*
+		 * Before the dot: the server gave up on the message, and
+		 * what we still send would be read as commands.
+		 */
+		s->flags |= F_IOERR;
+		relay_session_fail(s, "%s", s->rtext);
+		break;
+	case S_EOM:
+		relay_session_eom_reply(s);
+		break;
+	case S_QUIT:
+		relay_session_end(s, "quit");
+		break;
+	case S_READY:
+	case S_ASSIGNED:
+	default:
+		/* Unasked for: "421 idle too long" and the like. */
+		if (s->msg != NULL)
+			relay_session_fail(s, "%s", s->rtext);
+		else
+			relay_session_end(s, "unexpected reply");
+		break;
+	}
+}
+
+static void
+relay_session_ehlo(struct relay_session *s)
+{
+	s->caps = 0;
+	s->size_max = 0;
+	s->state = S_EHLO;
+	if (relay_session_cmd(s, "EHLO %s", env->conf->hostname) == 0)
+		relay_session_timer(s, RELAY_TO_COMMAND, 0);
+}
+
+/* Greeted: TLS as the policy says, then ready for transactions. */
+static void
+relay_session_ehlo_done(struct relay_session *s)
+{
+	struct relay_dest	*d = s->dest;
+
+	if (!(s->flags & F_TLS) && d->tls != TLSP_NONE &&
+	    !(s->flags & F_CLEAR)) {
+		if (s->caps & CAP_STARTTLS) {
+			s->state = S_STARTTLS;
+			if (relay_session_cmd(s, "STARTTLS") == 0)
+				relay_session_timer(s, RELAY_TO_COMMAND, 0);
+			return;
+		}
+		if (d->tls != TLSP_OPPORTUNISTIC) {
+			relay_session_fail(s, "4.7.4 TLS required but not "
+			    "offered by %s", s->name);
+			return;
+		}
+	}
+	relay_session_ready(s);
+}
+
+static void
+relay_session_tls_start(struct relay_session *s)
+{
+	struct tls_config	*cfg;
+	const char		*why;
+
+	cfg = s->dest->tls == TLSP_VERIFY ? relay_tls_verify :
+	    relay_tls_noverify;
+	if (cfg == NULL) {
+		relay_session_fail(s, "4.7.5 cannot verify the certificate "
+		    "of %s: no CA store", s->name);
+		return;
+	}
+	if ((s->tls = tls_client()) == NULL) {
+		relay_session_fail(s, "4.7.5 TLS with %s: tls_client failed",
+		    s->name);
+		return;
+	}
+	/* The name checked is the MX host's, or the one in brackets. */
+	if (tls_configure(s->tls, cfg) == -1 ||
+	    tls_connect_socket(s->tls, s->fd, s->a.host) == -1) {
+		why = tls_error(s->tls);
+		relay_session_fail(s, "4.7.5 TLS with %s: %s", s->name,
+		    why ? why : "setup failed");
+		return;
+	}
+	s->state = S_HANDSHAKE;
+	s->hwant = EV_WRITE;
+	relay_session_timer(s, RELAY_TO_COMMAND, 0);
+}
+
+/* 1 done, 0 in progress (s->hwant), -1 failed (and handled). */
+static int
+relay_session_handshake(struct relay_session *s)
+{
+	char		 why[256];
+	const char	*v, *e;
+
+	switch (tls_handshake(s->tls)) {
+	case 0:
+		break;
+	case TLS_WANT_POLLIN:
+		s->hwant = EV_READ;
+		return 0;
+	case TLS_WANT_POLLOUT:
+		s->hwant = EV_WRITE;
+		return 0;
+	default:
+		e = tls_error(s->tls);
+		relay_printable(why, sizeof(why), e ? e : "unknown error");
+		if (s->dest->tls == TLSP_OPPORTUNISTIC) {
+			relay_session_clear_retry(s, why);
+			return -1;
+		}
+		s->flags |= F_IOERR;
+		if (s->dest->tls == TLSP_VERIFY)
+			relay_session_fail(s, "4.7.5 TLS with %s failed "
+			    "(certificate verification required): %s",
+			    s->name, why);
+		else
+			relay_session_fail(s, "4.7.5 TLS handshake with %s "
+			    "failed: %s", s->name, why);
+		return -1;
+	}
+	if ((v = tls_conn_version(s->tls)) == NULL)
+		v = "unknown";
+	relay_printable(s->tls_version, sizeof(s->tls_version), v);
+	s->flags |= F_TLS;
+	log_info("session=%016llx event=starttls relay=%s version=%s "
+	    "cipher=%s verified=%s", (unsigned long long)s->id, s->name,
+	    s->tls_version, tls_conn_cipher(s->tls) ?
+	    tls_conn_cipher(s->tls) : "unknown",
+	    s->dest->tls == TLSP_VERIFY ? "yes" : "no");
+	/* RFC 3207 §4.2: forget what the server said before TLS. */
+	s->rwant = EV_READ;
+	s->wwant = EV_WRITE;
+	relay_session_ehlo(s);
+	return 1;
+}
+
+/*
+ * "opportunistic" means encryption when it works: a server whose TLS
+ * fails is tried once more on a new connection, in the clear, rather
+ * than holding the mail up.  (A man in the middle can force that, as he
+ * can by removing STARTTLS: this policy does not protect against him.)
+ */
+static void
+relay_session_clear_retry(struct relay_session *s, const char *why)
+{
+	log_info("session=%016llx event=tls-failed relay=%s error=\"%s\" "
+	    "action=retry-without-tls", (unsigned long long)s->id, s->name,
+	    why);
+	if (s->evflags)
+		event_del(&s->ev);
+	s->evflags = 0;
+	evtimer_del(&s->tmo);
+	tls_free(s->tls);
+	s->tls = NULL;
+	close(s->fd);
+	s->fd = -1;
+	s->flags = F_CLEAR;
+	relay_session_connect(s);
+}
+
+/* Greeted and secured as required: the delivery may start. */
+static void
+relay_session_ready(struct relay_session *s)
+{
+	s->up = 1;
+	log_debug("session=%016llx event=ready relay=%s caps=0x%x size=%llu "
+	    "tls=%s", (unsigned long long)s->id, s->name, s->caps,
+	    (unsigned long long)s->size_max, relay_session_tlsname(s));
+	if (s->msg != NULL) {
+		relay_session_tx_start(s);
+		return;
+	}
+	s->state = S_READY;
+	relay_session_timer(s, RELAY_IDLE_TIMEOUT, 0);
+}
+
+int
+relay_session_idle(struct relay_session *s)
+{
+	return s->state == S_READY && s->msg == NULL;
+}
+
+int
+relay_session_up(struct relay_session *s)
+{
+	return s->up && s->state != S_DEAD;
+}
+
+int
+relay_session_addr(struct relay_session *s)
+{
+	return s->addr;
+}
+
+/* The transaction starts from the event loop, not the caller's stack. */
+void
+relay_session_assign(struct relay_session *s, struct relay_msg *m)
+{
+	struct timeval	 now = { 0, 0 };
+
+	s->msg = m;
+	m->session = s;
+	strlcpy(m->remote, s->remote, sizeof(m->remote));
+	strlcpy(m->relay, s->name, sizeof(m->relay));
+	s->msg_replies = 0;
+	s->flags &= ~F_COUNTED;
+	s->state = S_ASSIGNED;
+	evtimer_add(&s->tmo, &now);
+}
+
+/*
+ * A transaction for the recipients of the delivery not yet tried on
+ * this session, RELAY_MAX_RCPT_TX at a time.
+ */
+static void
+relay_session_tx_start(struct relay_session *s)
+{
+	struct relay_msg	*m = s->msg;
+	struct relay_rcpt	*r;
+	uint32_t		 i;
+	int			 n = 0;
+
+	if (relay_session_tx_check(s) == -1) {
+		relay_session_msg_finish(s);
+		return;
+	}
+	s->ncmd = s->nsent = s->nreplied = 0;
+	s->mail_ok = -1;
+	s->naccepted = 0;
+	/* A reused session starts clean whatever happened before. */
+	if (s->flags & F_USED)
+		s->cmds[s->ncmd++].type = CMD_RSET;
+	s->cmds[s->ncmd++].type = CMD_MAIL;
+	for (i = 0; i < m->nrcpt && n < RELAY_MAX_RCPT_TX; i++) {
+		r = &m->rcpts[i];
+		if (r->done || r->here)
+			continue;
+		r->tx = 1;
+		r->accepted = 0;
+		s->cmds[s->ncmd].type = CMD_RCPT;
+		s->cmds[s->ncmd++].rcpt = i;
+		n++;
+	}
+	if (n == 0) {
+		relay_session_msg_finish(s);
+		return;
+	}
+	s->flags |= F_USED;
+	s->state = S_TX;
+	relay_session_tx_send(s, (s->caps & CAP_PIPELINING) ? s->ncmd : 1);
+	if (s->state != S_DEAD)
+		relay_session_timer(s, RELAY_TO_MAIL, 0);
+}
+
+/*
+ * What the server must offer for this message.  Nothing is converted:
+ * a server that cannot take the message as it is gets none of it.
+ */
+static int
+relay_session_tx_check(struct relay_session *s)
+{
+	struct relay_msg	*m = s->msg;
+	char			 text[RELAY_REPLY_TEXT_MAX + 1];
+	uint32_t		 i;
+
+	text[0] = '\0';
+	if ((s->caps & CAP_SIZE) && s->size_max > 0 && m->size > s->size_max)
+		(void)snprintf(text, sizeof(text), "5.3.4 message size %llu "
+		    "exceeds the limit of %s (%llu)",
+		    (unsigned long long)m->size, s->name,
+		    (unsigned long long)s->size_max);
+	else if (m->body == BODY_BINARYMIME)
+		(void)snprintf(text, sizeof(text), "5.6.3 binary message "
+		    "cannot be relayed to %s", s->name);
+	else if (m->body == BODY_8BITMIME && !(s->caps & CAP_8BITMIME))
+		(void)snprintf(text, sizeof(text), "5.6.3 %s does not support "
+		    "8BITMIME and the message has 8-bit content", s->name);
+	else if ((m->flags & F_MSG_SMTPUTF8) && !(s->caps & CAP_SMTPUTF8))
+		(void)snprintf(text, sizeof(text), "5.6.7 %s does not support "
+		    "SMTPUTF8, which the message needs", s->name);
+	if (text[0] == '\0')
+		return 0;
+	for (i = 0; i < m->nrcpt; i++)
+		if (!m->rcpts[i].done)
+			relay_rcpt_set(m, &m->rcpts[i], DELIVERY_PERMFAIL,
+			    text, s->name, relay_session_tlsname(s));
+	return -1;
+}
+
+/* Send commands up to the upto-th (all of them when pipelining). */
+static void
+relay_session_tx_send(struct relay_session *s, int upto)
+{
+	struct relay_msg	*m = s->msg;
+	struct relay_rcpt	*r;
+	struct relay_cmd	*c;
+	char			 notify[40], size[32];
+	int			 dsn = s->caps & CAP_DSN;
+
+	size[0] = '\0';
+	if (s->caps & CAP_SIZE)
+		(void)snprintf(size, sizeof(size), " SIZE=%llu",
+		    (unsigned long long)m->size);
+
+	for (; s->nsent < upto && s->nsent < s->ncmd; s->nsent++) {
+		c = &s->cmds[s->nsent];
+		switch (c->type) {
+		case CMD_RSET:
+			if (relay_session_cmd(s, "RSET") == -1)
+				return;
+			break;
+		case CMD_MAIL:
+			if (relay_session_cmd(s, "MAIL FROM:<%s>%s%s%s%s%s%s",
+			    m->sender, size,
+			    m->body == BODY_8BITMIME ? " BODY=8BITMIME" : "",
+			    (m->flags & F_MSG_SMTPUTF8) ? " SMTPUTF8" : "",
+			    dsn && m->ret == RET_FULL ? " RET=FULL" :
+			    dsn && m->ret == RET_HDRS ? " RET=HDRS" : "",
+			    dsn && m->envid[0] ? " ENVID=" : "",
+			    dsn && m->envid[0] ? m->envid : "") == -1)
+				return;
+			break;
+		case CMD_RCPT:
+			r = &m->rcpts[c->rcpt];
+			notify[0] = '\0';
+			if (dsn && (r->notify & F_NOTIFY_NEVER))
+				strlcpy(notify, " NOTIFY=NEVER", sizeof(notify));
+			else if (dsn && r->notify != 0) {
+				strlcpy(notify, " NOTIFY=", sizeof(notify));
+				if (r->notify & F_NOTIFY_SUCCESS)
+					strlcat(notify, "SUCCESS,",
+					    sizeof(notify));
+				if (r->notify & F_NOTIFY_FAILURE)
+					strlcat(notify, "FAILURE,",
+					    sizeof(notify));
+				if (r->notify & F_NOTIFY_DELAY)
+					strlcat(notify, "DELAY,",
+					    sizeof(notify));
+				notify[strlen(notify) - 1] = '\0';
+			}
+			if (relay_session_cmd(s, "RCPT TO:<%s>%s%s%s", r->addr,
+			    notify, dsn && r->orcpt[0] ? " ORCPT=" : "",
+			    dsn && r->orcpt[0] ? r->orcpt : "") == -1)
+				return;
+			break;
+		}
+	}
+}
+
+static void
+relay_session_tx_reply(struct relay_session *s)
+{
+	struct relay_msg	*m = s->msg;
+	struct relay_cmd	*c;
+	struct relay_rcpt	*r;
+	int			 code = s->rcode;
+	uint32_t		 i;
+
+	if (s->nreplied >= s->nsent) {
+		relay_session_fail(s, "4.4.2 %s replied to a command not "
+		    "sent: %s", s->name, s->rtext);
+		return;
+	}
+	c = &s->cmds[s->nreplied++];
+	switch (c->type) {
+	case CMD_RSET:
+		if (code / 100 != 2) {
+			relay_session_fail(s, "%s", s->rtext);
+			return;
+		}
+		break;
+	case CMD_MAIL:
+		if (!(s->flags & F_COUNTED)) {
+			s->flags |= F_COUNTED;
+			m->ntx++;
+		}
+		s->mail_ok = code / 100 == 2;
+		if (s->mail_ok)
+			break;
+		/* The sender is refused: so is every recipient. */
+		for (i = 0; i < m->nrcpt; i++) {
+			r = &m->rcpts[i];
+			if (!r->done && !r->here)
+				relay_session_verdict(s, r, code, s->rtext);
+		}
+		break;
+	case CMD_RCPT:
+		r = &m->rcpts[c->rcpt];
+		if (s->mail_ok != 1)
+			break;		/* pipelined after a refused MAIL */
+		if (code / 100 == 2) {
+			r->accepted = 1;
+			s->naccepted++;
+		} else
+			relay_session_verdict(s, r, code, s->rtext);
+		break;
+	}
+	if (!(s->caps & CAP_PIPELINING) && s->nsent < s->ncmd &&
+	    s->mail_ok != 0) {
+		relay_session_tx_send(s, s->nsent + 1);
+		if (s->state != S_DEAD)
+			relay_session_timer(s, RELAY_TO_RCPT, 0);
+		return;
+	}
+	if (s->nreplied < s->nsent)
+		return;
+	if (s->mail_ok != 1 || s->naccepted == 0) {
+		relay_session_tx_end(s);
+		return;
+	}
+	s->state = S_DATA;
+	if (relay_session_cmd(s, "DATA") == 0)
+		relay_session_timer(s, RELAY_TO_DATA_INIT, 0);
+}
+
+static void
+relay_session_data_reply(struct relay_session *s)
+{
+	struct relay_msg	*m = s->msg;
+	uint32_t		 i;
+
+	if (s->rcode != 354) {
+		for (i = 0; i < m->nrcpt; i++)
+			if (m->rcpts[i].accepted)
+				relay_session_verdict(s, &m->rcpts[i],
+				    s->rcode / 100 == 3 ? 451 : s->rcode,
+				    s->rtext);
+		relay_session_tx_end(s);
+		return;
+	}
+	s->state = S_BODY;
+	s->flags &= ~(F_BODY_EOF | F_EOM_SENT);
+	s->body_off = 0;
+	s->body_bol = 1;
+	s->body_cr = 0;
+	relay_session_timer(s, RELAY_TO_DATA_BLOCK, 1);
+}
+
+/* The end-of-data reply is every accepted recipient's (RFC 5321 §4.1.1.4). */
+static void
+relay_session_eom_reply(struct relay_session *s)
+{
+	struct relay_msg	*m = s->msg;
+	uint32_t		 i;
+	int			 code = s->rcode;
+
+	if (code / 100 == 2) {
+		s->nmsgs++;
+		stat_add("relay.messages", 1);
+	} else if (code / 100 == 3)
+		code = 451;	/* nonsense at this point: try later */
+	for (i = 0; i < m->nrcpt; i++)
+		if (m->rcpts[i].accepted)
+			relay_session_verdict(s, &m->rcpts[i], code, s->rtext);
+	relay_session_tx_end(s);
+}
+
+/* A server's verdict on a recipient of the current transaction. */
+static void
+relay_session_verdict(struct relay_session *s, struct relay_rcpt *r,
+    int code, const char *reply)
+{
+	uint32_t	 status;
+
+	if (code / 100 == 2)
+		status = DELIVERY_OK;
+	else if (code / 100 == 5)
+		status = DELIVERY_PERMFAIL;
+	else
+		status = DELIVERY_TEMPFAIL;
+	relay_rcpt_set(s->msg, r, status, reply, s->name,
+	    relay_session_tlsname(s));
+	/*
+	 * RFC 5321 §4.5.3.1.10: "452 too many recipients" asks for
+	 * another transaction, which is worth it if this one got some.
+	 */
+	r->here = !(code == 452 && s->state == S_TX);
+}
+
+/*
+ * A transaction is over.  Recipients left over (more than one
+ * transaction takes, or refused with 452 while others were accepted)
+ * get another on this session; else the delivery is done here.
+ */
+static void
+relay_session_tx_end(struct relay_session *s)
+{
+	struct relay_msg	*m = s->msg;
+	struct relay_rcpt	*r;
+	uint32_t		 i;
+	int			 more = 0, progress = s->naccepted > 0;
+
+	for (i = 0; i < m->nrcpt; i++) {
+		r = &m->rcpts[i];
+		if (r->tx && (!progress || s->mail_ok != 1))
+			r->here = 1;
+		if (r->tx && r->accepted)
+			r->here = 1;
+		r->tx = 0;
+		r->accepted = 0;
+		if (!r->done && !r->here)
+			more = 1;
+	}
+	if (more && s->mail_ok == 1) {
+		relay_session_tx_start(s);
+		return;
+	}
+	relay_session_msg_finish(s);
+}
+
+/*
+ * The session is done with its delivery: hand it back (reported, or
+ * waiting for the next address) and look for more work; with none, the
+ * session idles a few seconds for the next delivery to its destination,
+ * unless another destination is waiting for a session slot.
+ */
+static void
+relay_session_msg_finish(struct relay_session *s)
+{
+	struct relay_dest	*d = s->dest;
+	struct relay_msg	*m = s->msg;
+
+	s->msg = NULL;
+	s->state = S_READY;
+	relay_session_timer(s, RELAY_IDLE_TIMEOUT, 0);
+	relay_dest_msg_done(m, s->addr + 1);
+	relay_dest_dispatch(d);
+	if (relay_session_idle(s) && relay_dest_starved()) {
+		relay_session_close(s);
+		relay_dest_session_gone(d, NULL);
+	}
+}
+
+/*
+ * Feed the message text: CRLF line ends (a bare CR or LF becomes one,
+ * which the smtp process made sure never happens), dot-stuffing, and
+ * after the last line the terminating dot.  -1: the session failed.
+ */
+static int
+relay_session_fill(struct relay_session *s)
+{
+	static char	 buf[RELAY_BODY_CHUNK];
+	char		*out;
+	ssize_t		 n, i;
+	size_t		 o;
+	unsigned char	 c;
+
+	while ((n = pread(s->msg->fd, buf, sizeof(buf), s->body_off)) == -1 &&
+	    errno == EINTR)
+		;
+	if (n == -1) {
+		s->flags |= F_IOERR;	/* no dot may follow */
+		relay_session_fail(s, "4.3.0 cannot read the message: %s",
+		    strerror(errno));
+		return -1;
+	}
+	if (s->olen + 2 * (size_t)n + 8 > s->ocap) {
+		if (relay_session_out(s, NULL, 2 * (size_t)n + 8) == -1)
+			return -1;
+	}
+	out = s->obuf;
+	o = s->olen;
+	for (i = 0; i < n; i++) {
+		c = (unsigned char)buf[i];
+		if (s->body_cr) {
+			s->body_cr = 0;
+			out[o++] = '\r';
+			out[o++] = '\n';
+			s->body_bol = 1;
+			if (c == '\n')
+				continue;
+		}
+		if (c == '\r') {
+			s->body_cr = 1;
+			continue;
+		}
+		if (c == '\n') {
+			out[o++] = '\r';
+			out[o++] = '\n';
+			s->body_bol = 1;
+			continue;
+		}
+		if (s->body_bol && c == '.')
+			out[o++] = '.';
+		out[o++] = (char)c;
+		s->body_bol = 0;
+	}
+	if (n == 0) {
+		if (s->body_cr || !s->body_bol) {
+			out[o++] = '\r';
+			out[o++] = '\n';
+		}
+		memcpy(out + o, ".\r\n", 3);
+		o += 3;
+		s->flags |= F_BODY_EOF;
+		s->state = S_EOM;
+	}
+	s->olen = o;
+	s->body_off += n;
+	return 0;
+}
+
+/*
+ * Append to the output (or with data NULL, make room for len more).
+ * -1 if the session's output limit is reached: the session failed.
+ */
+static int
+relay_session_out(struct relay_session *s, const void *data, size_t len)
+{
+	char	*p;
+	size_t	 cap;
+
+	if (s->opos > 0 && s->olen + len > s->ocap) {
+		memmove(s->obuf, s->obuf + s->opos, s->olen - s->opos);
+		s->olen -= s->opos;
+		s->opos = 0;
+	}
+	if (s->olen + len > s->ocap) {
+		if (s->olen + len > RELAY_OBUF_MAX) {
+			relay_session_fail(s, "4.3.0 output buffer full");
+			return -1;
+		}
+		cap = s->ocap ? s->ocap : 4096;
+		while (cap < s->olen + len)
+			cap *= 2;
+		if ((p = realloc(s->obuf, cap)) == NULL)
+			fatal("realloc");
+		s->obuf = p;
+		s->ocap = cap;
+	}
+	if (data != NULL) {
+		memcpy(s->obuf + s->olen, data, len);
+		s->olen += len;
+	}
+	return 0;
+}
+
+/* A command line; -1 if it failed the session. */
+static int
+relay_session_cmd(struct relay_session *s, const char *fmt, ...)
+{
+	char		 buf[RELAY_CMD_MAX];
+	va_list		 ap;
+	int		 n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf) - 2, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(buf) - 2) {
+		relay_session_fail(s, "4.3.0 command too long");
+		return -1;
+	}
+	log_debug("session=%016llx >>> %s", (unsigned long long)s->id, buf);
+	memcpy(buf + n, "\r\n", 2);
+	return relay_session_out(s, buf, (size_t)n + 2);
+}
+
+/*
+ * The session failed.  Its delivery goes back to its destination: the
+ * recipients in the transaction are deferred with the reason, and the
+ * delivery goes on at the next address, or, if the connection was a
+ * reused one that died before the server said anything about this
+ * delivery, once more at the same address.  A failure before the
+ * session was up counts against the address.
+ */
+static void
+relay_session_fail(struct relay_session *s, const char *fmt, ...)
+{
+	struct relay_dest	*d = s->dest;
+	struct relay_msg	*m = s->msg;
+	struct relay_rcpt	*r;
+	char			 text[RELAY_REPLY_TEXT_MAX + 1];
+	va_list			 ap;
+	uint32_t		 i;
+	int			 next = s->addr + 1;
+
+	if (s->state == S_DEAD)
+		return;
+	va_start(ap, fmt);
+	(void)vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	relay_printable(text, sizeof(text), text);
+
+	log_info("session=%016llx event=%s relay=%s state=\"%s\" "
+	    "error=\"%s\"", (unsigned long long)s->id,
+	    s->up ? "failed" : "connect-failed", s->name,
+	    relay_state_names[s->state], text);
+	if (m != NULL) {
+		s->msg = NULL;
+		m->session = NULL;
+		strlcpy(m->error, text, sizeof(m->error));
+		if ((s->flags & F_USED) && s->msg_replies == 0 &&
+		    !m->reused_retry) {
+			m->reused_retry = 1;
+			next = s->addr;
+		} else
+			for (i = 0; i < m->nrcpt; i++) {
+				r = &m->rcpts[i];
+				if (r->tx && !r->done)
+					relay_rcpt_set(m, r, DELIVERY_TEMPFAIL,
+					    text, s->name,
+					    relay_session_tlsname(s));
+			}
+		relay_dest_msg_done(m, next);
+	}
+	if (!s->up)
+		relay_dest_addr_failed(d, s->addr, text);
+	relay_session_end(s, "failed");
+}
+
+/* Idle long enough: say goodbye and wait for the answer, briefly. */
+static void
+relay_session_quit(struct relay_session *s)
+{
+	struct timeval	 tv = { RELAY_QUIT_TIMEOUT, 0 };
+
+	s->state = S_QUIT;
+	if (relay_session_cmd(s, "QUIT") == -1)
+		return;
+	evtimer_add(&s->tmo, &tv);
+	relay_session_run(s);
+}
+
+/* Close an idle session now, for its slot; no callbacks. */
+void
+relay_session_close(struct relay_session *s)
+{
+	relay_session_unlink(s, "closed for another destination");
+}
+
+/* The session is over: its slot goes to whoever waits for one. */
+static void
+relay_session_end(struct relay_session *s, const char *reason)
+{
+	struct relay_dest	*d = s->dest;
+
+	if (s->state == S_DEAD)
+		return;
+	relay_session_unlink(s, reason);
+	relay_dest_session_gone(d, s);
+}
+
+/*
+ * Take the session out of its destination and the counts and close the
+ * connection, with a QUIT where the protocol state allows one; the
+ * memory goes at the end of this event, as callers up the stack may
+ * still look at s->state.
+ */
+static void
+relay_session_unlink(struct relay_session *s, const char *reason)
+{
+	struct relay_dest	*d = s->dest;
+	struct timeval		 now = { 0, 0 };
+
+	log_info("session=%016llx event=disconnect relay=%s reason=\"%s\" "
+	    "messages=%u", (unsigned long long)s->id, s->name, reason,
+	    s->nmsgs);
+	if (s->msg != NULL)
+		fatalx("session ends with a delivery");
+	if (s->evflags)
+		event_del(&s->ev);
+	s->evflags = 0;
+	evtimer_del(&s->tmo);
+	if (s->fd != -1 && !(s->flags & F_IOERR) && s->opos == s->olen &&
+	    (s->state == S_GREETING || s->state == S_EHLO ||
+	    s->state == S_HELO || s->state == S_STARTTLS ||
+	    s->state == S_READY || s->state == S_ASSIGNED ||
+	    s->state == S_TX)) {
+		/* One try, no waiting: the server may be gone already. */
+		if (s->tls != NULL)
+			(void)tls_write(s->tls, "QUIT\r\n", 6);
+		else
+			(void)send(s->fd, "QUIT\r\n", 6, MSG_NOSIGNAL);
+	}
+	if (s->tls != NULL) {
+		if (!(s->flags & F_IOERR) && (s->flags & F_TLS))
+			(void)tls_close(s->tls);
+		tls_free(s->tls);
+		s->tls = NULL;
+	}
+	if (s->fd != -1)
+		close(s->fd);
+	s->fd = -1;
+	s->state = S_DEAD;
+	TAILQ_REMOVE(&d->sessions, s, entry);
+	d->nsessions--;
+	relay_nsessions--;
+	stat_set("relay.sessions", relay_nsessions);
+
+	TAILQ_INSERT_TAIL(&graveyard, s, entry);
+	if (!event_initialized(&ev_reap))
+		evtimer_set(&ev_reap, relay_session_reap, NULL);
+	evtimer_add(&ev_reap, &now);
+}
+
+static void
+relay_session_reap(int fd, short event, void *arg)
+{
+	struct relay_session	*s;
+
+	(void)fd;
+	(void)event;
+	(void)arg;
+	while ((s = TAILQ_FIRST(&graveyard)) != NULL) {
+		TAILQ_REMOVE(&graveyard, s, entry);
+		free(s->obuf);
+		free(s);
+	}
+}
+
+static const char *
+relay_session_tlsname(struct relay_session *s)
+{
+	return (s->flags & F_TLS) ? s->tls_version : "none";
+}

@@ -990,10 +990,13 @@ ctl_show_message(struct ctl_client *c, char **words)
 static void
 ctl_queue_act(struct ctl_client *c, char **words)
 {
-	int	 remove = strcmp(words[0], "remove") == 0;
+	int	 remove = strcmp(words[0], "remove") == 0, valid;
 
+	/* Only an id or "all" goes into the log as it is. */
+	valid = strcmp(words[1], "all") == 0 || (strlen(words[1]) == 24 &&
+	    strspn(words[1], "0123456789abcdef") == 24);
 	log_info("control uid=%u %s %s", (unsigned)c->uid, words[0],
-	    strlen(words[1]) < CTL_ARGSZ ? words[1] : "(long)");
+	    valid ? words[1] : "(not an id)");
 	control_queue_request(c, remove ? CTL_Q_REMOVE : CTL_Q_SCHEDULE,
 	    remove ? IMSG_CTL_QUEUE_REMOVE : IMSG_CTL_QUEUE_SCHEDULE,
 	    words[1]);
@@ -1250,8 +1253,8 @@ control_queue_event(struct msg *m)
 }
 
 /*
- * IMSG_CTL_QUEUE_END for show message, and IMSG_CTL_QUEUE_RESULT:
- * u64 reqid, u32 found, u32 done, u32 pending.
+ * IMSG_CTL_QUEUE_RESULT: u64 reqid, u32 found, u32 done, u32 pending;
+ * the answer to schedule and remove, and the end of show message.
  */
 static void
 control_queue_result(struct msg *m)

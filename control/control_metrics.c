@@ -64,8 +64,9 @@ static void
 metrics_request(struct evhttp_request *req, void *arg)
 {
 	struct evbuffer	*body;
-	const char	*key;
+	const char	*key, *sfx;
 	char		 name[96];
+	size_t		 len;
 	int64_t		 v;
 	int		 i, gauge;
 
@@ -83,11 +84,14 @@ metrics_request(struct evhttp_request *req, void *arg)
 	for (i = 0; i < counter_count(); i++) {
 		key = counter_at(i, &v, &gauge);
 		metrics_name(key, name, sizeof(name));
+		/* Counters end in _total, once ("sessions.total" too). */
+		len = strlen(name);
+		sfx = gauge || (len > 6 && strcmp(name + len - 6,
+		    "_total") == 0) ? "" : "_total";
 		evbuffer_add_printf(body, "# HELP %s%s splitmx %s.\n"
 		    "# TYPE %s%s %s\n%s%s %lld\n",
-		    name, gauge ? "" : "_total", key,
-		    name, gauge ? "" : "_total", gauge ? "gauge" : "counter",
-		    name, gauge ? "" : "_total", (long long)v);
+		    name, sfx, key, name, sfx, gauge ? "gauge" : "counter",
+		    name, sfx, (long long)v);
 	}
 	evhttp_add_header(evhttp_request_get_output_headers(req),
 	    "Content-Type", "text/plain; version=0.0.4");

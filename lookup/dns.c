@@ -711,9 +711,10 @@ dns_finish(struct dns_req *req)
 	error = status == DNS_OK ? "" : req->error;
 	if (status != DNS_OK)
 		n = 0;
-	log_debug("event=dns name=%s mx=%d status=%s hosts=%d addresses=%d%s%s%s",
-	    req->name, req->mx, dns_status_name(status), req->nhosts, n,
-	    *error ? " error=\"" : "", error, *error ? "\"" : "");
+	log_debug("event=dns name=%s mx=%d status=%s hosts=%d addresses=%d"
+	    "%s%s%s", req->name, req->mx, dns_status_name(status),
+	    req->nhosts, n, *error ? " error=\"" : "", error,
+	    *error ? "\"" : "");
 
 	if (req->cb != NULL) {
 		for (i = 0; i < n; i++)

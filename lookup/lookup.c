@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "splitmx.h"
@@ -112,8 +113,10 @@ lookup_conf_prepare(struct smx_conf *c, char *err, size_t errlen)
 	struct lookup_gen	*gen;
 	struct table_set	*set;
 	FILE			*errfp, *warnfp;
+	struct timespec		 t0, t1;
 	char			*ebuf = NULL, *wbuf = NULL, *line, *p;
-	size_t			 elen = 0, wlen = 0, i;
+	size_t			 elen = 0, wlen = 0, i, n = 0;
+	long long		 ms;
 
 	if (pending != NULL) {
 		/* An earlier one that never came to APPLY. */
@@ -123,8 +126,14 @@ lookup_conf_prepare(struct smx_conf *c, char *err, size_t errlen)
 	if ((errfp = open_memstream(&ebuf, &elen)) == NULL ||
 	    (warnfp = open_memstream(&wbuf, &wlen)) == NULL)
 		fatal("open_memstream");
+	if (clock_gettime(CLOCK_MONOTONIC, &t0) == -1)
+		fatal("clock_gettime");
 	set = table_set_open(c, 1, current != NULL ? current->tables : NULL,
 	    errfp, warnfp);
+	if (clock_gettime(CLOCK_MONOTONIC, &t1) == -1)
+		fatal("clock_gettime");
+	ms = (long long)(t1.tv_sec - t0.tv_sec) * 1000 +
+	    (t1.tv_nsec - t0.tv_nsec) / 1000000;
 	if (fclose(errfp) != 0 || fclose(warnfp) != 0)
 		fatal("fclose");
 	for (p = wbuf; p != NULL && (line = strsep(&p, "\n")) != NULL;)
@@ -141,9 +150,13 @@ lookup_conf_prepare(struct smx_conf *c, char *err, size_t errlen)
 		return -1;
 	}
 	free(ebuf);
-	for (i = 0; i < set->n; i++)
-		log_info("table=%s entries=%zu loaded", table_name(set->tables[i]),
-		    table_count(set->tables[i]));
+	for (i = 0; i < set->n; i++) {
+		log_info("table=%s entries=%zu loaded",
+		    table_name(set->tables[i]), table_count(set->tables[i]));
+		n += table_count(set->tables[i]);
+	}
+	log_info("event=directory-loaded generation=%u tables=%zu entries=%zu "
+	    "ms=%lld", c->generation, set->n, n, ms);
 	if ((gen = calloc(1, sizeof(*gen))) == NULL)
 		fatal("calloc");
 	gen->conf = c;

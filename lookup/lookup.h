@@ -49,6 +49,8 @@ struct table_query {
 	enum dir_kind	  kind;
 	char		  target[SMX_ADDRSZ];	/* "": the address itself */
 	char		  source[256];		/* "FILE:LINE", server, dn */
+	/* TEMPFAIL with a reply of its own ("4.3.0 ..."), or "": 4.4.3. */
+	char		  reply[128];
 };
 
 struct table;
@@ -62,10 +64,33 @@ int		 table_lookup_now(struct table *, struct table_query *);
 /*
  * The i-th entry of a table that can list its entries (a file), in
  * key order, for the configuration checks: 0, or -1 past the end.
+ * Only the kind of a local entry is filled in; key, target and source
+ * only for a custom one (what the checks look at).
  */
 int		 table_entry(struct table *, size_t i, struct table_query *);
 const char	*table_name(const struct table *);
 size_t		 table_count(const struct table *);
+
+/*
+ * table_ldap.c: an LDAP directory ("table NAME ldap", SPEC §3, §4),
+ * asked asynchronously, with failover, a bounded cache and the outage
+ * answer (TEMPFAIL).  old: the same table of the configuration in
+ * force, whose connection and cache may be shared.
+ */
+struct table_ldap;
+struct table_ldap *table_ldap_open(struct smx_table *, struct table_ldap *old,
+		    FILE *errfp);
+void		 table_ldap_lookup(struct table_ldap *, struct table_query *);
+size_t		 table_ldap_count(const struct table_ldap *);
+void		 table_ldap_close(struct table_ldap *);
+/*
+ * RFC 4515 escaping of len bytes of s, and a filter with %s (the key),
+ * %u (its local part), %d (its domain), %% put in: -1 if out is short.
+ */
+int		 table_ldap_escape(const char *s, size_t len, char *out,
+		    size_t outlen);
+int		 table_ldap_filter(const char *filter, const char *key,
+		    char *out, size_t outlen);
 
 /* Every table of one configuration, opened together. */
 struct table_set {

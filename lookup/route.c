@@ -68,6 +68,10 @@ struct route_fwd {
 };
 
 static void	route_next(struct route_req *);
+static void	route_outside(struct route_req *, const char *);
+static void	route_relay(struct route_req *);
+static void	route_custom_fwd(struct route_req *);
+static const struct smx_host *route_outbound(const struct smx_conf *);
 static void	route_query(struct route_req *);
 static void	route_answer(struct table_query *);
 static void	route_found(struct route_req *);
@@ -223,68 +227,92 @@ route_next(struct route_req *req)
 	if (d == NULL) {
 		if (st != NULL)
 			strlcpy(st->kind, "outside", sizeof(st->kind));
-		if (req->hops > 0 && req->fwd != NULL) {
-			route_explain(req, "custom -> %s", req->cur);
-			route_policy(req, "shared domain %s: a custom recipient "
-			    "is rewritten to its target and sent to the forward "
-			    "host", req->fwd->name);
-			route_finish(req, LOOKUP_ACCEPT, 250, "2.1.5 Ok",
-			    ROUTE_CUSTOM, req->cur, &req->fwd->forward);
-		} else if (req->hops > 0) {
-			route_explain(req, "custom -> %s", req->cur);
-			route_policy(req, "authoritative domain: a custom "
-			    "recipient is rewritten and routed by its target's "
-			    "domain, %s, which is not ours: outbound", domain);
-			route_finish(req, LOOKUP_ACCEPT, 250, "2.1.5 Ok",
-			    ROUTE_CUSTOM, req->cur, c->outbound.set &&
-			    c->outbound.name[0] != '\0' ? &c->outbound : NULL);
-		} else if (req->has_client &&
-		    route_trusted(c, (struct sockaddr *)&req->client)) {
-			route_explain(req, "outbound");
-			route_policy(req, "%s is not a configured domain; the "
-			    "client is trusted: outbound", domain);
-			route_finish(req, LOOKUP_ACCEPT, 250, "2.1.5 Ok",
-			    ROUTE_OUTBOUND, "", c->outbound.set &&
-			    c->outbound.name[0] != '\0' ? &c->outbound : NULL);
-		} else {
-			route_explain(req, "not ours -> relaying denied");
-			route_policy(req, "%s is not a configured domain: "
-			    "only trusted clients may send there", domain);
-			route_finish(req, LOOKUP_REJECT, 550, "5.7.1 Relaying "
-			    "denied", ROUTE_NONE, NULL, NULL);
-		}
+		route_outside(req, domain);
 		return;
 	}
-
 	if (d->type == DOMAIN_RELAY) {
 		if (st != NULL)
 			strlcpy(st->kind, "relay", sizeof(st->kind));
-		if (req->hops == 0) {
-			route_explain(req, "relay -> forward");
-			route_policy(req, "relay domain %s: everything goes to "
-			    "its forward host", d->name);
-			route_finish(req, LOOKUP_ACCEPT, 250, "2.1.5 Ok",
-			    ROUTE_FORWARD, "", &d->forward);
-		} else {
-			route_explain(req, "custom -> %s", req->cur);
-			if (req->fwd != NULL)
-				route_policy(req, "shared domain %s: a custom "
-				    "recipient is rewritten to its target and "
-				    "sent to the forward host", req->fwd->name);
-			else
-				route_policy(req, "authoritative domain: a "
-				    "custom recipient is rewritten and routed by "
-				    "its target's domain, the relay domain %s",
-				    d->name);
-			route_finish(req, LOOKUP_ACCEPT, 250, "2.1.5 Ok",
-			    ROUTE_CUSTOM, req->cur, req->fwd != NULL ?
-			    &req->fwd->forward : &d->forward);
-		}
+		route_relay(req);
 		return;
 	}
 
 	req->phase = PHASE_EXACT;
 	route_query(req);
+}
+
+/* A domain that is not ours. */
+static void
+route_outside(struct route_req *req, const char *domain)
+{
+	const struct smx_conf	*c = req->gen->conf;
+
+	if (req->hops > 0 && req->fwd != NULL)
+		route_custom_fwd(req);
+	else if (req->hops > 0) {
+		route_explain(req, "custom -> %s", req->cur);
+		route_policy(req, "authoritative domain: a custom recipient is "
+		    "rewritten and routed by its target's domain, %s, which "
+		    "is not ours: outbound", domain);
+		route_finish(req, LOOKUP_ACCEPT, 250, "2.1.5 Ok", ROUTE_CUSTOM,
+		    req->cur, route_outbound(c));
+	} else if (req->has_client &&
+	    route_trusted(c, (struct sockaddr *)&req->client)) {
+		route_explain(req, "outbound");
+		route_policy(req, "%s is not a configured domain; the client "
+		    "is trusted: outbound", domain);
+		route_finish(req, LOOKUP_ACCEPT, 250, "2.1.5 Ok",
+		    ROUTE_OUTBOUND, "", route_outbound(c));
+	} else {
+		route_explain(req, "not ours -> relaying denied");
+		route_policy(req, "%s is not a configured domain: only trusted "
+		    "clients may send there", domain);
+		route_finish(req, LOOKUP_REJECT, 550, "5.7.1 Relaying denied",
+		    ROUTE_NONE, NULL, NULL);
+	}
+}
+
+/* A relay domain of ours: no directory, its forward host. */
+static void
+route_relay(struct route_req *req)
+{
+	const struct smx_domain	*d = req->dom;
+
+	if (req->hops > 0 && req->fwd != NULL)
+		route_custom_fwd(req);
+	else if (req->hops > 0) {
+		route_explain(req, "custom -> %s", req->cur);
+		route_policy(req, "authoritative domain: a custom recipient is "
+		    "rewritten and routed by its target's domain, the relay "
+		    "domain %s", d->name);
+		route_finish(req, LOOKUP_ACCEPT, 250, "2.1.5 Ok", ROUTE_CUSTOM,
+		    req->cur, &d->forward);
+	} else {
+		route_explain(req, "relay -> forward");
+		route_policy(req, "relay domain %s: everything goes to its "
+		    "forward host", d->name);
+		route_finish(req, LOOKUP_ACCEPT, 250, "2.1.5 Ok", ROUTE_FORWARD,
+		    "", &d->forward);
+	}
+}
+
+/* The end of a shared domain's custom chain: its forward host. */
+static void
+route_custom_fwd(struct route_req *req)
+{
+	route_explain(req, "custom -> %s", req->cur);
+	route_policy(req, "shared domain %s: a custom recipient is rewritten "
+	    "to its target and sent to the forward host", req->fwd->name);
+	route_finish(req, LOOKUP_ACCEPT, 250, "2.1.5 Ok", ROUTE_CUSTOM,
+	    req->cur, &req->fwd->forward);
+}
+
+/* "outbound via": a smarthost, or NULL for the MX of the domain. */
+static const struct smx_host *
+route_outbound(const struct smx_conf *c)
+{
+	return c->outbound.set && c->outbound.name[0] != '\0' ?
+	    &c->outbound : NULL;
 }
 
 /* "alice+x@example.com", then "alice@example.com", then "@example.com". */
@@ -366,11 +394,14 @@ route_answer(struct table_query *q)
 		strlcpy(st->kind, "tempfail", sizeof(st->kind));
 		strlcpy(st->source, q->source, sizeof(st->source));
 	}
-	route_explain(req, "directory unavailable");
+	/* A reply of the table's own: an answer it refuses to guess. */
+	route_explain(req, q->reply[0] != '\0' ? "directory cannot decide" :
+	    "directory unavailable");
 	route_policy(req, "the directory %s cannot answer now: the client "
 	    "tries again later", req->dom->directory);
-	route_finish(req, LOOKUP_TEMPFAIL, 451, "4.4.3 Directory unavailable, "
-	    "try again later", ROUTE_NONE, NULL, NULL);
+	route_finish(req, LOOKUP_TEMPFAIL, 451, q->reply[0] != '\0' ?
+	    q->reply : "4.4.3 Directory unavailable, try again later",
+	    ROUTE_NONE, NULL, NULL);
 }
 
 static void
@@ -438,8 +469,23 @@ route_found(struct route_req *req)
 static void
 route_follow(struct route_req *req, const char *target)
 {
+	const char	*at;
+
+	/* A file's targets are checked when it is read; not every table's. */
+	if ((at = strrchr(target, '@')) == NULL || at == target ||
+	    at[1] == '\0' || strlcpy(req->cur, target, sizeof(req->cur)) >=
+	    sizeof(req->cur)) {
+		log_warnx("table %s: custom recipient %s has an invalid target "
+		    "\"%s\"", req->dom->directory, req->q.key, target);
+		route_explain(req, "invalid target in the directory");
+		route_policy(req, "the directory %s gives %s an invalid target",
+		    req->dom->directory, req->q.key);
+		route_finish(req, LOOKUP_TEMPFAIL, 451, "4.3.0 Directory "
+		    "error, try again later", ROUTE_NONE, NULL, NULL);
+		return;
+	}
+	str_lower(req->cur);
 	req->hops++;
-	strlcpy(req->cur, target, sizeof(req->cur));
 	route_next(req);
 }
 
@@ -458,12 +504,7 @@ route_unknown(struct route_req *req)
 
 	/* A followed target that is no directory address: the other side. */
 	if (req->hops > 0 && req->fwd != NULL) {
-		route_explain(req, "custom -> %s", req->cur);
-		route_policy(req, "shared domain %s: a custom recipient is "
-		    "rewritten to its target and sent to the forward host",
-		    req->fwd->name);
-		route_finish(req, LOOKUP_ACCEPT, 250, "2.1.5 Ok", ROUTE_CUSTOM,
-		    req->cur, &req->fwd->forward);
+		route_custom_fwd(req);
 		return;
 	}
 

@@ -51,6 +51,11 @@ static int	tb_none_open(struct table *, struct smx_table *,
 static void	tb_none_lookup(struct table *, struct table_query *);
 static size_t	tb_none_count(const struct table *);
 static void	tb_none_close(struct table *);
+static int	tb_ldap_open(struct table *, struct smx_table *,
+		    struct table *, FILE *);
+static void	tb_ldap_lookup(struct table *, struct table_query *);
+static size_t	tb_ldap_count(const struct table *);
+static void	tb_ldap_close(struct table *);
 static const struct table_backend *table_backend(enum smx_table_type);
 static struct table *table_new(struct smx_table *, struct table *,
 		    FILE *);
@@ -71,6 +76,12 @@ static const struct table_backend	tb_none = {
 	tb_none_count, tb_none_close
 };
 
+/* LDAP: table_ldap.c, answered later, never listed. */
+static const struct table_backend	tb_ldap = {
+	"ldap", tb_ldap_open, tb_ldap_lookup, NULL, NULL, tb_ldap_count,
+	tb_ldap_close
+};
+
 static const struct table_backend *
 table_backend(enum smx_table_type type)
 {
@@ -78,7 +89,7 @@ table_backend(enum smx_table_type type)
 	case TABLE_FILE:
 		return &tb_file;
 	case TABLE_LDAP:
-		break;
+		return &tb_ldap;
 	}
 	return &tb_none;
 }
@@ -134,6 +145,7 @@ table_lookup(struct table *tb, struct table_query *q)
 	q->kind = DIR_LOCAL;
 	q->target[0] = '\0';
 	q->source[0] = '\0';
+	q->reply[0] = '\0';
 	tb->be->lookup(tb, q);
 }
 
@@ -146,6 +158,7 @@ table_lookup_now(struct table *tb, struct table_query *q)
 	q->kind = DIR_LOCAL;
 	q->target[0] = '\0';
 	q->source[0] = '\0';
+	q->reply[0] = '\0';
 	return tb->be->lookup_now(tb, q);
 }
 
@@ -234,9 +247,14 @@ tb_file_entry(struct table *tb, size_t i, struct table_query *q)
 
 	if (table_file_entry(tb->data, i, &key, &kind, &target, &line) == -1)
 		return -1;
-	strlcpy(q->key, key, sizeof(q->key));
 	q->status = TABLE_FOUND;
 	q->kind = kind;
+	/* A million of them at every reload: the checks want customs only. */
+	if (kind != DIR_CUSTOM) {
+		q->key[0] = q->target[0] = q->source[0] = '\0';
+		return 0;
+	}
+	strlcpy(q->key, key, sizeof(q->key));
 	strlcpy(q->target, target != NULL ? target : "", sizeof(q->target));
 	n = snprintf(q->source, sizeof(q->source), "%s:%u", tb->path, line);
 	if (n < 0 || (size_t)n >= sizeof(q->source))
@@ -295,6 +313,33 @@ static void
 tb_none_close(struct table *tb)
 {
 	(void)tb;
+}
+
+static int
+tb_ldap_open(struct table *tb, struct smx_table *t, struct table *old,
+    FILE *errfp)
+{
+	tb->data = table_ldap_open(t, old != NULL ? old->data : NULL, errfp);
+	return tb->data != NULL ? 0 : -1;
+}
+
+static void
+tb_ldap_lookup(struct table *tb, struct table_query *q)
+{
+	table_ldap_lookup(tb->data, q);
+}
+
+static size_t
+tb_ldap_count(const struct table *tb)
+{
+	return table_ldap_count(tb->data);
+}
+
+static void
+tb_ldap_close(struct table *tb)
+{
+	table_ldap_close(tb->data);
+	tb->data = NULL;
 }
 
 struct table_set *

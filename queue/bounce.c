@@ -25,7 +25,6 @@
 #include <sys/stat.h>
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -293,7 +292,8 @@ bounce_write(int fd, int msgfd, const struct queue_envelope *e,
 	const struct smx_conf	*c = env->conf;
 	const struct queue_rcpt	*r;
 	FILE			*f;
-	char			 date[64], boundary[QUEUE_IDSZ + SMX_HOSTSZ + 8];
+	char			 date[64];
+	char			 boundary[QUEUE_IDSZ + SMX_HOSTSZ + 8];
 	char			 addr[SMX_ADDRSZ], text[BOUNCE_TEXT_MAX + 64];
 	char			 status[16], mta[SMX_HOSTSZ], a[64], b[64];
 	char			 host[SMX_HOSTSZ];

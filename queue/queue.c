@@ -219,14 +219,15 @@ static void
 queue_recover(void)
 {
 	struct queue_fs_counts	 counts;
-	struct queue_msg	*qm, *next;
+	struct queue_msg	*qm, *next, *last;
 	struct timespec		 t0, t1;
 	size_t			 i;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (queue_fs_open(&queue_spool, ".") == -1)
 		fatal("queue: cannot open the spool %s", env->conf->queue_dir);
-	if (queue_fs_recover(&queue_spool, queue_recovered, NULL, &counts) == -1)
+	if (queue_fs_recover(&queue_spool, queue_recovered, NULL,
+	    &counts) == -1)
 		fatal("queue: recovery of %s failed", env->conf->queue_dir);
 	if (nrecovered > 0)
 		qsort(recovered, nrecovered, sizeof(*recovered),
@@ -242,9 +243,13 @@ queue_recover(void)
 	    counts.corrupt, counts.incoming,
 	    (long long)((t1.tv_sec - t0.tv_sec) * 1000 +
 	    (t1.tv_nsec - t0.tv_nsec) / 1000000));
-	/* Whatever waited before the restart is due now, oldest first. */
+	/*
+	 * Whatever waited before the restart is due now, oldest first.
+	 * Bounces made meanwhile go last, and are not recovered messages.
+	 */
+	last = TAILQ_LAST(&by_age, queue_age);
 	for (qm = TAILQ_FIRST(&by_age); qm != NULL; qm = next) {
-		next = TAILQ_NEXT(qm, age);
+		next = qm == last ? NULL : TAILQ_NEXT(qm, age);
 		sched_add(qm, 1);
 	}
 }

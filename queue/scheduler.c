@@ -41,7 +41,6 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "splitmx.h"
 #include "queue.h"
@@ -111,6 +110,7 @@ static time_t	sched_next_try(const struct queue_envelope *, uint32_t);
 static int	sched_final(const struct queue_rcpt *);
 static const char *sched_domain(const char *);
 static void	sched_set_error(struct queue_rcpt *, const char *);
+static const char *sched_logtext(char *, size_t, const char *);
 static void	sched_history(struct queue_envelope *, struct sched_batch *,
 		    const uint32_t *, const char **, const char *);
 
@@ -227,6 +227,19 @@ sched_set_error(struct queue_rcpt *r, const char *text)
 	r->last_error = queue_strdup(text);
 }
 
+/* A reply inside a log line's quotes: its own quotes become apostrophes. */
+static const char *
+sched_logtext(char *buf, size_t len, const char *s)
+{
+	char	*p;
+
+	strlcpy(buf, s, len);
+	for (p = buf; *p != '\0'; p++)
+		if (*p == '"' || (unsigned char)*p < 0x20)
+			*p = (*p == '"') ? '\'' : '?';
+	return buf;
+}
+
 /*
  * A message new in the index.  After a restart everything not done is
  * due now; a message that was done but not yet removed goes now.
@@ -238,12 +251,9 @@ sched_add(struct queue_msg *qm, int recovered)
 	time_t			 now = time(NULL);
 	uint32_t		 i;
 
-	for (i = 0; i < e->nrcpt; i++) {
-		e->rcpts[i].sched = 0;
-		e->rcpts[i].fail = FAIL_NONE;
-		if (recovered && !sched_final(&e->rcpts[i]))
+	for (i = 0; i < e->nrcpt && recovered; i++)
+		if (!sched_final(&e->rcpts[i]))
 			e->rcpts[i].next_try = now;
-	}
 	(void)sched_update(qm);
 	sched_kick();
 }
@@ -369,7 +379,7 @@ sched_fail(struct queue_msg *qm, const char *remote, time_t now)
 	struct queue_rcpt	*r;
 	uint32_t		*idx;
 	size_t			 n = 0, k;
-	char			 dsnid[QUEUE_IDSZ], why[64];
+	char			 dsnid[QUEUE_IDSZ], why[64], text[1024];
 	const char		*dsn;
 	int			 rc;
 
@@ -402,8 +412,8 @@ sched_fail(struct queue_msg *qm, const char *remote, time_t now)
 			    "none (NOTIFY)";
 		log_info("id=%s event=failed to=<%s> reason=\"%s\" "
 		    "error=\"%s\" dsn=%s%s", e->id, r->rewritten, why,
-		    r->last_error, dsn, *e->sender == '\0' ?
-		    " dropped=yes" : "");
+		    sched_logtext(text, sizeof(text), r->last_error), dsn,
+		    *e->sender == '\0' ? " dropped=yes" : "");
 		sched_event(e, "%s <%s>: %s; DSN %s", why, r->rewritten,
 		    r->last_error, dsn);
 		r->state = STATE_FAILED;
@@ -564,17 +574,20 @@ static struct sched_dest *
 sched_dest_get(const char *dest, const char *domain)
 {
 	struct sched_dest	 key, *d;
-	char			 lower[SMX_HOSTSZ];
+	/* Envelope strings are at most QUEUE_STRMAX: never truncated. */
+	char			 lower[QUEUE_STRMAX + 1];
+	char			 host[QUEUE_STRMAX + 1];
 
 	strlcpy(lower, domain, sizeof(lower));
 	str_lower(lower);
-	key.dest = (char *)(uintptr_t)dest;
+	strlcpy(host, dest, sizeof(host));
+	key.dest = host;
 	key.domain = lower;
 	if ((d = RB_FIND(sched_dests, &dests, &key)) != NULL)
 		return d;
 	if ((d = calloc(1, sizeof(*d))) == NULL)
 		fatal("calloc");
-	d->dest = queue_strdup(dest);
+	d->dest = queue_strdup(host);
 	d->domain = queue_strdup(lower);
 	TAILQ_INIT(&d->waiting);
 	RB_INSERT(sched_dests, &dests, d);
@@ -774,6 +787,7 @@ sched_result(struct msg *m)
 	uint32_t		*status, nrcpt, i, j, index, st;
 	uint64_t		 reqid;
 	time_t			 now = time(NULL);
+	char			 text[1024];
 	int			 deferred = 0;
 
 	if (msg_get_u64(m, &reqid) == -1 || msg_get_strp(m, &remote) == -1 ||
@@ -851,7 +865,7 @@ sched_result(struct msg *m)
 			log_info("id=%s event=deferred to=<%s> tries=%u "
 			    "next=%llds error=\"%s\"", e->id, r->rewritten,
 			    r->tries, (long long)(r->next_try - now),
-			    r->last_error);
+			    sched_logtext(text, sizeof(text), r->last_error));
 			break;
 		default:
 			sched_set_error(r, replies[j]);

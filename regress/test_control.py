@@ -160,3 +160,32 @@ def test_reload_user_change_needs_restart(smx):
     r = d.ctl("reload")
     assert r.returncode == 1
     assert "needs a restart" in r.stderr
+
+
+@root_only
+def test_status_socket_for_its_group_only(smx):
+    import grp
+    import json
+    import pwd
+    import socket
+    d = smx.start('status socket "{tmp}/status.sock" group "nogroup"')
+    st = os.stat(d.status)
+    assert oct(st.st_mode & 0o777) == "0o660"
+    assert st.st_gid == grp.getgrnam("nogroup").gr_gid
+    code = ("import socket,sys\n"
+            "s=socket.socket(socket.AF_UNIX)\n"
+            "s.connect(sys.argv[1])\n"
+            "sys.stdout.write(s.recv(65536).decode())\n")
+
+    def as_user(name):
+        pw = pwd.getpwnam(name)
+        return subprocess.run(["/usr/bin/python3", "-c", code, d.status],
+                              capture_output=True, text=True, timeout=10,
+                              user=pw.pw_uid, group=pw.pw_gid,
+                              extra_groups=[])
+    r = as_user("nobody")
+    assert r.returncode == 0, r.stderr
+    assert "messages.accepted" in json.loads(r.stdout)
+    r = as_user("daemon")
+    assert r.returncode != 0
+    assert "Permission denied" in r.stderr

@@ -58,6 +58,23 @@ def strip_received(data):
     return b"\r\n".join(lines[i:])
 
 
+def start_paused(smx, body=""):
+    """A daemon whose relay is paused: what these tests look at is the
+    queue as the smtp process left it, before any delivery attempt
+    (the default destination, [127.0.0.1]:9, would defer everything)."""
+    d = smx.start(body)
+    r = d.ctl("pause", "relay")
+    assert r.returncode == 0, r.stderr
+    return d
+
+
+def incoming(d):
+    """incoming/ without the scheduler's envelope rewrites in progress
+    (<id>.upd): after a restart the relay is no longer paused."""
+    return [f for f in listdir(spool(d, "incoming"))
+            if not f.endswith(".upd")]
+
+
 def start_recovered(d):
     """(Re)start d and wait until the queue process has recovered: the
     control socket and the SMTP port are up before that."""
@@ -82,7 +99,7 @@ def body_for(tag, size=300):
 # -- show queue ------------------------------------------------------------
 
 def test_show_queue_empty(smx):
-    d = smx.start()
+    d = start_paused(smx)
     r = d.ctl("show", "queue")
     assert r.returncode == 0, r.stderr
     assert r.stdout == ""
@@ -90,7 +107,7 @@ def test_show_queue_empty(smx):
 
 
 def test_show_queue_text_and_json(smx):
-    d = smx.start()
+    d = start_paused(smx)
     qid = send(d.port, body_for("listing"),
                rcpts=("bob@example.com", "carol@example.com"))
     r = d.ctl("show", "queue")
@@ -127,7 +144,7 @@ def test_show_queue_text_and_json(smx):
 
 
 def test_null_sender_listed_as_empty(smx):
-    d = smx.start()
+    d = start_paused(smx)
     qid = send(d.port, body_for("bounce"), sender="")
     items = queue_json(d)
     assert items[0]["id"] == qid and items[0]["sender"] == ""
@@ -135,7 +152,7 @@ def test_null_sender_listed_as_empty(smx):
 
 
 def test_queued_message_is_byte_exact(smx):
-    d = smx.start()
+    d = start_paused(smx)
     sent = body_for("exact", 5000) + b"..leading dot line\r\nlast\r\n"
     qid = send(d.port, sent)
     with open(spool(d, "queue", qid + ".msg"), "rb") as f:
@@ -147,7 +164,7 @@ def test_queued_message_is_byte_exact(smx):
 
 
 def test_envelope_file_is_versioned_text(smx):
-    d = smx.start()
+    d = start_paused(smx)
     qid = send(d.port, body_for("env"), rcpts=("bob@example.com",))
     with open(spool(d, "queue", qid + ".env")) as f:
         text = f.read()
@@ -162,7 +179,7 @@ def test_envelope_file_is_versioned_text(smx):
 
 
 def test_queue_ids_unique_and_unguessable(smx):
-    d = smx.start()
+    d = start_paused(smx)
     ids = [send(d.port, body_for("id%d" % i)) for i in range(20)]
     assert len(set(ids)) == 20
     now = int(time.time())
@@ -174,7 +191,7 @@ def test_queue_ids_unique_and_unguessable(smx):
 
 
 def test_stats_queue_counters(smx):
-    d = smx.start()
+    d = start_paused(smx)
     for i in range(3):
         send(d.port, body_for("stat%d" % i))
     wait_for(lambda: d.status_json()["queue.messages"] == 3, 5,
@@ -190,7 +207,7 @@ def test_stats_queue_counters(smx):
 # -- what a session that gives up leaves behind ----------------------------
 
 def test_aborted_data_leaves_nothing(smx):
-    d = smx.start()
+    d = start_paused(smx)
     s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
     f = s.makefile("rb")
     f.readline()
@@ -216,7 +233,7 @@ def test_aborted_data_leaves_nothing(smx):
 # -- restarts and recovery --------------------------------------------------
 
 def test_restart_keeps_the_queue(smx):
-    d = smx.start()
+    d = start_paused(smx)
     ids = [send(d.port, body_for("keep%d" % i)) for i in range(5)]
     before = queue_json(d)
     assert d.stop() == 0
@@ -234,7 +251,7 @@ def test_restart_keeps_the_queue(smx):
 
 
 def test_incoming_is_wiped_at_start(smx):
-    d = smx.start()
+    d = start_paused(smx)
     qid = send(d.port, body_for("survivor"))
     d.stop()
     junk = "0123456789abcdef01234567"
@@ -245,7 +262,7 @@ def test_incoming_is_wiped_at_start(smx):
     with open(spool(d, "queue", "00000001aaaaaaaaaaaaaaaa.msg"), "wb") as f:
         f.write(b"half\r\n")
     start_recovered(d)
-    assert listdir(spool(d, "incoming")) == []
+    assert incoming(d) == []
     assert listdir(spool(d, "queue")) == [qid + ".env", qid + ".msg"]
     assert [i["id"] for i in queue_json(d)] == [qid]
     assert re.search(r"messages=1 partial=1 corrupt=0 incoming=3", d.log())
@@ -254,7 +271,7 @@ def test_incoming_is_wiped_at_start(smx):
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "wrong-size",
                                     "no-message", "binary"])
 def test_corrupt_envelope_is_set_aside(smx, damage):
-    d = smx.start()
+    d = start_paused(smx)
     good = send(d.port, body_for("good"))
     bad = send(d.port, body_for("bad"))
     d.stop()
@@ -263,7 +280,7 @@ def test_corrupt_envelope_is_set_aside(smx, damage):
     with open(env, "rb") as f:
         text = f.read()
     if damage == "garbage":
-        text = text.replace(b"state=queued", b"state=\x1b[31mlost")
+        text = re.sub(rb"state=\w+", b"state=\x1b[31mlost", text)
     elif damage == "truncated":
         text = text[:len(text) // 2]
     elif damage == "binary":
@@ -288,7 +305,7 @@ def test_corrupt_envelope_is_set_aside(smx, damage):
 
 
 def test_stray_file_in_queue_is_set_aside(smx):
-    d = smx.start()
+    d = start_paused(smx)
     d.stop()
     with open(spool(d, "queue", "notes.txt"), "w") as f:
         f.write("an operator's note\n")
@@ -340,7 +357,7 @@ def test_crash_kill9_keeps_every_acknowledged_message(smx):
     restart: every message that got a 250 is queued, complete and
     byte-exact, and nothing else is half there.  Three rounds, each on
     top of what the previous ones left."""
-    d = smx.start("limit sessions 1000\nlimit sessions-per-ip 1000\n")
+    d = start_paused(smx, "limit sessions 1000\nlimit sessions-per-ip 1000\n")
     acked, sent = {}, set()
     rng = random.Random()
     for rnd in range(3):
@@ -366,7 +383,7 @@ def test_crash_kill9_keeps_every_acknowledged_message(smx):
 
         start_recovered(d)
         queued = {i["id"] for i in queue_json(d)}
-        assert listdir(spool(d, "incoming")) == []
+        assert incoming(d) == []
         assert listdir(spool(d, "corrupt")) == []
         lost = [q for q in acked if q not in queued]
         assert not lost, "%d of %d acknowledged messages lost" % (

@@ -84,11 +84,11 @@ struct relay_msg {
 
 	struct relay_dest	*dest;
 	struct relay_session	*session;	/* serving it, or NULL */
-	int			 next_addr;	/* lowest address still to try */
+	int			 next_addr;	/* first address to try */
 	int			 ntx;		/* sessions that reached MAIL */
 	int			 reused_retry;	/* a stale reused session */
-	char			 remote[SMX_HOSTSZ + 64];	/* last tried */
-	char			 relay[SMX_HOSTSZ + 64];	/* ... for logs */
+	char			 remote[SMX_HOSTSZ + 64]; /* last tried */
+	char			 relay[SMX_HOSTSZ + 64];  /* ... for logs */
 	char			 error[RELAY_REPLY_TEXT_MAX + 1];
 };
 
@@ -238,8 +238,8 @@ void	relay_dest_deliver(struct relay_msg *);
 void	relay_dest_dns_result(struct msg *);
 /* A session is ready for (more) work or ended: find it some. */
 void	relay_dest_dispatch(struct relay_dest *);
-/* Called by a session when it is freed. */
-void	relay_dest_session_gone(struct relay_dest *, struct relay_session *);
+/* A session of d ended: its slot may go to whoever waits. */
+void	relay_dest_session_gone(struct relay_dest *);
 /*
  * A delivery a session is done with: report it, or put it back to wait
  * for another address.

@@ -30,7 +30,7 @@ static void	relay_dest_fail(struct relay_dest *, uint32_t, const char *);
 static void	relay_dest_fail_msg(struct relay_msg *, uint32_t,
 		    const char *);
 static int	relay_dest_room(struct relay_dest *, int);
-static void	relay_dest_kick(struct relay_dest *);
+static void	relay_dest_gc(void);
 static void	relay_dest_later(int, short, void *);
 
 static TAILQ_HEAD(, relay_dest)	 dests = TAILQ_HEAD_INITIALIZER(dests);
@@ -282,7 +282,7 @@ relay_dest_fail(struct relay_dest *d, uint32_t status, const char *text)
 		TAILQ_REMOVE(&d->waiting, m, entry);
 		relay_dest_fail_msg(m, status, text);
 	}
-	relay_dest_kick(d);
+	relay_dest_gc();
 }
 
 static void
@@ -339,7 +339,7 @@ relay_dest_dispatch(struct relay_dest *d)
 		TAILQ_REMOVE(&d->waiting, m, entry);
 		(void)relay_session_new(d, m->next_addr, m);
 	}
-	relay_dest_kick(d);
+	relay_dest_gc();
 }
 
 /*
@@ -382,12 +382,11 @@ relay_dest_starved(void)
  * with the ones that waited, round robin).
  */
 void
-relay_dest_session_gone(struct relay_dest *d, struct relay_session *s)
+relay_dest_session_gone(struct relay_dest *d)
 {
 	struct relay_dest	*o, *next;
 	int			 n;
 
-	(void)s;
 	relay_dest_dispatch(d);
 	if (!starved)
 		return;
@@ -432,12 +431,12 @@ relay_dest_msg_done(struct relay_msg *m, int next_addr)
 	if (i == m->nrcpt || m->ntx >= RELAY_MAX_TX_SESSIONS ||
 	    next_addr >= d->naddrs) {
 		relay_result(m);
-		relay_dest_kick(d);
+		relay_dest_gc();
 		return;
 	}
 	m->next_addr = next_addr;
 	TAILQ_INSERT_HEAD(&d->waiting, m, entry);
-	relay_dest_kick(d);
+	relay_dest_gc();
 }
 
 /*
@@ -469,15 +468,14 @@ relay_dest_addr_failed(struct relay_dest *d, int addr, const char *error)
 }
 
 /*
- * Work for later in this turn of the event loop: dispatch what is
- * waiting (outside of the callers' loops) and free what is empty.
+ * Destinations left empty are freed from the event loop, never under a
+ * caller that may still hold one.
  */
 static void
-relay_dest_kick(struct relay_dest *d)
+relay_dest_gc(void)
 {
 	struct timeval	 tv = { 0, 0 };
 
-	(void)d;
 	if (later_armed)
 		return;
 	if (!event_initialized(&ev_later))

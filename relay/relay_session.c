@@ -27,12 +27,12 @@
 #define RELAY_OBUF_MAX		(1024 * 1024)
 #define RELAY_CMD_MAX		2048	/* one command line */
 #define RELAY_BODY_CHUNK	(64 * 1024)
-#define RELAY_READS_PER_RUN	16
+#define RELAY_TURNS_PER_RUN	16	/* reads or body chunks, then yield */
 #define RELAY_QUIT_TIMEOUT	10
 
 static const char *relay_state_names[] = {
 	"connection", "greeting", "EHLO reply", "HELO reply",
-	"STARTTLS reply", "TLS handshake", "idle", "assigned",
+	"STARTTLS reply", "TLS handshake", "idle", "next transaction",
 	"MAIL/RCPT replies", "DATA reply", "data transfer",
 	"end-of-data reply", "QUIT reply", "dead"
 };
@@ -193,7 +193,7 @@ relay_session_run(struct relay_session *s)
 {
 	const char	*why;
 	ssize_t		 n;
-	int		 reads = 0, r;
+	int		 turns = 0, r;
 
 	for (;;) {
 		if (s->state == S_HANDSHAKE) {
@@ -209,17 +209,17 @@ relay_session_run(struct relay_session *s)
 			    relay_state_names[s->state]);
 			return;
 		}
+		if (turns++ == RELAY_TURNS_PER_RUN) {
+			/* Fairness: come back after the others had a turn. */
+			relay_session_update(s);
+			event_active(&s->ev, EV_READ, 1);
+			return;
+		}
 		if (s->state == S_BODY && !(s->flags & F_BODY_EOF) &&
 		    s->olen - s->opos < RELAY_BODY_CHUNK) {
 			if (relay_session_fill(s) == -1)
 				return;
 			continue;
-		}
-		if (reads++ == RELAY_READS_PER_RUN) {
-			/* Fairness: come back after the others had a turn. */
-			relay_session_update(s);
-			event_active(&s->ev, EV_READ, 1);
-			return;
 		}
 		if ((n = relay_session_read(s)) == -2)
 			break;
@@ -399,6 +399,14 @@ relay_session_timeout(int fd, short event, void *arg)
 		relay_session_tx_start(s);
 		if (s->state != S_DEAD)
 			relay_session_run(s);
+		break;
+	case S_HANDSHAKE:
+		s->flags |= F_IOERR;
+		if (s->dest->tls == TLSP_OPPORTUNISTIC)
+			relay_session_clear_retry(s, "handshake timeout");
+		else
+			relay_session_fail(s, "4.7.5 TLS handshake with %s "
+			    "timed out", s->name);
 		break;
 	case S_QUIT:
 		relay_session_end(s, "quit");
@@ -913,7 +921,8 @@ relay_session_tx_send(struct relay_session *s, int upto)
 			r = &m->rcpts[c->rcpt];
 			notify[0] = '\0';
 			if (dsn && (r->notify & F_NOTIFY_NEVER))
-				strlcpy(notify, " NOTIFY=NEVER", sizeof(notify));
+				strlcpy(notify, " NOTIFY=NEVER",
+				    sizeof(notify));
 			else if (dsn && r->notify != 0) {
 				strlcpy(notify, " NOTIFY=", sizeof(notify));
 				if (r->notify & F_NOTIFY_SUCCESS)
@@ -1116,7 +1125,7 @@ relay_session_msg_finish(struct relay_session *s)
 	relay_dest_dispatch(d);
 	if (relay_session_idle(s) && relay_dest_starved()) {
 		relay_session_close(s);
-		relay_dest_session_gone(d, NULL);
+		relay_dest_session_gone(d);
 	}
 }
 
@@ -1326,7 +1335,7 @@ relay_session_end(struct relay_session *s, const char *reason)
 	if (s->state == S_DEAD)
 		return;
 	relay_session_unlink(s, reason);
-	relay_dest_session_gone(d, s);
+	relay_dest_session_gone(d);
 }
 
 /*

@@ -265,6 +265,13 @@ print_table(FILE *fp, const struct smx_table *t)
 	fprintf(fp, "\n\tcache %s\n", buf);
 	duration_str(t->timeout, buf, sizeof(buf));
 	fprintf(fp, "\ttimeout %s\n", buf);
+	if (t->starttls)
+		fprintf(fp, "\ttls require\n");
+	if (t->ca[0] != '\0') {
+		fprintf(fp, "\tca ");
+		print_str(fp, t->ca);
+		fputc('\n', fp);
+	}
 	fprintf(fp, "}\n");
 }
 

@@ -149,8 +149,8 @@ conf_send(struct msgchan *ch, const struct smx_conf *c, int proc)
 		msg_add_str(&m, pki->name);
 		msg_add_str(&m, pki->cert_file);
 		msg_add_str(&m, pki->key_file);
-		/* Key material only where TLS is spoken. */
-		if (proc == PROC_SMTP || proc == PROC_RELAY) {
+		/* Key material only where it is used: the TLS server. */
+		if (proc == PROC_SMTP) {
 			msg_add_data(&m, pki->cert, pki->cert_len);
 			msg_add_data(&m, pki->key, pki->key_len);
 		} else {
@@ -201,6 +201,8 @@ conf_send(struct msgchan *ch, const struct smx_conf *c, int proc)
 		msg_add_str(&m, t->target_attr);
 		msg_add_i64(&m, t->cache);
 		msg_add_i64(&m, t->timeout);
+		msg_add_u32(&m, (uint32_t)t->starttls);
+		msg_add_str(&m, t->ca);
 		/* The lookup process reads file tables through our fd. */
 		if (proc == PROC_LOOKUP && t->type == TABLE_FILE) {
 			if ((fd = open(t->path, O_RDONLY | O_CLOEXEC)) == -1) {
@@ -372,7 +374,7 @@ static int
 conf_recv_table(struct msg *m, struct smx_conf *c)
 {
 	struct smx_table	*t;
-	uint32_t		 type;
+	uint32_t		 type, starttls;
 	int64_t			 cache, timeout;
 
 	if ((t = calloc(1, sizeof(*t))) == NULL)
@@ -390,9 +392,12 @@ conf_recv_table(struct msg *m, struct smx_conf *c)
 	    msg_get_str(m, t->target_attr, sizeof(t->target_attr)) == -1 ||
 	    msg_get_i64(m, &cache) == -1 ||
 	    msg_get_i64(m, &timeout) == -1 ||
+	    msg_get_u32(m, &starttls) == -1 ||
+	    msg_get_str(m, t->ca, sizeof(t->ca)) == -1 ||
 	    msg_end(m) == -1)
 		return -1;
 	t->type = (enum smx_table_type)type;
+	t->starttls = starttls != 0;
 	t->cache = (time_t)cache;
 	t->timeout = (time_t)timeout;
 	return 0;

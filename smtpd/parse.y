@@ -18,6 +18,12 @@
  *	table x ldap { timeout DURATION }
  *					time allowed for one LDAP request
  *					(default 10s)
+ *	table x ldap { tls require }	StartTLS on ldap:// servers
+ *	table x ldap { ca "FILE" }	CA certificates that verify the
+ *					servers of ldaps:// and StartTLS
+ *	table x ldap { filter "..%u..%d.." }
+ *					the local part and the domain of
+ *					the address, besides %s
  *
  * Every error is reported as FILE:LINE: message and parsing goes on at
  * the next line, so one run shows all of them; a file with any error is
@@ -123,6 +129,8 @@ struct domain_ctx {
 #define LDAP_TARGET	0x10
 #define LDAP_CACHE	0x20
 #define LDAP_TIMEOUT	0x40
+#define LDAP_TLS	0x80
+#define LDAP_CA		0x100
 struct table_ctx {
 	struct smx_table	*t;
 	int			 line;
@@ -192,7 +200,7 @@ static void	 cleanup(void);
 	char		*string;
 }
 
-%token	ADMIN AFTER AUTHORITATIVE BASE BIND BOUNCE CACHE CERT COMMAND
+%token	ADMIN AFTER AUTHORITATIVE BASE BIND BOUNCE CA CACHE CERT COMMAND
 %token	CONTROL DATA DIRECTORY DOMAIN ERRORS EXPIRE FILENAME FILTER FORWARD
 %token	FROM GROUP HOSTNAME INCLUDE KEY LDAP LIMIT LISTEN LOCAL MESSAGE_SIZE
 %token	METRICS MX NONE ON OPPORTUNISTIC OUTBOUND PASSWORD PKI PORT QUEUE
@@ -528,6 +536,18 @@ ldapopt		: URL STRING			{
 				set_time(&tctx.t->timeout, $2, 1, 3600,
 				    "timeout");
 		}
+		| TLS REQUIRE			{
+			if (ldap_once(LDAP_TLS, "tls"))
+				tctx.t->starttls = 1;
+		}
+		| CA STRING			{
+			if (ldap_once(LDAP_CA, "ca") &&
+			    copy_path(tctx.t->ca, sizeof(tctx.t->ca), $2,
+			    "ca") && access($2, R_OK) == -1)
+				yyerror("table \"%s\": cannot read ca \"%s\": "
+				    "%s", tctx.t->name, $2, strerror(errno));
+			free($2);
+		}
 		;
 
 domaintype	: AUTHORITATIVE			{ $$ = DOMAIN_AUTHORITATIVE; }
@@ -609,6 +629,7 @@ static const struct keyword keywords[] = {
 	{ "base",		BASE },
 	{ "bind",		BIND },
 	{ "bounce",		BOUNCE },
+	{ "ca",			CA },
 	{ "cache",		CACHE },
 	{ "cert",		CERT },
 	{ "command",		COMMAND },
@@ -1350,7 +1371,10 @@ ldap_set_url(const char *s)
 	strlcpy(tctx.t->url, s, sizeof(tctx.t->url));
 }
 
-/* The address is put in for %s; %% is a percent sign. */
+/*
+ * The address is put in for %s, its local part for %u, its domain for
+ * %d; %% is a percent sign.
+ */
 static void
 ldap_set_filter(const char *s)
 {
@@ -1360,11 +1384,11 @@ ldap_set_filter(const char *s)
 	for (p = s; *p; p++) {
 		if (*p != '%')
 			continue;
-		if (p[1] == 's')
+		if (p[1] == 's' || p[1] == 'u' || p[1] == 'd')
 			n++;
 		else if (p[1] != '%') {
-			yyerror("table \"%s\": filter: only %%s and %%%% may "
-			    "follow %%", tctx.t->name);
+			yyerror("table \"%s\": filter: only %%s, %%u, %%d and "
+			    "%%%% may follow %%", tctx.t->name);
 			return;
 		}
 		p++;

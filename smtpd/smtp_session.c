@@ -97,6 +97,7 @@ static void	smtp_session_quit(struct smtp_session *, char *);
 static void	smtp_session_vrfy(struct smtp_session *, char *);
 static void	smtp_session_expn(struct smtp_session *, char *);
 static void	smtp_session_help(struct smtp_session *, char *);
+static void	smtp_session_orcpt(struct smtp_rcpt *);
 
 static const struct smtp_cmd smtp_cmds[] = {
 	{ "EHLO",	S_ANY,				0, smtp_session_ehlo },
@@ -1111,6 +1112,37 @@ smtp_session_rcpt_params(struct smtp_session *s, char *p, uint32_t *notify,
 	return -1;
 }
 
+/*
+ * RFC 3461 §4.2: a recipient the directory rewrote goes on with the
+ * address the client gave as its ORCPT, so that every DSN, ours or the
+ * other system's, names the address the sender knows.  ASCII only: an
+ * SMTPUTF8 address would need RFC 6533's utf-8 type.
+ */
+static void
+smtp_session_orcpt(struct smtp_rcpt *r)
+{
+	char			 buf[SMTP_ORCPT_MAX + 1];
+	const unsigned char	*p;
+	size_t			 n;
+	int			 w;
+
+	n = strlcpy(buf, "rfc822;", sizeof(buf));
+	for (p = (const unsigned char *)r->addr; *p != '\0'; p++) {
+		if (*p > 0x7e)
+			return;
+		if (*p < 0x21 || *p == '+' || *p == '=')
+			w = snprintf(buf + n, sizeof(buf) - n, "+%02X", *p);
+		else
+			w = snprintf(buf + n, sizeof(buf) - n, "%c", *p);
+		if (w < 0 || (size_t)w >= sizeof(buf) - n)
+			return;
+		n += (size_t)w;
+	}
+	free(r->orcpt);
+	if ((r->orcpt = strdup(buf)) == NULL)
+		fatal("strdup");
+}
+
 void
 smtp_session_rcpt_result(struct smtp_session *s, uint32_t verdict,
     uint32_t code, const char *text, uint32_t rclass, const char *rewritten,
@@ -1132,6 +1164,8 @@ smtp_session_rcpt_result(struct smtp_session *s, uint32_t verdict,
 		if ((r->rewritten = strdup(rewritten[0] ? rewritten :
 		    r->addr)) == NULL || (r->dest = strdup(dest)) == NULL)
 			fatal("strdup");
+		if (r->orcpt[0] == '\0' && strcmp(r->rewritten, r->addr) != 0)
+			smtp_session_orcpt(r);
 		r->rclass = rclass;
 		TAILQ_INSERT_TAIL(&tx->rcpts, r, entry);
 		tx->nrcpt++;

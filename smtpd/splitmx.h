@@ -127,6 +127,8 @@ struct smx_table {
 	char			 target_attr[128];
 	time_t			 cache;		/* seconds, 0: none */
 	time_t			 timeout;	/* seconds */
+	int			 starttls;	/* extension: "tls require" */
+	char			 ca[PATH_MAX];	/* extension: "ca", "" default */
 	int			 fd;		/* file: opened by the parent */
 	size_t			 entries;	/* file: counted by the parent */
 };

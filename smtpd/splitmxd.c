@@ -65,6 +65,7 @@ static struct {
 } reload;
 
 static const char	*conffile = SPLITMX_CONF;
+static char		 selfpath[PATH_MAX];	/* re-executed as children */
 static uint32_t		 generation = 1;
 static int		 shutting_down;
 static struct event	 ev_sigterm, ev_sigint, ev_sighup, ev_sigchld;
@@ -123,6 +124,18 @@ main(int argc, char *argv[], char *envp[])
 		exit(check_config(conffile, env->verbose));
 
 	log_init(env->debug, env->verbose);
+	/*
+	 * The children are this very binary, by its real path (so that
+	 * they are "splitmxd" to ps and top, not "exe").
+	 */
+	{
+		ssize_t	 n;
+
+		if ((n = readlink("/proc/self/exe", selfpath,
+		    sizeof(selfpath) - 1)) == -1)
+			fatal("readlink /proc/self/exe");
+		selfpath[n] = '\0';
+	}
 	parent_start(argc, argv);
 	return 0;
 }
@@ -548,7 +561,7 @@ parent_fork(int proc, int fd, char **argv)
 	if (log_getverbose())
 		args[n++] = av;
 	args[n] = NULL;
-	execv("/proc/self/exe", args);
+	execv(selfpath, args);
 	fatal("exec %s", proc_names[proc]);
 }
 

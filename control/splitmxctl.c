@@ -98,7 +98,7 @@ main(int argc, char *argv[])
 	char			 req[2048], buf[8192];
 	size_t			 off, reqlen;
 	ssize_t			 n;
-	int			 fd, json = 0, i, status = -1, len;
+	int			 fd, json = 0, i, status = -1, len, explain;
 	char			*nl;
 	size_t			 have = 0;
 	char			 head[16];
@@ -131,6 +131,8 @@ main(int argc, char *argv[])
 		}
 	if (argc < 1 || !verb_ok(argc, argv))
 		usage();
+	/* "lookup" explains a refusal too: that is its answer, not an error. */
+	explain = strcmp(argv[0], "lookup") == 0;
 
 	off = 0;
 	len = snprintf(req, sizeof(req), "%s", json ? "json" : "text");
@@ -216,9 +218,9 @@ main(int argc, char *argv[])
 				exit(1);
 			}
 			fwrite(nl + 1, 1, (size_t)n - take - 1,
-			    status && !json ? stderr : stdout);
+			    status && !json && !explain ? stderr : stdout);
 		} else
-			fwrite(buf, 1, (size_t)n, status && !json ? stderr : stdout);
+			fwrite(buf, 1, (size_t)n, status && !json && !explain ? stderr : stdout);
 	}
 	close(fd);
 	if (status == -1) {

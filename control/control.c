@@ -461,10 +461,9 @@ static void	ctl_show_stats(struct ctl_client *, char **);
 static void	ctl_show_queue(struct ctl_client *, char **);
 static void	ctl_reload(struct ctl_client *, char **);
 static void	ctl_log(struct ctl_client *, char **);
-static void	ctl_pause_smtp(struct ctl_client *, char **);
+static void	ctl_pause(struct ctl_client *, char **);
 static void	ctl_show_message(struct ctl_client *, char **);
 static void	ctl_queue_act(struct ctl_client *, char **);
-static void	ctl_pause_relay(struct ctl_client *, char **);
 static void	ctl_lookup(struct ctl_client *, char **);
 
 static const struct ctl_verb	 ctl_verbs[] = {
@@ -474,13 +473,13 @@ static const struct ctl_verb	 ctl_verbs[] = {
 	{ "reload",	NULL,		0, 1, ctl_reload },
 	{ "log",	"verbose",	0, 1, ctl_log },
 	{ "log",	"brief",	0, 1, ctl_log },
-	{ "pause",	"smtp",		0, 1, ctl_pause_smtp },
-	{ "resume",	"smtp",		0, 1, ctl_pause_smtp },
+	{ "pause",	"smtp",		0, 1, ctl_pause },
+	{ "resume",	"smtp",		0, 1, ctl_pause },
 	{ "show",	"message",	1, 0, ctl_show_message },
 	{ "schedule",	NULL,		1, 1, ctl_queue_act },
 	{ "remove",	NULL,		1, 1, ctl_queue_act },
-	{ "pause",	"relay",	0, 1, ctl_pause_relay },
-	{ "resume",	"relay",	0, 1, ctl_pause_relay },
+	{ "pause",	"relay",	0, 1, ctl_pause },
+	{ "resume",	"relay",	0, 1, ctl_pause },
 	{ "lookup",	NULL,		1, 0, ctl_lookup },
 };
 
@@ -583,20 +582,26 @@ ctl_log(struct ctl_client *c, char **words)
 	control_reply(c, 0);
 }
 
-/* pause smtp / resume smtp: sessions in progress finish. */
+/*
+ * pause|resume smtp (stop accepting; sessions in progress finish) and
+ * pause|resume relay (stop dispatching; deliveries under way finish).
+ */
 static void
-ctl_pause_smtp(struct ctl_client *c, char **words)
+ctl_pause(struct ctl_client *c, char **words)
 {
 	uint32_t	 paused = strcmp(words[0], "pause") == 0;
+	int		 smtp = strcmp(words[1], "smtp") == 0;
 
-	proc_compose(PROC_SMTP, IMSG_CTL_SMTP_PAUSE, 0, -1, &paused,
+	proc_compose(smtp ? PROC_SMTP : PROC_QUEUE, smtp ?
+	    IMSG_CTL_SMTP_PAUSE : IMSG_CTL_RELAY_PAUSE, 0, -1, &paused,
 	    sizeof(paused));
-	log_info("control uid=%u %s smtp", (unsigned)c->uid, words[0]);
+	log_info("control uid=%u %s %s", (unsigned)c->uid, words[0],
+	    words[1]);
 	if (c->json)
-		fprintf(control_out(c), "{\"smtp\": \"%s\"}\n",
+		fprintf(control_out(c), "{\"%s\": \"%s\"}\n", words[1],
 		    paused ? "paused" : "running");
 	else
-		fprintf(control_out(c), "smtp %s\n",
+		fprintf(control_out(c), "%s %s\n", words[1],
 		    paused ? "paused" : "resumed");
 	control_reply(c, 0);
 }
@@ -1000,24 +1005,6 @@ ctl_queue_act(struct ctl_client *c, char **words)
 	control_queue_request(c, remove ? CTL_Q_REMOVE : CTL_Q_SCHEDULE,
 	    remove ? IMSG_CTL_QUEUE_REMOVE : IMSG_CTL_QUEUE_SCHEDULE,
 	    words[1]);
-}
-
-/* pause relay / resume relay: deliveries under way finish. */
-static void
-ctl_pause_relay(struct ctl_client *c, char **words)
-{
-	uint32_t	 paused = strcmp(words[0], "pause") == 0;
-
-	proc_compose(PROC_QUEUE, IMSG_CTL_RELAY_PAUSE, 0, -1, &paused,
-	    sizeof(paused));
-	log_info("control uid=%u %s relay", (unsigned)c->uid, words[0]);
-	if (c->json)
-		fprintf(control_out(c), "{\"relay\": \"%s\"}\n",
-		    paused ? "paused" : "running");
-	else
-		fprintf(control_out(c), "relay %s\n",
-		    paused ? "paused" : "resumed");
-	control_reply(c, 0);
 }
 
 /* "2026-11-25T18:42:14Z", or "-" for never. */

@@ -81,6 +81,25 @@ for L in $SIZES; do
 	done
 done
 postconf -e "defer_transports =" && postfix reload >/dev/null 2>&1
+
+echo "== end to end: client -> MTA -> smtp-sink (msg/s until the sink has all)"
+printf "%-10s %-6s %-9s %10s %10s %7s %s\n" size sessions "" splitmx \
+    postfix ratio "splitmx relay connections"
+for L in $SIZES; do
+	for S in $SESSIONS; do
+		smx_start
+		a=$("$SHARED/measure.sh" splitmx $SMX_PORT $SINK "$N" "$S" "$L" |
+		    grep -o 'end2end=[0-9]*' | cut -d= -f2)
+		conns=$("$OBJ/splitmxctl" -s "$WORK/control.sock" show stats |
+		    grep '^relay.connections=' | cut -d= -f2)
+		smx_stop
+		b=$("$SHARED/measure.sh" postfix $PFX_PORT $SINK "$N" "$S" "$L" |
+		    grep -o 'end2end=[0-9]*' | cut -d= -f2)
+		printf "%-10s %-6s %-9s %10s %10s %7s %s\n" "$L" "$S" "" "$a" \
+		    "$b" "$(python3 -c "print('%.2f' % ($a/max($b,1)))")" \
+		    "${conns:-?} for $N messages"
+	done
+done
 "$SHARED/peer-postfix.sh" stop
 
 echo "== memory and concurrency"

@@ -58,6 +58,12 @@ smx_start() {
 smx_stop() {
 	kill "$SMX_PID" 2>/dev/null; wait "$SMX_PID" 2>/dev/null
 	rm -rf "$WORK/queue"
+	settle
+}
+# ext4 without a journal walks every inode freed in the last 30 s when
+# it creates a file: let the deletions of one run age before the next.
+settle() {
+	sleep "${BENCH_SETTLE:-30}"
 }
 
 echo "== accept rate, relay paused (msg/s, client side)"
@@ -76,6 +82,7 @@ for L in $SIZES; do
 		b=$(E2E_TIMEOUT=0 "$SHARED/measure.sh" postfix $PFX_PORT \
 		    $SINK "$N" "$S" "$L" | grep -o 'accept=[0-9]*' | cut -d= -f2)
 		postsuper -d ALL >/dev/null 2>&1
+		settle
 		printf "%-10s %-6s %-9s %10s %10s %7s\n" "$L" "$S" "" "$a" \
 		    "$b" "$(python3 -c "print('%.2f' % ($a/max($b,1)))")"
 	done
@@ -95,6 +102,7 @@ for L in $SIZES; do
 		smx_stop
 		b=$("$SHARED/measure.sh" postfix $PFX_PORT $SINK "$N" "$S" "$L" |
 		    grep -o 'end2end=[0-9]*' | cut -d= -f2)
+		settle
 		printf "%-10s %-6s %-9s %10s %10s %7s %s\n" "$L" "$S" "" "$a" \
 		    "$b" "$(python3 -c "print('%.2f' % ($a/max($b,1)))")" \
 		    "${conns:-?} for $N messages"

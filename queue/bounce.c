@@ -44,7 +44,7 @@ static void	bounce_xtext(char *, size_t, const char *);
 static void	bounce_field(FILE *, const char *, const char *);
 static int	bounce_remote_reply(const char *);
 static void	bounce_remote_mta(char *, size_t, const char *);
-static int	bounce_copy(FILE *, int, int);
+static int	bounce_copy(FILE *, int, uint64_t, int);
 
 /*
  * RFC 3461 §4.1: no NOTIFY means FAILURE,DELAY; NEVER means none.
@@ -243,15 +243,17 @@ bounce_remote_mta(char *buf, size_t len, const char *remote)
 
 /*
  * The original message, all of it or up to the empty line that ends its
- * header.  Its lines already end in CRLF.
+ * header.  Its lines already end in CRLF.  The message is the first size
+ * bytes of its file; its envelope follows (queue_fs.c).
  */
 static int
-bounce_copy(FILE *f, int msgfd, int headers)
+bounce_copy(FILE *f, int msgfd, uint64_t size, int headers)
 {
 	FILE	*in;
 	char	*line = NULL, buf[65536];
 	size_t	 cap = 0, n;
 	ssize_t	 len;
+	uint64_t left = size;
 	int	 fd, ret = 0;
 
 	if (lseek(msgfd, 0, SEEK_SET) == -1 || (fd = dup(msgfd)) == -1)
@@ -261,9 +263,12 @@ bounce_copy(FILE *f, int msgfd, int headers)
 		return -1;
 	}
 	if (headers) {
-		while ((len = getline(&line, &cap, in)) > 0) {
-			if (strcmp(line, "\r\n") == 0 ||
-			    strcmp(line, "\n") == 0)
+		while (left > 0 && (len = getline(&line, &cap, in)) > 0) {
+			if ((uint64_t)len > left)
+				len = (ssize_t)left;
+			left -= (uint64_t)len;
+			if ((len == 2 && memcmp(line, "\r\n", 2) == 0) ||
+			    (len == 1 && line[0] == '\n'))
 				break;
 			fwrite(line, 1, (size_t)len, f);
 			if (line[len - 1] != '\n')
@@ -271,8 +276,11 @@ bounce_copy(FILE *f, int msgfd, int headers)
 		}
 		free(line);
 	} else {
-		while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+		while (left > 0 && (n = fread(buf, 1, left < sizeof(buf) ?
+		    (size_t)left : sizeof(buf), in)) > 0) {
 			fwrite(buf, 1, n, f);
+			left -= n;
+		}
 	}
 	if (ferror(in))
 		ret = -1;
@@ -430,7 +438,7 @@ bounce_write(int fd, int msgfd, const struct queue_envelope *e,
 	    "Undelivered message" : "Delayed message");
 	fprintf(f, "Content-Type: %s\r\n\r\n", headers ?
 	    "text/rfc822-headers" : "message/rfc822");
-	ret = bounce_copy(f, msgfd, headers);
+	ret = bounce_copy(f, msgfd, e->size, headers);
 	fprintf(f, "\r\n--%s--\r\n", boundary);
 	if (ferror(f))
 		ret = -1;
@@ -463,7 +471,7 @@ bounce_create(struct queue_msg *qm, enum bounce_action action,
 		return 0;
 	}
 	memset(&fc, 0, sizeof(fc));
-	fc.msgfd = fc.envfd = -1;
+	fc.msgfd = -1;
 	if ((fd = queue_msg_create(id, sizeof(id))) == -1)
 		goto fail;
 	created = 1;

@@ -376,7 +376,7 @@ queue_create(struct msgchan *ch, struct msg *m)
 	if ((in = calloc(1, sizeof(*in))) == NULL)
 		fatal("calloc");
 	strlcpy(in->id, id, sizeof(in->id));
-	in->fc.msgfd = in->fc.envfd = -1;
+	in->fc.msgfd = -1;
 	RB_INSERT(incoming_tree, &incoming, in);
 	msg_add_u32(&r, 1);
 	msg_add_str(&r, id);

@@ -16,7 +16,7 @@ struct msg;
 
 #define QUEUE_IDLEN		24	/* 8 hex digits of time, 16 random */
 #define QUEUE_IDSZ		(QUEUE_IDLEN + 1)
-#define QUEUE_ENV_VERSION	1
+#define QUEUE_ENV_VERSION	2
 #define QUEUE_ENV_MAXSIZE	(4 * 1024 * 1024)	/* on disk */
 #define QUEUE_MAXRCPT		10000	/* per message */
 #define QUEUE_MAXHIST		256	/* history entries kept per message */
@@ -113,8 +113,7 @@ struct queue_fs {
 struct queue_fs_commit {
 	char		 id[QUEUE_IDSZ];
 	int		 msgfd;
-	int		 envfd;
-	int		 published;	/* files renamed into queue/ */
+	int		 published;	/* renamed into queue/ */
 };
 
 /* What recovery found. */

@@ -5,60 +5,76 @@
  * Layout, relative to the spool (the queue process' root or cwd):
  *
  *	incoming/<id>.msg	the message, written by the smtp process
- *	incoming/<id>.env	its envelope, written at commit
  *	incoming/<id>.upd	an envelope being rewritten (scheduler)
- *	queue/<id>.msg		a committed message
- *	queue/<id>.env		its envelope: the commit record
+ *	queue/<id>.msg		a committed message: the message bytes, then
+ *				its envelope as of the commit, then the
+ *				trailer (below)
+ *	queue/<id>.env		its envelope as rewritten since, if it was
  *	corrupt/		what recovery could not read, for the operator
  *
  * An id is 24 lower-case hex digits: 8 of the creation time (so that ls
  * sorts by age) and 64 random bits from arc4random (unguessable).
  *
+ * A committed message file (format 2):
+ *	[0, size)		the message, as the smtp process wrote it
+ *	[size, end - 30)	the envelope text (below), its size= being
+ *				that same size
+ *	[end - 30, end)		the trailer "envelope=%020llu\n": the
+ *				offset of the envelope, that is, size
+ * Every reader of a message reads its first size bytes only (the relay
+ * is told the size; bounce.c stops there).  One file per message: a
+ * commit creates one inode, writes it once, fsyncs it once and renames
+ * it once.  (Format 1 had a second file, queue/<id>.env, written at
+ * commit; creating that inode was the dearest part of a commit.)
+ *
  * Commit of a batch (queue.c calls the steps in this order):
  *	1. prepare: check the message file's size against the one the smtp
- *	   process announced, write incoming/<id>.env;
- *	2. sync: fsync(<id>.msg), fsync(<id>.env) (their writeback is
- *	   started for the whole batch first, so that the journal commit
- *	   of the first fsync carries the others);
- *	3. publish: rename(incoming/<id>.msg, queue/<id>.msg), then
- *	   rename(incoming/<id>.env, queue/<id>.env);
+ *	   process announced, append the envelope and the trailer to it;
+ *	2. sync: fsync(<id>.msg) (the writeback of every file of the batch
+ *	   is started first, so that one flush carries most of the batch);
+ *	3. publish: rename(incoming/<id>.msg, queue/<id>.msg);
  *	4. once per batch: fsync(queue/);
  *	5. only now the smtp process hears "250 queued as <id>".
- * Removal (delivered, bounced, "remove ID") unlinks queue/<id>.env first
- * and queue/<id>.msg second.
+ * A later change of state (scheduler) writes incoming/<id>.upd, fsyncs
+ * it, renames it to queue/<id>.env and fsyncs queue/: from then on that
+ * file, not the embedded copy, is the message's envelope.
+ * Removal (delivered, bounced, "remove ID") unlinks queue/<id>.msg
+ * first and queue/<id>.env second.
  *
  * Recovery at start, and why it is right:
  *	- incoming/ is emptied.  Nothing in it was ever acknowledged: a
  *	  file leaves incoming/ by rename before its 250, and a 250 goes out
- *	  only after the new names were made durable by step 4.  A rename
+ *	  only after the new name was made durable by step 4.  A rename
  *	  whose old name survived a crash (incoming/ is not fsync'd at
  *	  commit) leaves a second link to a committed file: unlinking the
  *	  incoming/ name drops only that link.
- *	- queue/<id>.env with queue/<id>.msg: a committed message.  Both
- *	  files' data were fsync'd (step 2) before either name appeared in
- *	  queue/ (step 3), so whatever name survived a crash points at
- *	  complete data.  The envelope is read back and checked: every key
- *	  known and present once, the id that of the file name, the size
- *	  that of the message file.  Anything else goes to corrupt/ with a
- *	  log line; nothing read from disk can crash the process.
- *	- queue/<id>.msg alone: a commit that crashed between the two
- *	  renames of step 3 (never acknowledged), or a removal that crashed
- *	  between its two unlinks (already done with).  Removed.
- *	- queue/<id>.env alone: cannot happen from our own steps (the
- *	  message is renamed first and unlinked last); only a file system
- *	  that reorders renames, or damage.  Set aside in corrupt/.
+ *	- queue/<id>.msg: a committed message.  Its data, envelope and
+ *	  trailer included, were fsync'd (step 2) before the name appeared
+ *	  in queue/ (step 3), so if the name survived a crash it points at
+ *	  the whole file; a file that only the smtp process wrote never
+ *	  gets a name in queue/.  Its envelope is queue/<id>.env if that
+ *	  exists (written, synced and renamed whole, after the commit, so
+ *	  it is newer), else the embedded one.  It is read back and
+ *	  checked: every key known and present once, the id that of the
+ *	  file name, the size that of the trailer's offset.  Anything else
+ *	  goes to corrupt/ with a log line; nothing read from disk can
+ *	  crash the process.
+ *	- queue/<id>.env alone: a removal that crashed between its two
+ *	  unlinks (already done with: the message file went first).  An
+ *	  .env is only ever made for a message already in queue/, and a
+ *	  message file leaves queue/ only by removal.  Removed.
  * So after recovery the queue holds exactly the acknowledged messages
- * that were not yet removed, each complete and byte-exact.
+ * that were not yet removed, each complete and byte-exact, each with
+ * the last envelope that was made durable.
  *
- * The envelope: one text file per message holding all its recipients,
- * so that a single rename commits or updates the whole message; a
- * message has at most a few hundred recipients, so the scheduler can
- * afford to rewrite it (write incoming/<id>.upd, fsync, rename over
- * queue/<id>.env, fsync queue/) whenever a recipient's state changes.
+ * The envelope: one text holding all the message's recipients, so that
+ * a single rename commits or updates the whole message; a message has
+ * at most a few hundred recipients, so the scheduler can afford to
+ * rewrite it whenever a recipient's state changes.
  * Lines are "key=value"; values escape every byte below 0x21, 0x7f and
  * '%' as %XX, so a value never holds a space, a newline or a NUL.
  *
- *	version=1			first line, always
+ *	version=2			first line, always
  *	id= arrival= size= sender= helo= client= client-host= envid=
  *	body=7bit|8bitmime|binarymime	flags=smtputf8,tls
  *	ret=unset|full|hdrs		warned=<time of the delay DSN, 0>
@@ -99,6 +115,8 @@
 #define SUF_ENV		".env"
 #define SUF_UPD		".upd"
 #define NAMESZ		(QUEUE_IDSZ + 8)
+#define TRAILER_TAG	"envelope="
+#define TRAILER_LEN	30	/* "envelope=" 20 digits "\n" */
 
 struct name_flag {
 	const char	*name;
@@ -108,8 +126,11 @@ struct name_flag {
 static int	fs_name(char *, const char *, const char *);
 static int	fs_fsync(struct queue_fs *, int);
 static int	fs_write_all(int, const char *, size_t);
+static int	fs_pwrite_all(int, const char *, size_t, off_t);
 static int	fs_subdir(int, const char *, int *);
 static int	fs_clean_incoming(struct queue_fs *);
+static int	fs_trailer(int, const struct stat *, uint64_t *);
+static int	fs_pread_all(int, char *, size_t, off_t);
 static int	fs_load_one(struct queue_fs *, const char *,
 		    struct queue_envelope **, char *, size_t);
 static void	fs_set_aside(struct queue_fs *, const char *);
@@ -243,6 +264,46 @@ fs_write_all(int fd, const char *buf, size_t len)
 	return 0;
 }
 
+static int
+fs_pwrite_all(int fd, const char *buf, size_t len, off_t off)
+{
+	ssize_t	 n;
+
+	while (len > 0) {
+		if ((n = pwrite(fd, buf, len, off)) == -1) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		buf += n;
+		len -= (size_t)n;
+		off += n;
+	}
+	return 0;
+}
+
+static int
+fs_pread_all(int fd, char *buf, size_t len, off_t off)
+{
+	ssize_t	 n;
+
+	while (len > 0) {
+		if ((n = pread(fd, buf, len, off)) == -1) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (n == 0) {
+			errno = EIO;	/* shorter than its own fstat */
+			return -1;
+		}
+		buf += n;
+		len -= (size_t)n;
+		off += n;
+	}
+	return 0;
+}
+
 /* Opens (creating if needed) a subdirectory; *created set if it was. */
 static int
 fs_subdir(int root, const char *name, int *created)
@@ -338,57 +399,64 @@ int
 queue_fs_incoming_remove(struct queue_fs *fs, const char *id)
 {
 	char	 name[NAMESZ];
-	int	 ret = 0;
 
-	if (fs_name(name, id, SUF_ENV) == -1)
-		return -1;
-	if (unlinkat(fs->incoming, name, 0) == -1 && errno != ENOENT)
-		ret = -1;
 	if (fs_name(name, id, SUF_MSG) == -1)
 		return -1;
 	if (unlinkat(fs->incoming, name, 0) == -1 && errno != ENOENT)
-		ret = -1;
-	return ret;
+		return -1;
+	return 0;
 }
 
 /*
  * Step 1 of a commit: the message file must be what the smtp process
- * says it wrote; the envelope is written next to it, not yet synced.
+ * says it wrote; the envelope and the trailer are appended to it, not
+ * yet synced.
  */
 int
 queue_fs_commit_prepare(struct queue_fs *fs, const struct queue_envelope *e,
     struct queue_fs_commit *c)
 {
-	char		 name[NAMESZ];
+	char		 name[NAMESZ], trailer[TRAILER_LEN + 1];
 	struct stat	 st;
-	char		*buf = NULL;
+	char		*buf = NULL, *p;
 	size_t		 len;
-	int		 saved;
+	int		 saved, n;
 
 	memset(c, 0, sizeof(*c));
-	c->msgfd = c->envfd = -1;
+	c->msgfd = -1;
 	if (strlcpy(c->id, e->id, sizeof(c->id)) >= sizeof(c->id) ||
 	    fs_name(name, e->id, SUF_MSG) == -1) {
 		errno = EINVAL;
 		return -1;
 	}
-	if ((c->msgfd = openat(fs->incoming, name, O_RDONLY | O_NOFOLLOW |
+	if ((c->msgfd = openat(fs->incoming, name, O_WRONLY | O_NOFOLLOW |
 	    O_CLOEXEC)) == -1)
 		goto fail;
 	if (fstat(c->msgfd, &st) == -1)
 		goto fail;
-	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != e->size) {
+	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != e->size ||
+	    e->size > (uint64_t)LLONG_MAX - QUEUE_ENV_MAXSIZE - TRAILER_LEN) {
 		errno = EBADMSG;
 		goto fail;
 	}
 	if (queue_fs_envelope_encode(e, &buf, &len) == -1)
 		goto fail;
-	if (fs_name(name, e->id, SUF_ENV) == -1)
+	if (len > QUEUE_ENV_MAXSIZE) {
+		errno = EFBIG;
 		goto fail;
-	if ((c->envfd = openat(fs->incoming, name, O_WRONLY | O_CREAT |
-	    O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600)) == -1)
+	}
+	n = snprintf(trailer, sizeof(trailer), TRAILER_TAG "%020llu\n",
+	    (unsigned long long)e->size);
+	if (n != TRAILER_LEN) {
+		errno = EINVAL;
 		goto fail;
-	if (fs_write_all(c->envfd, buf, len) == -1)
+	}
+	if ((p = realloc(buf, len + TRAILER_LEN)) == NULL)
+		goto fail;
+	buf = p;
+	memcpy(buf + len, trailer, TRAILER_LEN);
+	len += TRAILER_LEN;
+	if (fs_pwrite_all(c->msgfd, buf, len, (off_t)e->size) == -1)
 		goto fail;
 	free(buf);
 	return 0;
@@ -401,28 +469,25 @@ queue_fs_commit_prepare(struct queue_fs *fs, const struct queue_envelope *e,
 }
 
 /*
- * Before step 2, for every message of the batch: start the writeback of
- * both files now, so that their blocks are allocated in the journal
- * transaction that the batch's first fsync commits; the other fsyncs
- * then find little left to do.  Only a hint: fsync is what counts.
+ * Before step 2, for every message of the batch: start the writeback
+ * now, so that the batch's first fsync finds the others' data on its
+ * way; their fsyncs then find little left to do.  Only a hint: fsync is
+ * what counts.
  */
 void
 queue_fs_commit_writeback(struct queue_fs_commit *c)
 {
 	(void)sync_file_range(c->msgfd, 0, 0, SYNC_FILE_RANGE_WRITE);
-	(void)sync_file_range(c->envfd, 0, 0, SYNC_FILE_RANGE_WRITE);
 }
 
-/* Step 2: both files' data and size on stable storage. */
+/* Step 2: the file's data, envelope and size on stable storage. */
 int
 queue_fs_commit_sync(struct queue_fs *fs, struct queue_fs_commit *c)
 {
-	if (fs_fsync(fs, c->msgfd) == -1 || fs_fsync(fs, c->envfd) == -1)
-		return -1;
-	return 0;
+	return fs_fsync(fs, c->msgfd);
 }
 
-/* Step 3: the message first, the envelope (the commit record) last. */
+/* Step 3: one rename publishes message and envelope together. */
 int
 queue_fs_commit_publish(struct queue_fs *fs, struct queue_fs_commit *c)
 {
@@ -432,10 +497,6 @@ queue_fs_commit_publish(struct queue_fs *fs, struct queue_fs_commit *c)
 	    renameat(fs->incoming, name, fs->queue, name) == -1)
 		return -1;
 	c->published = 1;
-	if (fs_name(name, c->id, SUF_ENV) == -1 ||
-	    renameat(fs->incoming, name, fs->queue, name) == -1)
-		return -1;
-	c->published = 2;
 	return 0;
 }
 
@@ -455,22 +516,17 @@ queue_fs_commit_done(struct queue_fs_commit *c)
 {
 	if (c->msgfd != -1)
 		close(c->msgfd);
-	if (c->envfd != -1)
-		close(c->envfd);
-	c->msgfd = c->envfd = -1;
+	c->msgfd = -1;
 }
 
-/* Undo a commit wherever it stopped: the envelope goes first. */
+/* Undo a commit wherever it stopped. */
 void
 queue_fs_commit_abort(struct queue_fs *fs, struct queue_fs_commit *c)
 {
 	char	 name[NAMESZ];
 
 	queue_fs_commit_done(c);
-	if (c->published >= 2 && fs_name(name, c->id, SUF_ENV) == 0 &&
-	    unlinkat(fs->queue, name, 0) == -1 && errno != ENOENT)
-		log_warn("unlink %s/%s", DIR_QUEUE, name);
-	if (c->published >= 1 && fs_name(name, c->id, SUF_MSG) == 0 &&
+	if (c->published && fs_name(name, c->id, SUF_MSG) == 0 &&
 	    unlinkat(fs->queue, name, 0) == -1 && errno != ENOENT)
 		log_warn("unlink %s/%s", DIR_QUEUE, name);
 	if (queue_fs_incoming_remove(fs, c->id) == -1)
@@ -531,20 +587,20 @@ queue_fs_message_open(struct queue_fs *fs, const char *id)
 }
 
 /*
- * The envelope first: once it is gone the message is gone, whatever
- * happens to the message file.  Not synced: a crash here brings the
- * message back (delivered twice, never lost).
+ * The message file first: once it is gone the message is gone, and an
+ * envelope left alone is removed at the next start.  Not synced: a
+ * crash here brings the message back (delivered twice, never lost).
  */
 int
 queue_fs_message_remove(struct queue_fs *fs, const char *id)
 {
 	char	 name[NAMESZ];
 
-	if (fs_name(name, id, SUF_ENV) == -1)
+	if (fs_name(name, id, SUF_MSG) == -1)
 		return -1;
 	if (unlinkat(fs->queue, name, 0) == -1 && errno != ENOENT)
 		return -1;
-	if (fs_name(name, id, SUF_MSG) == -1)
+	if (fs_name(name, id, SUF_ENV) == -1)
 		return -1;
 	if (unlinkat(fs->queue, name, 0) == -1 && errno != ENOENT)
 		return -1;
@@ -601,7 +657,7 @@ fs_printable(char *buf, size_t len, const char *s)
 	return buf;
 }
 
-/* Moves <id>.env and <id>.msg (or a stray name) to corrupt/. */
+/* Moves <id>.msg and <id>.env (or a stray name) to corrupt/. */
 static void
 fs_set_aside(struct queue_fs *fs, const char *name)
 {
@@ -612,11 +668,13 @@ fs_set_aside(struct queue_fs *fs, const char *name)
 	    errno != ENOENT)
 		log_warn("cannot move %s to %s/", fs_printable(pname,
 		    sizeof(pname), name), DIR_CORRUPT);
-	if (len != QUEUE_IDLEN + 4 || strcmp(name + QUEUE_IDLEN, SUF_ENV) != 0)
+	if (len != QUEUE_IDLEN + 4 || (strcmp(name + QUEUE_IDLEN,
+	    SUF_ENV) != 0 && strcmp(name + QUEUE_IDLEN, SUF_MSG) != 0))
 		return;
 	memcpy(id, name, QUEUE_IDLEN);
 	id[QUEUE_IDLEN] = '\0';
-	if (fs_name(other, id, SUF_MSG) == 0 &&
+	if (fs_name(other, id, strcmp(name + QUEUE_IDLEN, SUF_ENV) == 0 ?
+	    SUF_MSG : SUF_ENV) == 0 &&
 	    renameat(fs->queue, other, fs->corrupt, other) == -1 &&
 	    errno != ENOENT)
 		log_warn("cannot move %s to %s/", other, DIR_CORRUPT);
@@ -658,8 +716,54 @@ fs_read_file(int fd, const char *name, char **bufp, size_t *lenp)
 }
 
 /*
- * One committed message: its envelope read and checked against its
- * file name and its message file.  -1 with a reason in err.
+ * The trailer of a committed message file: the offset of the envelope,
+ * which is the message's size.  -1 (EBADMSG) if it is not one.
+ */
+static int
+fs_trailer(int fd, const struct stat *st, uint64_t *off)
+{
+	char			 buf[TRAILER_LEN];
+	unsigned long long	 v = 0;
+	size_t			 i, tag = strlen(TRAILER_TAG);
+
+	if (st->st_size < TRAILER_LEN) {
+		errno = EBADMSG;
+		return -1;
+	}
+	if (fs_pread_all(fd, buf, sizeof(buf), st->st_size - TRAILER_LEN) ==
+	    -1)
+		return -1;
+	if (memcmp(buf, TRAILER_TAG, tag) != 0 ||
+	    buf[TRAILER_LEN - 1] != '\n') {
+		errno = EBADMSG;
+		return -1;
+	}
+	for (i = tag; i < TRAILER_LEN - 1; i++) {
+		if (buf[i] < '0' || buf[i] > '9') {
+			errno = EBADMSG;
+			return -1;
+		}
+		if (v > (ULLONG_MAX - 9) / 10) {
+			errno = EBADMSG;
+			return -1;
+		}
+		v = v * 10 + (unsigned long long)(buf[i] - '0');
+	}
+	/* The envelope lies between the message and the trailer. */
+	if (v > (unsigned long long)(st->st_size - TRAILER_LEN) ||
+	    (unsigned long long)(st->st_size - TRAILER_LEN) - v >
+	    QUEUE_ENV_MAXSIZE) {
+		errno = EBADMSG;
+		return -1;
+	}
+	*off = v;
+	return 0;
+}
+
+/*
+ * One committed message: its envelope (queue/<id>.env if there is one,
+ * else the one in the message file) read and checked against its file
+ * name and its message file's trailer.  -1 with a reason in err.
  */
 static int
 fs_load_one(struct queue_fs *fs, const char *id, struct queue_envelope **ep,
@@ -668,27 +772,63 @@ fs_load_one(struct queue_fs *fs, const char *id, struct queue_envelope **ep,
 	char			 name[NAMESZ];
 	struct queue_envelope	*e;
 	struct stat		 st;
-	char			*buf;
+	char			*buf = NULL;
+	uint64_t		 off;
 	size_t			 len;
-	int			 fd, r;
+	int			 fd, efd, r;
 
 	*ep = NULL;
 	if (fs_name(name, id, SUF_MSG) == -1)
 		return decode_error(err, errsz, "bad id");
-	if (fstatat(fs->queue, name, &st, AT_SYMLINK_NOFOLLOW) == -1)
-		return decode_error(err, errsz, "message file: %s",
-		    strerror(errno));
-	if (!S_ISREG(st.st_mode))
-		return decode_error(err, errsz, "message is not a file");
-	if (fs_name(name, id, SUF_ENV) == -1)
-		return decode_error(err, errsz, "bad id");
 	if ((fd = openat(fs->queue, name, O_RDONLY | O_NOFOLLOW |
 	    O_CLOEXEC)) == -1)
+		return decode_error(err, errsz, "message file: %s",
+		    strerror(errno));
+	if (fstat(fd, &st) == -1) {
+		close(fd);
+		return decode_error(err, errsz, "message file: %s",
+		    strerror(errno));
+	}
+	if (!S_ISREG(st.st_mode)) {
+		close(fd);
+		return decode_error(err, errsz, "message is not a file");
+	}
+	if (fs_trailer(fd, &st, &off) == -1) {
+		close(fd);
+		return decode_error(err, errsz, "message file: no envelope "
+		    "trailer: %s", strerror(errno));
+	}
+	if (fs_name(name, id, SUF_ENV) == -1) {
+		close(fd);
+		return decode_error(err, errsz, "bad id");
+	}
+	if ((efd = openat(fs->queue, name, O_RDONLY | O_NOFOLLOW |
+	    O_CLOEXEC)) != -1) {
+		/* Rewritten since the commit: this one is newer. */
+		close(fd);
+		r = fs_read_file(efd, name, &buf, &len);
+		close(efd);
+		if (r == -1)
+			return decode_error(err, errsz, "read: %s",
+			    strerror(errno));
+	} else if (errno != ENOENT) {
+		close(fd);
 		return decode_error(err, errsz, "open: %s", strerror(errno));
-	r = fs_read_file(fd, name, &buf, &len);
-	close(fd);
-	if (r == -1)
-		return decode_error(err, errsz, "read: %s", strerror(errno));
+	} else {
+		len = (size_t)((uint64_t)st.st_size - TRAILER_LEN - off);
+		if ((buf = malloc(len + 1)) == NULL) {
+			close(fd);
+			return decode_error(err, errsz, "out of memory");
+		}
+		r = fs_pread_all(fd, buf, len, (off_t)off);
+		close(fd);
+		if (r == -1) {
+			free(buf);
+			return decode_error(err, errsz, "read: %s",
+			    strerror(errno));
+		}
+		buf[len] = '\0';
+	}
 	if ((e = calloc(1, sizeof(*e))) == NULL) {
 		free(buf);
 		return decode_error(err, errsz, "out of memory");
@@ -704,9 +844,9 @@ fs_load_one(struct queue_fs *fs, const char *id, struct queue_envelope **ep,
 		free(e);
 		return decode_error(err, errsz, "envelope of another id");
 	}
-	if (e->size != (uint64_t)st.st_size) {
-		decode_error(err, errsz, "size %llu, message file has %lld",
-		    (unsigned long long)e->size, (long long)st.st_size);
+	if (e->size != off) {
+		decode_error(err, errsz, "size %llu, message file has %llu",
+		    (unsigned long long)e->size, (unsigned long long)off);
 		queue_fs_envelope_free(e);
 		free(e);
 		return -1;
@@ -791,13 +931,13 @@ queue_fs_recover(struct queue_fs *fs, void (*cb)(struct queue_envelope *,
 			changed = 1;
 			continue;
 		}
-		if (strcmp(names[i] + QUEUE_IDLEN, SUF_MSG) == 0) {
-			/* Gone already: set aside with its envelope. */
+		if (strcmp(names[i] + QUEUE_IDLEN, SUF_ENV) == 0) {
+			/* Gone already: set aside with its message. */
 			if (fstatat(fs->queue, names[i], &st,
 			    AT_SYMLINK_NOFOLLOW) == -1 && errno == ENOENT)
 				continue;
-			/* Handled with its envelope, if it has one. */
-			if (fs_name(other, id, SUF_ENV) == 0 &&
+			/* Handled with its message, if it has one. */
+			if (fs_name(other, id, SUF_MSG) == 0 &&
 			    fstatat(fs->queue, other, &st,
 			    AT_SYMLINK_NOFOLLOW) == 0)
 				continue;
@@ -813,7 +953,7 @@ queue_fs_recover(struct queue_fs *fs, void (*cb)(struct queue_envelope *,
 			changed = 1;
 			continue;
 		}
-		if (strcmp(names[i] + QUEUE_IDLEN, SUF_ENV) != 0) {
+		if (strcmp(names[i] + QUEUE_IDLEN, SUF_MSG) != 0) {
 			log_warnx("event=stray file=%s/%s moved=%s/",
 			    DIR_QUEUE, fs_printable(pname, sizeof(pname),
 			    names[i]), DIR_CORRUPT);
@@ -822,6 +962,10 @@ queue_fs_recover(struct queue_fs *fs, void (*cb)(struct queue_envelope *,
 			changed = 1;
 			continue;
 		}
+		/* Gone already: set aside with a corrupt envelope. */
+		if (fstatat(fs->queue, names[i], &st,
+		    AT_SYMLINK_NOFOLLOW) == -1 && errno == ENOENT)
+			continue;
 		if (fs_load_one(fs, id, &e, err, sizeof(err)) == -1) {
 			log_warnx("id=%s event=corrupt reason=\"%s\" "
 			    "moved=%s/", id, err, DIR_CORRUPT);

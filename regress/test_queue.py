@@ -1,8 +1,9 @@
 """The on-disk queue: what a 250 promises, restarts, crashes, damage.
 
 The spool layout checked here is the one queue/queue_fs.c documents:
-incoming/<id>.msg while a message is written, queue/<id>.msg and
-queue/<id>.env once it is committed, corrupt/ for what recovery set aside.
+incoming/<id>.msg while a message is written, queue/<id>.msg (the message,
+its envelope, a trailer) once it is committed, queue/<id>.env once the
+envelope was rewritten, corrupt/ for what recovery set aside.
 """
 import json
 import os
@@ -46,6 +47,24 @@ def send(port, body, rcpts=("bob@example.com",), sender="alice@sender.example"):
         m = ID_RE.search(resp.decode())
         assert m, resp
         return m.group(1)
+
+
+TRAILER_LEN = 30
+
+
+def message_file(path):
+    """A committed message file: (message bytes, embedded envelope)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    trailer = data[-TRAILER_LEN:]
+    m = re.fullmatch(rb"envelope=(\d{20})\n", trailer)
+    assert m, trailer
+    off = int(m.group(1))
+    return data[:off], data[off:-TRAILER_LEN].decode()
+
+
+def message_data(d, qid):
+    return message_file(spool(d, "queue", qid + ".msg"))[0]
 
 
 def strip_received(data):
@@ -140,7 +159,7 @@ def test_show_queue_text_and_json(smx):
         assert i["route"] == "forward"
         assert i["destination"] == "[127.0.0.1]:9"
     # The size is the file's: our Received header and the client's bytes.
-    assert os.path.getsize(spool(d, "queue", qid + ".msg")) == size
+    assert len(message_data(d, qid)) == size
 
 
 def test_null_sender_listed_as_empty(smx):
@@ -155,8 +174,7 @@ def test_queued_message_is_byte_exact(smx):
     d = start_paused(smx)
     sent = body_for("exact", 5000) + b"..leading dot line\r\nlast\r\n"
     qid = send(d.port, sent)
-    with open(spool(d, "queue", qid + ".msg"), "rb") as f:
-        data = f.read()
+    data = message_data(d, qid)
     # smtplib dot-stuffs; the queue must hold the unstuffed text.
     assert strip_received(data) == sent
     assert b"id " + qid.encode() in data.split(b"\r\n\r\n")[0]
@@ -166,10 +184,10 @@ def test_queued_message_is_byte_exact(smx):
 def test_envelope_file_is_versioned_text(smx):
     d = start_paused(smx)
     qid = send(d.port, body_for("env"), rcpts=("bob@example.com",))
-    with open(spool(d, "queue", qid + ".env")) as f:
-        text = f.read()
+    assert listdir(spool(d, "queue")) == [qid + ".msg"]
+    text = message_file(spool(d, "queue", qid + ".msg"))[1]
     lines = text.splitlines()
-    assert lines[0] == "version=1"
+    assert lines[0] == "version=2"
     assert lines[-1] == "end="
     kv = [l.split("=", 1) for l in lines]
     assert ["id", qid] in kv
@@ -258,45 +276,56 @@ def test_incoming_is_wiped_at_start(smx):
     for name in (junk + ".msg", junk + ".env", "junk"):
         with open(spool(d, "incoming", name), "wb") as f:
             f.write(b"Subject: never acknowledged\r\n")
-    # A message renamed into queue/ whose envelope never followed.
-    with open(spool(d, "queue", "00000001aaaaaaaaaaaaaaaa.msg"), "wb") as f:
-        f.write(b"half\r\n")
+    # The envelope of a message whose removal was cut short.
+    with open(spool(d, "queue", "00000001aaaaaaaaaaaaaaaa.env"), "wb") as f:
+        f.write(b"version=2\n")
     start_recovered(d)
     assert incoming(d) == []
-    assert listdir(spool(d, "queue")) == [qid + ".env", qid + ".msg"]
+    assert listdir(spool(d, "queue")) == [qid + ".msg"]
     assert [i["id"] for i in queue_json(d)] == [qid]
     assert re.search(r"messages=1 partial=1 corrupt=0 incoming=3", d.log())
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "wrong-size",
-                                    "no-message", "binary"])
+                                    "no-trailer", "binary", "env-garbage",
+                                    "env-wrong-size"])
 def test_corrupt_envelope_is_set_aside(smx, damage):
     d = start_paused(smx)
     good = send(d.port, body_for("good"))
     bad = send(d.port, body_for("bad"))
     d.stop()
-    env = spool(d, "queue", bad + ".env")
     msg = spool(d, "queue", bad + ".msg")
-    with open(env, "rb") as f:
-        text = f.read()
+    env = spool(d, "queue", bad + ".env")
+    data, text = message_file(msg)
+    text = text.encode()
+    with open(msg, "rb") as f:
+        whole = f.read()
+    trailer = whole[-TRAILER_LEN:]
     if damage == "garbage":
-        text = re.sub(rb"state=\w+", b"state=\x1b[31mlost", text)
+        whole = data + re.sub(rb"state=\w+", b"state=\x1b[31mlost",
+                              text) + trailer
     elif damage == "truncated":
-        text = text[:len(text) // 2]
+        whole = whole[:len(data) + len(text) // 2]
+    elif damage == "wrong-size":
+        whole += b"appended later\r\n"
+    elif damage == "no-trailer":
+        whole = whole[:-TRAILER_LEN]
     elif damage == "binary":
-        text = os.urandom(4096)
-    if damage == "wrong-size":
-        with open(msg, "ab") as f:
-            f.write(b"appended later\r\n")
-    elif damage == "no-message":
-        os.unlink(msg)
-    else:
+        whole = data + os.urandom(4096)
+    elif damage == "env-garbage":
+        # A rewritten envelope overrides the embedded one: checked too.
         with open(env, "wb") as f:
-            f.write(text)
+            f.write(re.sub(rb"rcpts=\d+", b"rcpts=7", text))
+    elif damage == "env-wrong-size":
+        with open(env, "wb") as f:
+            f.write(re.sub(rb"(?m)^size=\d+$", b"size=5", text))
+    with open(msg, "wb") as f:
+        f.write(whole)
     start_recovered(d)
     assert d.running()
     assert [i["id"] for i in queue_json(d)] == [good]
-    assert bad + ".env" in listdir(spool(d, "corrupt"))
+    assert bad + ".msg" in listdir(spool(d, "corrupt"))
+    assert not [n for n in listdir(spool(d, "queue")) if n.startswith(bad)]
     assert re.search(r"id=%s event=corrupt reason=" % bad, d.log())
     assert re.search(r"messages=1 partial=0 corrupt=1", d.log())
     # The daemon works on: new mail is accepted and listed.
@@ -389,15 +418,16 @@ def test_crash_kill9_keeps_every_acknowledged_message(smx):
         assert not lost, "%d of %d acknowledged messages lost" % (
             len(lost), len(acked))
         for qid, body in acked.items():
-            with open(spool(d, "queue", qid + ".msg"), "rb") as f:
-                assert strip_received(f.read()) == body, qid
+            assert strip_received(message_data(d, qid)) == body, qid
         # Committed but not acknowledged (the kill beat the 250):
         # allowed, but only whole, and only what a client really sent.
         extra = queued - set(acked)
         for qid in extra:
-            with open(spool(d, "queue", qid + ".msg"), "rb") as f:
-                assert strip_received(f.read()) in sent, qid
-        assert len(listdir(spool(d, "queue"))) == 2 * len(queued)
+            assert strip_received(message_data(d, qid)) in sent, qid
+        names = listdir(spool(d, "queue"))
+        assert [n for n in names if n.endswith(".msg")] == sorted(
+            q + ".msg" for q in queued)
+        assert all(n[:-4] in queued for n in names if n.endswith(".env"))
         print("crash round %d: %d acknowledged in %.1fs, %d with data sent "
               "but no reply, %d queued after restart, %d of them without "
               "a 250" % (rnd, len(new), elapsed, in_flight, len(queued),

@@ -121,6 +121,11 @@ def queued_files(d):
             continue
         with open(p, "rb") as f:
             data = f.read()
+        # A committed message file: the message, then its envelope and
+        # a trailer "envelope=<offset>\n" (queue/queue_fs.c).
+        m = re.search(rb"envelope=(\d{20})\n\Z", data)
+        if m and p.endswith(".msg"):
+            data = data[:int(m.group(1))]
         if data.startswith(b"Received: "):
             out[p] = data
     return out

@@ -1140,11 +1140,16 @@ relay_session_fill(struct relay_session *s)
 	static char	 buf[RELAY_BODY_CHUNK];
 	char		*out;
 	ssize_t		 n, i;
-	size_t		 o;
+	size_t		 o, want;
 	unsigned char	 c;
 
-	while ((n = pread(s->msg->fd, buf, sizeof(buf), s->body_off)) == -1 &&
-	    errno == EINTR)
+	/* The message is the file's first size bytes (queue/queue_fs.c). */
+	want = sizeof(buf);
+	if (s->msg->size - (uint64_t)s->body_off < want)
+		want = (size_t)(s->msg->size - (uint64_t)s->body_off);
+	n = 0;
+	while (want > 0 && (n = pread(s->msg->fd, buf, want,
+	    s->body_off)) == -1 && errno == EINTR)
 		;
 	if (n == -1) {
 		s->flags |= F_IOERR;	/* no dot may follow */

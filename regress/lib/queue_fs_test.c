@@ -174,7 +174,7 @@ test_roundtrip(void)
 	ok(queue_fs_envelope_encode(&e, &buf, &len) == 0, "encode");
 	ok(memchr(buf, '\t', len) == NULL && memchr(buf, '\r', len) == NULL,
 	    "no raw control bytes in the file");
-	ok(strncmp(buf, "version=1\n", 10) == 0, "version line first");
+	ok(strncmp(buf, "version=2\n", 10) == 0, "version line first");
 	ok(len > 5 && memcmp(buf + len - 5, "end=\n", 5) == 0,
 	    "end line last");
 	ok(queue_fs_envelope_decode(buf, len, &d, err, sizeof(err)) == 0,
@@ -229,8 +229,8 @@ test_malformed(void)
 	static const struct {
 		const char	*old, *new, *what;
 	} cases[] = {
-		{ "version=1\n", "version=2\n", "another version" },
-		{ "version=1\n", "", "no version line" },
+		{ "version=2\n", "version=1\n", "another version" },
+		{ "version=2\n", "", "no version line" },
 		{ "end=\n", "", "no end (truncated)" },
 		{ "end=\n", "end=\nid=x\n", "data after end" },
 		{ "end=\n", "end=x\n", "end with a value" },
@@ -473,17 +473,20 @@ test_commit(void)
 	ok(queue_fs_commit_publish(&fs, &c) == 0 && queue_fs_sync(&fs) == 0,
 	    "publish, directory sync");
 	queue_fs_commit_done(&c);
-	ok(fs.fsyncs - before == 3, "3 fsyncs for one message alone "
-	    "(file, envelope, queue/): %llu",
+	ok(fs.fsyncs - before == 2, "2 fsyncs for one message alone "
+	    "(file, queue/): %llu",
 	    (unsigned long long)(fs.fsyncs - before));
 	ok(!exists(fs.incoming, name) && exists(fs.queue, name) &&
-	    count_dir(fs.incoming) == 0 && count_dir(fs.queue) == 2,
-	    "message and envelope in queue/, incoming/ empty");
+	    count_dir(fs.incoming) == 0 && count_dir(fs.queue) == 1,
+	    "one file in queue/, incoming/ empty");
 
 	fd = queue_fs_message_open(&fs, id);
-	n = fd == -1 ? -1 : read(fd, buf, sizeof(buf));
+	n = fd == -1 ? -1 : read(fd, buf, 18);
 	ok(n == 18 && memcmp(buf, "Subject: x\r\n\r\nhi\r\n", 18) == 0,
 	    "message_open reads the bytes back");
+	n = fd == -1 ? -1 : read(fd, buf, 10);
+	ok(n == 10 && memcmp(buf, "version=2\n", 10) == 0,
+	    "the envelope follows the message");
 	if (fd != -1)
 		close(fd);
 	ok(queue_fs_message_open(&fs, "../queue/x") == -1 && errno == EINVAL,
@@ -510,7 +513,7 @@ test_commit(void)
 	    queue_fs_commit_publish(&fs, &c) == 0, "second commit published");
 	queue_fs_commit_abort(&fs, &c);
 	ok(count_dir(fs.queue) == 2 && count_dir(fs.incoming) == 0,
-	    "abort after publish removes both files everywhere");
+	    "abort after publish removes the file everywhere");
 	queue_fs_envelope_free(&e);
 
 	/* rollback */
@@ -520,7 +523,7 @@ test_commit(void)
 	ok(queue_fs_incoming_remove(&fs, id) == 0 &&
 	    count_dir(fs.incoming) == 0, "rollback empties incoming/");
 
-	/* removal: envelope first */
+	/* removal: the message file first */
 	ok(queue_fs_recover(&fs, collect, &l, &counts) == 0 && l.n == 1,
 	    "one message queued");
 	strlcpy(id, l.e[0]->id, sizeof(id));
@@ -556,12 +559,12 @@ test_recovery(void)
 	    commit_one(&fs, x, "message x\r\n") == 0 &&
 	    commit_one(&fs, f, "message f\r\n") == 0, "five commits");
 
-	/* c: a message whose envelope never made it (crash in publish) */
-	snprintf(name, sizeof(name), "%s.msg", c);
-	write_file(fs.queue, name, "partial\r\n");
-	/* d: an envelope without its message */
+	/* c: an envelope left by a removal that crashed between unlinks */
+	snprintf(name, sizeof(name), "%s.env", c);
+	write_file(fs.queue, name, "version=2\nid=whatever\n");
+	/* d: a message file without its envelope (damage) */
 	snprintf(name, sizeof(name), "%s.msg", d);
-	unlinkat(fs.queue, name, 0);
+	write_file(fs.queue, name, "message d\r\n");
 	/* x: a damaged envelope */
 	snprintf(name, sizeof(name), "%s.env", x);
 	write_file(fs.queue, name, "version=1\nid=garbage\n");
@@ -584,13 +587,13 @@ test_recovery(void)
 	    loaded_find(&l, b), "the two good messages are loaded");
 	ok(counts.partial == 1, "the partial message is counted: %zu",
 	    counts.partial);
-	snprintf(name, sizeof(name), "%s.msg", c);
+	snprintf(name, sizeof(name), "%s.env", c);
 	ok(!exists(fs.queue, name) && !exists(fs.corrupt, name),
-	    "the partial message is removed");
-	ok(counts.corrupt == 4, "env-only, damaged, wrong size and a stray "
-	    "file set aside: %zu", counts.corrupt);
-	snprintf(name, sizeof(name), "%s.env", d);
-	ok(exists(fs.corrupt, name), "env-only in corrupt/");
+	    "the envelope of a removed message is removed");
+	ok(counts.corrupt == 4, "no trailer, damaged, wrong size and a "
+	    "stray file set aside: %zu", counts.corrupt);
+	snprintf(name, sizeof(name), "%s.msg", d);
+	ok(exists(fs.corrupt, name), "message without trailer in corrupt/");
 	snprintf(name, sizeof(name), "%s.env", x);
 	ok(exists(fs.corrupt, name), "damaged envelope in corrupt/");
 	snprintf(name, sizeof(name), "%s.msg", x);
@@ -600,13 +603,14 @@ test_recovery(void)
 	ok(exists(fs.corrupt, "README"), "stray file in corrupt/");
 	ok(counts.incoming == 3 && count_dir(fs.incoming) == 0,
 	    "incoming/ emptied (%zu files)", counts.incoming);
-	ok(count_dir(fs.queue) == 4, "queue/ holds exactly a and b");
+	ok(count_dir(fs.queue) == 2, "queue/ holds exactly a and b");
 	loaded_free(&l);
 
 	/* an envelope under the wrong name */
 	snprintf(name, sizeof(name), "%s.env", b);
 	{
-		int	 fd = openat(fs.queue, name, O_WRONLY | O_TRUNC);
+		int	 fd = openat(fs.queue, name, O_WRONLY | O_CREAT |
+		    O_TRUNC, 0600);
 
 		if (fd == -1 || write(fd, buf, len) != (ssize_t)len)
 			exit(2);
@@ -626,10 +630,8 @@ test_recovery(void)
 	/* A rename whose old name survived: two links to committed files. */
 	snprintf(name, sizeof(name), "%s.msg", a);
 	ok(linkat(fs.queue, name, fs.incoming, name, 0) == 0, "link msg");
-	snprintf(name, sizeof(name), "%s.env", a);
-	ok(linkat(fs.queue, name, fs.incoming, name, 0) == 0, "link env");
 	ok(queue_fs_recover(&fs, collect, &l, &counts) == 0 &&
-	    counts.loaded == 1 && counts.incoming == 2 &&
+	    counts.loaded == 1 && counts.incoming == 1 &&
 	    count_dir(fs.incoming) == 0 && l.n == 1 &&
 	    strcmp(l.e[0]->id, a) == 0,
 	    "old names in incoming/ are dropped, the message stays");
@@ -743,7 +745,7 @@ test_crash(void)
 		}
 		len = crash_body(acked[i], body, sizeof(body));
 		fd = queue_fs_message_open(&fs, acked[i]);
-		n = fd == -1 ? -1 : read(fd, got, sizeof(got));
+		n = fd == -1 ? -1 : read(fd, got, len);
 		if (fd != -1)
 			close(fd);
 		if (n != (ssize_t)len || memcmp(got, body, len) != 0 ||

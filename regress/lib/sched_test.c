@@ -131,6 +131,7 @@ env_sample(struct queue_envelope *e, uint32_t ret)
 	memset(e, 0, sizeof(e[0]));
 	strlcpy(e->id, "0123456789abcdef01234567", sizeof(e->id));
 	e->arrival = 1700000000;
+	e->size = strlen(ORIGINAL);
 	e->sender = xstrdup("alice@sender.example");
 	e->helo = xstrdup("client.example");
 	e->client = xstrdup("127.0.0.1");

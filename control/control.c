@@ -853,6 +853,18 @@ control_put_safe(FILE *out, const char *s)
 		fputc(*p < 0x20 || *p == 0x7f ? '?' : *p, out);
 }
 
+/* " key=value" when value is set, quoted if asked; nothing otherwise. */
+static void
+control_put_opt(FILE *out, const char *key, const char *val, int quote)
+{
+	if (*val == '\0')
+		return;
+	fprintf(out, " %s=%s", key, quote ? "\"" : "");
+	control_put_safe(out, val);
+	if (quote)
+		fputc('"', out);
+}
+
 /*
  * IMSG_CTL_QUEUE_ITEM: u64 reqid, str id, str state, i64 arrival,
  * u64 size, str sender, str rcpt, str rewritten, str route,
@@ -936,15 +948,8 @@ control_queue_item(struct msg *m)
 			control_put_safe(out, rewritten);
 			fputs(">", out);
 		}
-		if (*dest != '\0') {
-			fputs(" dest=", out);
-			control_put_safe(out, dest);
-		}
-		if (*error != '\0') {
-			fputs(" error=\"", out);
-			control_put_safe(out, error);
-			fputs("\"", out);
-		}
+		control_put_opt(out, "dest", dest, 0);
+		control_put_opt(out, "error", error, 1);
 		fputs("\n", out);
 	}
 	c->nitems++;
@@ -1182,15 +1187,8 @@ control_queue_rcpt(struct msg *m)
 	control_put_safe(out, *dest ? dest : "mx");
 	fputs(" notify=", out);
 	control_put_safe(out, *notify ? notify : "default");
-	if (*orcpt != '\0') {
-		fputs(" orcpt=", out);
-		control_put_safe(out, orcpt);
-	}
-	if (*error != '\0') {
-		fputs(" error=\"", out);
-		control_put_safe(out, error);
-		fputs("\"", out);
-	}
+	control_put_opt(out, "orcpt", orcpt, 0);
+	control_put_opt(out, "error", error, 1);
 	fputs("\n", out);
 	c->nitems++;
 }

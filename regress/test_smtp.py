@@ -845,6 +845,57 @@ def test_random_bodies_in_random_pieces_arrive_byte_exact(mx):
         assert rest == content
 
 
+
+def test_bad_octets_in_random_pieces_are_found(mx):
+    """The checks of NUL, bare CR or LF and line length hold wherever
+    the client's writes split the text: a message with one bad octet or
+    one over-long line, in DATA or BDAT cut at random points, is refused
+    with the reason of the worst fault; a good one is queued exactly."""
+    rnd = random.Random(7)
+
+    def pieces(c, data):
+        i = 0
+        while i < len(data):
+            n = rnd.choice([1, 2, 3, 5, 64, 999, 4096, 20000])
+            c.send(data[i:i + n])
+            i += n
+
+    c = Client(mx.port)
+    c.ehlo()
+    for _ in range(60):
+        lines = [b"Subject: bad octets", b""]
+        lines += [bytes(rnd.choice(b"ab. ") for _ in range(
+            rnd.randint(0, 70))) for _ in range(rnd.randint(1, 300))]
+        fault = rnd.choice([None, None, b"\x00", b"\r", b"\n", b"long"])
+        if fault is not None:
+            k = rnd.randrange(2, len(lines))
+            if fault == b"long":
+                lines[k] = b"y" * rnd.randint(999, 1500)
+            else:
+                at = rnd.randint(0, len(lines[k]))
+                lines[k] = lines[k][:at] + fault + lines[k][at:]
+        content = b"".join(ln + b"\r\n" for ln in lines)
+        c.ok("MAIL FROM:<a@sender.org>")
+        c.ok("RCPT TO:<x@example.com>")
+        if rnd.random() < 0.6:
+            c.ok("DATA", 354)
+            pieces(c, b"".join((b"." if ln.startswith(b".") else b"") +
+                               ln + b"\r\n" for ln in lines) + b".\r\n")
+        else:
+            c.send(b"BDAT %d LAST\r\n" % len(content))
+            pieces(c, content)
+        code, text = c.reply()
+        if fault is None:
+            assert code == 250, text
+            _, rest = split_received(queued(mx, queue_id(text)))
+            assert rest == content
+            continue
+        assert (code, text[:5]) == (550, "5.6.0"), (fault, text)
+        want = {b"\x00": "NUL", b"\r": "bare CR or LF",
+                b"\n": "bare CR or LF", b"long": "longer than 998"}[fault]
+        assert want in text, (fault, text)
+    assert c.cmd("NOOP")[0] == 250
+
 # --- relay access -------------------------------------------------------
 
 def test_stranger_may_not_relay_550_571(mx):

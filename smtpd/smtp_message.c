@@ -33,6 +33,10 @@ static void	smtp_message_content(struct smtp_session *, const char *,
 		    size_t);
 static void	smtp_message_write(struct smtp_tx *, const char *, size_t);
 static int	smtp_message_flush(struct smtp_tx *);
+static size_t	smtp_message_run(const char *, size_t);
+static int	smtp_message_longline(struct smtp_session *, char *, size_t);
+static size_t	smtp_message_header(struct smtp_tx *, const char *, size_t);
+static void	smtp_message_body(struct smtp_tx *, const char *, size_t);
 static void	smtp_message_received(struct smtp_session *);
 static void	smtp_message_end(struct smtp_session *);
 static void	smtp_message_refuse(struct smtp_session *);
@@ -42,10 +46,12 @@ static int	smtp_message_append(char *, size_t, size_t *, const char *,
 		    ...) __attribute__((__format__ (printf, 4, 5)));
 
 /*
- * DATA text, one line at a time.  A line ends with CRLF and nothing
- * else, so only CRLF "." CRLF ends the message: "\n.\n", "\r.\r",
- * "\n.\r\n" and "\r\n.\n" are text (and refused as bare LF/CR at the
- * end, see smtp_message_content()).
+ * DATA text.  A line ends with CRLF and nothing else, so only CRLF "."
+ * CRLF ends the message: "\n.\n", "\r.\r", "\n.\r\n" and "\r\n.\n" are
+ * text (and refused as bare LF/CR at the end, see
+ * smtp_message_content()).  Lines that need nothing done go on as one
+ * run, up to the next line that starts with a dot; that line is
+ * unstuffed (RFC 5321 §4.5.2) or ends the message.
  */
 int
 smtp_message_dataline(struct smtp_session *s)
@@ -56,42 +62,69 @@ smtp_message_dataline(struct smtp_session *s)
 
 	if (avail == 0)
 		return 0;
-	if ((e = memmem(p, avail, "\r\n", 2)) == NULL) {
-		/*
-		 * A line this long is refused at the end anyway: pass it on
-		 * rather than hold it, but keep a last CR, which may be half
-		 * of the CRLF.
-		 */
-		if (avail < SMTP_TEXT_MAX)
-			return 0;
-		len = avail;
-		if (p[len - 1] == '\r')
-			len--;
-		if (!tx->midline && p[0] == '.') {
-			p++;
-			len--;
-			s->ipos++;
-		}
-		s->ipos += len;
-		tx->midline = 1;
-		smtp_message_content(s, p, len);
-		return 1;
-	}
-	len = (size_t)(e - p);
-	s->ipos += len + 2;
-	if (!tx->midline) {
-		if (len == 1 && p[0] == '.') {
+	if (!tx->midline && p[0] == '.') {
+		if ((e = memmem(p, avail, "\r\n", 2)) == NULL)
+			return smtp_message_longline(s, p, avail);
+		len = (size_t)(e - p);
+		s->ipos += len + 2;
+		if (len == 1) {
 			smtp_message_end(s);
 			return 1;
 		}
-		/* Dot-unstuffing, RFC 5321 §4.5.2. */
-		if (len > 0 && p[0] == '.') {
-			p++;
-			len--;
-		}
+		smtp_message_content(s, p + 1, len + 1);
+		return 1;
 	}
+	if ((len = smtp_message_run(p, avail)) == 0)
+		return smtp_message_longline(s, p, avail);
+	s->ipos += len;
 	tx->midline = 0;
-	smtp_message_content(s, p, len + 2);
+	smtp_message_content(s, p, len);
+	return 1;
+}
+
+/*
+ * The length of the whole lines at the start of p, up to the first
+ * line after them that starts with a dot or to the last CRLF; 0 if p
+ * holds no CRLF.
+ */
+static size_t
+smtp_message_run(const char *p, size_t n)
+{
+	const char	*q, *d, *end = p + n;
+
+	for (q = p + 2; q < end &&
+	    (d = memchr(q, '.', (size_t)(end - q))) != NULL; q = d + 1)
+		if (d[-1] == '\n' && d[-2] == '\r')
+			return (size_t)(d - p);
+	for (q = end; q > p &&
+	    (d = memrchr(p, '\n', (size_t)(q - p))) != NULL; q = d)
+		if (d > p && d[-1] == '\r')
+			return (size_t)(d + 1 - p);
+	return 0;
+}
+
+/*
+ * No CRLF in sight.  A line this long is refused at the end anyway:
+ * pass it on rather than hold it, but keep a last CR, which may be
+ * half of the CRLF.
+ */
+static int
+smtp_message_longline(struct smtp_session *s, char *p, size_t len)
+{
+	struct smtp_tx	*tx = s->tx;
+
+	if (len < SMTP_TEXT_MAX)
+		return 0;
+	if (p[len - 1] == '\r')
+		len--;
+	if (!tx->midline && p[0] == '.') {
+		p++;
+		len--;
+		s->ipos++;
+	}
+	s->ipos += len;
+	tx->midline = 1;
+	smtp_message_content(s, p, len);
 	return 1;
 }
 
@@ -161,13 +194,32 @@ static void
 smtp_message_content(struct smtp_session *s, const char *p, size_t n)
 {
 	struct smtp_tx	*tx = s->tx;
-	size_t		 max = s->gen->conf->max_message_size, i;
-	unsigned char	 c;
-	static const char received[] = "received:";
+	size_t		 max = s->gen->conf->max_message_size, i = 0;
 
 	tx->datalen += n;
 	if (max != 0 && tx->datalen > max)
 		tx->err |= TX_TOOBIG;
+	if (memchr(p, '\0', n) != NULL)
+		tx->err |= TX_NUL;
+	while (i < n && tx->headers)
+		i += smtp_message_header(tx, p + i, n - i);
+	if (i < n)
+		smtp_message_body(tx, p + i, n - i);
+	if (tx->err == 0)
+		smtp_message_write(tx, p, n);
+}
+
+/*
+ * The header, octet by octet, up to and including the first LF: line
+ * ends, line length and the Received: count.  Returns what it used.
+ */
+static size_t
+smtp_message_header(struct smtp_tx *tx, const char *p, size_t n)
+{
+	static const char received[] = "received:";
+	size_t		 i;
+	unsigned char	 c;
+
 	for (i = 0; i < n; i++) {
 		c = (unsigned char)p[i];
 		if (c == '\n') {
@@ -175,12 +227,12 @@ smtp_message_content(struct smtp_session *s, const char *p, size_t n)
 				tx->err |= TX_BARE;
 			if (tx->linelen > SMTP_TEXT_MAX - 2)
 				tx->err |= TX_LONG;
-			if (tx->headers && tx->linelen == 0)
+			if (tx->linelen == 0)
 				tx->headers = 0;
 			tx->linelen = 0;
 			tx->hmatch = 0;
 			tx->cr = 0;
-			continue;
+			return i + 1;
 		}
 		if (tx->cr)
 			tx->err |= TX_BARE;
@@ -188,11 +240,8 @@ smtp_message_content(struct smtp_session *s, const char *p, size_t n)
 			tx->cr = 1;
 			continue;
 		}
-		if (c == '\0')
-			tx->err |= TX_NUL;
 		tx->linelen++;
-		if (tx->headers && tx->hmatch >= 0 &&
-		    tx->hmatch < (int)sizeof(received) - 1) {
+		if (tx->hmatch >= 0 && tx->hmatch < (int)sizeof(received) - 1) {
 			if (tolower(c) != received[tx->hmatch])
 				tx->hmatch = -1;
 			else if (++tx->hmatch == (int)sizeof(received) - 1 &&
@@ -200,8 +249,44 @@ smtp_message_content(struct smtp_session *s, const char *p, size_t n)
 				tx->err |= TX_HOPS;
 		}
 	}
-	if (tx->err == 0)
-		smtp_message_write(tx, p, n);
+	return n;
+}
+
+/*
+ * The body, a line at a time: the same checks as the header's, with
+ * memchr() doing the looking.  A CR is right only as the last octet
+ * before a LF, and a LF only right after a CR (tx->cr carries a CR at
+ * the end of one piece to the next); linelen counts the octets
+ * between, as the header's loop does.
+ */
+static void
+smtp_message_body(struct smtp_tx *tx, const char *p, size_t n)
+{
+	const char	*end = p + n, *nl, *cr;
+	size_t		 len;
+
+	while (p < end) {
+		nl = memchr(p, '\n', (size_t)(end - p));
+		len = (size_t)((nl != NULL ? nl : end) - p);
+		if (len > 0) {
+			if (tx->cr)
+				tx->err |= TX_BARE;
+			cr = memchr(p, '\r', len);
+			if (cr != NULL && cr != p + len - 1)
+				tx->err |= TX_BARE;
+			tx->cr = p[len - 1] == '\r';
+			tx->linelen += len - (size_t)tx->cr;
+		}
+		if (nl == NULL)
+			break;
+		if (!tx->cr)
+			tx->err |= TX_BARE;
+		if (tx->linelen > SMTP_TEXT_MAX - 2)
+			tx->err |= TX_LONG;
+		tx->linelen = 0;
+		tx->cr = 0;
+		p = nl + 1;
+	}
 }
 
 static void

@@ -13,6 +13,7 @@ recipient and attempt,
 and those lines are what most tests read.  Only 127.0.0.1 and 127.0.0.2
 are used.
 """
+import random
 import re
 import smtplib
 import socket
@@ -425,6 +426,30 @@ def test_large_message_arrives_byte_exact(relay, servers):
     m = sink.wait(1)[0]
     assert strip_received(m["data"]) == data
 
+
+
+def test_random_lines_across_read_boundaries_arrive_byte_exact(relay,
+                                                               servers):
+    """The relay reads the file in 64 KB pieces: lines of every length,
+    a third of them starting with a dot, put piece ends everywhere (mid
+    line, between CR and LF, before a dot)."""
+    sink = sink_at(servers, port=free_port_both())
+    relay.start("[127.0.0.1]:%d" % sink.port)
+    rnd = random.Random(11)
+    sent = []
+    for n in range(4):
+        lines = [b"Subject: lines %d" % n, b""]
+        size = 0
+        while size < 300000:
+            ln = (b"." if rnd.random() < 0.33 else b"") + b"y" * rnd.choice(
+                [0, 1, 2, 60, 500, 997])
+            lines.append(ln)
+            size += len(ln) + 2
+        data = b"".join(ln + b"\r\n" for ln in lines)
+        relay.send(["alice@example.com"], data)
+        sent.append(data)
+    got = sorted(strip_received(m["data"]) for m in sink.wait(4))
+    assert got == sorted(sent)
 
 def test_recipients_share_one_transaction(relay, servers):
     sink = sink_at(servers, port=free_port_both())

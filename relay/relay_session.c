@@ -42,6 +42,8 @@ static void	relay_session_connect(struct relay_session *);
 static void	relay_session_connected(struct relay_session *);
 static void	relay_session_io(int, short, void *);
 static void	relay_session_run(struct relay_session *);
+static size_t	relay_session_octet(struct relay_session *, char *, size_t,
+		    unsigned char);
 static void	relay_session_update(struct relay_session *);
 static ssize_t	relay_session_read(struct relay_session *);
 static int	relay_session_write(struct relay_session *);
@@ -1141,6 +1143,39 @@ relay_session_msg_finish(struct relay_session *s)
 }
 
 /*
+ * One octet of the message text into out at o; returns the new o.  A
+ * CR waits for the next octet to say whether it ends a line.
+ */
+static size_t
+relay_session_octet(struct relay_session *s, char *out, size_t o,
+    unsigned char c)
+{
+	if (s->body_cr) {
+		s->body_cr = 0;
+		out[o++] = '\r';
+		out[o++] = '\n';
+		s->body_bol = 1;
+		if (c == '\n')
+			return o;
+	}
+	if (c == '\r') {
+		s->body_cr = 1;
+		return o;
+	}
+	if (c == '\n') {
+		out[o++] = '\r';
+		out[o++] = '\n';
+		s->body_bol = 1;
+		return o;
+	}
+	if (s->body_bol && c == '.')
+		out[o++] = '.';
+	out[o++] = (char)c;
+	s->body_bol = 0;
+	return o;
+}
+
+/*
  * Feed the message text: CRLF line ends (a bare CR or LF becomes one,
  * which the smtp process made sure never happens), dot-stuffing, and
  * after the last line the terminating dot.  -1: the session failed.
@@ -1149,10 +1184,9 @@ static int
 relay_session_fill(struct relay_session *s)
 {
 	static char	 buf[RELAY_BODY_CHUNK];
-	char		*out;
+	char		*out, *p, *nl;
 	ssize_t		 n, i;
-	size_t		 o, want;
-	unsigned char	 c;
+	size_t		 o, want, len, k;
 
 	/* The message is the file's first size bytes (queue/queue_fs.c). */
 	want = sizeof(buf);
@@ -1174,30 +1208,22 @@ relay_session_fill(struct relay_session *s)
 	}
 	out = s->obuf;
 	o = s->olen;
-	for (i = 0; i < n; i++) {
-		c = (unsigned char)buf[i];
-		if (s->body_cr) {
-			s->body_cr = 0;
-			out[o++] = '\r';
-			out[o++] = '\n';
-			s->body_bol = 1;
-			if (c == '\n')
-				continue;
-		}
-		if (c == '\r') {
-			s->body_cr = 1;
-			continue;
-		}
-		if (c == '\n') {
-			out[o++] = '\r';
-			out[o++] = '\n';
+	for (i = 0; i < n; i += len) {
+		/* A whole line that ends with its only CR and LF: as it is. */
+		p = buf + i;
+		nl = memchr(p, '\n', (size_t)(n - i));
+		len = nl != NULL ? (size_t)(nl - p) + 1 : (size_t)(n - i);
+		if (!s->body_cr && nl != NULL && len >= 2 && nl[-1] == '\r' &&
+		    memchr(p, '\r', len - 2) == NULL) {
+			if (s->body_bol && p[0] == '.')
+				out[o++] = '.';
+			memcpy(out + o, p, len);
+			o += len;
 			s->body_bol = 1;
 			continue;
 		}
-		if (s->body_bol && c == '.')
-			out[o++] = '.';
-		out[o++] = (char)c;
-		s->body_bol = 0;
+		for (k = 0; k < len; k++)
+			o = relay_session_octet(s, out, o, (unsigned char)p[k]);
 	}
 	if (n == 0) {
 		if (s->body_cr || !s->body_bol) {

@@ -47,8 +47,9 @@ static void	bounce_remote_mta(char *, size_t, const char *);
 static int	bounce_copy(FILE *, int, uint64_t, int);
 
 /*
- * RFC 3461 §4.1: no NOTIFY means FAILURE,DELAY; NEVER means none.
- * Nobody is told anything about mail from <>.
+ * RFC 3461 §4.1: no NOTIFY means FAILURE,DELAY; NEVER means none; a
+ * success is reported only to who asked with SUCCESS.  Nobody is told
+ * anything about mail from <>.
  */
 int
 bounce_wanted(const struct queue_envelope *e, const struct queue_rcpt *r,
@@ -56,6 +57,8 @@ bounce_wanted(const struct queue_envelope *e, const struct queue_rcpt *r,
 {
 	if (*e->sender == '\0' || (r->notify & F_NOTIFY_NEVER))
 		return 0;
+	if (action == BOUNCE_RELAYED)
+		return (r->notify & F_NOTIFY_SUCCESS) != 0;
 	if (r->notify == 0)
 		return 1;
 	if (action == BOUNCE_FAILED)
@@ -105,7 +108,8 @@ bounce_status(const char *reply, enum bounce_action action, int expired,
 
 	if (bounce_remote_reply(p))
 		p += p[3] == '\0' ? 3 : 4;
-	want = action == BOUNCE_DELAYED || expired ? '4' : '5';
+	want = action == BOUNCE_RELAYED ? '2' :
+	    action == BOUNCE_DELAYED || expired ? '4' : '5';
 	if ((n = bounce_enhanced(p)) > 0 && (p[0] == want ||
 	    (expired && p[0] == '5'))) {
 		if (n >= len)
@@ -114,8 +118,9 @@ bounce_status(const char *reply, enum bounce_action action, int expired,
 		buf[n] = '\0';
 		return;
 	}
-	strlcpy(buf, action == BOUNCE_DELAYED ? "4.0.0" : expired ? "4.4.7" :
-	    "5.0.0", len);
+	strlcpy(buf, action == BOUNCE_RELAYED ? "2.0.0" :
+	    action == BOUNCE_DELAYED ? "4.0.0" : expired ? "4.4.7" : "5.0.0",
+	    len);
 }
 
 /* The sender's domain, routed like a recipient there (see the top). */
@@ -309,7 +314,8 @@ bounce_write(int fd, int msgfd, const struct queue_envelope *e,
 	size_t			 i;
 	int			 headers, expired, wfd, ret;
 
-	headers = action == BOUNCE_DELAYED || e->ret == RET_HDRS;
+	/* RFC 3461 §4.3: only a failure may return the whole message. */
+	headers = action != BOUNCE_FAILED || e->ret == RET_HDRS;
 	cte = e->body == BODY_BINARYMIME && !headers ? "binary" :
 	    e->body != BODY_7BIT || (e->flags & F_MSG_SMTPUTF8) ? "8bit" :
 	    "7bit";
@@ -331,7 +337,8 @@ bounce_write(int fd, int msgfd, const struct queue_envelope *e,
 	fprintf(f, "To: <%s>\r\n", addr);
 	fprintf(f, "Subject: %s\r\n", action == BOUNCE_FAILED ?
 	    "Undelivered Mail Returned to Sender" :
-	    "Delayed Mail (still being retried)");
+	    action == BOUNCE_DELAYED ? "Delayed Mail (still being retried)" :
+	    "Relayed Mail (no further notice will follow)");
 	fprintf(f, "Message-ID: <%s@%s>\r\n", dsnid, host);
 	fprintf(f, "Auto-Submitted: auto-replied\r\n");
 	fprintf(f, "MIME-Version: 1.0\r\n");
@@ -350,6 +357,12 @@ bounce_write(int fd, int msgfd, const struct queue_envelope *e,
 		fprintf(f, "Your message could not be delivered to one or "
 		    "more recipients.\r\n%s is attached below.\r\n\r\n",
 		    headers ? "Its header" : "It");
+	else if (action == BOUNCE_RELAYED)
+		fprintf(f, "Your message was handed over to the next mail "
+		    "server for the recipients\r\nbelow.  That server does "
+		    "not send delivery notices, so this is the last\r\n"
+		    "word you will get about it from the mail system.\r\n"
+		    "Its header is attached below.\r\n\r\n");
 	else {
 		duration_str(now - e->arrival, a, sizeof(a));
 		duration_str(c->expire, b, sizeof(b));
@@ -365,8 +378,9 @@ bounce_write(int fd, int msgfd, const struct queue_envelope *e,
 		bounce_safe(text, sizeof(text), r->last_error);
 		if (bounce_remote_reply(r->last_error) && *remote != '\0') {
 			bounce_safe(mta, sizeof(mta), remote);
-			fprintf(f, "<%s>: host %s said: %s\r\n", addr, mta,
-			    text);
+			fprintf(f, "<%s>: %s %s said: %s\r\n", addr,
+			    action == BOUNCE_RELAYED ? "relayed to host" :
+			    "host", mta, text);
 		} else
 			fprintf(f, "<%s>: %s\r\n", addr, *text ? text :
 			    "not yet delivered");
@@ -405,7 +419,8 @@ bounce_write(int fd, int msgfd, const struct queue_envelope *e,
 			fprintf(f, "Original-Recipient: %s; %s\r\n", a, text);
 		}
 		fprintf(f, "Action: %s\r\n", action == BOUNCE_FAILED ?
-		    "failed" : "delayed");
+		    "failed" : action == BOUNCE_DELAYED ? "delayed" :
+		    "relayed");
 		bounce_status(r->last_error, action, expired, status,
 		    sizeof(status));
 		fprintf(f, "Status: %s\r\n", status);
@@ -498,7 +513,7 @@ bounce_create(struct queue_msg *qm, enum bounce_action action,
 	d->client = queue_strdup("");
 	d->client_host = queue_strdup("");
 	d->envid = queue_strdup("");
-	d->body = (action == BOUNCE_DELAYED || e->ret == RET_HDRS) &&
+	d->body = (action != BOUNCE_FAILED || e->ret == RET_HDRS) &&
 	    e->body == BODY_BINARYMIME ? BODY_8BITMIME : e->body;
 	d->flags = e->flags & F_MSG_SMTPUTF8;
 	d->ret = RET_UNSET;
@@ -515,7 +530,8 @@ bounce_create(struct queue_msg *qm, enum bounce_action action,
 	r->state = STATE_QUEUED;
 	r->next_try = now;
 	sched_event(d, "created: %s DSN for %s (%zu recipient%s)",
-	    action == BOUNCE_FAILED ? "failure" : "delay", e->id, nwant,
+	    action == BOUNCE_FAILED ? "failure" : action == BOUNCE_DELAYED ?
+	    "delay" : "relay", e->id, nwant,
 	    nwant == 1 ? "" : "s");
 	sched_event(d, "routed <%s> as %s to %s", r->rcpt,
 	    queue_fs_class_name(class), *dest ? dest : "the MX of its domain");
@@ -531,7 +547,8 @@ bounce_create(struct queue_msg *qm, enum bounce_action action,
 	free(want);
 	log_info("id=%s event=dsn for=%s action=%s to=<%s> recipients=%zu "
 	    "size=%llu", id, e->id, action == BOUNCE_FAILED ? "failed" :
-	    "delayed", e->sender, nwant, (unsigned long long)d->size);
+	    action == BOUNCE_DELAYED ? "delayed" : "relayed", e->sender, nwant,
+	    (unsigned long long)d->size);
 	strlcpy(dsnid, id, QUEUE_IDSZ);
 	sched_add(queue_msg_add(d), 0);
 	return 1;

@@ -186,7 +186,8 @@ void		 sched_event(struct queue_envelope *, const char *, ...)
  */
 enum bounce_action {
 	BOUNCE_FAILED,
-	BOUNCE_DELAYED
+	BOUNCE_DELAYED,
+	BOUNCE_RELAYED		/* delivered to a server without DSN */
 };
 int		 bounce_create(struct queue_msg *, enum bounce_action,
 		    const uint32_t *rcpts, size_t n, const char *remote,

@@ -87,6 +87,8 @@ RB_PROTOTYPE_INTERNAL(sched_timers, queue_msg, timer, sched_timer_cmp,
 static int	sched_update(struct queue_msg *);
 static int	sched_settle(struct queue_msg *, const char *, time_t, int);
 static void	sched_fail(struct queue_msg *, const char *, time_t);
+static void	sched_relayed(struct queue_msg *, const struct sched_batch *,
+		    const uint32_t *, const char **, const char *);
 static void	sched_warn(struct queue_msg *, time_t);
 static int	sched_warn_due(struct queue_msg *, time_t);
 static void	sched_done(struct queue_msg *);
@@ -424,6 +426,43 @@ sched_fail(struct queue_msg *qm, const char *remote, time_t now)
 		qm->sflags |= F_QM_BOUNCED;
 		stat_add("messages.bounced", 1);
 	}
+}
+
+/*
+ * Recipients with NOTIFY=SUCCESS delivered to a server without DSN: the
+ * "relayed" DSN is ours to send (RFC 3461 §5.2.2), with the server's
+ * reply.  Like the delay warning it is advice: one that cannot be
+ * written is logged, not tried again.
+ */
+static void
+sched_relayed(struct queue_msg *qm, const struct sched_batch *b,
+    const uint32_t *status, const char **replies, const char *remote)
+{
+	struct queue_envelope	*e = qm->env;
+	uint32_t		*idx;
+	size_t			 n = 0, k;
+	char			 dsnid[QUEUE_IDSZ];
+	int			 rc;
+
+	if ((idx = calloc(b->n, sizeof(*idx))) == NULL)
+		fatal("calloc");
+	for (k = 0; k < b->n; k++)
+		if (status[k] == DELIVERY_RELAYED) {
+			idx[n++] = b->idx[k];
+			sched_set_error(&e->rcpts[b->idx[k]], replies[k]);
+		}
+	rc = bounce_create(qm, BOUNCE_RELAYED, idx, n, remote, dsnid);
+	if (rc == -1)
+		log_warn("id=%s event=dsn-failed action=relayed", e->id);
+	else if (rc == 1) {
+		log_info("id=%s event=relayed recipients=%zu dsn=%s", e->id,
+		    n, dsnid);
+		sched_event(e, "relayed to a server without DSN: success "
+		    "DSN %s", dsnid);
+	}
+	for (k = 0; k < n; k++)
+		sched_set_error(&e->rcpts[idx[k]], "");
+	free(idx);
 }
 
 /*
@@ -788,7 +827,7 @@ sched_result(struct msg *m)
 	uint64_t		 reqid;
 	time_t			 now = time(NULL);
 	char			 text[1024];
-	int			 deferred = 0;
+	int			 deferred = 0, relayed = 0;
 
 	if (msg_get_u64(m, &reqid) == -1 || msg_get_strp(m, &remote) == -1 ||
 	    remote == NULL || msg_get_u32(m, &nrcpt) == -1)
@@ -806,7 +845,7 @@ sched_result(struct msg *m)
 		if (msg_get_u32(m, &index) == -1 ||
 		    msg_get_u32(m, &st) == -1 ||
 		    msg_get_strp(m, &reply) == -1 || reply == NULL ||
-		    st > DELIVERY_PERMFAIL)
+		    st > DELIVERY_RELAYED)
 			fatalx("bad %s", imsg_name(m->type));
 		for (j = 0; j < b->n; j++)
 			if (b->idx[j] == index)
@@ -849,6 +888,9 @@ sched_result(struct msg *m)
 		r->tries++;
 		r->last_try = now;
 		switch (status[j]) {
+		case DELIVERY_RELAYED:
+			relayed = 1;
+			/* FALLTHROUGH */
 		case DELIVERY_OK:
 			r->state = STATE_DELIVERED;
 			sched_set_error(r, "");
@@ -874,6 +916,8 @@ sched_result(struct msg *m)
 		}
 	}
 	sched_history(e, b, status, replies, remote);
+	if (relayed)
+		sched_relayed(qm, b, status, replies, remote);
 	if (deferred)
 		stat_add("messages.deferred", 1);
 	if (!sched_settle(qm, remote, now, 1))
@@ -897,7 +941,7 @@ sched_history(struct queue_envelope *e, struct sched_batch *b,
     const uint32_t *status, const char **replies, const char *remote)
 {
 	static const char *const	 names[] = {
-		"delivered", "deferred", "bounced"
+		"delivered", "deferred", "bounced", "delivered"
 	};
 	char				 line[QUEUE_STRMAX + 1];
 	uint32_t			*done, i, j;

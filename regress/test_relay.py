@@ -546,6 +546,9 @@ def test_dsn_parameters_only_to_a_dsn_server(relay, servers):
     rcpt = [c for c in raw.commands if c.startswith("RCPT")][0]
     assert rcpt == ("RCPT TO:<a@example.com> NOTIFY=SUCCESS,FAILURE "
                     "ORCPT=rfc822;a@example.com")
+    # The server reports the success itself: no "relayed" DSN from us.
+    time.sleep(0.5)
+    assert "action=relayed" not in relay.log()
 
 
 def test_no_dsn_parameters_to_a_server_without_dsn(relay, servers):
@@ -556,6 +559,9 @@ def test_no_dsn_parameters_to_a_server_without_dsn(relay, servers):
     relay.delivery("a@example.com", "sent")
     rcpt = [c for c in raw.commands if c.startswith("RCPT")][0]
     assert rcpt == "RCPT TO:<a@example.com>"
+    # It will not report the success: we do, with a "relayed" DSN.
+    relay.daemon.wait_log(r"event=dsn for=[0-9a-f]{24} action=relayed "
+                          r"to=<[^>]*> recipients=1")
 
 
 # --- what the server says --------------------------------------------------

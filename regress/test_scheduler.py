@@ -408,6 +408,50 @@ def test_notify_never_and_notify_failure(smx, servers):
     assert len(dsn.messages) == 1
 
 
+
+def test_notify_success_to_a_server_without_dsn_gets_a_relayed_dsn(
+        smx, servers):
+    """aiosmtpd offers no DSN: for the recipient that asked for SUCCESS
+    we send the "relayed" DSN ourselves (RFC 3461 5.2.2), headers only
+    even with RET=FULL; the others, and the null sender, get none."""
+    sink = server(servers)
+    dsn = server(servers)
+    d = start(smx, sink, dsn)
+    qid = send(d.port, message("relayed", 5000), mail_opts=["RET=FULL"],
+               rcpts=("bob@example.com", "carol@example.com",
+                      "dave@example.com"),
+               rcpt_opts={"bob@example.com": ["NOTIFY=SUCCESS,FAILURE"],
+                          "carol@example.com": ["NOTIFY=FAILURE"]})
+    assert sorted(sink.wait(1)[0]["rcpts"]) == [
+        "bob@example.com", "carol@example.com", "dave@example.com"]
+    [(msg, per_msg, rcpts, orig)] = dsn_at(dsn)
+    assert msg["Subject"].startswith("Relayed Mail")
+    assert [r["Final-Recipient"] for r in rcpts] == [
+        "rfc822; bob@example.com"]
+    r = rcpts[0]
+    assert r["Action"] == "relayed"
+    assert r["Status"] == "2.0.0"
+    assert r["Remote-MTA"] == "dns; 127.0.0.1"
+    assert " ".join(r["Diagnostic-Code"].split()) == "smtp; 250 2.0.0 OK"
+    text = msg.get_payload()[0].get_content()
+    assert "bob@example.com" in text and "250 2.0.0 OK" in text
+    assert orig.get_content_type() == "text/rfc822-headers"
+    raw = orig.get_payload() if isinstance(orig.get_payload(), str) else \
+        orig.as_string()
+    assert "Subject: relayed" in raw and "filler line" not in raw
+    wait_gone(d, qid)
+    d.wait_log(r"id=%s event=relayed recipients=1 dsn=[0-9a-f]{24}" % qid)
+    wait_for(lambda: stat(d, "messages.bounced") == 0, 5,
+             what="no bounce counted")
+
+    # From <>: nobody to tell.
+    qid = send(d.port, message("relayed-null"), sender="",
+               rcpt_opts={"bob@example.com": ["NOTIFY=SUCCESS"]})
+    sink.wait(2)
+    wait_gone(d, qid)
+    time.sleep(1)
+    assert len(dsn.messages) == 1
+
 def test_ret_hdrs_envid_and_orcpt(smx, servers):
     sink = server(servers, rcpt=lambda a, n: "550 5.2.1 mailbox disabled")
     dsn = server(servers)

@@ -264,10 +264,10 @@ relay_rcpt_set(struct relay_msg *m, struct relay_rcpt *r, uint32_t status,
 			*p = '\'';
 	log_info("msgid=%s event=delivery to=<%s> relay=%s status=%s "
 	    "reply=\"%s\" tls=%s", m->msgid, r->addr, relay,
-	    status == DELIVERY_OK ? "sent" :
+	    status == DELIVERY_OK || status == DELIVERY_RELAYED ? "sent" :
 	    status == DELIVERY_PERMFAIL ? "bounced" : "deferred",
 	    logtext, tls);
-	if (status == DELIVERY_OK)
+	if (status == DELIVERY_OK || status == DELIVERY_RELAYED)
 		stat_add("relay.recipients.sent", 1);
 	else if (status == DELIVERY_PERMFAIL)
 		stat_add("relay.recipients.bounced", 1);

@@ -1074,7 +1074,9 @@ relay_session_verdict(struct relay_session *s, struct relay_rcpt *r,
 	uint32_t	 status;
 
 	if (code / 100 == 2)
-		status = DELIVERY_OK;
+		status = !(s->caps & CAP_DSN) &&
+		    (r->notify & F_NOTIFY_SUCCESS) ? DELIVERY_RELAYED :
+		    DELIVERY_OK;
 	else if (code / 100 == 5)
 		status = DELIVERY_PERMFAIL;
 	else

@@ -379,6 +379,9 @@ enum route_class {
  *	u32 nrcpt, then nrcpt times:
  *	    u32 index, u32 status (DELIVERY_*), str reply (the remote
  *	    reply, or our own text for a local failure)
+ *	DELIVERY_RELAYED is DELIVERY_OK to a server that did not offer
+ *	DSN, for a recipient with NOTIFY=SUCCESS: the "relayed" DSN is
+ *	ours to send (RFC 3461 §5.2.2).
  *
  * IMSG_LOOKUP_DNS_HOST, relay -> lookup:
  *	u64 reqid, str name, u32 mx (1: MX then A/AAAA; 0: A/AAAA only)
@@ -390,7 +393,8 @@ enum route_class {
 enum delivery_status {
 	DELIVERY_OK,
 	DELIVERY_TEMPFAIL,
-	DELIVERY_PERMFAIL
+	DELIVERY_PERMFAIL,
+	DELIVERY_RELAYED
 };
 enum dns_status {
 	DNS_OK,

@@ -86,6 +86,10 @@ test_status(void)
 	ok(status_is("452 4.2.2 mailbox full", BOUNCE_DELAYED, 0, "4.2.2"),
 	    "delayed: the temporary code");
 	ok(status_is("", BOUNCE_DELAYED, 0, "4.0.0"), "delayed: 4.0.0");
+	ok(status_is("250 2.6.0 queued as 12", BOUNCE_RELAYED, 0, "2.6.0"),
+	    "relayed: the success code");
+	ok(status_is("250 ok", BOUNCE_RELAYED, 0, "2.0.0"),
+	    "relayed without an enhanced code: 2.0.0");
 	ok(status_is("550 5.1.1000 x", BOUNCE_FAILED, 0, "5.0.0") &&
 	    status_is("550 5.1 x", BOUNCE_FAILED, 0, "5.0.0") &&
 	    status_is("550 5.1.1x", BOUNCE_FAILED, 0, "5.0.0"),
@@ -111,13 +115,21 @@ test_wanted(void)
 	r.notify = F_NOTIFY_FAILURE;
 	ok(bounce_wanted(&e, &r, BOUNCE_FAILED) &&
 	    !bounce_wanted(&e, &r, BOUNCE_DELAYED), "NOTIFY=FAILURE");
+	ok(!bounce_wanted(&e, &r, BOUNCE_RELAYED), "NOTIFY=FAILURE: no "
+	    "success report");
 	r.notify = F_NOTIFY_DELAY | F_NOTIFY_SUCCESS;
 	ok(!bounce_wanted(&e, &r, BOUNCE_FAILED) &&
-	    bounce_wanted(&e, &r, BOUNCE_DELAYED), "NOTIFY=SUCCESS,DELAY");
+	    bounce_wanted(&e, &r, BOUNCE_DELAYED) &&
+	    bounce_wanted(&e, &r, BOUNCE_RELAYED), "NOTIFY=SUCCESS,DELAY");
+	r.notify = 0;
+	ok(!bounce_wanted(&e, &r, BOUNCE_RELAYED),
+	    "no NOTIFY: no success report");
 	e.sender = "";
 	r.notify = 0;
 	ok(!bounce_wanted(&e, &r, BOUNCE_FAILED) &&
 	    !bounce_wanted(&e, &r, BOUNCE_DELAYED), "never to <>");
+	r.notify = F_NOTIFY_SUCCESS;
+	ok(!bounce_wanted(&e, &r, BOUNCE_RELAYED), "no success report to <>");
 }
 
 static void
@@ -269,7 +281,7 @@ test_dsn(void)
 int
 main(void)
 {
-	plan(37);
+	plan(42);
 	setenv("TZ", "UTC", 1);
 	tzset();
 	if ((env->conf = conf_new()) == NULL)

@@ -488,6 +488,27 @@ def test_no_open_relay(world):
     assert rcpt(world.d, "x@outside.example")[0] == 250    # trusted
 
 
+
+@pytest.mark.parametrize("hostname,want", [
+    ("mx.test.example", "postmaster@example.com"),      # the first domain
+    ("mx1.sales.example.com", "postmaster@sales.example.com"),
+])
+def test_bare_postmaster_is_our_domains_postmaster(smx, hostname, want):
+    """RFC 5321 4.5.1: RCPT TO:<postmaster> needs no domain, from anyone;
+    it is the postmaster of the domain the host name is in, else of the
+    first domain, and goes on with that full address."""
+    w = World(smx, directory=DIRECTORY + "postmaster@example.com local\n",
+              extra='hostname "%s"\n' % hostname)
+    try:
+        assert rcpt(w.d, "postmaster", source="127.0.0.2") == (
+            250, "2.1.5 Ok")
+        send(w.d, ["Postmaster"], message("postmaster"))
+        got = received_for(w.local, want)
+        assert got[0]["rcpts"] == [want]
+        assert strip_received(got[0]["data"])[1] == message("postmaster")
+    finally:
+        w.stop()
+
 def test_counters(world):
     d = world.d
     s = smtp(d)

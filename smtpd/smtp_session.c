@@ -83,6 +83,8 @@ static int	smtp_session_mail_params(struct smtp_session *,
 		    struct smtp_tx *, char *);
 static int	smtp_session_rcpt_params(struct smtp_session *, char *,
 		    uint32_t *, char *, size_t);
+static void	smtp_session_postmaster(const struct smx_conf *, char *,
+		    size_t);
 
 static void	smtp_session_ehlo(struct smtp_session *, char *);
 static void	smtp_session_helo(struct smtp_session *, char *);
@@ -1034,15 +1036,14 @@ smtp_session_rcpt(struct smtp_session *s, char *args)
 		smtp_session_reply(s, "452 4.5.3 Too many recipients");
 		return;
 	}
-	if (strcmp(addr, "postmaster") == 0) {
-		if (snprintf(lookup, sizeof(lookup), "postmaster@%s",
-		    c->hostname) >= (int)sizeof(lookup))
-			fatalx("hostname too long");
-	} else
+	if (strcmp(addr, "postmaster") == 0)
+		smtp_session_postmaster(c, lookup, sizeof(lookup));
+	else
 		strlcpy(lookup, addr, sizeof(lookup));
 
+	/* From here on a bare <postmaster> is its full address. */
 	if ((r = calloc(1, sizeof(*r))) == NULL ||
-	    (r->addr = strdup(addr)) == NULL ||
+	    (r->addr = strdup(lookup)) == NULL ||
 	    (r->orcpt = strdup(orcpt)) == NULL)
 		fatal("calloc");
 	r->notify = notify;
@@ -1056,6 +1057,29 @@ smtp_session_rcpt(struct smtp_session *s, char *args)
 	msg_add_str(&m, lookup);
 	proc_send(PROC_LOOKUP, &m);
 	s->wait = WAIT_LOOKUP;
+}
+
+/*
+ * A bare <postmaster> (RFC 5321 §4.5.1) is the postmaster of our domain
+ * that the host name is in (hostname mx1.example.com, domain example.com
+ * or .example.com: postmaster@example.com), else of the first domain
+ * configured; with no domain at all, of the host name.
+ */
+static void
+smtp_session_postmaster(const struct smx_conf *c, char *buf, size_t len)
+{
+	const struct smx_domain	*d = NULL;
+	const char		*h;
+
+	for (h = c->hostname; h != NULL && d == NULL;
+	    h = (h = strchr(h, '.')) != NULL ? h + 1 : NULL)
+		d = conf_domain(c, h);
+	if (d == NULL)
+		d = TAILQ_FIRST(&c->domains);
+	h = d == NULL ? c->hostname : d->name[0] == '.' ? d->name + 1 :
+	    d->name;
+	if (snprintf(buf, len, "postmaster@%s", h) >= (int)len)
+		fatalx("domain name too long");
 }
 
 /* RCPT parameters (RFC 3461 NOTIFY and ORCPT); -1 after a reply. */

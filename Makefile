@@ -5,7 +5,7 @@ OBJ	?= obj
 CC	?= cc
 PYTHON	 = /usr/bin/python3
 
-PKGS	 = libbsd-overlay libevent libtls libcares ldap
+PKGS	 = libbsd-overlay libevent libtls libcares ldap libseccomp
 OPT	?= -O2 -g
 SAN	?=
 WARN	 = -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes \
@@ -28,7 +28,7 @@ UNIT_SRCS = $(wildcard regress/lib/*_test.c)
 UNIT_BINS = $(patsubst regress/lib/%.c,$(OBJ)/regress/%,$(UNIT_SRCS))
 
 DEB_BUILD = gcc make bison pkg-config libevent-dev libtls-dev libbsd-dev \
-	    libc-ares-dev libldap-dev
+	    libc-ares-dev libldap-dev libseccomp-dev
 DEB_TEST  = python3 python3-pytest python3-aiosmtpd python3-dnslib swaks \
 	    openssl procps slapd ldap-utils
 DEB_ALL	  = $(DEB_BUILD) $(DEB_TEST)

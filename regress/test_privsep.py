@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import wait_for
+from conftest import OBJ, wait_for
 
 NAMES = ["smtp", "lookup", "queue", "relay", "control"]
 
@@ -86,6 +86,21 @@ def test_children_drop_privileges_as_root(smx):
     # The parent keeps its privilege.
     assert proc_status(d.pid)["Uid"].split()[0] == "0"
 
+
+
+def test_children_run_under_a_seccomp_filter(smx):
+    """Every child has loaded its filter (smtpd/sandbox.c; what it
+    refuses is tested by regress/lib/sandbox_test.c); the parent none."""
+    if "asan" in OBJ:
+        pytest.skip("sanitizer builds load no filter")
+    d = smx.start()
+    for name, pid in child_by_name(d).items():
+        st = proc_status(pid)
+        assert st["Seccomp"].strip() == "2", name
+        assert st["Seccomp_filters"].strip() == "1", name
+    assert proc_status(d.pid)["Seccomp"].strip() == "0"
+    # control still answers under its filter (kill(pid, 0) probes).
+    assert d.ctl("show", "status").returncode == 0
 
 @root_only
 def test_root_refuses_unknown_user(smx):

@@ -317,8 +317,8 @@ proc_compose(int peer, uint32_t type, uint32_t peerid, int fd,
 
 /*
  * The privilege drop, in the same order in every child: chroot,
- * chdir("/"), setgroups, setresgid, setresuid, then no new privileges
- * and no core files.  As a non-root user there is nothing to drop; the
+ * chdir("/"), setgroups, setresgid, setresuid, then no new privileges,
+ * no core files, and the seccomp filter (sandbox.c).  As a non-root user there is nothing to drop; the
  * parent has already warned once.
  */
 void
@@ -367,5 +367,6 @@ proc_drop_privileges(int proc, const char *root)
 		fatal("prctl no_new_privs");
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == -1)
 		fatal("prctl dumpable");
+	sandbox_enter(proc);
 	log_debug("privileges dropped, root=%s", root ? root : "(none)");
 }

@@ -473,6 +473,9 @@ int		 conf_recv(struct msg *, struct smx_conf **building);
  */
 void		 proc_child(int proc);		/* never returns */
 void		 proc_drop_privileges(int proc, const char *root);
+
+/* sandbox.c: the seccomp filter, the last step of the drop. */
+void		 sandbox_enter(int proc);
 /*
  * A process that must prepare a new configuration before it can switch
  * to it (the lookup process loads its tables) does so here, when all

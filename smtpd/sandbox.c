@@ -43,14 +43,10 @@
 
 #include "splitmx.h"
 
-#ifndef SANDBOX_SANITIZED
 #if defined(__SANITIZE_ADDRESS__)
 #define SANDBOX_SANITIZED	1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(undefined_behavior_sanitizer)
-#define SANDBOX_SANITIZED	1
-#endif
-#endif
+#else
+#define SANDBOX_SANITIZED	0
 #endif
 
 static void	sandbox_sigsys(int, siginfo_t *, void *);
@@ -159,16 +155,10 @@ sandbox_enter(int proc)
 	default:
 		fatalx("sandbox: no filter for %s", sandbox_proc);
 	}
-#ifdef SANDBOX_SANITIZED
-	(void)own;
-	(void)deflt;
-	(void)arg;
-	(void)r;
-	(void)sa;
-	(void)ctx;
-	log_debug("sandbox: no seccomp filter in a sanitizer build");
-	return;
-#else
+	if (SANDBOX_SANITIZED) {
+		log_debug("sandbox: no seccomp filter in a sanitizer build");
+		return;
+	}
 #ifdef SANDBOX_LEARN
 	deflt = SCMP_ACT_LOG;
 	{
@@ -217,10 +207,8 @@ sandbox_enter(int proc)
 		fatalx("sandbox: seccomp_load: %s", strerror(-r));
 	seccomp_release(ctx);
 	log_debug("sandbox: seccomp filter loaded");
-#endif
 }
 
-#ifndef SANDBOX_SANITIZED
 static void
 sandbox_allow(scmp_filter_ctx ctx, const int *list)
 {
@@ -272,4 +260,3 @@ sandbox_sigsys(int sig, siginfo_t *info, void *ctx)
 	    info->si_syscall);
 	_exit(1);
 }
-#endif

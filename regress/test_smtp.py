@@ -793,17 +793,28 @@ def test_hop_limit(mx):
     assert code == 250
 
 
+def send_in_pieces(c, data, rnd, sizes):
+    """data in writes of random sizes (from sizes)."""
+    i = 0
+    while i < len(data):
+        n = rnd.choice(sizes)
+        c.send(data[i:i + n])
+        i += n
+
+
+def dot_stuffed(lines):
+    """DATA text of lines (without CRLF), up to and with the final dot."""
+    return b"".join((b"." if ln.startswith(b".") else b"") + ln + b"\r\n"
+                    for ln in lines) + b".\r\n"
+
+
 def test_random_bodies_in_random_pieces_arrive_byte_exact(mx):
     """Dots, long lines, 8-bit text; DATA or BDAT in random chunks; every
     write split at random points: each message is queued exactly."""
     rnd = random.Random(4)
 
     def pieces(c, data):
-        i = 0
-        while i < len(data):
-            n = rnd.choice([1, 2, 3, 7, 100, 1000, 5000])
-            c.send(data[i:i + n])
-            i += n
+        send_in_pieces(c, data, rnd, [1, 2, 3, 7, 100, 1000, 5000])
 
     c = Client(mx.port)
     c.ehlo()
@@ -825,8 +836,7 @@ def test_random_bodies_in_random_pieces_arrive_byte_exact(mx):
         c.ok("RCPT TO:<x@example.com>")
         if rnd.random() < 0.5:
             c.ok("DATA", 354)
-            pieces(c, b"".join((b"." if ln.startswith(b".") else b"") +
-                               ln + b"\r\n" for ln in lines) + b".\r\n")
+            pieces(c, dot_stuffed(lines))
             code, text = c.reply()
         else:
             pos = 0
@@ -854,11 +864,7 @@ def test_bad_octets_in_random_pieces_are_found(mx):
     rnd = random.Random(7)
 
     def pieces(c, data):
-        i = 0
-        while i < len(data):
-            n = rnd.choice([1, 2, 3, 5, 64, 999, 4096, 20000])
-            c.send(data[i:i + n])
-            i += n
+        send_in_pieces(c, data, rnd, [1, 2, 3, 5, 64, 999, 4096, 20000])
 
     c = Client(mx.port)
     c.ehlo()
@@ -879,8 +885,7 @@ def test_bad_octets_in_random_pieces_are_found(mx):
         c.ok("RCPT TO:<x@example.com>")
         if rnd.random() < 0.6:
             c.ok("DATA", 354)
-            pieces(c, b"".join((b"." if ln.startswith(b".") else b"") +
-                               ln + b"\r\n" for ln in lines) + b".\r\n")
+            pieces(c, dot_stuffed(lines))
         else:
             c.send(b"BDAT %d LAST\r\n" % len(content))
             pieces(c, content)

@@ -112,6 +112,8 @@ struct tl_conn {
 	int			 starttls;
 	char			 ca[PATH_MAX];
 	time_t			 timeout;
+	time_t			 failback;	/* 0: stay on a later server */
+	int			 failingback;	/* this round is a fail-back */
 	struct tl_tls		*tls;		/* NULL: no server uses TLS */
 
 	enum tl_state		 state;
@@ -189,6 +191,7 @@ static void	 tl_conn_next(struct tl_conn *, const char *, ...)
 static void	 tl_conn_lost(struct tl_conn *, const char *, ...)
 		    __attribute__((__format__ (printf, 2, 3)));
 static void	 tl_conn_round_failed(struct tl_conn *);
+static void	 tl_conn_failback(struct tl_conn *);
 static void	 tl_conn_teardown(struct tl_conn *);
 static void	 tl_conn_timer(int, short, void *);
 static void	 tl_conn_arm(struct tl_conn *, time_t);
@@ -591,6 +594,7 @@ tl_conn_new(struct smx_table *t, FILE *errfp)
 	strlcpy(c->ca, t->ca, sizeof(c->ca));
 	c->starttls = t->starttls;
 	c->timeout = t->timeout > 0 ? t->timeout : DEF_LDAP_TIMEOUT;
+	c->failback = t->failback;
 	if (tl_parse_urls(c, t->url, errfp, t->name) == -1) {
 		tl_conn_free(c);
 		return NULL;
@@ -615,7 +619,7 @@ tl_conn_same(const struct tl_conn *c, const struct smx_table *t)
 	    strcmp(c->binddn, t->binddn) == 0 &&
 	    strcmp(c->bindpw, t->bindpw) == 0 &&
 	    strcmp(c->ca, t->ca) == 0 && c->starttls == t->starttls &&
-	    c->timeout == timeout;
+	    c->timeout == timeout && c->failback == t->failback;
 }
 
 static void
@@ -863,7 +867,17 @@ tl_conn_ready(struct tl_conn *c)
 	c->ctlmsgid = -1;
 	c->backoff = 0;
 	evtimer_del(&c->timer);
-	if (c->down)
+	if (c->cur > 0 && c->failback > 0)
+		tl_conn_arm(c, c->failback);
+	if (c->failingback) {
+		if (c->cur == 0)
+			log_info("table %s: back on %s", c->name,
+			    c->urls[0].url);
+		else
+			log_info("table %s: staying on %s: %s", c->name,
+			    c->urls[c->cur].url, c->err[0] != '\0' ? c->err :
+			    "the servers before it failed");
+	} else if (c->down)
 		log_info("table %s: directory available again: %s answers "
 		    "(after %lld s)", c->name, c->urls[c->cur].url,
 		    (long long)(now - c->down_since));
@@ -875,6 +889,7 @@ tl_conn_ready(struct tl_conn *c)
 		log_debug("table %s: connected to %s", c->name,
 		    c->urls[c->cur].url);
 	c->down = 0;
+	c->failingback = 0;
 	c->err[0] = '\0';
 	while (c->state == TL_READY &&
 	    (op = TAILQ_FIRST(&c->waiting)) != NULL) {
@@ -946,6 +961,7 @@ tl_conn_round_failed(struct tl_conn *c)
 
 	tl_conn_teardown(c);
 	c->state = TL_DOWN;
+	c->failingback = 0;
 	if (!c->down) {
 		c->down = 1;
 		c->down_since = time(NULL);
@@ -961,6 +977,27 @@ tl_conn_round_failed(struct tl_conn *c)
 		TAILQ_REMOVE(&c->waiting, op, entry);
 		tl_op_unavailable(op, c->err);
 	}
+}
+
+/*
+ * On a later server for "failback" seconds: a new round from the first
+ * server, once no search is out.  Searches that come meanwhile wait
+ * for the round, as at start; if the first server still fails, the
+ * round ends on the one in use before.
+ */
+static void
+tl_conn_failback(struct tl_conn *c)
+{
+	if (c->cur == 0)
+		return;
+	if (!TAILQ_EMPTY(&c->sent)) {
+		tl_conn_arm(c, 1);
+		return;
+	}
+	log_debug("table %s: trying %s again", c->name, c->urls[0].url);
+	tl_conn_teardown(c);
+	c->failingback = 1;
+	tl_conn_start(c);
 }
 
 /* Back to no connection; searches in flight are the caller's. */
@@ -1016,8 +1053,10 @@ tl_conn_timer(int fd, short event, void *arg)
 		tl_conn_next(c, "no answer within %lld s",
 		    (long long)c->timeout);
 		break;
-	case TL_IDLE:
 	case TL_READY:
+		tl_conn_failback(c);
+		break;
+	case TL_IDLE:
 		break;
 	}
 	tl_conn_release(c);

@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import smtplib
+import socket
 import subprocess
 import tempfile
 import threading
@@ -456,6 +457,78 @@ def test_failover_to_second_url(smx, slapd):
     assert r["steps"][0]["source"].startswith(slapd.url + " dn=")
     d.wait_log(r"using %s" % slapd.url)
 
+
+
+class Forwarder:
+    """A TCP relay from a port of its own to slapd: a second server for
+    the url list that can come and go."""
+
+    def __init__(self, port, to_port):
+        self.to_port = to_port
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.listen(16)
+        self.conns = []
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            try:
+                a, _ = self.sock.accept()
+            except OSError:
+                return
+            b = socket.create_connection(("127.0.0.1", self.to_port))
+            self.conns += [a, b]
+            for x, y in ((a, b), (b, a)):
+                threading.Thread(target=self.pipe, args=(x, y),
+                                 daemon=True).start()
+
+    @staticmethod
+    def pipe(x, y):
+        try:
+            while True:
+                data = x.recv(65536)
+                if not data:
+                    break
+                y.sendall(data)
+        except OSError:
+            pass
+        for s in (x, y):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def stop(self):
+        self.sock.close()
+        for c in self.conns:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+
+def test_failback_to_the_first_url(smx, slapd):
+    """On the second server since the first failed; once the first
+    answers again, the next fail-back round goes back to it (extension:
+    failback)."""
+    first = free_port()
+    first_url = "ldap://127.0.0.1:%d" % first
+    d = smx.start(conf("%s %s" % (first_url, slapd.url), "\tfailback 1s"))
+    r = lookup(d, "alice@example.com")
+    assert r["steps"][0]["source"].startswith(slapd.url + " dn=")
+    # The first is still down at the next round: we stay, and say so.
+    d.wait_log(r"table corp: staying on %s" % slapd.url)
+    assert lookup(d, "bob@example.com")["route"] == "custom"
+    fwd = Forwarder(first, slapd.port)
+    try:
+        d.wait_log(r"table corp: back on %s" % first_url)
+        r = lookup(d, "alice@example.com")
+        assert r["route"] == "local"
+        assert r["steps"][0]["source"].startswith(first_url + " dn="), r
+    finally:
+        fwd.stop()
 
 def test_cache_serves_during_outage(smx, slapd):
     d = smx.start(conf(slapd.url, "\tcache 5m\n\ttimeout 2s"))

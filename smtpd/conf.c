@@ -265,6 +265,8 @@ print_table(FILE *fp, const struct smx_table *t)
 	fprintf(fp, "\n\tcache %s\n", buf);
 	duration_str(t->timeout, buf, sizeof(buf));
 	fprintf(fp, "\ttimeout %s\n", buf);
+	duration_str(t->failback, buf, sizeof(buf));
+	fprintf(fp, "\tfailback %s\n", buf);
 	if (t->starttls)
 		fprintf(fp, "\ttls require\n");
 	if (t->ca[0] != '\0') {

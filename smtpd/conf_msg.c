@@ -201,6 +201,7 @@ conf_send(struct msgchan *ch, const struct smx_conf *c, int proc)
 		msg_add_str(&m, t->target_attr);
 		msg_add_i64(&m, t->cache);
 		msg_add_i64(&m, t->timeout);
+		msg_add_i64(&m, t->failback);
 		msg_add_u32(&m, (uint32_t)t->starttls);
 		msg_add_str(&m, t->ca);
 		/* The lookup process reads file tables through our fd. */
@@ -375,7 +376,7 @@ conf_recv_table(struct msg *m, struct smx_conf *c)
 {
 	struct smx_table	*t;
 	uint32_t		 type, starttls;
-	int64_t			 cache, timeout;
+	int64_t			 cache, timeout, failback;
 
 	if ((t = calloc(1, sizeof(*t))) == NULL)
 		fatal("calloc");
@@ -392,6 +393,7 @@ conf_recv_table(struct msg *m, struct smx_conf *c)
 	    msg_get_str(m, t->target_attr, sizeof(t->target_attr)) == -1 ||
 	    msg_get_i64(m, &cache) == -1 ||
 	    msg_get_i64(m, &timeout) == -1 ||
+	    msg_get_i64(m, &failback) == -1 ||
 	    msg_get_u32(m, &starttls) == -1 ||
 	    msg_get_str(m, t->ca, sizeof(t->ca)) == -1 ||
 	    msg_end(m) == -1)
@@ -400,6 +402,7 @@ conf_recv_table(struct msg *m, struct smx_conf *c)
 	t->starttls = starttls != 0;
 	t->cache = (time_t)cache;
 	t->timeout = (time_t)timeout;
+	t->failback = (time_t)failback;
 	return 0;
 }
 

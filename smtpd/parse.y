@@ -131,6 +131,7 @@ struct domain_ctx {
 #define LDAP_TIMEOUT	0x40
 #define LDAP_TLS	0x80
 #define LDAP_CA		0x100
+#define LDAP_FAILBACK	0x200
 struct table_ctx {
 	struct smx_table	*t;
 	int			 line;
@@ -201,7 +202,8 @@ static void	 cleanup(void);
 }
 
 %token	ADMIN AFTER AUTHORITATIVE BASE BIND BOUNCE CA CACHE CERT COMMAND
-%token	CONTROL DATA DIRECTORY DOMAIN ERRORS EXPIRE FILENAME FILTER FORWARD
+%token	CONTROL DATA DIRECTORY DOMAIN ERRORS EXPIRE FAILBACK FILENAME FILTER
+%token	FORWARD
 %token	FROM GROUP HOSTNAME INCLUDE KEY LDAP LIMIT LISTEN LOCAL MESSAGE_SIZE
 %token	METRICS MX NONE ON OPPORTUNISTIC OUTBOUND PASSWORD PKI PORT QUEUE
 %token	RECIPIENTS REJECT RELAY REQUIRE RESOLVER RETRY SESSIONS
@@ -536,6 +538,11 @@ ldapopt		: URL STRING			{
 				set_time(&tctx.t->timeout, $2, 1, 3600,
 				    "timeout");
 		}
+		| FAILBACK duration		{
+			if (ldap_once(LDAP_FAILBACK, "failback"))
+				set_time(&tctx.t->failback, $2, 0, 86400,
+				    "failback");
+		}
 		| TLS REQUIRE			{
 			if (ldap_once(LDAP_TLS, "tls"))
 				tctx.t->starttls = 1;
@@ -639,6 +646,7 @@ static const struct keyword keywords[] = {
 	{ "domain",		DOMAIN },
 	{ "errors",		ERRORS },
 	{ "expire",		EXPIRE },
+	{ "failback",		FAILBACK },
 	{ "file",		FILENAME },
 	{ "filter",		FILTER },
 	{ "forward",		FORWARD },
@@ -1298,6 +1306,7 @@ new_table(const char *name, enum smx_table_type type)
 	t->type = type;
 	t->fd = -1;
 	t->timeout = DEF_LDAP_TIMEOUT;
+	t->failback = DEF_LDAP_FAILBACK;
 	strlcpy(t->filter, DEF_LDAP_FILTER, sizeof(t->filter));
 	strlcpy(t->target_attr, DEF_LDAP_TARGET, sizeof(t->target_attr));
 	if (!ok) {

@@ -47,6 +47,7 @@
 #define DEF_LDAP_FILTER		"(|(mail=%s)(proxyAddresses=smtp:%s))"
 #define DEF_LDAP_TARGET		"targetAddress"
 #define DEF_LDAP_TIMEOUT	10
+#define DEF_LDAP_FAILBACK	300	/* back to the first url after */
 
 enum smx_proc {
 	PROC_PARENT,
@@ -127,6 +128,7 @@ struct smx_table {
 	char			 target_attr[128];
 	time_t			 cache;		/* seconds, 0: none */
 	time_t			 timeout;	/* seconds */
+	time_t			 failback;	/* extension: seconds, 0 never */
 	int			 starttls;	/* extension: "tls require" */
 	char			 ca[PATH_MAX];	/* extension: "ca", "" default */
 	int			 fd;		/* file: opened by the parent */

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "splitmx.h"
+#include "tlsio.h"
 #include "smtp.h"
 
 #define SMTP_IBUF_SIZE		16384	/* input, bounded */
@@ -281,16 +282,7 @@ smtp_session_update(struct smtp_session *s)
 		if (smtp_session_can_read(s))
 			ev |= s->rwant;
 	}
-	if (ev == s->evflags)
-		return;
-	if (s->evflags)
-		event_del(&s->ev);
-	s->evflags = ev;
-	if (ev == 0)
-		return;
-	event_set(&s->ev, s->fd, ev | EV_PERSIST, smtp_session_io, s);
-	if (event_add(&s->ev, NULL) == -1)
-		fatal("event_add session");
+	tlsio_watch(&s->ev, &s->evflags, s->fd, ev, smtp_session_io, s);
 }
 
 /* Bytes read, 0 at the end of the stream, -1 error, -2 try later. */
@@ -304,35 +296,13 @@ smtp_session_read(struct smtp_session *s)
 		s->ilen -= s->ipos;
 		s->ipos = 0;
 	}
-	for (;;) {
-		if (s->tls != NULL) {
-			n = tls_read(s->tls, s->ibuf + s->ilen,
-			    SMTP_IBUF_SIZE - s->ilen);
-			if (n == TLS_WANT_POLLIN || n == TLS_WANT_POLLOUT) {
-				s->rwant = n == TLS_WANT_POLLIN ? EV_READ :
-				    EV_WRITE;
-				return -2;
-			}
-			if (n == -1) {
-				log_debug("session=%016llx tls_read: %s",
-				    (unsigned long long)s->id,
-				    tls_error(s->tls));
-				return -1;
-			}
-		} else if ((n = read(s->fd, s->ibuf + s->ilen,
-		    SMTP_IBUF_SIZE - s->ilen)) == -1) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK) {
-				s->rwant = EV_READ;
-				return -2;
-			}
-			return -1;
-		}
-		break;
-	}
-	s->rwant = EV_READ;
-	s->ilen += (size_t)n;
+	n = tlsio_read(s->fd, s->tls, s->ibuf + s->ilen,
+	    SMTP_IBUF_SIZE - s->ilen, &s->rwant);
+	if (n == -1 && s->tls != NULL)
+		log_debug("session=%016llx tls_read: %s",
+		    (unsigned long long)s->id, tls_error(s->tls));
+	if (n > 0)
+		s->ilen += (size_t)n;
 	return n;
 }
 
@@ -343,28 +313,12 @@ smtp_session_write(struct smtp_session *s)
 	ssize_t	 n;
 
 	while (s->opos < s->olen) {
-		if (s->tls != NULL) {
-			n = tls_write(s->tls, s->obuf + s->opos,
-			    s->olen - s->opos);
-			if (n == TLS_WANT_POLLIN || n == TLS_WANT_POLLOUT) {
-				s->wwant = n == TLS_WANT_POLLIN ? EV_READ :
-				    EV_WRITE;
-				return 0;
-			}
-			if (n == -1)
-				return -1;
-		} else if ((n = send(s->fd, s->obuf + s->opos,
-		    s->olen - s->opos, MSG_NOSIGNAL)) == -1) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK) {
-				s->wwant = EV_WRITE;
-				return 0;
-			}
+		if ((n = tlsio_write(s->fd, s->tls, s->obuf + s->opos,
+		    s->olen - s->opos, &s->wwant)) == -1)
 			return -1;
-		}
+		if (n == 0)
+			return 0;
 		s->opos += (size_t)n;
-		s->wwant = EV_WRITE;
 		smtp_session_timer(s);
 	}
 	s->opos = s->olen = 0;

@@ -34,7 +34,9 @@ import time
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(TOP, "regress"))
+sys.path.insert(0, os.path.join(TOP, "bench"))
 
+import rcptload  # noqa: E402
 from test_ldap import BASE, SCHEMA  # noqa: E402
 
 
@@ -46,13 +48,7 @@ def free_port():
 
 
 def wait_for(pred, timeout, what):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise SystemExit("ldap_bench: timed out waiting for " + what)
+    return rcptload.wait_for(pred, timeout, what, "ldap_bench")
 
 
 def port_open(port):
@@ -147,84 +143,19 @@ domain "example.com" {
 def addresses(n, count, seed):
     """Distinct mailboxes (each i once) in route_bench.py's mix."""
     rnd = random.Random(seed)
-    idx = rnd.sample(range(n), min(n, count))
-    out = []
-    for i in idx:
-        r = rnd.random()
-        if r < 0.1:
-            out.append("nobody%07d@example.com" % i)
-        elif r < 0.2:
-            out.append("user%07d+bench@example.com" % i)
-        elif r < 0.3:
-            out.append("USER%07d@Example.COM" % i)
-        else:
-            out.append("user%07d@example.com" % i)
-    return out
-
-
-class Session:
-    def __init__(self, port, addrs):
-        self.port, self.addrs = port, addrs
-        self.rcpts, self.codes = 0, {}
-
-    async def connect(self):
-        self.r, self.w = await asyncio.open_connection("127.0.0.1",
-                                                       self.port)
-        await self.reply()
-        self.w.write(b"EHLO bench.example\r\n")
-        await self.reply()
-
-    async def reply(self):
-        while True:
-            line = await self.r.readline()
-            if not line:
-                raise EOFError("connection closed")
-            if line[3:4] != b"-":
-                return int(line[:3])
-
-    async def run(self, deadline, once):
-        i = 0
-        while (once and i < len(self.addrs)) or \
-                (not once and time.monotonic() < deadline):
-            batch = []
-            for _ in range(50):
-                if once and i >= len(self.addrs):
-                    break
-                batch.append(self.addrs[i % len(self.addrs)])
-                i += 1
-            buf = [b"MAIL FROM:<b@bench.example>\r\n"]
-            buf += [b"RCPT TO:<%s>\r\n" % a.encode() for a in batch]
-            buf.append(b"RSET\r\n")
-            self.w.write(b"".join(buf))
-            await self.reply()
-            for _ in batch:
-                c = await self.reply()
-                self.codes[c] = self.codes.get(c, 0) + 1
-                self.rcpts += 1
-            await self.reply()
-
-    async def close(self):
-        self.w.write(b"QUIT\r\n")
-        try:
-            await self.reply()
-        except (EOFError, ConnectionError):
-            pass
-        self.w.close()
+    return [rcptload.mix(rnd, i) for i in rnd.sample(range(n), min(n, count))]
 
 
 async def rate(port, addrs, sessions, seconds, once):
-    ss = [Session(port, addrs[i::sessions]) for i in range(sessions)]
-    await asyncio.gather(*(s.connect() for s in ss))
-    t0 = time.monotonic()
-    await asyncio.gather(*(s.run(t0 + seconds, once) for s in ss))
-    elapsed = time.monotonic() - t0
-    await asyncio.gather(*(s.close() for s in ss))
-    total = sum(s.rcpts for s in ss)
-    codes = {}
-    for s in ss:
-        for c, k in s.codes.items():
-            codes[c] = codes.get(c, 0) + k
-    return total / elapsed, total, codes
+    """once: every address one time; else as many as seconds allow."""
+    async def work(s, t0):
+        if once:
+            while s.left() > 0:
+                await s.pipelined(s.take(min(50, s.left())))
+            return
+        while time.monotonic() < t0 + seconds:
+            await s.pipelined(s.take(50))
+    return await rcptload.rcpt_rate(port, addrs, sessions, work)
 
 
 def stop(p):

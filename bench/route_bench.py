@@ -34,6 +34,9 @@ import tempfile
 import time
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(TOP, "bench"))
+
+import rcptload  # noqa: E402
 
 
 def gen_directory(path, n):
@@ -91,109 +94,21 @@ def child(ppid, title):
 
 
 def wait_for(pred, timeout, what):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise SystemExit("route_bench: timed out waiting for " + what)
+    return rcptload.wait_for(pred, timeout, what, "route_bench")
 
 
 def addresses(n, count):
     rnd = random.Random(7)
-    out = []
-    for _ in range(count):
-        i = rnd.randrange(n)
-        r = rnd.random()
-        if r < 0.1:
-            out.append("nobody%07d@example.com" % i)           # unknown
-        elif r < 0.2:
-            out.append("user%07d+bench@example.com" % i)       # +detail
-        elif r < 0.3:
-            out.append("USER%07d@Example.COM" % i)             # case
-        else:
-            out.append("user%07d@example.com" % i)
-    return out
-
-
-class Session:
-    def __init__(self, port, addrs):
-        self.port = port
-        self.addrs = addrs
-        self.rcpts = 0
-        self.codes = {}
-
-    async def connect(self):
-        self.r, self.w = await asyncio.open_connection("127.0.0.1",
-                                                       self.port)
-        await self.reply()
-        self.w.write(b"EHLO bench.example\r\n")
-        await self.reply()
-
-    async def reply(self):
-        while True:
-            line = await self.r.readline()
-            if not line:
-                raise EOFError("connection closed")
-            if line[3:4] != b"-":
-                return int(line[:3])
-
-    async def lockstep(self, deadline):
-        i = 0
-        while time.monotonic() < deadline:
-            self.w.write(b"MAIL FROM:<b@bench.example>\r\n")
-            await self.reply()
-            for _ in range(50):
-                a = self.addrs[i % len(self.addrs)]
-                i += 1
-                self.w.write(b"RCPT TO:<%s>\r\n" % a.encode())
-                c = await self.reply()
-                self.codes[c] = self.codes.get(c, 0) + 1
-                self.rcpts += 1
-            self.w.write(b"RSET\r\n")
-            await self.reply()
-
-    async def pipelined(self, deadline):
-        i = 0
-        while time.monotonic() < deadline:
-            buf = [b"MAIL FROM:<b@bench.example>\r\n"]
-            for _ in range(50):
-                a = self.addrs[i % len(self.addrs)]
-                i += 1
-                buf.append(b"RCPT TO:<%s>\r\n" % a.encode())
-            buf.append(b"RSET\r\n")
-            self.w.write(b"".join(buf))
-            await self.reply()
-            for _ in range(50):
-                c = await self.reply()
-                self.codes[c] = self.codes.get(c, 0) + 1
-                self.rcpts += 1
-            await self.reply()
-
-    async def close(self):
-        self.w.write(b"QUIT\r\n")
-        try:
-            await self.reply()
-        except (EOFError, ConnectionError):
-            pass
-        self.w.close()
+    return [rcptload.mix(rnd, rnd.randrange(n)) for _ in range(count)]
 
 
 async def rcpt_rate(port, n, sessions, seconds, mode):
-    addrs = addresses(n, 20000)
-    ss = [Session(port, addrs[i::sessions]) for i in range(sessions)]
-    await asyncio.gather(*(s.connect() for s in ss))
-    t0 = time.monotonic()
-    await asyncio.gather(*(getattr(s, mode)(t0 + seconds) for s in ss))
-    elapsed = time.monotonic() - t0
-    await asyncio.gather(*(s.close() for s in ss))
-    total = sum(s.rcpts for s in ss)
-    codes = {}
-    for s in ss:
-        for c, k in s.codes.items():
-            codes[c] = codes.get(c, 0) + k
-    return total / elapsed, total, codes
+    """mode: "lockstep" or "pipelined", 50 RCPTs a transaction."""
+    async def work(s, t0):
+        while time.monotonic() < t0 + seconds:
+            await getattr(s, mode)(s.take(50))
+    return await rcptload.rcpt_rate(port, addresses(n, 20000), sessions,
+                                    work)
 
 
 def machine():

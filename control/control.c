@@ -1368,6 +1368,11 @@ control_lookup_step(FILE *out, const char *addr, const char *domain,
 static void
 control_lookup_result(struct msg *m)
 {
+	/* A step's fields, in the order the lookup process sends them. */
+	static const char *const step_keys[8] = {
+		"address", "domain", "type", "table", "entry", "source",
+		"kind", "target"
+	};
 	struct ctl_client	*c;
 	const char		*addr, *text, *rewritten, *dest, *decision;
 	const char		*policy, *s[8];
@@ -1438,22 +1443,12 @@ control_lookup_result(struct msg *m)
 		if (out == NULL)
 			continue;
 		if (c->json) {
-			fputs(i ? ", {\"address\": " : "{\"address\": ", out);
-			json_str(out, s[0]);
-			fputs(", \"domain\": ", out);
-			json_str(out, s[1]);
-			fputs(", \"type\": ", out);
-			json_str(out, s[2]);
-			fputs(", \"table\": ", out);
-			json_str(out, s[3]);
-			fputs(", \"entry\": ", out);
-			json_str(out, s[4]);
-			fputs(", \"source\": ", out);
-			json_str(out, s[5]);
-			fputs(", \"kind\": ", out);
-			json_str(out, s[6]);
-			fputs(", \"target\": ", out);
-			json_str(out, s[7]);
+			fputs(i ? ", {" : "{", out);
+			for (j = 0; j < 8; j++) {
+				fprintf(out, "%s\"%s\": ", j ? ", " : "",
+				    step_keys[j]);
+				json_str(out, s[j]);
+			}
 			fputs("}", out);
 		} else {
 			fprintf(out, "step %-7u ", i + 1);

@@ -16,101 +16,93 @@
 
 #include "splitmx.h"
 
-int
-parse_size(const char *s, size_t *out, const char **errstr)
+/* A unit suffix and what it multiplies by. */
+struct unit {
+	const char		*suffixes;
+	unsigned long long	 mult;
+};
+
+static const struct unit size_units[] = {
+	{ "",	1 },
+	{ "kK",	1024ULL },
+	{ "mM",	1024ULL * 1024 },
+	{ "gG",	1024ULL * 1024 * 1024 },
+	{ NULL,	0 }
+};
+
+static const struct unit duration_units[] = {
+	{ "",	1 },
+	{ "s",	1 },
+	{ "m",	60 },
+	{ "h",	3600 },
+	{ "d",	86400 },
+	{ NULL,	0 }
+};
+
+/*
+ * Digits with at most one unit suffix, the value at most max: -1 with
+ * *errstr (syntax, or "<what> is too large") if not.
+ */
+static int
+parse_scaled(const char *s, const struct unit *units, unsigned long long max,
+    unsigned long long *out, const char *syntax, const char *toobig,
+    const char **errstr)
 {
-	char		*end;
-	unsigned long long v, mult = 1;
+	const struct unit	*u;
+	char			*end;
+	unsigned long long	 v;
 
 	if (!isdigit((unsigned char)*s)) {
-		*errstr = "size must be a number with an optional K, M or G";
+		*errstr = syntax;
 		return -1;
 	}
 	errno = 0;
 	v = strtoull(s, &end, 10);
 	if (errno == ERANGE) {
-		*errstr = "size is too large";
+		*errstr = toobig;
 		return -1;
 	}
-	switch (*end) {
-	case '\0':
-		break;
-	case 'k': case 'K':
-		mult = 1024ULL;
-		end++;
-		break;
-	case 'm': case 'M':
-		mult = 1024ULL * 1024;
-		end++;
-		break;
-	case 'g': case 'G':
-		mult = 1024ULL * 1024 * 1024;
-		end++;
-		break;
-	default:
-		*errstr = "size must be a number with an optional K, M or G";
+	for (u = units; u->suffixes != NULL; u++)
+		if ((*end == '\0' && *u->suffixes == '\0') ||
+		    (*end != '\0' && strchr(u->suffixes, *end) != NULL &&
+		    end[1] == '\0'))
+			break;
+	if (u->suffixes == NULL) {
+		*errstr = syntax;
 		return -1;
 	}
-	if (*end != '\0') {
-		*errstr = "size must be a number with an optional K, M or G";
+	if (v > max / u->mult) {
+		*errstr = toobig;
 		return -1;
 	}
-	if (v > (unsigned long long)SSIZE_MAX / mult) {
-		*errstr = "size is too large";
+	*out = v * u->mult;
+	return 0;
+}
+
+int
+parse_size(const char *s, size_t *out, const char **errstr)
+{
+	unsigned long long	 v;
+
+	if (parse_scaled(s, size_units, (unsigned long long)SSIZE_MAX, &v,
+	    "size must be a number with an optional K, M or G",
+	    "size is too large", errstr) == -1)
 		return -1;
-	}
-	*out = (size_t)(v * mult);
+	*out = (size_t)v;
 	return 0;
 }
 
 int
 parse_duration(const char *s, time_t *out, const char **errstr)
 {
-	char		*end;
-	unsigned long long v, mult = 1;
+	unsigned long long	 v;
 
-	if (!isdigit((unsigned char)*s)) {
-		*errstr = "duration must be a number with s, m, h or d";
-		return -1;
-	}
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno == ERANGE) {
-		*errstr = "duration is too large";
-		return -1;
-	}
-	switch (*end) {
-	case '\0':
-		break;
-	case 's':
-		end++;
-		break;
-	case 'm':
-		mult = 60;
-		end++;
-		break;
-	case 'h':
-		mult = 3600;
-		end++;
-		break;
-	case 'd':
-		mult = 86400;
-		end++;
-		break;
-	default:
-		*errstr = "duration must be a number with s, m, h or d";
-		return -1;
-	}
-	if (*end != '\0') {
-		*errstr = "duration must be a number with s, m, h or d";
-		return -1;
-	}
 	/* Ten years is more than any mail timer needs. */
-	if (v > 10ULL * 365 * 86400 / mult) {
-		*errstr = "duration is too large";
+	if (parse_scaled(s, duration_units, 10ULL * 365 * 86400, &v,
+	    "duration must be a number with s, m, h or d",
+	    "duration is too large", errstr) == -1)
 		return -1;
-	}
-	*out = (time_t)(v * mult);
+	*out = (time_t)v;
 	return 0;
 }
 

@@ -18,11 +18,11 @@ SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer \
 	   -fno-sanitize-recover=undefined
 
 LIB_SRCS = $(wildcard lib/*.c)
-D_SRCS	 = $(wildcard smtpd/*.c lookup/*.c queue/*.c relay/*.c) \
+D_SRCS	 = $(wildcard smtpd/*.c smtp/*.c lookup/*.c queue/*.c relay/*.c) \
 	   $(filter-out control/splitmxctl.c,$(wildcard control/*.c))
 D_OBJS	 = $(patsubst %.c,$(OBJ)/%.o,$(LIB_SRCS) $(D_SRCS)) $(OBJ)/smtpd/parse.o
 CTL_OBJS = $(patsubst %.c,$(OBJ)/%.o,$(LIB_SRCS) control/splitmxctl.c)
-HDRS	 = $(wildcard lib/*.h smtpd/*.h lookup/*.h queue/*.h relay/*.h \
+HDRS	 = $(wildcard lib/*.h smtpd/*.h smtp/*.h lookup/*.h queue/*.h relay/*.h \
 	   control/*.h)
 UNIT_SRCS = $(wildcard regress/lib/*_test.c)
 UNIT_BINS = $(patsubst regress/lib/%.c,$(OBJ)/regress/%,$(UNIT_SRCS))
@@ -30,7 +30,7 @@ UNIT_BINS = $(patsubst regress/lib/%.c,$(OBJ)/regress/%,$(UNIT_SRCS))
 DEB_BUILD = gcc make bison pkg-config libevent-dev libtls-dev libbsd-dev \
 	    libc-ares-dev libldap-dev libseccomp-dev
 DEB_TEST  = python3 python3-pytest python3-aiosmtpd python3-dnslib swaks \
-	    openssl procps slapd ldap-utils
+	    openssl procps slapd ldap-utils libnet-ssleay-perl
 DEB_ALL	  = $(DEB_BUILD) $(DEB_TEST)
 
 .PHONY: all deps run test test-asan unit e2e install clean bench

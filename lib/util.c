@@ -10,11 +10,12 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "splitmx.h"
+#include "util.h"
 
 /* A unit suffix and what it multiplies by. */
 struct unit {
@@ -125,93 +126,7 @@ valid_domain(const char *s)
 		if (++label > 63)
 			return 0;
 	}
-	return len < SMX_HOSTSZ;
-}
-
-int
-parse_host(const char *s, struct smx_host *h, const char **errstr)
-{
-	char		 buf[SMX_HOSTSZ + 16], *name, *port = NULL, *end;
-	const char	*perr;
-	struct in6_addr	 in6;
-	long long	 p;
-
-	memset(h->name, 0, sizeof(h->name));
-	h->port = 25;
-	h->flags = 0;
-	if (strlcpy(buf, s, sizeof(buf)) >= sizeof(buf)) {
-		*errstr = "host name is too long";
-		return -1;
-	}
-	if (buf[0] == '[') {
-		name = buf + 1;
-		if ((end = strchr(name, ']')) == NULL) {
-			*errstr = "missing ] in host";
-			return -1;
-		}
-		*end++ = '\0';
-		if (*end == ':')
-			port = end + 1;
-		else if (*end != '\0') {
-			*errstr = "unexpected text after ] in host";
-			return -1;
-		}
-	} else {
-		name = buf;
-		h->flags |= F_HOST_MX;
-		if ((end = strchr(name, ':')) != NULL) {
-			if (strchr(end + 1, ':') != NULL) {
-				*errstr = "an IPv6 address must be in brackets";
-				return -1;
-			}
-			*end = '\0';
-			port = end + 1;
-		}
-	}
-	if (*name == '\0') {
-		*errstr = "empty host name";
-		return -1;
-	}
-	if (port != NULL) {
-		/* strtonum() alone would take " 25" and "+25". */
-		p = strtonum(port, 1, 65535, &perr);
-		if (!isdigit((unsigned char)*port) || perr != NULL) {
-			*errstr = "port must be a number from 1 to 65535";
-			return -1;
-		}
-		h->port = (uint16_t)p;
-	}
-	if (inet_pton(AF_INET6, name, &in6) != 1 && !valid_domain(name)) {
-		*errstr = "invalid host name";
-		return -1;
-	}
-	if (strchr(name, ':') != NULL && (h->flags & F_HOST_MX)) {
-		*errstr = "an IPv6 address must be in brackets";
-		return -1;
-	}
-	strlcpy(h->name, name, sizeof(h->name));
-	h->set = 1;
-	return 0;
-}
-
-void
-host_str(const struct smx_host *h, char *buf, size_t len)
-{
-	int	 n;
-
-	if (h->flags & F_HOST_MX) {
-		if (h->port == 25)
-			n = snprintf(buf, len, "%s", h->name);
-		else
-			n = snprintf(buf, len, "%s:%u", h->name, h->port);
-	} else {
-		if (h->port == 25)
-			n = snprintf(buf, len, "[%s]", h->name);
-		else
-			n = snprintf(buf, len, "[%s]:%u", h->name, h->port);
-	}
-	if (n < 0 || (size_t)n >= len)
-		strlcpy(buf, "(host too long)", len);
+	return len < UTIL_DOMAINSZ;
 }
 
 int

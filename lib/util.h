@@ -12,16 +12,13 @@
 #include <stdint.h>
 #include <time.h>
 
-struct smx_host;
+/* The longest DNS name, NUL included (RFC 1035 §2.3.4). */
+#define UTIL_DOMAINSZ	256
 
 /* "35M" -> bytes; K/M/G suffixes (powers of 1024). -1 with *errstr. */
 int	 parse_size(const char *, size_t *, const char **errstr);
 /* "5m" -> seconds; s/m/h/d suffixes, bare number is seconds. */
 int	 parse_duration(const char *, time_t *, const char **errstr);
-/* "name", "[name]", "[1.2.3.4]:25", "[::1]:2525"; tls left alone. */
-int	 parse_host(const char *, struct smx_host *, const char **errstr);
-/* Prints a host back in configuration syntax (without tls). */
-void	 host_str(const struct smx_host *, char *, size_t);
 /* "10.0.0.0/8", "::1", "127.0.0.1" (host route). */
 int	 parse_net(const char *, struct sockaddr_storage *, int *prefixlen,
 	    const char **errstr);

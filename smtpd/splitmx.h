@@ -453,6 +453,10 @@ void		 conf_print(FILE *, const struct smx_conf *);
 struct smx_pki	*conf_pki(const struct smx_conf *, const char *);
 struct smx_table *conf_table(const struct smx_conf *, const char *);
 struct smx_domain *conf_domain(const struct smx_conf *, const char *);
+/* "name", "[name]", "[1.2.3.4]:25", "[::1]:2525"; tls left alone. */
+int		 parse_host(const char *, struct smx_host *, const char **errstr);
+/* Prints a host back in configuration syntax (without tls). */
+void		 host_str(const struct smx_host *, char *, size_t);
 /* conf_diff.c: what a reload changes, one "changed: ..." line each */
 void		 conf_changes(FILE *, const struct smx_conf *old,
 		    const struct smx_conf *new);

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "splitmx.h"
-#include "smtp.h"
+#include "../../smtp/smtp.h"
 #include "tap.h"
 
 struct path_case {

@@ -304,8 +304,7 @@ dns_host(struct msgchan *ch, struct msg *m)
 	uint32_t	 mx;
 	char		 name[SMX_HOSTSZ];
 
-	if (ch->peer != PROC_RELAY)
-		fatalx("%s from %s", imsg_name(m->type), proc_name(ch->peer));
+	proc_expect(ch, m, PROC_RELAY);
 	if (msg_get_u64(m, &reqid) == -1 ||
 	    msg_get_str(m, name, sizeof(name)) == -1 ||
 	    msg_get_u32(m, &mx) == -1 || msg_end(m) == -1 || mx > 1)

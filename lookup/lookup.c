@@ -231,8 +231,7 @@ lookup_rcpt(struct msgchan *ch, struct msg *m)
 	uint64_t		 reqid;
 	const char		*sender, *rcpt;
 
-	if (ch->peer != PROC_SMTP)
-		fatalx("%s from %s", imsg_name(m->type), proc_name(ch->peer));
+	proc_expect(ch, m, PROC_SMTP);
 	if (msg_get_u64(m, &reqid) == -1 ||
 	    msg_get_sockaddr(m, &ss, &sslen) == -1 ||
 	    msg_get_strp(m, &sender) == -1 ||
@@ -302,8 +301,7 @@ lookup_ctl(struct msgchan *ch, struct msg *m)
 	uint64_t	 reqid;
 	const char	*addr;
 
-	if (ch->peer != PROC_CONTROL)
-		fatalx("%s from %s", imsg_name(m->type), proc_name(ch->peer));
+	proc_expect(ch, m, PROC_CONTROL);
 	if (msg_get_u64(m, &reqid) == -1 || msg_get_strp(m, &addr) == -1 ||
 	    msg_end(m) == -1 || addr == NULL)
 		fatalx("bad %s", imsg_name(m->type));

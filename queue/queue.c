@@ -66,7 +66,6 @@ static void	queue_relay_result(struct msgchan *, struct msg *);
 static void	queue_ctl_result(uint64_t, uint32_t, uint32_t, uint32_t);
 static void	queue_notify_str(char *, size_t, uint32_t);
 static void	queue_routed(struct queue_envelope *);
-static void	queue_peer_check(struct msgchan *, struct msg *, int);
 static void	queue_stat_timer(int, short, void *);
 static void	queue_stats(void);
 
@@ -166,13 +165,6 @@ static void
 queue_conf_apply(struct msg *m)
 {
 	conf_free(proc_conf_apply(m));
-}
-
-static void
-queue_peer_check(struct msgchan *ch, struct msg *m, int peer)
-{
-	if (ch->peer != peer)
-		fatalx("%s from %s", imsg_name(m->type), proc_name(ch->peer));
 }
 
 char *
@@ -360,7 +352,7 @@ queue_create(struct msgchan *ch, struct msg *m)
 	char			 id[QUEUE_IDSZ];
 	int			 fd;
 
-	queue_peer_check(ch, m, PROC_SMTP);
+	proc_expect(ch, m, PROC_SMTP);
 	if (msg_get_u64(m, &reqid) == -1 || msg_end(m) == -1)
 		fatalx("bad %s", imsg_name(m->type));
 	fd = queue_msg_create(id, sizeof(id));
@@ -511,7 +503,7 @@ queue_commit(struct msgchan *ch, struct msg *m)
 	uint64_t		 reqid;
 	char			 id[QUEUE_IDSZ];
 
-	queue_peer_check(ch, m, PROC_SMTP);
+	proc_expect(ch, m, PROC_SMTP);
 	e = queue_commit_envelope(m, &reqid, id);
 	if ((in = queue_incoming_find(id)) == NULL ||
 	    (in->flags & F_IN_COMMITTING)) {
@@ -641,7 +633,7 @@ queue_rollback(struct msgchan *ch, struct msg *m)
 	struct queue_incoming	*in;
 	char			 id[QUEUE_IDSZ];
 
-	queue_peer_check(ch, m, PROC_SMTP);
+	proc_expect(ch, m, PROC_SMTP);
 	if (msg_get_str(m, id, sizeof(id)) == -1 || msg_end(m) == -1 ||
 	    !queue_fs_id_valid(id))
 		fatalx("bad %s", imsg_name(m->type));
@@ -676,7 +668,7 @@ queue_ctl_list(struct msgchan *ch, struct msg *m)
 	uint64_t		 reqid;
 	uint32_t		 i;
 
-	queue_peer_check(ch, m, PROC_CONTROL);
+	proc_expect(ch, m, PROC_CONTROL);
 	if (msg_get_u64(m, &reqid) == -1 || msg_end(m) == -1)
 		fatalx("bad %s", imsg_name(m->type));
 	TAILQ_FOREACH(qm, &by_age, age) {
@@ -734,7 +726,7 @@ queue_stat_timer(int fd, short event, void *arg)
 static void
 queue_relay_result(struct msgchan *ch, struct msg *m)
 {
-	queue_peer_check(ch, m, PROC_RELAY);
+	proc_expect(ch, m, PROC_RELAY);
 	sched_result(m);
 }
 
@@ -744,7 +736,7 @@ queue_ctl_pause(struct msgchan *ch, struct msg *m)
 {
 	uint32_t	 paused;
 
-	queue_peer_check(ch, m, PROC_CONTROL);
+	proc_expect(ch, m, PROC_CONTROL);
 	if (msg_get_u32(m, &paused) == -1 || msg_end(m) == -1)
 		fatalx("bad %s", imsg_name(m->type));
 	sched_pause(paused != 0);
@@ -801,7 +793,7 @@ queue_ctl_show(struct msgchan *ch, struct msg *m)
 	uint64_t			 reqid;
 	uint32_t			 i;
 
-	queue_peer_check(ch, m, PROC_CONTROL);
+	proc_expect(ch, m, PROC_CONTROL);
 	if (msg_get_u64(m, &reqid) == -1 || msg_get_strp(m, &id) == -1 ||
 	    id == NULL || msg_end(m) == -1)
 		fatalx("bad %s", imsg_name(m->type));
@@ -877,7 +869,7 @@ queue_ctl_act(struct msgchan *ch, struct msg *m)
 	uint32_t		 found = 0, done = 0, later = 0;
 	int			 all, remove = m->type == IMSG_CTL_QUEUE_REMOVE;
 
-	queue_peer_check(ch, m, PROC_CONTROL);
+	proc_expect(ch, m, PROC_CONTROL);
 	if (msg_get_u64(m, &reqid) == -1 || msg_get_strp(m, &id) == -1 ||
 	    id == NULL || msg_end(m) == -1)
 		fatalx("bad %s", imsg_name(m->type));

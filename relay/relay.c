@@ -125,8 +125,7 @@ relay_deliver(struct msgchan *ch, struct msg *m)
 	uint32_t		 i;
 	int			 bad = 0;
 
-	if (ch->peer != PROC_QUEUE)
-		fatalx("%s from %s", imsg_name(m->type), proc_name(ch->peer));
+	proc_expect(ch, m, PROC_QUEUE);
 	if ((rm = calloc(1, sizeof(*rm))) == NULL)
 		fatal("calloc");
 	if (msg_get_u64(m, &rm->reqid) == -1 ||
@@ -199,8 +198,7 @@ relay_deliver(struct msgchan *ch, struct msg *m)
 static void
 relay_dns_result(struct msgchan *ch, struct msg *m)
 {
-	if (ch->peer != PROC_LOOKUP)
-		fatalx("%s from %s", imsg_name(m->type), proc_name(ch->peer));
+	proc_expect(ch, m, PROC_LOOKUP);
 	relay_dest_dns_result(m);
 }
 

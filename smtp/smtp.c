@@ -50,7 +50,6 @@ static void	smtp_pause(struct msg *);
 static void	smtp_lookup_rcpt_result(struct msg *);
 static void	smtp_queue_create_result(struct msg *);
 static void	smtp_queue_commit_result(struct msg *);
-static void	smtp_expect(struct msgchan *, struct msg *, int);
 
 static struct smtp_gen		*current;
 static struct smtp_clients	 clients = RB_INITIALIZER(&clients);
@@ -82,37 +81,29 @@ smtp_imsg(struct msgchan *ch, struct msg *m, void *arg)
 		return;
 	switch (m->type) {
 	case IMSG_CONF_APPLY:
-		smtp_expect(ch, m, PROC_PARENT);
+		proc_expect(ch, m, PROC_PARENT);
 		smtp_conf_apply(m);
 		break;
 	case IMSG_CTL_SMTP_PAUSE:
-		smtp_expect(ch, m, PROC_CONTROL);
+		proc_expect(ch, m, PROC_CONTROL);
 		smtp_pause(m);
 		break;
 	case IMSG_LOOKUP_RCPT_RESULT:
-		smtp_expect(ch, m, PROC_LOOKUP);
+		proc_expect(ch, m, PROC_LOOKUP);
 		smtp_lookup_rcpt_result(m);
 		break;
 	case IMSG_QUEUE_MESSAGE_CREATE_RESULT:
-		smtp_expect(ch, m, PROC_QUEUE);
+		proc_expect(ch, m, PROC_QUEUE);
 		smtp_queue_create_result(m);
 		break;
 	case IMSG_QUEUE_MESSAGE_COMMIT_RESULT:
-		smtp_expect(ch, m, PROC_QUEUE);
+		proc_expect(ch, m, PROC_QUEUE);
 		smtp_queue_commit_result(m);
 		break;
 	default:
 		fatalx("unexpected %s from %s", imsg_name(m->type),
 		    proc_name(ch->peer));
 	}
-}
-
-static void
-smtp_expect(struct msgchan *ch, struct msg *m, int peer)
-{
-	if (ch->peer != peer)
-		fatalx("%s from %s, expected from %s", imsg_name(m->type),
-		    proc_name(ch->peer), proc_name(peer));
 }
 
 /*

@@ -266,6 +266,15 @@ proc_lost_timeout(int fd, short event, void *arg)
 	exit(1);
 }
 
+/* A message that only one peer may send: from anyone else it is a bug. */
+void
+proc_expect(struct msgchan *ch, struct msg *m, int peer)
+{
+	if (ch->peer != peer)
+		fatalx("%s from %s, expected from %s", imsg_name(m->type),
+		    proc_name(ch->peer), proc_name(peer));
+}
+
 void
 proc_lost(struct msgchan *ch)
 {

@@ -497,6 +497,8 @@ int		 proc_imsg(struct msgchan *, struct msg *);
 void		 proc_send(int peer, struct msg *);
 void		 proc_compose(int peer, uint32_t type, uint32_t peerid, int fd,
 		    const void *, size_t);
+/* Fatal unless the message came from that peer (PROC_*). */
+void		 proc_expect(struct msgchan *, struct msg *, int peer);
 /* A lost peer ends the process: a half-working gateway is worse than none. */
 void		 proc_lost(struct msgchan *);
 

@@ -102,26 +102,6 @@ static void	route_fwd_timer(int, short, void *);
 static TAILQ_HEAD(, route_fwd)	 fwds = TAILQ_HEAD_INITIALIZER(fwds);
 static struct event		 fwd_ev;
 
-const char *
-route_class_name(enum route_class rc)
-{
-	switch (rc) {
-	case ROUTE_LOCAL:
-		return "local";
-	case ROUTE_CUSTOM:
-		return "custom";
-	case ROUTE_FORWARD:
-		return "forward";
-	case ROUTE_BOUNCE:
-		return "bounce";
-	case ROUTE_OUTBOUND:
-		return "outbound";
-	case ROUTE_NONE:
-		break;
-	}
-	return "none";
-}
-
 static const char *
 route_domain_type(enum smx_domain_type t)
 {

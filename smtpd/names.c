@@ -1,6 +1,6 @@
 /*
- * The names of processes and message types, for logs that print names
- * rather than numbers.  Keep imsg_names[] in the order of enum imsg_type.
+ * The names of message types and route classes, for logs and replies
+ * that print names rather than numbers.
  */
 #include <stdio.h>
 
@@ -10,53 +10,73 @@ const char *proc_names[PROC_COUNT] = {
 	"parent", "smtp", "lookup", "queue", "relay", "control"
 };
 
-const char *imsg_names[IMSG_TYPE_COUNT] = {
-	"IMSG_NONE",
-	"IMSG_PROC_PEER_OPEN",
-	"IMSG_PROC_START",
-	"IMSG_CONF_RESET",
-	"IMSG_CONF_GLOBAL",
-	"IMSG_CONF_PKI",
-	"IMSG_CONF_LISTENER",
-	"IMSG_CONF_TRUSTED",
-	"IMSG_CONF_TABLE",
-	"IMSG_CONF_DOMAIN",
-	"IMSG_CONF_SOCKET",
-	"IMSG_CONF_DONE",
-	"IMSG_CONF_APPLY",
-	"IMSG_CONF_ABORT",
-	"IMSG_LOOKUP_RCPT",
-	"IMSG_LOOKUP_RCPT_RESULT",
-	"IMSG_QUEUE_MESSAGE_CREATE",
-	"IMSG_QUEUE_MESSAGE_CREATE_RESULT",
-	"IMSG_QUEUE_MESSAGE_COMMIT",
-	"IMSG_QUEUE_MESSAGE_COMMIT_RESULT",
-	"IMSG_QUEUE_MESSAGE_ROLLBACK",
-	"IMSG_LOOKUP_DNS_HOST",
-	"IMSG_LOOKUP_DNS_HOST_RESULT",
-	"IMSG_RELAY_DELIVER",
-	"IMSG_RELAY_RESULT",
-	"IMSG_CTL_PROCS",
-	"IMSG_CTL_VERBOSE",
-	"IMSG_CTL_RELOAD",
-	"IMSG_CTL_RELOAD_RESULT",
-	"IMSG_CTL_STATS",
-	"IMSG_CTL_QUEUE_LIST",
-	"IMSG_CTL_QUEUE_ITEM",
-	"IMSG_CTL_QUEUE_END",
-	"IMSG_CTL_SMTP_PAUSE",
-	"IMSG_CTL_RELAY_PAUSE",
-	"IMSG_CTL_QUEUE_SHOW",
-	"IMSG_CTL_QUEUE_MESSAGE",
-	"IMSG_CTL_QUEUE_RCPT",
-	"IMSG_CTL_QUEUE_EVENT",
-	"IMSG_CTL_QUEUE_SCHEDULE",
-	"IMSG_CTL_QUEUE_REMOVE",
-	"IMSG_CTL_QUEUE_RESULT",
-	"IMSG_CTL_LOOKUP",
-	"IMSG_CTL_LOOKUP_RESULT",
+/* Each entry names its own index: the order of the enum does not matter. */
+#define NAME(x)	[x] = #x
+
+static const char *imsg_names[IMSG_TYPE_COUNT] = {
+	NAME(IMSG_NONE),
+
+	NAME(IMSG_PROC_PEER_OPEN),
+	NAME(IMSG_PROC_START),
+	NAME(IMSG_CONF_RESET),
+	NAME(IMSG_CONF_GLOBAL),
+	NAME(IMSG_CONF_PKI),
+	NAME(IMSG_CONF_LISTENER),
+	NAME(IMSG_CONF_TRUSTED),
+	NAME(IMSG_CONF_TABLE),
+	NAME(IMSG_CONF_DOMAIN),
+	NAME(IMSG_CONF_SOCKET),
+	NAME(IMSG_CONF_DONE),
+	NAME(IMSG_CONF_APPLY),
+	NAME(IMSG_CONF_ABORT),
+
+	NAME(IMSG_LOOKUP_RCPT),
+	NAME(IMSG_LOOKUP_RCPT_RESULT),
+
+	NAME(IMSG_QUEUE_MESSAGE_CREATE),
+	NAME(IMSG_QUEUE_MESSAGE_CREATE_RESULT),
+	NAME(IMSG_QUEUE_MESSAGE_COMMIT),
+	NAME(IMSG_QUEUE_MESSAGE_COMMIT_RESULT),
+	NAME(IMSG_QUEUE_MESSAGE_ROLLBACK),
+
+	NAME(IMSG_LOOKUP_DNS_HOST),
+	NAME(IMSG_LOOKUP_DNS_HOST_RESULT),
+
+	NAME(IMSG_RELAY_DELIVER),
+	NAME(IMSG_RELAY_RESULT),
+
+	NAME(IMSG_CTL_PROCS),
+	NAME(IMSG_CTL_VERBOSE),
+	NAME(IMSG_CTL_RELOAD),
+	NAME(IMSG_CTL_RELOAD_RESULT),
+	NAME(IMSG_CTL_STATS),
+	NAME(IMSG_CTL_QUEUE_LIST),
+	NAME(IMSG_CTL_QUEUE_ITEM),
+	NAME(IMSG_CTL_QUEUE_END),
+	NAME(IMSG_CTL_SMTP_PAUSE),
+	NAME(IMSG_CTL_RELAY_PAUSE),
+	NAME(IMSG_CTL_QUEUE_SHOW),
+	NAME(IMSG_CTL_QUEUE_MESSAGE),
+	NAME(IMSG_CTL_QUEUE_RCPT),
+	NAME(IMSG_CTL_QUEUE_EVENT),
+	NAME(IMSG_CTL_QUEUE_SCHEDULE),
+	NAME(IMSG_CTL_QUEUE_REMOVE),
+	NAME(IMSG_CTL_QUEUE_RESULT),
+	NAME(IMSG_CTL_LOOKUP),
+	NAME(IMSG_CTL_LOOKUP_RESULT),
 };
 
+/* As the envelope files, the logs and splitmxctl spell them. */
+static const char *route_class_names[ROUTE_NONE + 1] = {
+	[ROUTE_LOCAL] =		"local",
+	[ROUTE_CUSTOM] =	"custom",
+	[ROUTE_FORWARD] =	"forward",
+	[ROUTE_BOUNCE] =	"bounce",
+	[ROUTE_OUTBOUND] =	"outbound",
+	[ROUTE_NONE] =		"none",
+};
+
+/* A type without a name (a hole in the table) prints as its number. */
 const char *
 imsg_name(uint32_t type)
 {
@@ -66,6 +86,26 @@ imsg_name(uint32_t type)
 		return imsg_names[type];
 	(void)snprintf(buf, sizeof(buf), "IMSG_%u", type);
 	return buf;
+}
+
+/* 1 if every message type has its name (a unit test checks it). */
+int
+imsg_names_complete(void)
+{
+	uint32_t	 i;
+
+	for (i = 0; i < IMSG_TYPE_COUNT; i++)
+		if (imsg_names[i] == NULL)
+			return 0;
+	return 1;
+}
+
+const char *
+route_class_name(enum route_class rc)
+{
+	if ((unsigned int)rc <= ROUTE_NONE && route_class_names[rc] != NULL)
+		return route_class_names[rc];
+	return "none";
 }
 
 const char *

@@ -213,8 +213,8 @@ enum smx_sock {
 };
 
 /*
- * Message types, grouped by subsystem.  Keep imsg_names[] in
- * smtpd/names.c in the same order.
+ * Message types, grouped by subsystem.  A new type gets its name in
+ * smtpd/names.c (regress/lib/names_test.c finds one that has none).
  */
 enum imsg_type {
 	IMSG_NONE,
@@ -436,12 +436,13 @@ struct smx_env {
 };
 extern struct smx_env	*env;
 
-extern const char	*imsg_names[];
 extern const char	*proc_names[];
 
 /* names.c */
 const char	*imsg_name(uint32_t);
+int		 imsg_names_complete(void);
 const char	*proc_name(int);
+const char	*route_class_name(enum route_class);
 
 /* parse.y: every error is written to errfp as "FILE:LINE: message" */
 struct smx_conf	*parse_config(const char *file, FILE *errfp);
@@ -535,7 +536,6 @@ struct route_result {
 	char			 rewritten[SMX_ADDRSZ];
 	char			 dest[SMX_HOSTSZ + 16];	/* host syntax, "" DNS */
 };
-const char	*route_class_name(enum route_class);
 /* The rest of route.c and table.c is the lookup process' (lookup.h). */
 
 /*

@@ -108,7 +108,7 @@ control(void)
 
 	for (i = 0; i < sizeof(base_counters) / sizeof(base_counters[0]); i++)
 		counter_get(base_counters[i], base_gauges[i]);
-	proc_drop_privileges(PROC_CONTROL, SPLITMX_EMPTY);
+	proc_drop_privileges();
 	control_listen();
 	event_dispatch();
 	fatalx("event loop ended");

@@ -45,7 +45,7 @@ void
 lookup(void)
 {
 	dns_init();
-	proc_drop_privileges(PROC_LOOKUP, SPLITMX_EMPTY);
+	proc_drop_privileges();
 	/* The first configuration was prepared, and applied at once. */
 	if (pending == NULL || pending->conf != env->conf)
 		fatalx("lookup: first configuration out of step");

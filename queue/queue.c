@@ -109,7 +109,7 @@ queue(void)
 {
 	struct timeval	 tv = { QUEUE_STAT_INTERVAL, 0 };
 
-	proc_drop_privileges(PROC_QUEUE, env->conf->queue_dir);
+	proc_drop_privileges();
 	sched_init();
 	queue_recover();
 	evtimer_set(&ev_flush, queue_commit_flush, NULL);

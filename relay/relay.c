@@ -4,7 +4,6 @@
  * reports each recipient's fate back to the queue.
  */
 #include <sys/types.h>
-#include <sys/resource.h>
 
 #include <event.h>
 #include <stdlib.h>
@@ -33,16 +32,8 @@ static uint32_t		 ndeliveries;
 void
 relay(void)
 {
-	struct rlimit	 rl;
-
 	relay_tls_init();
-	/* Sessions and the deliveries' files are all descriptors. */
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
-			log_warn("setrlimit nofile");
-	}
-	proc_drop_privileges(PROC_RELAY, SPLITMX_EMPTY);
+	proc_drop_privileges();
 	event_dispatch();
 	fatalx("event loop ended");
 }

@@ -65,7 +65,7 @@ smtp(void)
 	if (tls_init() == -1)
 		fatalx("tls_init failed");
 	current = smtp_gen_new(env->conf, 1);
-	proc_drop_privileges(PROC_SMTP, SPLITMX_EMPTY);
+	proc_drop_privileges();
 	evtimer_set(&ev_resume, smtp_accept_resume, NULL);
 	stat_set("sessions.active", 0);
 	smtp_listen_update();

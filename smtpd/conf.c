@@ -187,6 +187,33 @@ conf_domain(const struct smx_conf *c, const char *name)
 	return best;
 }
 
+/*
+ * The lookup process' report on a reload it accepted: each directory
+ * file with the entries its load counted (t->entries).
+ */
+void
+conf_tables_report(const struct smx_conf *c, char *buf, size_t len)
+{
+	struct smx_table	*t;
+	size_t			 off = 0;
+	int			 n;
+
+	if (len == 0)
+		return;
+	buf[0] = '\0';
+	TAILQ_FOREACH(t, &c->tables, entry) {
+		if (t->type != TABLE_FILE)
+			continue;
+		n = snprintf(buf + off, len - off, "directory %s: %zu entries "
+		    "from %s\n", t->name, t->entries, t->path);
+		if (n < 0 || (size_t)n >= len - off) {
+			buf[off] = '\0';	/* whole lines only */
+			return;
+		}
+		off += (size_t)n;
+	}
+}
+
 static const char *
 tls_name(enum smx_tls tls)
 {

@@ -1,14 +1,11 @@
 /*
  * The names of message types and route classes, for logs and replies
- * that print names rather than numbers.
+ * that print names rather than numbers.  Process names are in the
+ * process table (proc.c).
  */
 #include <stdio.h>
 
 #include "splitmx.h"
-
-const char *proc_names[PROC_COUNT] = {
-	"parent", "smtp", "lookup", "queue", "relay", "control"
-};
 
 /* Each entry names its own index: the order of the enum does not matter. */
 #define NAME(x)	[x] = #x
@@ -106,12 +103,4 @@ route_class_name(enum route_class rc)
 	if ((unsigned int)rc <= ROUTE_NONE && route_class_names[rc] != NULL)
 		return route_class_names[rc];
 	return "none";
-}
-
-const char *
-proc_name(int proc)
-{
-	if (proc < 0 || proc >= PROC_COUNT)
-		return "unknown";
-	return proc_names[proc];
 }

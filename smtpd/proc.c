@@ -21,42 +21,116 @@
 
 #include "splitmx.h"
 
-#define PROC_MAXFILES	65536
+#define PROC_MAXFILES	65536	/* thousands of sessions, their files */
 
 static void	proc_start_wait(void);
 static void	proc_peer_open(struct msg *);
 static void	proc_conf(struct msg *);
+static void	proc_conf_ack(int, const char *);
 static void	proc_verbose(struct msg *);
 
-struct proc_def {
-	void	(*main)(void);
-	msg_handler	 imsg;
-	int	(*prepare)(struct smx_conf *, char *, size_t);
-};
-
-static const struct proc_def	proc_defs[PROC_COUNT] = {
-	[PROC_SMTP] =		{ smtp,		smtp_imsg,	NULL },
-	[PROC_LOOKUP] =		{ lookup,	lookup_imsg,	lookup_conf_prepare },
-	[PROC_QUEUE] =		{ queue,	queue_imsg,	NULL },
-	[PROC_RELAY] =		{ relay,	relay_imsg,	NULL },
-	[PROC_CONTROL] =	{ control,	control_imsg,	NULL },
+/*
+ * The process table: everything that makes a process what it is.  A
+ * new process is a PROC_* in splitmx.h, a line here, its system call
+ * list in sandbox.c, and its entry point and message handler in its
+ * own folder.
+ */
+static const struct proc_ident	proc_idents[PROC_COUNT] = {
+	[PROC_PARENT] = {
+		.name = "parent",
+		.root = ROOT_NONE,
+	},
+	[PROC_SMTP] = {
+		.name = "smtp",
+		.main = smtp,
+		.imsg = smtp_imsg,
+		.root = ROOT_EMPTY,
+		.syscalls = sandbox_smtp,
+		.nofile = PROC_MAXFILES,
+		.flags = F_PROC_PKI_KEYS | F_PROC_LISTENERS,
+	},
+	[PROC_LOOKUP] = {
+		.name = "lookup",
+		.main = lookup,
+		.imsg = lookup_imsg,
+		.prepare = lookup_conf_prepare,
+		.report = conf_tables_report,
+		.root = ROOT_EMPTY,
+		.syscalls = sandbox_lookup,
+		.nofile = PROC_MAXFILES,
+		.flags = F_PROC_TABLES,
+	},
+	[PROC_QUEUE] = {
+		.name = "queue",
+		.main = queue,
+		.imsg = queue_imsg,
+		.root = ROOT_SPOOL,
+		.syscalls = sandbox_queue,
+		.nofile = PROC_MAXFILES,
+	},
+	[PROC_RELAY] = {
+		.name = "relay",
+		.main = relay,
+		.imsg = relay_imsg,
+		.root = ROOT_EMPTY,
+		.syscalls = sandbox_relay,
+		/* Sessions and the deliveries' files: all it may have. */
+		.nofile = RLIM_INFINITY,
+	},
+	[PROC_CONTROL] = {
+		.name = "control",
+		.main = control,
+		.imsg = control_imsg,
+		.root = ROOT_EMPTY,
+		.syscalls = sandbox_control,
+		.nofile = PROC_MAXFILES,
+		.flags = F_PROC_SOCKETS | F_PROC_PROBE,
+	},
 };
 
 static int	 proc_started;
 static struct smx_env	 env_store;
 struct smx_env		*env = &env_store;
 
+const struct proc_ident *
+proc_ident(int proc)
+{
+	if (proc < 0 || proc >= PROC_COUNT)
+		fatalx("no process %d", proc);
+	return &proc_idents[proc];
+}
+
+const char *
+proc_name(int proc)
+{
+	if (proc < 0 || proc >= PROC_COUNT)
+		return "unknown";
+	return proc_idents[proc].name;
+}
+
+int
+proc_find(const char *name)
+{
+	int	 i;
+
+	for (i = 0; i < PROC_COUNT; i++)
+		if (strcmp(proc_idents[i].name, name) == 0)
+			return i;
+	return -1;
+}
+
 void
 proc_child(int proc)
 {
-	struct msgchan	*ch;
-	char		 title[64];
+	const struct proc_ident	*pi = proc_ident(proc);
+	struct msgchan		*ch;
 
+	if (pi->main == NULL)
+		fatalx("%s is not a child process", pi->name);
 	env->proc = proc;
 	env->started = time(NULL);
-	log_procname(proc_name(proc));
-	setproctitle("%s", proc_name(proc));
-	(void)snprintf(title, sizeof(title), "splitmxd: %s", proc_name(proc));
+	log_procname(pi->name);
+	setproctitle("%s", pi->name);
 
 	/* The parent owns signals; a closed channel tells us to go. */
 	signal(SIGINT, SIG_IGN);
@@ -68,13 +142,13 @@ proc_child(int proc)
 		fatalx("event_init failed");
 	if ((ch = calloc(1, sizeof(*ch))) == NULL)
 		fatal("calloc");
-	msgchan_init(ch, 3, PROC_PARENT, proc_defs[proc].imsg, NULL);
+	msgchan_init(ch, 3, PROC_PARENT, pi->imsg, NULL);
 	env->chan[PROC_PARENT] = ch;
 
 	proc_start_wait();
 	msgchan_event_add(ch);
-	proc_defs[proc].main();
-	fatalx("%s returned", proc_name(proc));
+	pi->main();
+	fatalx("%s returned", pi->name);
 }
 
 /*
@@ -129,13 +203,7 @@ proc_imsg(struct msgchan *ch, struct msg *m)
 	}
 	switch (m->type) {
 	case IMSG_PROC_PEER_OPEN:
-		proc_peer_open(m);
-		return 1;
 	case IMSG_PROC_START:
-		if (msg_end(m) == -1)
-			fatalx("bad %s", imsg_name(m->type));
-		proc_started = 1;
-		return 1;
 	case IMSG_CONF_RESET:
 	case IMSG_CONF_GLOBAL:
 	case IMSG_CONF_PKI:
@@ -145,7 +213,22 @@ proc_imsg(struct msgchan *ch, struct msg *m)
 	case IMSG_CONF_DOMAIN:
 	case IMSG_CONF_SOCKET:
 	case IMSG_CONF_DONE:
-		proc_conf(m);
+	case IMSG_CONF_ABORT:
+	case IMSG_CONF_APPLY:
+	case IMSG_CTL_VERBOSE:
+		proc_expect(ch, m, PROC_PARENT);
+		break;
+	default:
+		return 0;
+	}
+	switch (m->type) {
+	case IMSG_PROC_PEER_OPEN:
+		proc_peer_open(m);
+		return 1;
+	case IMSG_PROC_START:
+		if (msg_end(m) == -1)
+			fatalx("bad %s", imsg_name(m->type));
+		proc_started = 1;
 		return 1;
 	case IMSG_CONF_ABORT:
 		if (msg_end(m) == -1)
@@ -155,16 +238,19 @@ proc_imsg(struct msgchan *ch, struct msg *m)
 		return 1;
 	case IMSG_CONF_APPLY:
 		/*
-		 * The process' own dispatcher sees APPLY after the swap
-		 * (env->conf is new, the old one is passed as m's data
-		 * pointer-free: it is freed here once the handler ran).
+		 * The process' own: its handler swaps with
+		 * proc_conf_apply() and frees the old configuration when
+		 * nothing refers to it any more (smtp sessions and lookup
+		 * queries under way keep theirs until they end).
 		 */
 		return 0;
 	case IMSG_CTL_VERBOSE:
 		proc_verbose(m);
 		return 1;
+	default:
+		proc_conf(m);	/* IMSG_CONF_RESET to IMSG_CONF_DONE */
+		return 1;
 	}
-	return 0;
 }
 
 static void
@@ -182,7 +268,7 @@ proc_peer_open(struct msg *m)
 		fatalx("%s without a descriptor", imsg_name(m->type));
 	if ((ch = calloc(1, sizeof(*ch))) == NULL)
 		fatal("calloc");
-	msgchan_init(ch, fd, peer, proc_defs[env->proc].imsg, NULL);
+	msgchan_init(ch, fd, peer, proc_ident(env->proc)->imsg, NULL);
 	env->chan[peer] = ch;
 	msgchan_event_add(ch);
 }
@@ -190,38 +276,49 @@ proc_peer_open(struct msg *m)
 static void
 proc_conf(struct msg *m)
 {
-	int	 r;
+	const struct proc_ident	*pi = proc_ident(env->proc);
+	char			*text;
+	int			 r, ok = 1;
 
 	if ((r = conf_recv(m, &env->pending)) == -1)
 		fatalx("bad configuration message %s", imsg_name(m->type));
-	if (r == 1) {
-		/* All items are here: prepare, acknowledge, wait for APPLY. */
-		struct msg	 ack;
-		char		 err[1024] = "";
-		int		 ok = 1;
+	if (r == 0)
+		return;
 
-		if (proc_defs[env->proc].prepare != NULL &&
-		    proc_defs[env->proc].prepare(env->pending, err,
-		    sizeof(err)) == -1) {
-			if (!proc_started)
-				fatalx("%s", err);
-			log_warnx("new configuration refused: %s", err);
-			ok = 0;
-		}
-		msg_init(&ack, IMSG_CONF_DONE, 0);
-		msg_add_u32(&ack, (uint32_t)ok);
-		msg_add_str(&ack, err);
-		proc_send(PROC_PARENT, &ack);
-		if (!ok) {
-			conf_free(env->pending);
-			env->pending = NULL;
-		} else if (!proc_started) {
-			/* First configuration: nothing runs yet, apply now. */
-			conf_free(env->conf);
-			env->conf = env->pending;
-			env->pending = NULL;
-		}
+	/* All items are here: prepare, acknowledge, wait for APPLY. */
+	if ((text = calloc(1, PROC_TEXTSZ)) == NULL)
+		fatal("calloc");
+	if (pi->prepare != NULL &&
+	    pi->prepare(env->pending, text, PROC_TEXTSZ) == -1) {
+		if (!proc_started)
+			fatalx("%s", text);
+		log_warnx("new configuration refused: %s", text);
+		ok = 0;
+	} else if (pi->report != NULL)
+		pi->report(env->pending, text, PROC_TEXTSZ);
+	proc_conf_ack(ok, text);
+	free(text);
+	if (!ok) {
+		conf_free(env->pending);
+		env->pending = NULL;
+	} else if (!proc_started) {
+		/* First configuration: nothing runs yet, apply now. */
+		conf_free(env->conf);
+		env->conf = env->pending;
+		env->pending = NULL;
 	}
+}
+
+/* IMSG_CONF_DONE: u32 ok, str the refusal, or this process' report. */
+static void
+proc_conf_ack(int ok, const char *text)
+{
+	struct msg	 ack;
+
+	msg_init(&ack, IMSG_CONF_DONE, 0);
+	msg_add_u32(&ack, (uint32_t)ok);
+	msg_add_str(&ack, text);
+	proc_send(PROC_PARENT, &ack);
 }
 
 /*
@@ -324,40 +421,58 @@ proc_compose(int peer, uint32_t type, uint32_t peerid, int fd,
 		    proc_name(peer));
 }
 
+/* The soft limit on descriptors as the process table says. */
+static void
+proc_nofile(rlim_t want)
+{
+	struct rlimit	 rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
+		fatal("getrlimit nofile");
+	if (rl.rlim_cur >= want || rl.rlim_cur >= rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
+	if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+		fatal("setrlimit nofile");
+}
+
 /*
  * The privilege drop, in the same order in every child: chroot,
  * chdir("/"), setgroups, setresgid, setresuid, then no new privileges,
- * no core files, and the seccomp filter (sandbox.c).  As a non-root user there is nothing to drop; the
+ * no core files, and the seccomp filter (sandbox.c).  The chroot is the
+ * process table's.  As a non-root user there is nothing to drop; the
  * parent has already warned once.
  */
 void
-proc_drop_privileges(int proc, const char *root)
+proc_drop_privileges(void)
 {
-	struct passwd	*pw;
-	struct rlimit	 rl;
+	const struct proc_ident	*pi = proc_ident(env->proc);
+	struct passwd		*pw;
+	struct rlimit		 rl;
+	const char		*root;
 
 	rl.rlim_cur = rl.rlim_max = 0;
 	if (setrlimit(RLIMIT_CORE, &rl) == -1)
 		fatal("setrlimit core");
-	/* Thousands of sessions need thousands of descriptors. */
-	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
-		fatal("getrlimit nofile");
-	if (rl.rlim_cur < PROC_MAXFILES && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max < PROC_MAXFILES ? rl.rlim_max :
-		    PROC_MAXFILES;
-		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
-			fatal("setrlimit nofile");
-	}
+	proc_nofile(pi->nofile);
 
+	switch (pi->root) {
+	case ROOT_EMPTY:
+		root = SPLITMX_EMPTY;
+		break;
+	case ROOT_SPOOL:
+		root = env->conf->queue_dir;
+		break;
+	default:
+		fatalx("%s: no root to drop into", pi->name);
+	}
 	if (geteuid() == 0) {
 		if ((pw = getpwnam(env->conf->user)) == NULL)
 			fatalx("unknown user %s", env->conf->user);
-		if (root != NULL) {
-			if (chroot(root) == -1)
-				fatal("chroot %s", root);
-			if (chdir("/") == -1)
-				fatal("chdir /");
-		}
+		if (chroot(root) == -1)
+			fatal("chroot %s", root);
+		if (chdir("/") == -1)
+			fatal("chdir /");
 		if (setgroups(1, &pw->pw_gid) == -1)
 			fatal("setgroups");
 		if (setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) == -1)
@@ -367,7 +482,7 @@ proc_drop_privileges(int proc, const char *root)
 		/* Must not be able to get back. */
 		if (setuid(0) != -1 || seteuid(0) != -1)
 			fatalx("privileges could be regained");
-	} else if (proc == PROC_QUEUE && root != NULL) {
+	} else if (pi->root == ROOT_SPOOL) {
 		/* Unprivileged: no chroot, but work inside the spool. */
 		if (chdir(root) == -1)
 			fatal("chdir %s", root);
@@ -376,6 +491,6 @@ proc_drop_privileges(int proc, const char *root)
 		fatal("prctl no_new_privs");
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == -1)
 		fatal("prctl dumpable");
-	sandbox_enter(proc);
-	log_debug("privileges dropped, root=%s", root ? root : "(none)");
+	sandbox_enter(env->proc);
+	log_debug("privileges dropped, root=%s", root);
 }

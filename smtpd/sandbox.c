@@ -55,7 +55,10 @@ static void	sandbox_errno(scmp_filter_ctx, const int *, int);
 static void	sandbox_rule(scmp_filter_ctx, uint32_t, int, unsigned int,
 		    const struct scmp_arg_cmp *);
 
-/* Every child. */
+/*
+ * Every child.  Each process' own list below is named in the process
+ * table (proc.c).
+ */
 static const int sys_common[] = {
 	SCMP_SYS(read), SCMP_SYS(write), SCMP_SYS(readv), SCMP_SYS(writev),
 	SCMP_SYS(pread64), SCMP_SYS(pwrite64), SCMP_SYS(close),
@@ -91,19 +94,19 @@ static const int sys_refused[] = {
 	-1
 };
 
-static const int sys_smtp[] = {
+const int sandbox_smtp[] = {
 	SCMP_SYS(accept), SCMP_SYS(accept4),
 	-1
 };
 
-static const int sys_lookup[] = {
+const int sandbox_lookup[] = {
 	SCMP_SYS(socket), SCMP_SYS(connect), SCMP_SYS(bind),
 	SCMP_SYS(open), SCMP_SYS(openat), SCMP_SYS(recvmmsg),
 	SCMP_SYS(sendmmsg), SCMP_SYS(pipe2), SCMP_SYS(eventfd2),
 	-1
 };
 
-static const int sys_queue[] = {
+const int sandbox_queue[] = {
 	SCMP_SYS(open), SCMP_SYS(openat), SCMP_SYS(rename),
 	SCMP_SYS(renameat), SCMP_SYS(renameat2), SCMP_SYS(unlink),
 	SCMP_SYS(unlinkat), SCMP_SYS(mkdir), SCMP_SYS(mkdirat),
@@ -113,12 +116,12 @@ static const int sys_queue[] = {
 	-1
 };
 
-static const int sys_relay[] = {
+const int sandbox_relay[] = {
 	SCMP_SYS(socket), SCMP_SYS(connect), SCMP_SYS(bind),
 	-1
 };
 
-static const int sys_control[] = {
+const int sandbox_control[] = {
 	SCMP_SYS(accept), SCMP_SYS(accept4),
 	-1
 };
@@ -128,6 +131,7 @@ static const char	*sandbox_proc = "?";
 void
 sandbox_enter(int proc)
 {
+	const struct proc_ident	*pi = proc_ident(proc);
 	scmp_filter_ctx		 ctx;
 	struct sigaction	 sa;
 	struct scmp_arg_cmp	 arg;
@@ -135,26 +139,9 @@ sandbox_enter(int proc)
 	uint32_t		 deflt = SCMP_ACT_TRAP;
 	int			 r;
 
-	sandbox_proc = proc_name(proc);
-	switch (proc) {
-	case PROC_SMTP:
-		own = sys_smtp;
-		break;
-	case PROC_LOOKUP:
-		own = sys_lookup;
-		break;
-	case PROC_QUEUE:
-		own = sys_queue;
-		break;
-	case PROC_RELAY:
-		own = sys_relay;
-		break;
-	case PROC_CONTROL:
-		own = sys_control;
-		break;
-	default:
+	sandbox_proc = pi->name;
+	if ((own = pi->syscalls) == NULL)
 		fatalx("sandbox: no filter for %s", sandbox_proc);
-	}
 	if (SANDBOX_SANITIZED) {
 		log_debug("sandbox: no seccomp filter in a sanitizer build");
 		return;
@@ -197,7 +184,7 @@ sandbox_enter(int proc)
 	arg = SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)getpid());
 	sandbox_rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1, &arg);
 	sandbox_rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(kill), 1, &arg);
-	if (proc == PROC_CONTROL) {
+	if (pi->flags & F_PROC_PROBE) {
 		/* "show status": kill(pid, 0) asks whether a process lives. */
 		arg = SCMP_A1(SCMP_CMP_EQ, 0);
 		sandbox_rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(kill), 1, &arg);

@@ -7,6 +7,7 @@
 
 #include <sys/types.h>
 #include <sys/queue.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <netinet/in.h>
@@ -436,12 +437,9 @@ struct smx_env {
 };
 extern struct smx_env	*env;
 
-extern const char	*proc_names[];
-
 /* names.c */
 const char	*imsg_name(uint32_t);
 int		 imsg_names_complete(void);
-const char	*proc_name(int);
 const char	*route_class_name(enum route_class);
 
 /* parse.y: every error is written to errfp as "FILE:LINE: message" */
@@ -458,6 +456,8 @@ struct smx_domain *conf_domain(const struct smx_conf *, const char *);
 int		 parse_host(const char *, struct smx_host *, const char **errstr);
 /* Prints a host back in configuration syntax (without tls). */
 void		 host_str(const struct smx_host *, char *, size_t);
+/* "directory NAME: N entries from PATH" lines, as the lookup counted. */
+void		 conf_tables_report(const struct smx_conf *, char *, size_t);
 /* conf_diff.c: what a reload changes, one "changed: ..." line each */
 void		 conf_changes(FILE *, const struct smx_conf *old,
 		    const struct smx_conf *new);
@@ -468,28 +468,65 @@ int		 conf_send(struct msgchan *, const struct smx_conf *, int proc);
 int		 conf_recv(struct msg *, struct smx_conf **building);
 
 /*
- * proc.c: what every child has in common.  A child is started by
- * fork + exec of splitmxd with "-P name"; fd 3 is its channel to the
- * parent.  It receives the sibling channels and the configuration, then
- * its entry function (smtp(), lookup(), ...) is called: that function
- * does what must happen with privilege, calls proc_drop_privileges(),
- * sets up its events and runs event_dispatch().  Every message that
- * reaches the process goes to its X_imsg() after proc_imsg() had the
- * first look (peers, configuration, verbosity): X_imsg() is one switch,
- * and an unknown type there is fatal.
+ * proc.c: the process table and what every child has in common.
+ *
+ * A process is what its line in the table says: its name ("-P name"),
+ * its entry function and message handler, the step that prepares a new
+ * configuration, its chroot, its system calls (sandbox.c), the
+ * descriptors it may hold and what it is sent beyond the configuration.
+ */
+enum proc_root {
+	ROOT_NONE,		/* the parent: it keeps its root */
+	ROOT_EMPTY,		/* SPLITMX_EMPTY */
+	ROOT_SPOOL		/* the configuration's queue directory */
+};
+#define F_PROC_PKI_KEYS		0x01	/* gets certificates and keys */
+#define F_PROC_LISTENERS	0x02	/* ... the bound SMTP listeners */
+#define F_PROC_TABLES		0x04	/* ... directory files, passwords */
+#define F_PROC_SOCKETS		0x08	/* ... control, status, metrics */
+#define F_PROC_PROBE		0x10	/* sandbox: kill(pid, 0) on others */
+struct proc_ident {
+	const char	*name;
+	void		(*main)(void);		/* never returns */
+	msg_handler	 imsg;
+	/*
+	 * A process that must prepare a new configuration before it can
+	 * switch to it (the lookup process loads its tables) does so
+	 * when all items have arrived, before the acknowledgement; -1
+	 * with the buffer set refuses it (the reload fails, nothing
+	 * changes).
+	 */
+	int		(*prepare)(struct smx_conf *, char *, size_t);
+	/* Its part of the reply to a reload it accepted, or NULL. */
+	void		(*report)(const struct smx_conf *, char *, size_t);
+	enum proc_root	 root;
+	const int	*syscalls;		/* sandbox.c, -1 ends it */
+	rlim_t		 nofile;		/* descriptors it may open */
+	int		 flags;			/* F_PROC_* */
+};
+#define PROC_TEXTSZ	(64 * 1024)	/* a refusal or a report, at most */
+const struct proc_ident *proc_ident(int proc);
+const char	*proc_name(int);
+int		 proc_find(const char *name);	/* PROC_*, or -1 */
+
+/*
+ * A child is started by fork + exec of splitmxd with "-P name"; fd 3 is
+ * its channel to the parent.  It receives the sibling channels and the
+ * configuration, then its entry function (smtp(), lookup(), ...) is
+ * called: that function does what must happen with privilege, calls
+ * proc_drop_privileges(), sets up its events and runs event_dispatch().
+ * Every message that reaches the process goes to its X_imsg() after
+ * proc_imsg() had the first look (peers, configuration, verbosity):
+ * X_imsg() is one switch, and an unknown type there is fatal.
  */
 void		 proc_child(int proc);		/* never returns */
-void		 proc_drop_privileges(int proc, const char *root);
+void		 proc_drop_privileges(void);
 
 /* sandbox.c: the seccomp filter, the last step of the drop. */
 void		 sandbox_enter(int proc);
-/*
- * A process that must prepare a new configuration before it can switch
- * to it (the lookup process loads its tables) does so here, when all
- * items have arrived and before the acknowledgement; -1 with errbuf set
- * refuses the configuration (the reload fails, nothing changes).
- */
-int		 lookup_conf_prepare(struct smx_conf *, char *errbuf, size_t);
+/* The system calls of each process beyond the common ones. */
+extern const int sandbox_smtp[], sandbox_lookup[], sandbox_queue[],
+		 sandbox_relay[], sandbox_control[];
 /* IMSG_CONF_APPLY in a child: swap in the new conf, return the old. */
 struct smx_conf	*proc_conf_apply(struct msg *);
 /* The common part of a child's dispatch: 1 if it handled the message. */
@@ -517,6 +554,7 @@ void		 smtp(void);
 void		 smtp_imsg(struct msgchan *, struct msg *, void *);
 void		 lookup(void);
 void		 lookup_imsg(struct msgchan *, struct msg *, void *);
+int		 lookup_conf_prepare(struct smx_conf *, char *errbuf, size_t);
 void		 queue(void);
 void		 queue_imsg(struct msgchan *, struct msg *, void *);
 void		 relay(void);

@@ -114,9 +114,8 @@ main(int argc, char *argv[], char *envp[])
 	if (pname != NULL) {
 		/* A re-executed child: the parent's channel is fd 3. */
 		log_init(env->debug, env->verbose);
-		for (i = PROC_PARENT + 1; i < PROC_COUNT; i++)
-			if (strcmp(pname, proc_names[i]) == 0)
-				proc_child(i);
+		if ((i = proc_find(pname)) > PROC_PARENT)
+			proc_child(i);
 		fatalx("unknown process %s", pname);
 	}
 
@@ -552,7 +551,7 @@ parent_fork(int proc, int fd, char **argv)
 		fatal("fcntl");
 	if (close_range(4, ~0U, 0) == -1)
 		fatal("close_range");
-	strlcpy(name, proc_names[proc], sizeof(name));
+	strlcpy(name, proc_name(proc), sizeof(name));
 	args[n++] = a0;
 	args[n++] = ap;
 	args[n++] = name;
@@ -562,7 +561,7 @@ parent_fork(int proc, int fd, char **argv)
 		args[n++] = av;
 	args[n] = NULL;
 	execv(selfpath, args);
-	fatal("exec %s", proc_names[proc]);
+	fatal("exec %s", proc_name(proc));
 }
 
 static void

@@ -14,6 +14,16 @@
 
 #include "splitmx.h"
 
+static int	conf_sendmsg(struct msgchan *, struct msg *);
+static int	conf_send_global(struct msgchan *, const struct smx_conf *);
+static int	conf_send_pki(struct msgchan *, const struct smx_pki *, int);
+static int	conf_send_listener(struct msgchan *,
+		    const struct smx_listener *, int);
+static int	conf_send_trusted(struct msgchan *, const struct smx_net *);
+static int	conf_send_table(struct msgchan *, const struct smx_table *,
+		    int);
+static int	conf_send_domain(struct msgchan *, const struct smx_domain *);
+static int	conf_send_sockets(struct msgchan *, const struct smx_conf *);
 static void	conf_add_host(struct msg *, const struct smx_host *);
 static int	conf_get_host(struct msg *, struct smx_host *);
 static void	conf_add_net(struct msg *, const struct smx_net *);
@@ -27,11 +37,54 @@ static int	conf_recv_socket(struct msg *, struct smx_conf *);
 static int	conf_get_net(struct msg *, struct smx_netlist *);
 static int	conf_get_blob(struct msg *, uint8_t **, size_t *);
 
+/*
+ * Send the whole configuration, one message per item, tailored to what
+ * the process table says proc is sent (F_PROC_*): key material only to
+ * the TLS server, listeners to smtp, directories to lookup, the control
+ * sockets to control.
+ */
+int
+conf_send(struct msgchan *ch, const struct smx_conf *c, int proc)
+{
+	struct msg		 m;
+	struct smx_pki		*pki;
+	struct smx_listener	*l;
+	struct smx_net		*n;
+	struct smx_table	*t;
+	struct smx_domain	*d;
+	int			 flags = proc_ident(proc)->flags;
+
+	msg_init(&m, IMSG_CONF_RESET, 0);
+	msg_add_u32(&m, c->generation);
+	if (conf_sendmsg(ch, &m) == -1 || conf_send_global(ch, c) == -1)
+		return -1;
+	TAILQ_FOREACH(pki, &c->pkis, entry)
+		if (conf_send_pki(ch, pki, flags) == -1)
+			return -1;
+	TAILQ_FOREACH(l, &c->listeners, entry)
+		if (conf_send_listener(ch, l, flags) == -1)
+			return -1;
+	TAILQ_FOREACH(n, &c->trusted, entry)
+		if (conf_send_trusted(ch, n) == -1)
+			return -1;
+	TAILQ_FOREACH(t, &c->tables, entry)
+		if (conf_send_table(ch, t, flags) == -1)
+			return -1;
+	TAILQ_FOREACH(d, &c->domains, entry)
+		if (conf_send_domain(ch, d) == -1)
+			return -1;
+	if ((flags & F_PROC_SOCKETS) && conf_send_sockets(ch, c) == -1)
+		return -1;
+	msg_init(&m, IMSG_CONF_DONE, 0);
+	return conf_sendmsg(ch, &m);
+}
+
 static int
 conf_sendmsg(struct msgchan *ch, struct msg *m)
 {
 	if (m->error) {
-		log_warnx("configuration item %s too large", imsg_name(m->type));
+		log_warnx("configuration item %s too large",
+		    imsg_name(m->type));
 		msg_clear(m);
 		return -1;
 	}
@@ -93,23 +146,14 @@ conf_get_net(struct msg *m, struct smx_netlist *list)
 	return 0;
 }
 
-/* Send the whole configuration, tailored to what proc needs. */
-int
-conf_send(struct msgchan *ch, const struct smx_conf *c, int proc)
+/*
+ * The senders, one per item, in the order of conf_recv_*() below which
+ * read them back field by field.
+ */
+static int
+conf_send_global(struct msgchan *ch, const struct smx_conf *c)
 {
-	struct msg		 m;
-	struct smx_pki		*pki;
-	struct smx_listener	*l;
-	struct smx_net		*n;
-	struct smx_table	*t;
-	struct smx_domain	*d;
-	uint32_t		 count;
-	int			 fd;
-
-	msg_init(&m, IMSG_CONF_RESET, 0);
-	msg_add_u32(&m, c->generation);
-	if (conf_sendmsg(ch, &m) == -1)
-		return -1;
+	struct msg	 m;
 
 	msg_init(&m, IMSG_CONF_GLOBAL, 0);
 	msg_add_str(&m, c->file);
@@ -141,121 +185,143 @@ conf_send(struct msgchan *ch, const struct smx_conf *c, int proc)
 	msg_add_i64(&m, c->retry_cap);
 	msg_add_i64(&m, c->expire);
 	msg_add_i64(&m, c->warn_after);
-	if (conf_sendmsg(ch, &m) == -1)
-		return -1;
-
-	TAILQ_FOREACH(pki, &c->pkis, entry) {
-		msg_init(&m, IMSG_CONF_PKI, 0);
-		msg_add_str(&m, pki->name);
-		msg_add_str(&m, pki->cert_file);
-		msg_add_str(&m, pki->key_file);
-		/* Key material only where it is used: the TLS server. */
-		if (proc == PROC_SMTP) {
-			msg_add_data(&m, pki->cert, pki->cert_len);
-			msg_add_data(&m, pki->key, pki->key_len);
-		} else {
-			msg_add_data(&m, NULL, 0);
-			msg_add_data(&m, NULL, 0);
-		}
-		if (conf_sendmsg(ch, &m) == -1)
-			return -1;
-	}
-
-	TAILQ_FOREACH(l, &c->listeners, entry) {
-		msg_init(&m, IMSG_CONF_LISTENER, 0);
-		msg_add_sockaddr(&m, (const struct sockaddr *)&l->ss, l->sslen);
-		msg_add_u16(&m, l->port);
-		msg_add_u32(&m, (uint32_t)l->flags);
-		msg_add_str(&m, l->pki);
-		if (proc == PROC_SMTP && l->fd != -1) {
-			if ((fd = dup(l->fd)) == -1) {
-				log_warn("dup listener");
-				msg_clear(&m);
-				return -1;
-			}
-			msg_set_fd(&m, fd);
-		}
-		if (conf_sendmsg(ch, &m) == -1)
-			return -1;
-	}
-
-	count = 0;
-	TAILQ_FOREACH(n, &c->trusted, entry) {
-		msg_init(&m, IMSG_CONF_TRUSTED, 0);
-		conf_add_net(&m, n);
-		if (conf_sendmsg(ch, &m) == -1)
-			return -1;
-		count++;
-	}
-
-	TAILQ_FOREACH(t, &c->tables, entry) {
-		msg_init(&m, IMSG_CONF_TABLE, 0);
-		msg_add_str(&m, t->name);
-		msg_add_u32(&m, (uint32_t)t->type);
-		msg_add_str(&m, t->path);
-		msg_add_str(&m, t->url);
-		msg_add_str(&m, t->base);
-		msg_add_str(&m, t->binddn);
-		msg_add_str(&m, proc == PROC_LOOKUP ? t->bindpw : "");
-		msg_add_str(&m, t->filter);
-		msg_add_str(&m, t->target_attr);
-		msg_add_i64(&m, t->cache);
-		msg_add_i64(&m, t->timeout);
-		msg_add_i64(&m, t->failback);
-		msg_add_u32(&m, (uint32_t)t->starttls);
-		msg_add_str(&m, t->ca);
-		/* The lookup process reads file tables through our fd. */
-		if (proc == PROC_LOOKUP && t->type == TABLE_FILE) {
-			if ((fd = open(t->path, O_RDONLY | O_CLOEXEC)) == -1) {
-				log_warn("%s", t->path);
-				msg_clear(&m);
-				return -1;
-			}
-			msg_set_fd(&m, fd);
-		}
-		if (conf_sendmsg(ch, &m) == -1)
-			return -1;
-	}
-
-	TAILQ_FOREACH(d, &c->domains, entry) {
-		msg_init(&m, IMSG_CONF_DOMAIN, 0);
-		msg_add_str(&m, d->name);
-		msg_add_u32(&m, (uint32_t)d->type);
-		msg_add_str(&m, d->directory);
-		conf_add_host(&m, &d->local);
-		conf_add_host(&m, &d->forward);
-		msg_add_u32(&m, (uint32_t)d->unknown);
-		count = 0;
-		TAILQ_FOREACH(n, &d->forward_from, entry)
-			count++;
-		msg_add_u32(&m, count);
-		TAILQ_FOREACH(n, &d->forward_from, entry)
-			conf_add_net(&m, n);
-		if (conf_sendmsg(ch, &m) == -1)
-			return -1;
-	}
-
-	if (proc == PROC_CONTROL) {
-		int	 socks[3] = { c->control_fd, c->status_fd, c->metrics_fd };
-		int	 i;
-
-		for (i = 0; i < 3; i++) {
-			if (socks[i] == -1)
-				continue;
-			if ((fd = dup(socks[i])) == -1) {
-				log_warn("dup control socket");
-				return -1;
-			}
-			msg_init(&m, IMSG_CONF_SOCKET, 0);
-			msg_add_u32(&m, (uint32_t)i);
-			msg_set_fd(&m, fd);
-			if (conf_sendmsg(ch, &m) == -1)
-				return -1;
-		}
-	}
-
-	msg_init(&m, IMSG_CONF_DONE, 0);
 	return conf_sendmsg(ch, &m);
+}
+
+static int
+conf_send_pki(struct msgchan *ch, const struct smx_pki *pki, int flags)
+{
+	struct msg	 m;
+
+	msg_init(&m, IMSG_CONF_PKI, 0);
+	msg_add_str(&m, pki->name);
+	msg_add_str(&m, pki->cert_file);
+	msg_add_str(&m, pki->key_file);
+	if (flags & F_PROC_PKI_KEYS) {
+		msg_add_data(&m, pki->cert, pki->cert_len);
+		msg_add_data(&m, pki->key, pki->key_len);
+	} else {
+		msg_add_data(&m, NULL, 0);
+		msg_add_data(&m, NULL, 0);
+	}
+	return conf_sendmsg(ch, &m);
+}
+
+static int
+conf_send_listener(struct msgchan *ch, const struct smx_listener *l,
+    int flags)
+{
+	struct msg	 m;
+	int		 fd;
+
+	msg_init(&m, IMSG_CONF_LISTENER, 0);
+	msg_add_sockaddr(&m, (const struct sockaddr *)&l->ss, l->sslen);
+	msg_add_u16(&m, l->port);
+	msg_add_u32(&m, (uint32_t)l->flags);
+	msg_add_str(&m, l->pki);
+	if ((flags & F_PROC_LISTENERS) && l->fd != -1) {
+		if ((fd = dup(l->fd)) == -1) {
+			log_warn("dup listener");
+			msg_clear(&m);
+			return -1;
+		}
+		msg_set_fd(&m, fd);
+	}
+	return conf_sendmsg(ch, &m);
+}
+
+static int
+conf_send_trusted(struct msgchan *ch, const struct smx_net *n)
+{
+	struct msg	 m;
+
+	msg_init(&m, IMSG_CONF_TRUSTED, 0);
+	conf_add_net(&m, n);
+	return conf_sendmsg(ch, &m);
+}
+
+static int
+conf_send_table(struct msgchan *ch, const struct smx_table *t, int flags)
+{
+	struct msg	 m;
+	int		 fd;
+
+	msg_init(&m, IMSG_CONF_TABLE, 0);
+	msg_add_str(&m, t->name);
+	msg_add_u32(&m, (uint32_t)t->type);
+	msg_add_str(&m, t->path);
+	msg_add_str(&m, t->url);
+	msg_add_str(&m, t->base);
+	msg_add_str(&m, t->binddn);
+	msg_add_str(&m, (flags & F_PROC_TABLES) ? t->bindpw : "");
+	msg_add_str(&m, t->filter);
+	msg_add_str(&m, t->target_attr);
+	msg_add_i64(&m, t->cache);
+	msg_add_i64(&m, t->timeout);
+	msg_add_i64(&m, t->failback);
+	msg_add_u32(&m, (uint32_t)t->starttls);
+	msg_add_str(&m, t->ca);
+	/* The lookup process reads file tables through our fd. */
+	if ((flags & F_PROC_TABLES) && t->type == TABLE_FILE) {
+		if ((fd = open(t->path, O_RDONLY | O_CLOEXEC)) == -1) {
+			log_warn("%s", t->path);
+			msg_clear(&m);
+			return -1;
+		}
+		msg_set_fd(&m, fd);
+	}
+	return conf_sendmsg(ch, &m);
+}
+
+static int
+conf_send_domain(struct msgchan *ch, const struct smx_domain *d)
+{
+	struct msg	 m;
+	struct smx_net	*n;
+	uint32_t	 count = 0;
+
+	msg_init(&m, IMSG_CONF_DOMAIN, 0);
+	msg_add_str(&m, d->name);
+	msg_add_u32(&m, (uint32_t)d->type);
+	msg_add_str(&m, d->directory);
+	conf_add_host(&m, &d->local);
+	conf_add_host(&m, &d->forward);
+	msg_add_u32(&m, (uint32_t)d->unknown);
+	TAILQ_FOREACH(n, &d->forward_from, entry)
+		count++;
+	msg_add_u32(&m, count);
+	TAILQ_FOREACH(n, &d->forward_from, entry)
+		conf_add_net(&m, n);
+	return conf_sendmsg(ch, &m);
+}
+
+/* One IMSG_CONF_SOCKET per socket the parent bound for control. */
+static int
+conf_send_sockets(struct msgchan *ch, const struct smx_conf *c)
+{
+	struct msg	 m;
+	const int	 socks[] = {
+		[SOCK_CONTROL] = c->control_fd,
+		[SOCK_STATUS] = c->status_fd,
+		[SOCK_METRICS] = c->metrics_fd,
+	};
+	int		 fd;
+	size_t		 i;
+
+	for (i = 0; i < sizeof(socks) / sizeof(socks[0]); i++) {
+		if (socks[i] == -1)
+			continue;
+		if ((fd = dup(socks[i])) == -1) {
+			log_warn("dup control socket");
+			return -1;
+		}
+		msg_init(&m, IMSG_CONF_SOCKET, 0);
+		msg_add_u32(&m, (uint32_t)i);
+		msg_set_fd(&m, fd);
+		if (conf_sendmsg(ch, &m) == -1)
+			return -1;
+	}
+	return 0;
 }
 
 static int

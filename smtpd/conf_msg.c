@@ -7,7 +7,6 @@
 #include <sys/socket.h>
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -261,10 +260,10 @@ conf_send_table(struct msgchan *ch, const struct smx_table *t, int flags)
 	msg_add_i64(&m, t->failback);
 	msg_add_u32(&m, (uint32_t)t->starttls);
 	msg_add_str(&m, t->ca);
-	/* The lookup process reads file tables through our fd. */
+	/* The lookup process reads file tables through the parent's fd. */
 	if ((flags & F_PROC_TABLES) && t->type == TABLE_FILE) {
-		if ((fd = open(t->path, O_RDONLY | O_CLOEXEC)) == -1) {
-			log_warn("%s", t->path);
+		if (t->fd == -1 || (fd = dup(t->fd)) == -1) {
+			log_warn("table %s: no descriptor", t->name);
 			msg_clear(&m);
 			return -1;
 		}

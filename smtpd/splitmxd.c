@@ -28,7 +28,6 @@
 
 static void	usage(void) __attribute__((__noreturn__));
 static int	check_config(const char *, int);
-static int	check_tables(struct smx_conf *, FILE *);
 static int	parent_bind_metrics(struct smx_conf *, FILE *);
 static void	parent_wipe_pki(struct smx_conf *);
 static void	parent_setup_dirs(const struct smx_conf *);
@@ -36,8 +35,11 @@ static int	parent_bind(struct smx_conf *, FILE *);
 static int	parent_bind_listener(struct smx_listener *, FILE *);
 static int	parent_bind_unix(const char *, const char *, mode_t, FILE *);
 static int	parent_read_pki(struct smx_conf *, FILE *);
-static void	parent_start(int, char **);
-static pid_t	parent_fork(int, int, char **);
+static int	parent_open_tables(struct smx_conf *, FILE *);
+static void	parent_close_tables(struct smx_conf *);
+static void	parent_send_conf(struct smx_conf *);
+static void	parent_start(void);
+static pid_t	parent_fork(int, int);
 static void	parent_imsg(struct msgchan *, struct msg *, void *);
 static void	parent_sig(int, short, void *);
 static void	parent_reap(void);
@@ -48,6 +50,8 @@ static void	parent_reload(uint64_t);
 static void	parent_reload_reply(uint64_t, int, const char *);
 static void	parent_reload_changes(const struct smx_conf *,
 		    const struct smx_conf *);
+static void	parent_reload_applied(void);
+static void	parent_reload_end(void);
 static void	parent_send_procs(void);
 static void	parent_verbose(struct msg *);
 static void	conf_close_fds(struct smx_conf *);
@@ -58,9 +62,9 @@ static struct {
 	int		 pending;
 	uint64_t	 reqid;
 	int		 acks;
-	int		 failed;
-	char		 error[1024];
+	char		*error;		/* the first child's refusal */
 	char		*changes;	/* for the reply, once applied */
+	char		*reports[PROC_COUNT];	/* ... and the children's */
 	struct smx_conf	*conf;
 } reload;
 
@@ -135,7 +139,7 @@ main(int argc, char *argv[], char *envp[])
 			fatal("readlink /proc/self/exe");
 		selfpath[n] = '\0';
 	}
-	parent_start(argc, argv);
+	parent_start();
 	return 0;
 }
 
@@ -147,7 +151,7 @@ check_config(const char *file, int verbose)
 
 	if ((c = parse_config(file, stderr)) == NULL)
 		return 1;
-	if (check_tables(c, stderr) == -1) {
+	if (table_check_config(c, stderr) == -1) {
 		conf_free(c);
 		return 1;
 	}
@@ -156,13 +160,6 @@ check_config(const char *file, int verbose)
 	printf("configuration OK\n");
 	conf_free(c);
 	return 0;
-}
-
-/* Load every file table once, as the lookup process will. */
-static int
-check_tables(struct smx_conf *c, FILE *errfp)
-{
-	return table_check_config(c, errfp);
 }
 
 /* The spool and the empty chroot, owned as the children need them. */
@@ -409,6 +406,54 @@ parent_wipe_pki(struct smx_conf *c)
 	}
 }
 
+/*
+ * The directory files, opened here with privilege; the lookup process
+ * reads them through the descriptors, loads and checks them, and may
+ * refuse the configuration (lookup_conf_prepare()).
+ */
+static int
+parent_open_tables(struct smx_conf *c, FILE *errfp)
+{
+	struct smx_table	*t;
+
+	TAILQ_FOREACH(t, &c->tables, entry) {
+		if (t->type != TABLE_FILE)
+			continue;
+		if ((t->fd = open(t->path, O_RDONLY | O_CLOEXEC)) == -1) {
+			fprintf(errfp, "%s: %s\n", t->path, strerror(errno));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Once sent: the lookup process has its own descriptors. */
+static void
+parent_close_tables(struct smx_conf *c)
+{
+	struct smx_table	*t;
+
+	TAILQ_FOREACH(t, &c->tables, entry)
+		if (t->fd != -1) {
+			close(t->fd);
+			t->fd = -1;
+		}
+}
+
+/* RESET..DONE to every child; keys and directory files are let go. */
+static void
+parent_send_conf(struct smx_conf *c)
+{
+	int	 i;
+
+	for (i = PROC_PARENT + 1; i < PROC_COUNT; i++)
+		if (conf_send(env->chan[i], c, i) == -1)
+			fatalx("cannot send the configuration to %s",
+			    proc_name(i));
+	parent_wipe_pki(c);
+	parent_close_tables(c);
+}
+
 static void
 conf_close_fds(struct smx_conf *c)
 {
@@ -421,6 +466,7 @@ conf_close_fds(struct smx_conf *c)
 			close(l->fd);
 			l->fd = -1;
 		}
+	parent_close_tables(c);
 	if (c->control_fd != -1)
 		close(c->control_fd);
 	if (c->status_fd != -1)
@@ -430,18 +476,23 @@ conf_close_fds(struct smx_conf *c)
 	c->control_fd = c->status_fd = c->metrics_fd = -1;
 }
 
+/*
+ * The start: the directories are loaded here once, so that their
+ * errors reach the terminal ("FILE:LINE: ...") and the exit status
+ * before splitmxd goes into the background.  At a reload the lookup
+ * process alone loads them.
+ */
 static void
-parent_start(int argc, char **argv)
+parent_start(void)
 {
 	struct smx_conf	*c;
 	int		 pairs[PROC_COUNT][PROC_COUNT][2];
 	int		 i, j;
 	struct msg	 m;
 
-	(void)argc;
 	if ((c = parse_config(conffile, stderr)) == NULL)
 		exit(1);
-	if (check_tables(c, stderr) == -1)
+	if (table_check_config(c, stderr) == -1)
 		exit(1);
 	c->generation = generation++;
 	c->loaded = time(NULL);
@@ -451,7 +502,8 @@ parent_start(int argc, char **argv)
 		log_warnx("running as uid %u, not root: every process runs as "
 		    "this user, without chroot", (unsigned)geteuid());
 	parent_setup_dirs(c);
-	if (parent_read_pki(c, stderr) == -1 || parent_bind(c, stderr) == -1)
+	if (parent_read_pki(c, stderr) == -1 || parent_bind(c, stderr) == -1 ||
+	    parent_open_tables(c, stderr) == -1)
 		fatalx("cannot start");
 
 	if (!env->debug && daemon(1, 0) == -1)
@@ -470,7 +522,7 @@ parent_start(int argc, char **argv)
 				fatal("socketpair");
 
 	for (i = PROC_PARENT + 1; i < PROC_COUNT; i++)
-		env->pids[i] = parent_fork(i, pairs[PROC_PARENT][i][1], argv);
+		env->pids[i] = parent_fork(i, pairs[PROC_PARENT][i][1]);
 	env->pids[PROC_PARENT] = getpid();
 
 	if ((env->evbase = event_init()) == NULL)
@@ -496,15 +548,12 @@ parent_start(int argc, char **argv)
 			if (msgchan_send(env->chan[j], &m) == -1)
 				fatalx("send peer");
 		}
+	parent_send_conf(c);
 	for (i = PROC_PARENT + 1; i < PROC_COUNT; i++) {
-		if (conf_send(env->chan[i], c, i) == -1)
-			fatalx("cannot send the configuration to %s",
-			    proc_name(i));
 		msgchan_compose(env->chan[i], IMSG_PROC_START, 0, -1, NULL, 0);
 		if (msgchan_flush(env->chan[i]) == -1)
 			fatal("start %s", proc_name(i));
 	}
-	parent_wipe_pki(c);
 	parent_send_procs();
 
 	signal_set(&ev_sigterm, SIGTERM, parent_sig, NULL);
@@ -527,7 +576,7 @@ parent_start(int argc, char **argv)
 
 /* Fork and re-exec ourselves as a child: fresh address space layout. */
 static pid_t
-parent_fork(int proc, int fd, char **argv)
+parent_fork(int proc, int fd)
 {
 	char	*args[8];
 	char	 a0[] = "splitmxd", ap[] = "-P", ad[] = "-d", av[] = "-v";
@@ -535,7 +584,6 @@ parent_fork(int proc, int fd, char **argv)
 	int	 n = 0;
 	pid_t	 pid;
 
-	(void)argv;
 	switch ((pid = fork())) {
 	case -1:
 		fatal("fork");
@@ -609,13 +657,14 @@ parent_imsg(struct msgchan *ch, struct msg *m, void *arg)
 		parent_conf_done(ch, m);
 		break;
 	case IMSG_CTL_RELOAD:
-		if (ch->peer != PROC_CONTROL || msg_get_u64(m, &reqid) == -1 ||
-		    msg_end(m) == -1)
+		proc_expect(ch, m, PROC_CONTROL);
+		if (msg_get_u64(m, &reqid) == -1 || msg_end(m) == -1)
 			fatalx("bad %s from %s", imsg_name(m->type),
 			    proc_name(ch->peer));
 		parent_reload(reqid);
 		break;
 	case IMSG_CTL_VERBOSE:
+		proc_expect(ch, m, PROC_CONTROL);
 		parent_verbose(m);
 		break;
 	default:
@@ -628,22 +677,27 @@ parent_imsg(struct msgchan *ch, struct msg *m, void *arg)
 static void
 parent_verbose(struct msg *m)
 {
+	struct msg	 out;
 	uint32_t	 v;
 	int		 i;
 
 	if (msg_get_u32(m, &v) == -1 || msg_end(m) == -1)
 		fatalx("bad %s", imsg_name(m->type));
 	log_setverbose((int)v);
-	for (i = PROC_PARENT + 1; i < PROC_COUNT; i++)
-		msgchan_compose(env->chan[i], IMSG_CTL_VERBOSE, 0, -1, &v,
-		    sizeof(v));
+	for (i = PROC_PARENT + 1; i < PROC_COUNT; i++) {
+		msg_init(&out, IMSG_CTL_VERBOSE, 0);
+		msg_add_u32(&out, v);
+		(void)msgchan_send(env->chan[i], &out);
+	}
 	log_info("log verbosity=%s", v ? "verbose" : "brief");
 }
 
 /*
- * Reload: parse and validate everything with privilege (tables loaded,
- * certificates read, sockets bound), then RESET..DONE to every child;
- * when all have acknowledged, APPLY.  Any error leaves the running
+ * Reload: parse and validate with privilege what only the parent can
+ * (certificates read, sockets bound, directory files opened), then
+ * RESET..DONE to every child.  The lookup process loads and checks the
+ * directories as it prepares the new configuration and may refuse it;
+ * when all have accepted, APPLY.  Any error leaves the running
  * configuration untouched and goes back to the requester as text.
  */
 static void
@@ -653,7 +707,6 @@ parent_reload(uint64_t reqid)
 	char		*errbuf = NULL;
 	size_t		 errlen = 0;
 	FILE		*errfp;
-	int		 i;
 
 	if (reload.pending) {
 		parent_reload_reply(reqid, 1, "a reload is already in progress");
@@ -661,12 +714,7 @@ parent_reload(uint64_t reqid)
 	}
 	if ((errfp = open_memstream(&errbuf, &errlen)) == NULL)
 		fatal("open_memstream");
-	c = parse_config(conffile, errfp);
-	if (c != NULL && check_tables(c, errfp) == -1) {
-		conf_free(c);
-		c = NULL;
-	}
-	if (c != NULL) {
+	if ((c = parse_config(conffile, errfp)) != NULL) {
 		c->control_fd = c->status_fd = c->metrics_fd = -1;
 		if (strcmp(c->user, env->conf->user) != 0 ||
 		    strcmp(c->queue_dir, env->conf->queue_dir) != 0) {
@@ -675,7 +723,8 @@ parent_reload(uint64_t reqid)
 			conf_free(c);
 			c = NULL;
 		} else if (parent_read_pki(c, errfp) == -1 ||
-		    parent_bind(c, errfp) == -1) {
+		    parent_bind(c, errfp) == -1 ||
+		    parent_open_tables(c, errfp) == -1) {
 			conf_close_fds(c);
 			conf_free(c);
 			c = NULL;
@@ -695,96 +744,118 @@ parent_reload(uint64_t reqid)
 	reload.pending = 1;
 	reload.reqid = reqid;
 	reload.acks = 0;
-	reload.failed = 0;
-	reload.error[0] = '\0';
 	reload.conf = c;
-	for (i = PROC_PARENT + 1; i < PROC_COUNT; i++)
-		if (conf_send(env->chan[i], c, i) == -1)
-			fatalx("cannot send the configuration to %s",
-			    proc_name(i));
-	parent_wipe_pki(c);
+	parent_send_conf(c);
 }
 
-/* The reply's account of a reload: statements, then directories. */
+/* The reply's account of a reload: what the statements change. */
 static void
 parent_reload_changes(const struct smx_conf *old, const struct smx_conf *c)
 {
-	struct smx_table	*t;
-	size_t			 len = 0;
-	FILE			*fp;
+	size_t	 len = 0;
+	FILE	*fp;
 
 	free(reload.changes);
 	reload.changes = NULL;
 	if ((fp = open_memstream(&reload.changes, &len)) == NULL)
 		fatal("open_memstream");
 	conf_changes(fp, old, c);
-	TAILQ_FOREACH(t, &c->tables, entry)
-		if (t->type == TABLE_FILE)
-			fprintf(fp, "directory %s: %zu entries from %s\n",
-			    t->name, t->entries, t->path);
 	if (fclose(fp) != 0)
 		fatal("fclose");
 }
 
+/*
+ * IMSG_CONF_DONE: a child accepted the configuration (with its part of
+ * the reply: the lookup process counts the directories' entries) or
+ * refused it (why, "FILE:LINE: ..." for a directory).  When all have
+ * answered: APPLY, or ABORT if one refused.
+ */
 static void
 parent_conf_done(struct msgchan *ch, struct msg *m)
 {
 	struct smx_conf	*old;
-	char		 buf[128];
-	const char	*err;
+	const char	*text;
 	uint32_t	 ok;
 	int		 i;
 
-	if (msg_get_u32(m, &ok) == -1 || msg_get_strp(m, &err) == -1 ||
-	    err == NULL || msg_end(m) == -1)
+	if (msg_get_u32(m, &ok) == -1 || msg_get_strp(m, &text) == -1 ||
+	    text == NULL || msg_end(m) == -1)
 		fatalx("bad %s from %s", imsg_name(m->type),
 		    proc_name(ch->peer));
 	if (!reload.pending)
 		return;		/* the acknowledgement of the first conf */
-	if (!ok && !reload.failed) {
-		reload.failed = 1;
-		(void)snprintf(reload.error, sizeof(reload.error), "%s: %s",
-		    proc_name(ch->peer), err);
+	if (!ok && reload.error == NULL) {
+		if (asprintf(&reload.error, "%s%s", text, text[0] == '\0' ||
+		    text[strlen(text) - 1] != '\n' ? "\n" : "") == -1)
+			fatal("asprintf");
+	} else if (ok && text[0] != '\0') {
+		free(reload.reports[ch->peer]);
+		if ((reload.reports[ch->peer] = strdup(text)) == NULL)
+			fatal("strdup");
 	}
 	if (++reload.acks < PROC_COUNT - 1)
 		return;
-	if (reload.failed) {
+	if (reload.error != NULL) {
 		/* Some child cannot take it: everyone keeps the old one. */
 		for (i = PROC_PARENT + 1; i < PROC_COUNT; i++)
 			msgchan_compose(env->chan[i], IMSG_CONF_ABORT, 0, -1,
 			    NULL, 0);
 		conf_close_fds(reload.conf);
 		conf_free(reload.conf);
-		reload.conf = NULL;
-		reload.pending = 0;
-		free(reload.changes);
-		reload.changes = NULL;
 		log_warnx("reload refused: %s", reload.error);
 		parent_reload_reply(reload.reqid, 1, reload.error);
+		parent_reload_end();
 		return;
 	}
 	for (i = PROC_PARENT + 1; i < PROC_COUNT; i++)
 		msgchan_compose(env->chan[i], IMSG_CONF_APPLY, 0, -1, NULL, 0);
 	old = env->conf;
 	env->conf = reload.conf;
-	reload.pending = 0;
-	reload.conf = NULL;
 	conf_close_fds(old);
 	conf_free(old);
-	(void)snprintf(buf, sizeof(buf), "configuration generation %u "
-	    "applied", env->conf->generation);
 	log_info("reload generation=%u applied", env->conf->generation);
-	{
-		char	*text = NULL;
+	parent_reload_applied();
+	parent_reload_end();
+}
 
-		if (asprintf(&text, "%s\n%s", buf, reload.changes ?
-		    reload.changes : "") == -1)
-			fatal("asprintf");
-		parent_reload_reply(reload.reqid, 0, text);
-		free(text);
-	}
+/* "configuration generation N applied", the changes, the reports. */
+static void
+parent_reload_applied(void)
+{
+	char	*text = NULL;
+	size_t	 len = 0;
+	FILE	*fp;
+	int	 i;
+
+	if ((fp = open_memstream(&text, &len)) == NULL)
+		fatal("open_memstream");
+	fprintf(fp, "configuration generation %u applied\n%s",
+	    env->conf->generation, reload.changes ? reload.changes : "");
+	for (i = PROC_PARENT + 1; i < PROC_COUNT; i++)
+		if (reload.reports[i] != NULL)
+			fputs(reload.reports[i], fp);
+	if (fclose(fp) != 0)
+		fatal("fclose");
+	parent_reload_reply(reload.reqid, 0, text);
+	free(text);
+}
+
+/* Ready for the next one. */
+static void
+parent_reload_end(void)
+{
+	int	 i;
+
+	reload.pending = 0;
+	reload.conf = NULL;
+	free(reload.error);
+	reload.error = NULL;
 	free(reload.changes);
 	reload.changes = NULL;
+	for (i = 0; i < PROC_COUNT; i++) {
+		free(reload.reports[i]);
+		reload.reports[i] = NULL;
+	}
 }
 
 static void

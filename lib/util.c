@@ -1,6 +1,7 @@
 /*
- * Small parsers shared by the configuration, the control command and
- * the processes.  Every function checks its bounds and says why it fails.
+ * Small parsers and string helpers shared by the configuration, the
+ * control command and the processes.  Every function checks its bounds
+ * and says why it fails.
  */
 #include <sys/types.h>
 #include <sys/socket.h>
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "util.h"
 
 /* A unit suffix and what it multiplies by. */
@@ -187,29 +189,24 @@ int
 net_match(const struct sockaddr_storage *net, int prefixlen,
     const struct sockaddr *addr)
 {
-	const struct sockaddr_in6 *a6;
-	const uint8_t	*p;
-	struct in_addr	 v4;
+	const struct sockaddr_in	*n4 = (const struct sockaddr_in *)net;
+	const struct sockaddr_in6	*n6 = (const struct sockaddr_in6 *)net;
+	const struct sockaddr_in	*a4 = (const struct sockaddr_in *)addr;
+	const struct sockaddr_in6	*a6 = (const struct sockaddr_in6 *)addr;
+	struct in_addr			 v4;
 
 	if (net->ss_family == AF_INET && addr->sa_family == AF_INET)
-		return bits_match(
-		    (const uint8_t *)&((const struct sockaddr_in *)net)->sin_addr,
-		    (const uint8_t *)&((const struct sockaddr_in *)addr)->sin_addr,
-		    prefixlen);
+		return bits_match((const uint8_t *)&n4->sin_addr,
+		    (const uint8_t *)&a4->sin_addr, prefixlen);
 	if (net->ss_family == AF_INET6 && addr->sa_family == AF_INET6)
-		return bits_match(
-		    (const uint8_t *)&((const struct sockaddr_in6 *)net)->sin6_addr,
-		    (const uint8_t *)&((const struct sockaddr_in6 *)addr)->sin6_addr,
-		    prefixlen);
+		return bits_match((const uint8_t *)&n6->sin6_addr,
+		    (const uint8_t *)&a6->sin6_addr, prefixlen);
 	/* An IPv4 client seen through an IPv6 socket (::ffff:a.b.c.d). */
 	if (net->ss_family == AF_INET && addr->sa_family == AF_INET6) {
-		a6 = (const struct sockaddr_in6 *)addr;
 		if (!IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr))
 			return 0;
-		p = a6->sin6_addr.s6_addr + 12;
-		memcpy(&v4, p, sizeof(v4));
-		return bits_match(
-		    (const uint8_t *)&((const struct sockaddr_in *)net)->sin_addr,
+		memcpy(&v4, a6->sin6_addr.s6_addr + 12, sizeof(v4));
+		return bits_match((const uint8_t *)&n4->sin_addr,
 		    (const uint8_t *)&v4, prefixlen);
 	}
 	return 0;
@@ -265,6 +262,32 @@ str_lower(char *s)
 	for (; *s; s++)
 		if (*s >= 'A' && *s <= 'Z')
 			*s = (char)(*s - 'A' + 'a');
+}
+
+char *
+str_printable(char *dst, size_t dstsz, const char *src)
+{
+	unsigned char	 c;
+	size_t		 i;
+
+	if (dstsz == 0)
+		return dst;
+	for (i = 0; src[i] != '\0' && i + 1 < dstsz; i++) {
+		c = (unsigned char)src[i];
+		dst[i] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+	}
+	dst[i] = '\0';
+	return dst;
+}
+
+char *
+str_dup(const char *s)
+{
+	char	*p;
+
+	if ((p = strdup(s)) == NULL)
+		fatal("strdup");
+	return p;
 }
 
 void

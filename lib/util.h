@@ -1,6 +1,6 @@
 /*
  * Small parsers and helpers shared by every process: sizes, durations,
- * host specifications, networks, socket addresses, e-mail addresses.
+ * networks, socket addresses, names, printable copies of hostile text.
  */
 #ifndef SMX_UTIL_H
 #define SMX_UTIL_H
@@ -11,6 +11,12 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
+
+/*
+ * For RB_PROTOTYPE_INTERNAL/RB_GENERATE_INTERNAL of <sys/tree.h>:
+ * libbsd's RB_*_STATIC need a __unused that it does not define.
+ */
+#define SMX_RB_STATIC	__attribute__((__unused__)) static
 
 /* The longest DNS name, NUL included (RFC 1035 §2.3.4). */
 #define UTIL_DOMAINSZ	256
@@ -32,6 +38,14 @@ const char *sa_str(const struct sockaddr *, char *, size_t);
 int	 valid_domain(const char *);	/* syntax of a DNS name */
 /* Lower-cases in place (ASCII only; SMTPUTF8 bytes are left alone). */
 void	 str_lower(char *);
+/*
+ * A copy of hostile text for a reply or a log line: printable ASCII
+ * stays, control characters, DEL and 8-bit octets become '?', cut to
+ * fit dstsz.  dst may be src.  Returns dst.
+ */
+char	*str_printable(char *dst, size_t dstsz, const char *src);
+/* strdup() or fatal(): running out of memory is not a state to go on in. */
+char	*str_dup(const char *);
 /* Durations and sizes printed back the way the configuration says them. */
 void	 duration_str(time_t, char *, size_t);
 void	 size_str(size_t, char *, size_t);

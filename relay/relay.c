@@ -21,7 +21,6 @@ static void	relay_tls_init(void);
 static void	relay_conf_apply(struct msg *);
 static void	relay_deliver(struct msgchan *, struct msg *);
 static void	relay_dns_result(struct msgchan *, struct msg *);
-static char	*relay_strdup(const char *);
 static int	relay_addr_ok(const char *);
 static int	relay_xtext_ok(const char *);
 
@@ -141,16 +140,16 @@ relay_deliver(struct msgchan *ch, struct msg *m)
 		    msg_get_u32(m, &r->notify) == -1 ||
 		    msg_get_strp(m, &orcpt) == -1 || orcpt == NULL)
 			fatalx("bad %s", imsg_name(m->type));
-		r->addr = relay_strdup(addr);
-		r->orcpt = relay_strdup(orcpt);
+		r->addr = str_dup(addr);
+		r->orcpt = str_dup(orcpt);
 		r->status = DELIVERY_TEMPFAIL;
 	}
 	if (msg_end(m) == -1 || (rm->fd = msg_take_fd(m)) == -1)
 		fatalx("bad %s", imsg_name(m->type));
-	rm->msgid = relay_strdup(msgid);
-	rm->sender = relay_strdup(sender);
-	rm->envid = relay_strdup(envid);
-	rm->destination = relay_strdup(dest);
+	rm->msgid = str_dup(msgid);
+	rm->sender = str_dup(sender);
+	rm->envid = str_dup(envid);
+	rm->destination = str_dup(dest);
 	rm->next_addr = 0;
 	ndeliveries++;
 	stat_add("relay.deliveries", 1);
@@ -193,16 +192,6 @@ relay_dns_result(struct msgchan *ch, struct msg *m)
 	relay_dest_dns_result(m);
 }
 
-static char *
-relay_strdup(const char *s)
-{
-	char	*p;
-
-	if ((p = strdup(s)) == NULL)
-		fatal("strdup");
-	return p;
-}
-
 /* Nothing that ends or splits a command line, nothing too long. */
 static int
 relay_addr_ok(const char *s)
@@ -240,9 +229,9 @@ relay_rcpt_set(struct relay_msg *m, struct relay_rcpt *r, uint32_t status,
 	char	 logtext[RELAY_REPLY_TEXT_MAX + 1];
 	char	*p;
 
-	relay_printable(text, sizeof(text), reply);
+	str_printable(text, sizeof(text), reply);
 	free(r->reply);
-	r->reply = relay_strdup(text);
+	r->reply = str_dup(text);
 	r->status = status;
 	if (status != DELIVERY_TEMPFAIL)
 		r->done = 1;
@@ -319,20 +308,6 @@ relay_msg_free(struct relay_msg *m)
 		close(m->fd);
 	free(m);
 	ndeliveries--;
-}
-
-/* Control characters and 8-bit octets become '?'; truncated to fit. */
-void
-relay_printable(char *dst, size_t dstsz, const char *src)
-{
-	size_t	 i;
-
-	if (dstsz == 0)
-		return;
-	for (i = 0; i + 1 < dstsz && src[i] != '\0'; i++)
-		dst[i] = ((unsigned char)src[i] < 0x20 ||
-		    (unsigned char)src[i] >= 0x7f) ? '?' : src[i];
-	dst[i] = '\0';
 }
 
 /* An RFC 5321 timeout, capped by "timeout command" or "timeout data". */

@@ -229,8 +229,6 @@ void	relay_msg_free(struct relay_msg *);
 /* Sets a recipient's verdict and logs the attempt. */
 void	relay_rcpt_set(struct relay_msg *, struct relay_rcpt *, uint32_t,
 	    const char *reply, const char *relay, const char *tls);
-/* Printable, bounded copy of hostile text (a reply, a TLS error). */
-void	relay_printable(char *, size_t, const char *);
 time_t	relay_timeout(time_t rfc, int data);
 
 /* relay_dest.c */

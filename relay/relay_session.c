@@ -456,7 +456,7 @@ relay_session_parse(struct relay_session *s, const char **why)
 		}
 		if (len == 3 || line[3] == ' ') {
 			s->rlines = 0;
-			relay_printable(s->rtext, sizeof(s->rtext), s->rtext);
+			str_printable(s->rtext, sizeof(s->rtext), s->rtext);
 			return 1;
 		}
 	}
@@ -667,7 +667,7 @@ relay_session_handshake(struct relay_session *s)
 		return 0;
 	default:
 		e = tls_error(s->tls);
-		relay_printable(why, sizeof(why), e ? e : "unknown error");
+		str_printable(why, sizeof(why), e ? e : "unknown error");
 		if (s->dest->tls == TLSP_OPPORTUNISTIC) {
 			relay_session_clear_retry(s, why);
 			return -1;
@@ -684,7 +684,7 @@ relay_session_handshake(struct relay_session *s)
 	}
 	if ((v = tls_conn_version(s->tls)) == NULL)
 		v = "unknown";
-	relay_printable(s->tls_version, sizeof(s->tls_version), v);
+	str_printable(s->tls_version, sizeof(s->tls_version), v);
 	s->flags |= F_TLS;
 	log_info("session=%016llx event=starttls relay=%s version=%s "
 	    "cipher=%s verified=%s", (unsigned long long)s->id, s->name,
@@ -1275,7 +1275,7 @@ relay_session_fail(struct relay_session *s, const char *fmt, ...)
 	va_start(ap, fmt);
 	(void)vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
-	relay_printable(text, sizeof(text), text);
+	str_printable(text, sizeof(text), text);
 
 	log_info("session=%016llx event=%s relay=%s state=\"%s\" "
 	    "error=\"%s\"", (unsigned long long)s->id,

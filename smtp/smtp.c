@@ -32,7 +32,7 @@ struct smtp_client {
 static int	smtp_client_cmp(struct smtp_client *, struct smtp_client *);
 RB_HEAD(smtp_clients, smtp_client);
 RB_PROTOTYPE_INTERNAL(smtp_clients, smtp_client, entry, smtp_client_cmp,
-    SMTP_RB_STATIC);
+    SMX_RB_STATIC);
 
 static struct smtp_gen	*smtp_gen_new(struct smx_conf *, int);
 static struct tls	*smtp_gen_tls(struct smtp_gen *, const char *, int);
@@ -440,7 +440,7 @@ smtp_client_cmp(struct smtp_client *a, struct smtp_client *b)
 }
 
 RB_GENERATE_INTERNAL(smtp_clients, smtp_client, entry, smtp_client_cmp,
-    SMTP_RB_STATIC);
+    SMX_RB_STATIC);
 
 /*
  * The answers below are routed by request id, which is the session id:

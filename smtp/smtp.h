@@ -18,9 +18,6 @@
 
 #include "splitmx.h"
 
-/* libbsd's RB_*_STATIC need a __unused it does not define. */
-#define SMTP_RB_STATIC	__attribute__((__unused__)) static
-
 #define SMTP_ENVID_MAX		100	/* RFC 3461 §4.4 */
 #define SMTP_QID_MAX		64
 
@@ -216,6 +213,5 @@ int	smtp_parse_helo(const char *);
 char	*smtp_parse_param(char **, char **);
 int	smtp_parse_keyword(const char *);
 int	smtp_parse_xtext(const char *, size_t);
-void	smtp_parse_printable(char *, size_t, const char *);
 
 #endif

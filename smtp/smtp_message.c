@@ -519,7 +519,7 @@ smtp_message_commit_result(struct smtp_session *s, int ok, const char *reply)
 			    route_class_name(r->rclass),
 			    r->dest[0] ? r->dest : "mx");
 	} else {
-		smtp_parse_printable(text, sizeof(text), reply);
+		str_printable(text, sizeof(text), reply);
 		log_warnx("session=%016llx event=commit-failed id=%s "
 		    "reply=\"%s\"", (unsigned long long)s->id, tx->id, text);
 		smtp_session_reply(s, "451 4.3.0 Error: message not queued, "

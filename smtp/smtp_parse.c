@@ -251,14 +251,3 @@ smtp_parse_xtext(const char *s, size_t max)
 	}
 	return 1;
 }
-
-/* Copy for a reply or a log line: printable ASCII only. */
-void
-smtp_parse_printable(char *dst, size_t dstsz, const char *src)
-{
-	size_t	 i;
-
-	for (i = 0; src[i] != '\0' && i + 1 < dstsz; i++)
-		dst[i] = (src[i] >= 32 && src[i] <= 126) ? src[i] : '?';
-	dst[i] = '\0';
-}

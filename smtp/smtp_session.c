@@ -55,7 +55,7 @@ struct smtp_cmd {
 static int	smtp_session_cmp(struct smtp_session *, struct smtp_session *);
 RB_HEAD(smtp_sessions, smtp_session);
 RB_PROTOTYPE_INTERNAL(smtp_sessions, smtp_session, entry, smtp_session_cmp,
-    SMTP_RB_STATIC);
+    SMX_RB_STATIC);
 
 static void	smtp_session_io(int, short, void *);
 static void	smtp_session_timeout(int, short, void *);
@@ -181,7 +181,7 @@ smtp_session_cmp(struct smtp_session *a, struct smtp_session *b)
 }
 
 RB_GENERATE_INTERNAL(smtp_sessions, smtp_session, entry, smtp_session_cmp,
-    SMTP_RB_STATIC);
+    SMX_RB_STATIC);
 
 /*
  * I/O.  The pump reads what it may, answers every complete command in
@@ -440,8 +440,8 @@ smtp_session_handshake(struct smtp_session *s)
 		v = "unknown";
 	if ((c = tls_conn_cipher(s->tls)) == NULL)
 		c = "unknown";
-	smtp_parse_printable(s->tls_version, sizeof(s->tls_version), v);
-	smtp_parse_printable(s->tls_cipher, sizeof(s->tls_cipher), c);
+	str_printable(s->tls_version, sizeof(s->tls_version), v);
+	str_printable(s->tls_cipher, sizeof(s->tls_cipher), c);
 	log_info("session=%016llx event=starttls version=%s cipher=%s",
 	    (unsigned long long)s->id, s->tls_version, s->tls_cipher);
 	/* RFC 3207 §4.2: forget what the client said before TLS. */
@@ -996,10 +996,10 @@ smtp_session_rcpt(struct smtp_session *s, char *args)
 		strlcpy(lookup, addr, sizeof(lookup));
 
 	/* From here on a bare <postmaster> is its full address. */
-	if ((r = calloc(1, sizeof(*r))) == NULL ||
-	    (r->addr = strdup(lookup)) == NULL ||
-	    (r->orcpt = strdup(orcpt)) == NULL)
+	if ((r = calloc(1, sizeof(*r))) == NULL)
 		fatal("calloc");
+	r->addr = str_dup(lookup);
+	r->orcpt = str_dup(orcpt);
 	r->notify = notify;
 	r->rclass = ROUTE_NONE;
 	tx->pending = r;
@@ -1117,8 +1117,7 @@ smtp_session_orcpt(struct smtp_rcpt *r)
 		n += (size_t)w;
 	}
 	free(r->orcpt);
-	if ((r->orcpt = strdup(buf)) == NULL)
-		fatal("strdup");
+	r->orcpt = str_dup(buf);
 }
 
 void
@@ -1153,7 +1152,7 @@ smtp_session_rcpt_result(struct smtp_session *s, uint32_t verdict,
 		/* The lookup process is trusted, but the reply is ours. */
 		if (code < 400 || code > 599)
 			code = verdict == LOOKUP_TEMPFAIL ? 451 : 550;
-		smtp_parse_printable(clean, sizeof(clean), text);
+		str_printable(clean, sizeof(clean), text);
 		if (clean[0] == '\0')
 			strlcpy(clean, code < 500 ? "4.3.0 Try again later" :
 			    "5.1.1 Recipient rejected", sizeof(clean));

@@ -99,8 +99,7 @@ conf_stmts(const struct smx_conf *c, struct stmt **out, size_t *nout)
 			s = tmp;
 		}
 		stmt_key(line, s[n].key, sizeof(s[n].key));
-		if ((s[n].text = strdup(line)) == NULL)
-			fatal("strdup");
+		s[n].text = str_dup(line);
 		n++;
 	}
 	free(buf);

@@ -790,8 +790,7 @@ parent_conf_done(struct msgchan *ch, struct msg *m)
 			fatal("asprintf");
 	} else if (ok && text[0] != '\0') {
 		free(reload.reports[ch->peer]);
-		if ((reload.reports[ch->peer] = strdup(text)) == NULL)
-			fatal("strdup");
+		reload.reports[ch->peer] = str_dup(text);
 	}
 	if (++reload.acks < PROC_COUNT - 1)
 		return;

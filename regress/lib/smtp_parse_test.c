@@ -1,5 +1,5 @@
 /*
- * Unit tests of smtpd/smtp_parse.c: SMTP paths with their bounds and
+ * Unit tests of smtp/smtp_parse.c: SMTP paths with their bounds and
  * UTF-8, greetings, ESMTP keywords, parameters and xtext.  TAP output.
  */
 #include <sys/types.h>
@@ -173,15 +173,6 @@ test_words(void)
 	ok(smtp_parse_param(&p, &val) == NULL, "no more parameters");
 }
 
-static void
-test_printable(void)
-{
-	char	 out[8];
-
-	smtp_parse_printable(out, sizeof(out), "a\r\nb\x1b[c\xc3");
-	ok(strcmp(out, "a??b?[c") == 0, "printable: %s", out);
-}
-
 int
 main(void)
 {
@@ -189,6 +180,5 @@ main(void)
 	test_paths();
 	test_bounds();
 	test_words();
-	test_printable();
 	return done();
 }

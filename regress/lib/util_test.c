@@ -17,7 +17,7 @@
 #include "splitmx.h"
 #include "tap.h"
 
-#define NTESTS	145
+#define NTESTS	150
 
 struct size_case {
 	const char	*in;
@@ -366,6 +366,27 @@ test_print(void)
 }
 
 static void
+test_printable(void)
+{
+	char	 out[8], in[32];
+	char	*p;
+
+	str_printable(out, sizeof(out), "a\r\nb\x1b[c\xc3");
+	ok(strcmp(out, "a??b?[c") == 0, "printable: %s", out);
+	ok(strcmp(str_printable(out, sizeof(out), "x y\x7f~"), "x y?~") == 0,
+	    "printable: space and ~ stay, DEL goes");
+	out[0] = 'z';
+	ok(str_printable(out, 0, "abc") == out && out[0] == 'z',
+	    "printable: nothing written into no room");
+	strlcpy(in, "in\tplace\xe9", sizeof(in));
+	ok(strcmp(str_printable(in, sizeof(in), in), "in?place?") == 0,
+	    "printable: in place");
+	p = str_dup("copy");
+	ok(p != NULL && strcmp(p, "copy") == 0, "str_dup");
+	free(p);
+}
+
+static void
 test_misc(void)
 {
 	struct sockaddr_storage	 ss;
@@ -396,6 +417,7 @@ test_misc(void)
 	str_lower(s);
 	ok(strcmp(s, "mixed.example.com\xc3\x89") == 0,
 	    "str_lower: ASCII only");
+	test_printable();
 }
 
 int

@@ -129,20 +129,20 @@ struct relay_dest {
 
 /* A session's protocol state (relay_session.c). */
 enum relay_state {
-	S_CONNECT,		/* connect() in progress */
-	S_GREETING,		/* waiting for the 220 */
-	S_EHLO,
-	S_HELO,
-	S_STARTTLS,
-	S_HANDSHAKE,		/* TLS handshake */
-	S_READY,		/* idle, no delivery */
-	S_ASSIGNED,		/* a delivery, its transaction starts soon */
-	S_TX,			/* RSET, MAIL, RCPT replies */
-	S_DATA,			/* waiting for the 354 */
-	S_BODY,			/* sending the message */
-	S_EOM,			/* waiting for the end-of-data reply */
-	S_QUIT,
-	S_DEAD			/* freed at the end of this event */
+	RELAY_STATE_CONNECT,	/* connect() in progress */
+	RELAY_STATE_GREETING,	/* waiting for the 220 */
+	RELAY_STATE_EHLO,
+	RELAY_STATE_HELO,
+	RELAY_STATE_STARTTLS,
+	RELAY_STATE_HANDSHAKE,	/* TLS handshake */
+	RELAY_STATE_READY,	/* idle, no delivery */
+	RELAY_STATE_ASSIGNED,	/* a delivery, its transaction soon */
+	RELAY_STATE_TX,		/* RSET, MAIL, RCPT replies */
+	RELAY_STATE_DATA,	/* waiting for the 354 */
+	RELAY_STATE_BODY,	/* sending the message */
+	RELAY_STATE_EOM,	/* waiting for the end-of-data reply */
+	RELAY_STATE_QUIT,
+	RELAY_STATE_DEAD	/* freed at the end of this event */
 };
 
 /* What the server offers (EHLO keywords). */
@@ -153,14 +153,15 @@ enum relay_state {
 #define CAP_STARTTLS	0x10
 #define CAP_DSN		0x20
 
-#define F_TLS		0x0001	/* TLS is up */
-#define F_CLEAR		0x0002	/* opportunistic: retrying without TLS */
-#define F_USED		0x0004	/* a transaction was started before */
-#define F_IOERR		0x0008	/* the connection is broken */
-#define F_CONNFAIL	0x0010	/* connect failed at once (s->err) */
-#define F_BODY_EOF	0x0020	/* the final dot is in obuf */
-#define F_EOM_SENT	0x0040	/* ... and written */
-#define F_COUNTED	0x0080	/* the delivery's MAIL got a reply here */
+/* A session's flags (F_* of the smtp process are another set). */
+#define F_RELAY_TLS		0x0001	/* TLS is up */
+#define F_RELAY_CLEAR		0x0002	/* opportunistic: again in clear */
+#define F_RELAY_USED		0x0004	/* a transaction was started before */
+#define F_RELAY_IOERR		0x0008	/* the connection is broken */
+#define F_RELAY_CONNFAIL	0x0010	/* connect failed at once (s->err) */
+#define F_RELAY_BODY_EOF	0x0020	/* the final dot is in obuf */
+#define F_RELAY_EOM_SENT	0x0040	/* ... and written */
+#define F_RELAY_COUNTED		0x0080	/* the delivery's MAIL got a reply */
 
 enum relay_cmd_type {
 	CMD_RSET,

@@ -128,7 +128,7 @@ relay_session_connect(struct relay_session *s)
 	struct timeval	 now = { 0, 0 };
 	int		 one = 1;
 
-	s->state = S_CONNECT;
+	s->state = RELAY_STATE_CONNECT;
 	s->up = 0;
 	s->caps = 0;
 	s->size_max = 0;
@@ -146,7 +146,7 @@ relay_session_connect(struct relay_session *s)
 	    errno != EINPROGRESS)) {
 		(void)snprintf(s->err, sizeof(s->err), "4.4.1 connection to "
 		    "%s failed: %s", s->name, strerror(errno));
-		s->flags |= F_CONNFAIL;
+		s->flags |= F_RELAY_CONNFAIL;
 		evtimer_add(&s->tmo, &now);
 		return;
 	}
@@ -178,7 +178,7 @@ relay_session_connected(struct relay_session *s)
 	}
 	log_debug("session=%016llx event=connected relay=%s",
 	    (unsigned long long)s->id, s->name);
-	s->state = S_GREETING;
+	s->state = RELAY_STATE_GREETING;
 	relay_session_timer(s, RELAY_TO_GREETING, 0);
 	relay_session_update(s);
 }
@@ -190,7 +190,7 @@ relay_session_io(int fd, short event, void *arg)
 
 	(void)fd;
 	(void)event;
-	if (s->state == S_CONNECT) {
+	if (s->state == RELAY_STATE_CONNECT) {
 		relay_session_connected(s);
 		return;
 	}
@@ -200,7 +200,7 @@ relay_session_io(int fd, short event, void *arg)
 /*
  * The pump: finish the handshake, write what is queued (feeding the
  * message text as the socket takes it), read and act on every complete
- * reply.  Whatever ends the session leaves it S_DEAD: stop there.
+ * reply.  Whatever ends the session leaves it RELAY_STATE_DEAD: stop there.
  */
 static void
 relay_session_run(struct relay_session *s)
@@ -210,14 +210,14 @@ relay_session_run(struct relay_session *s)
 	int		 turns = 0, r;
 
 	for (;;) {
-		if (s->state == S_HANDSHAKE) {
+		if (s->state == RELAY_STATE_HANDSHAKE) {
 			if ((r = relay_session_handshake(s)) == -1)
 				return;
 			if (r == 0)
 				break;
 		}
 		if (s->opos < s->olen && relay_session_write(s) == -1) {
-			s->flags |= F_IOERR;
+			s->flags |= F_RELAY_IOERR;
 			relay_session_fail(s, "4.4.2 lost connection to %s "
 			    "while sending (%s)", s->name,
 			    relay_state_names[s->state]);
@@ -229,7 +229,8 @@ relay_session_run(struct relay_session *s)
 			event_active(&s->ev, EV_READ, 1);
 			return;
 		}
-		if (s->state == S_BODY && !(s->flags & F_BODY_EOF) &&
+		if (s->state == RELAY_STATE_BODY &&
+		    !(s->flags & F_RELAY_BODY_EOF) &&
 		    s->olen - s->opos < RELAY_BODY_CHUNK) {
 			if (relay_session_fill(s) == -1)
 				return;
@@ -238,10 +239,10 @@ relay_session_run(struct relay_session *s)
 		if ((n = relay_session_read(s)) == -2)
 			break;
 		if (n == -1 || n == 0) {
-			s->flags |= F_IOERR;
-			if (s->state == S_QUIT)
+			s->flags |= F_RELAY_IOERR;
+			if (s->state == RELAY_STATE_QUIT)
 				relay_session_end(s, "quit");
-			else if (s->state == S_READY)
+			else if (s->state == RELAY_STATE_READY)
 				relay_session_end(s, "closed by server");
 			else
 				relay_session_fail(s, "4.4.2 connection %s by "
@@ -251,10 +252,11 @@ relay_session_run(struct relay_session *s)
 			return;
 		}
 		while ((r = relay_session_parse(s, &why)) == 1) {
-			if (s->msg != NULL && s->state != S_ASSIGNED)
+			if (s->msg != NULL && s->state != RELAY_STATE_ASSIGNED)
 				s->msg_replies++;
 			relay_session_reply(s);
-			if (s->state == S_DEAD || s->state == S_CONNECT)
+			if (s->state == RELAY_STATE_DEAD ||
+			    s->state == RELAY_STATE_CONNECT)
 				return;
 		}
 		if (r == -1) {
@@ -262,7 +264,7 @@ relay_session_run(struct relay_session *s)
 			    s->name, why);
 			return;
 		}
-		if (s->state == S_HANDSHAKE)
+		if (s->state == RELAY_STATE_HANDSHAKE)
 			continue;
 	}
 	relay_session_update(s);
@@ -273,11 +275,11 @@ relay_session_update(struct relay_session *s)
 {
 	short	 ev;
 
-	if (s->state == S_DEAD)
+	if (s->state == RELAY_STATE_DEAD)
 		return;
-	if (s->state == S_CONNECT)
+	if (s->state == RELAY_STATE_CONNECT)
 		ev = EV_WRITE;
-	else if (s->state == S_HANDSHAKE)
+	else if (s->state == RELAY_STATE_HANDSHAKE)
 		ev = s->hwant;
 	else {
 		ev = s->rwant;
@@ -327,10 +329,12 @@ relay_session_write(struct relay_session *s)
 	if (s->opos == s->olen)
 		s->opos = s->olen = 0;
 	/* RFC 5321 §4.5.3.2.5-6: each block, then the wait for the reply. */
-	if (s->state == S_EOM && s->olen == 0 && !(s->flags & F_EOM_SENT)) {
-		s->flags |= F_EOM_SENT;
+	if (s->state == RELAY_STATE_EOM && s->olen == 0 &&
+	    !(s->flags & F_RELAY_EOM_SENT)) {
+		s->flags |= F_RELAY_EOM_SENT;
 		relay_session_timer(s, RELAY_TO_DATA_END, 1);
-	} else if (progress && (s->state == S_BODY || s->state == S_EOM))
+	} else if (progress && (s->state == RELAY_STATE_BODY ||
+	    s->state == RELAY_STATE_EOM))
 		relay_session_timer(s, RELAY_TO_DATA_BLOCK, 1);
 	return 0;
 }
@@ -352,33 +356,33 @@ relay_session_timeout(int fd, short event, void *arg)
 	(void)fd;
 	(void)event;
 	switch (s->state) {
-	case S_CONNECT:
-		if (s->flags & F_CONNFAIL)
+	case RELAY_STATE_CONNECT:
+		if (s->flags & F_RELAY_CONNFAIL)
 			relay_session_fail(s, "%s", s->err);
 		else
 			relay_session_fail(s, "4.4.1 connection to %s timed "
 			    "out", s->name);
 		break;
-	case S_READY:
+	case RELAY_STATE_READY:
 		relay_session_quit(s);
 		break;
-	case S_ASSIGNED:
+	case RELAY_STATE_ASSIGNED:
 		relay_session_tx_start(s);
-		if (s->state != S_DEAD)
+		if (s->state != RELAY_STATE_DEAD)
 			relay_session_run(s);
 		break;
-	case S_HANDSHAKE:
-		s->flags |= F_IOERR;
+	case RELAY_STATE_HANDSHAKE:
+		s->flags |= F_RELAY_IOERR;
 		if (s->dest->tls == TLSP_OPPORTUNISTIC)
 			relay_session_clear_retry(s, "handshake timeout");
 		else
 			relay_session_fail(s, "4.7.5 TLS handshake with %s "
 			    "timed out", s->name);
 		break;
-	case S_QUIT:
+	case RELAY_STATE_QUIT:
 		relay_session_end(s, "quit");
 		break;
-	case S_DEAD:
+	case RELAY_STATE_DEAD:
 		break;
 	default:
 		relay_session_fail(s, "4.4.2 timeout waiting for the %s from "
@@ -440,7 +444,8 @@ relay_session_parse(struct relay_session *s, const char **why)
 			return -1;
 		}
 		text = len > 4 ? line + 4 : "";
-		if (s->state == S_EHLO && s->rlines > 1 && code == 250)
+		if (s->state == RELAY_STATE_EHLO && s->rlines > 1 &&
+		    code == 250)
 			relay_session_cap(s, text);
 		if (s->rlen < sizeof(s->rtext) - 1) {
 			if (s->rlines == 1)
@@ -506,33 +511,33 @@ relay_session_reply(struct relay_session *s)
 	log_debug("session=%016llx state=%s reply=\"%s\"",
 	    (unsigned long long)s->id, relay_state_names[s->state], s->rtext);
 	switch (s->state) {
-	case S_GREETING:
+	case RELAY_STATE_GREETING:
 		if (code != 220) {
 			relay_session_fail(s, "%s", s->rtext);
 			return;
 		}
 		relay_session_ehlo(s);
 		break;
-	case S_EHLO:
+	case RELAY_STATE_EHLO:
 		if (code / 100 == 2)
 			relay_session_ehlo_done(s);
-		else if (code / 100 == 5 && !(s->flags & F_TLS)) {
+		else if (code / 100 == 5 && !(s->flags & F_RELAY_TLS)) {
 			/* RFC 5321 §3.2: an old server, try HELO. */
 			s->caps = 0;
-			s->state = S_HELO;
+			s->state = RELAY_STATE_HELO;
 			if (relay_session_cmd(s, "HELO %s",
 			    env->conf->hostname) == 0)
 				relay_session_timer(s, RELAY_TO_COMMAND, 0);
 		} else
 			relay_session_fail(s, "%s", s->rtext);
 		break;
-	case S_HELO:
+	case RELAY_STATE_HELO:
 		if (code / 100 == 2)
 			relay_session_ehlo_done(s);
 		else
 			relay_session_fail(s, "%s", s->rtext);
 		break;
-	case S_STARTTLS:
+	case RELAY_STATE_STARTTLS:
 		if (code == 220) {
 			/*
 			 * Anything after the 220 was sent before TLS and
@@ -553,28 +558,28 @@ relay_session_reply(struct relay_session *s)
 			relay_session_fail(s, "4.7.4 TLS required but "
 			    "STARTTLS refused by %s: %s", s->name, s->rtext);
 		break;
-	case S_TX:
+	case RELAY_STATE_TX:
 		relay_session_tx_reply(s);
 		break;
-	case S_DATA:
+	case RELAY_STATE_DATA:
 		relay_session_data_reply(s);
 		break;
-	case S_BODY:
+	case RELAY_STATE_BODY:
 		/*
 		 * Before the dot: the server gave up on the message, and
 		 * what we still send would be read as commands.
 		 */
-		s->flags |= F_IOERR;
+		s->flags |= F_RELAY_IOERR;
 		relay_session_fail(s, "%s", s->rtext);
 		break;
-	case S_EOM:
+	case RELAY_STATE_EOM:
 		relay_session_eom_reply(s);
 		break;
-	case S_QUIT:
+	case RELAY_STATE_QUIT:
 		relay_session_end(s, "quit");
 		break;
-	case S_READY:
-	case S_ASSIGNED:
+	case RELAY_STATE_READY:
+	case RELAY_STATE_ASSIGNED:
 	default:
 		/* Unasked for: "421 idle too long" and the like. */
 		if (s->msg != NULL)
@@ -590,7 +595,7 @@ relay_session_ehlo(struct relay_session *s)
 {
 	s->caps = 0;
 	s->size_max = 0;
-	s->state = S_EHLO;
+	s->state = RELAY_STATE_EHLO;
 	if (relay_session_cmd(s, "EHLO %s", env->conf->hostname) == 0)
 		relay_session_timer(s, RELAY_TO_COMMAND, 0);
 }
@@ -601,10 +606,10 @@ relay_session_ehlo_done(struct relay_session *s)
 {
 	struct relay_dest	*d = s->dest;
 
-	if (!(s->flags & F_TLS) && d->tls != TLSP_NONE &&
-	    !(s->flags & F_CLEAR)) {
+	if (!(s->flags & F_RELAY_TLS) && d->tls != TLSP_NONE &&
+	    !(s->flags & F_RELAY_CLEAR)) {
 		if (s->caps & CAP_STARTTLS) {
-			s->state = S_STARTTLS;
+			s->state = RELAY_STATE_STARTTLS;
 			if (relay_session_cmd(s, "STARTTLS") == 0)
 				relay_session_timer(s, RELAY_TO_COMMAND, 0);
 			return;
@@ -644,7 +649,7 @@ relay_session_tls_start(struct relay_session *s)
 		    why ? why : "setup failed");
 		return;
 	}
-	s->state = S_HANDSHAKE;
+	s->state = RELAY_STATE_HANDSHAKE;
 	s->hwant = EV_WRITE;
 	relay_session_timer(s, RELAY_TO_COMMAND, 0);
 }
@@ -672,7 +677,7 @@ relay_session_handshake(struct relay_session *s)
 			relay_session_clear_retry(s, why);
 			return -1;
 		}
-		s->flags |= F_IOERR;
+		s->flags |= F_RELAY_IOERR;
 		if (s->dest->tls == TLSP_VERIFY)
 			relay_session_fail(s, "4.7.5 TLS with %s failed "
 			    "(certificate verification required): %s",
@@ -685,7 +690,7 @@ relay_session_handshake(struct relay_session *s)
 	if ((v = tls_conn_version(s->tls)) == NULL)
 		v = "unknown";
 	str_printable(s->tls_version, sizeof(s->tls_version), v);
-	s->flags |= F_TLS;
+	s->flags |= F_RELAY_TLS;
 	log_info("session=%016llx event=starttls relay=%s version=%s "
 	    "cipher=%s verified=%s", (unsigned long long)s->id, s->name,
 	    s->tls_version, tls_conn_cipher(s->tls) ?
@@ -718,7 +723,7 @@ relay_session_clear_retry(struct relay_session *s, const char *why)
 	s->tls = NULL;
 	close(s->fd);
 	s->fd = -1;
-	s->flags = F_CLEAR;
+	s->flags = F_RELAY_CLEAR;
 	relay_session_connect(s);
 }
 
@@ -734,20 +739,20 @@ relay_session_ready(struct relay_session *s)
 		relay_session_tx_start(s);
 		return;
 	}
-	s->state = S_READY;
+	s->state = RELAY_STATE_READY;
 	relay_session_timer(s, RELAY_IDLE_TIMEOUT, 0);
 }
 
 int
 relay_session_idle(struct relay_session *s)
 {
-	return s->state == S_READY && s->msg == NULL;
+	return s->state == RELAY_STATE_READY && s->msg == NULL;
 }
 
 int
 relay_session_up(struct relay_session *s)
 {
-	return s->up && s->state != S_DEAD;
+	return s->up && s->state != RELAY_STATE_DEAD;
 }
 
 int
@@ -767,8 +772,8 @@ relay_session_assign(struct relay_session *s, struct relay_msg *m)
 	strlcpy(m->remote, s->remote, sizeof(m->remote));
 	strlcpy(m->relay, s->name, sizeof(m->relay));
 	s->msg_replies = 0;
-	s->flags &= ~F_COUNTED;
-	s->state = S_ASSIGNED;
+	s->flags &= ~F_RELAY_COUNTED;
+	s->state = RELAY_STATE_ASSIGNED;
 	evtimer_add(&s->tmo, &now);
 }
 
@@ -792,7 +797,7 @@ relay_session_tx_start(struct relay_session *s)
 	s->mail_ok = -1;
 	s->naccepted = 0;
 	/* A reused session starts clean whatever happened before. */
-	if (s->flags & F_USED)
+	if (s->flags & F_RELAY_USED)
 		s->cmds[s->ncmd++].type = CMD_RSET;
 	s->cmds[s->ncmd++].type = CMD_MAIL;
 	for (i = 0; i < m->nrcpt && n < RELAY_MAX_RCPT_TX; i++) {
@@ -809,10 +814,10 @@ relay_session_tx_start(struct relay_session *s)
 		relay_session_msg_finish(s);
 		return;
 	}
-	s->flags |= F_USED;
-	s->state = S_TX;
+	s->flags |= F_RELAY_USED;
+	s->state = RELAY_STATE_TX;
 	relay_session_tx_send(s, (s->caps & CAP_PIPELINING) ? s->ncmd : 1);
-	if (s->state != S_DEAD)
+	if (s->state != RELAY_STATE_DEAD)
 		relay_session_timer(s, RELAY_TO_MAIL, 0);
 }
 
@@ -935,8 +940,8 @@ relay_session_tx_reply(struct relay_session *s)
 		}
 		break;
 	case CMD_MAIL:
-		if (!(s->flags & F_COUNTED)) {
-			s->flags |= F_COUNTED;
+		if (!(s->flags & F_RELAY_COUNTED)) {
+			s->flags |= F_RELAY_COUNTED;
 			m->ntx++;
 		}
 		s->mail_ok = code / 100 == 2;
@@ -963,7 +968,7 @@ relay_session_tx_reply(struct relay_session *s)
 	if (!(s->caps & CAP_PIPELINING) && s->nsent < s->ncmd &&
 	    s->mail_ok != 0) {
 		relay_session_tx_send(s, s->nsent + 1);
-		if (s->state != S_DEAD)
+		if (s->state != RELAY_STATE_DEAD)
 			relay_session_timer(s, RELAY_TO_RCPT, 0);
 		return;
 	}
@@ -973,7 +978,7 @@ relay_session_tx_reply(struct relay_session *s)
 		relay_session_tx_end(s);
 		return;
 	}
-	s->state = S_DATA;
+	s->state = RELAY_STATE_DATA;
 	if (relay_session_cmd(s, "DATA") == 0)
 		relay_session_timer(s, RELAY_TO_DATA_INIT, 0);
 }
@@ -993,8 +998,8 @@ relay_session_data_reply(struct relay_session *s)
 		relay_session_tx_end(s);
 		return;
 	}
-	s->state = S_BODY;
-	s->flags &= ~(F_BODY_EOF | F_EOM_SENT);
+	s->state = RELAY_STATE_BODY;
+	s->flags &= ~(F_RELAY_BODY_EOF | F_RELAY_EOM_SENT);
 	s->body_off = 0;
 	s->body_bol = 1;
 	s->body_cr = 0;
@@ -1041,7 +1046,7 @@ relay_session_verdict(struct relay_session *s, struct relay_rcpt *r,
 	 * RFC 5321 §4.5.3.1.10: "452 too many recipients" asks for
 	 * another transaction, which is worth it if this one got some.
 	 */
-	r->here = !(code == 452 && s->state == S_TX);
+	r->here = !(code == 452 && s->state == RELAY_STATE_TX);
 }
 
 /*
@@ -1088,7 +1093,7 @@ relay_session_msg_finish(struct relay_session *s)
 	struct relay_msg	*m = s->msg;
 
 	s->msg = NULL;
-	s->state = S_READY;
+	s->state = RELAY_STATE_READY;
 	relay_session_timer(s, RELAY_IDLE_TIMEOUT, 0);
 	relay_dest_msg_done(m, s->addr + 1);
 	relay_dest_dispatch(d);
@@ -1153,7 +1158,7 @@ relay_session_fill(struct relay_session *s)
 	    s->body_off)) == -1 && errno == EINTR)
 		;
 	if (n == -1) {
-		s->flags |= F_IOERR;	/* no dot may follow */
+		s->flags |= F_RELAY_IOERR;	/* no dot may follow */
 		relay_session_fail(s, "4.3.0 cannot read the message: %s",
 		    strerror(errno));
 		return -1;
@@ -1188,8 +1193,8 @@ relay_session_fill(struct relay_session *s)
 		}
 		memcpy(out + o, ".\r\n", 3);
 		o += 3;
-		s->flags |= F_BODY_EOF;
-		s->state = S_EOM;
+		s->flags |= F_RELAY_BODY_EOF;
+		s->state = RELAY_STATE_EOM;
 	}
 	s->olen = o;
 	s->body_off += n;
@@ -1270,7 +1275,7 @@ relay_session_fail(struct relay_session *s, const char *fmt, ...)
 	uint32_t		 i;
 	int			 next = s->addr + 1;
 
-	if (s->state == S_DEAD)
+	if (s->state == RELAY_STATE_DEAD)
 		return;
 	va_start(ap, fmt);
 	(void)vsnprintf(text, sizeof(text), fmt, ap);
@@ -1285,7 +1290,7 @@ relay_session_fail(struct relay_session *s, const char *fmt, ...)
 		s->msg = NULL;
 		m->session = NULL;
 		strlcpy(m->error, text, sizeof(m->error));
-		if ((s->flags & F_USED) && s->msg_replies == 0 &&
+		if ((s->flags & F_RELAY_USED) && s->msg_replies == 0 &&
 		    !m->reused_retry) {
 			m->reused_retry = 1;
 			next = s->addr;
@@ -1310,7 +1315,7 @@ relay_session_quit(struct relay_session *s)
 {
 	struct timeval	 tv = { RELAY_QUIT_TIMEOUT, 0 };
 
-	s->state = S_QUIT;
+	s->state = RELAY_STATE_QUIT;
 	if (relay_session_cmd(s, "QUIT") == -1)
 		return;
 	evtimer_add(&s->tmo, &tv);
@@ -1330,7 +1335,7 @@ relay_session_end(struct relay_session *s, const char *reason)
 {
 	struct relay_dest	*d = s->dest;
 
-	if (s->state == S_DEAD)
+	if (s->state == RELAY_STATE_DEAD)
 		return;
 	relay_session_unlink(s, reason);
 	relay_dest_session_gone(d);
@@ -1357,11 +1362,11 @@ relay_session_unlink(struct relay_session *s, const char *reason)
 		event_del(&s->ev);
 	s->evflags = 0;
 	evtimer_del(&s->tmo);
-	if (s->fd != -1 && !(s->flags & F_IOERR) && s->opos == s->olen &&
-	    (s->state == S_GREETING || s->state == S_EHLO ||
-	    s->state == S_HELO || s->state == S_STARTTLS ||
-	    s->state == S_READY || s->state == S_ASSIGNED ||
-	    s->state == S_TX)) {
+	if (s->fd != -1 && !(s->flags & F_RELAY_IOERR) && s->opos == s->olen &&
+	    (s->state == RELAY_STATE_GREETING || s->state == RELAY_STATE_EHLO ||
+	    s->state == RELAY_STATE_HELO || s->state == RELAY_STATE_STARTTLS ||
+	    s->state == RELAY_STATE_READY || s->state == RELAY_STATE_ASSIGNED ||
+	    s->state == RELAY_STATE_TX)) {
 		/* One try, no waiting: the server may be gone already. */
 		if (s->tls != NULL)
 			(void)tls_write(s->tls, "QUIT\r\n", 6);
@@ -1369,7 +1374,7 @@ relay_session_unlink(struct relay_session *s, const char *reason)
 			(void)send(s->fd, "QUIT\r\n", 6, MSG_NOSIGNAL);
 	}
 	if (s->tls != NULL) {
-		if (!(s->flags & F_IOERR) && (s->flags & F_TLS))
+		if (!(s->flags & F_RELAY_IOERR) && (s->flags & F_RELAY_TLS))
 			(void)tls_close(s->tls);
 		tls_free(s->tls);
 		s->tls = NULL;
@@ -1377,7 +1382,7 @@ relay_session_unlink(struct relay_session *s, const char *reason)
 	if (s->fd != -1)
 		close(s->fd);
 	s->fd = -1;
-	s->state = S_DEAD;
+	s->state = RELAY_STATE_DEAD;
 	TAILQ_REMOVE(&d->sessions, s, entry);
 	d->nsessions--;
 	relay_nsessions--;
@@ -1407,5 +1412,5 @@ relay_session_reap(int fd, short event, void *arg)
 static const char *
 relay_session_tlsname(struct relay_session *s)
 {
-	return (s->flags & F_TLS) ? s->tls_version : "none";
+	return (s->flags & F_RELAY_TLS) ? s->tls_version : "none";
 }

@@ -58,13 +58,13 @@ typedef void	(*msg_handler)(struct msgchan *, struct msg *, void *);
 
 struct msgchan {
 	int			 fd;
-	int			 peer;		/* process id of the peer (PROC_*) */
+	int			 peer;		/* the peer's PROC_* */
 	TAILQ_HEAD(, msgframe)	 outq;
 	size_t			 outlen;	/* bytes queued */
 	uint8_t			*rbuf;		/* MSG_MAXSIZE bytes */
 	size_t			 rlen;
 	size_t			 rpos;		/* rbuf[rpos..rlen): unparsed */
-	int			 fds[MSG_MAXFDS]; /* received, not yet claimed */
+	int			 fds[MSG_MAXFDS]; /* received, unclaimed */
 	int			 nfds;
 	struct event		 ev;
 	short			 events;	/* registered with libevent */

@@ -30,7 +30,7 @@
 #define SPLITMX_EMPTY		"/var/empty"	/* chroot of most children */
 
 #define SMX_NAMESZ		64	/* pki, table names */
-#define SMX_HOSTSZ		256	/* a domain or host name, NUL included */
+#define SMX_HOSTSZ		256	/* a domain or host name and its NUL */
 #define SMX_ADDRSZ		512	/* an e-mail address, NUL included */
 
 /* Defaults (RFC 5321 §4.5.3 where it has one). */
@@ -129,11 +129,11 @@ struct smx_table {
 	char			 target_attr[128];
 	time_t			 cache;		/* seconds, 0: none */
 	time_t			 timeout;	/* seconds */
-	time_t			 failback;	/* extension: seconds, 0 never */
+	time_t			 failback;	/* extension: 0 never */
 	int			 starttls;	/* extension: "tls require" */
-	char			 ca[PATH_MAX];	/* extension: "ca", "" default */
+	char			 ca[PATH_MAX];	/* extension: "" default */
 	int			 fd;		/* file: opened by the parent */
-	size_t			 entries;	/* file: counted by the parent */
+	size_t			 entries;	/* file: counted when loaded */
 };
 
 enum smx_domain_type {
@@ -173,7 +173,7 @@ struct smx_conf {
 	char			 admin_group[64];
 	char			 status_sock[PATH_MAX];
 	char			 status_group[64];
-	int64_t			 admin_gid;		/* -1: none; by parent */
+	int64_t			 admin_gid;		/* -1 none; by parent */
 	char			 resolver[128];		/* "" : resolv.conf */
 
 	int			 metrics;		/* listener set */
@@ -231,9 +231,10 @@ enum imsg_type {
 	IMSG_CONF_TABLE,
 	IMSG_CONF_DOMAIN,
 	IMSG_CONF_SOCKET,		/* u32 SOCK_*, fd: control's sockets */
-	IMSG_CONF_DONE,			/* child -> parent: u32 ok, str error */
+	IMSG_CONF_DONE,			/* child -> parent: u32 ok, str why */
+					/* (refused) or its report (ok) */
 	IMSG_CONF_APPLY,		/* parent -> child: switch now */
-	IMSG_CONF_ABORT,		/* parent -> child: drop the pending one */
+	IMSG_CONF_ABORT,		/* parent -> child: drop the pending */
 
 	/* smtp <-> lookup: may this recipient be accepted, and where to */
 	IMSG_LOOKUP_RCPT,		/* see "lookup protocol" below */
@@ -255,7 +256,8 @@ enum imsg_type {
 	IMSG_RELAY_RESULT,
 
 	/* control <-> processes */
-	IMSG_CTL_PROCS,			/* parent -> control: u32 n, (u32 proc, u32 pid)* */
+	IMSG_CTL_PROCS,			/* parent -> control: i64 started, */
+					/* u32 n, (u32 proc, u32 pid)* */
 	IMSG_CTL_VERBOSE,		/* u32 verbose, to every process */
 	IMSG_CTL_RELOAD,		/* control -> parent; reply: result */
 	IMSG_CTL_RELOAD_RESULT,
@@ -453,7 +455,8 @@ struct smx_pki	*conf_pki(const struct smx_conf *, const char *);
 struct smx_table *conf_table(const struct smx_conf *, const char *);
 struct smx_domain *conf_domain(const struct smx_conf *, const char *);
 /* "name", "[name]", "[1.2.3.4]:25", "[::1]:2525"; tls left alone. */
-int		 parse_host(const char *, struct smx_host *, const char **errstr);
+int		 parse_host(const char *, struct smx_host *,
+		    const char **errstr);
 /* Prints a host back in configuration syntax (without tls). */
 void		 host_str(const struct smx_host *, char *, size_t);
 /* "directory NAME: N entries from PATH" lines, as the lookup counted. */
@@ -577,9 +580,10 @@ struct route_result {
 /* The rest of route.c and table.c is the lookup process' (lookup.h). */
 
 /*
- * table.c, for splitmxd -n and the parent's check before a reload: every
- * directory read as the lookup process will, errors and warnings to
- * errfp ("FILE:LINE: ..."); -1 if any table is bad.  Sets t->entries.
+ * table.c, for splitmxd -n and the start of splitmxd (a reload is the
+ * lookup process' to check): every directory read as the lookup process
+ * will, errors and warnings to errfp ("FILE:LINE: ..."); -1 if any
+ * table is bad.  Sets t->entries.
  */
 int		 table_check_config(struct smx_conf *, FILE *errfp);
 

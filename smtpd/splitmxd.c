@@ -288,8 +288,8 @@ parent_bind_metrics(struct smx_conf *c, FILE *errfp)
 	    SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1)
 		goto fail;
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) == -1 ||
-	    bind(fd, (struct sockaddr *)&c->metrics_ss, c->metrics_sslen) == -1 ||
-	    listen(fd, 64) == -1) {
+	    bind(fd, (struct sockaddr *)&c->metrics_ss,
+	    c->metrics_sslen) == -1 || listen(fd, 64) == -1) {
 		close(fd);
 		goto fail;
 	}
@@ -709,7 +709,8 @@ parent_reload(uint64_t reqid)
 	FILE		*errfp;
 
 	if (reload.pending) {
-		parent_reload_reply(reqid, 1, "a reload is already in progress");
+		parent_reload_reply(reqid, 1,
+		    "a reload is already in progress");
 		return;
 	}
 	if ((errfp = open_memstream(&errbuf, &errlen)) == NULL)

@@ -1,7 +1,7 @@
 /*
- * What every child process has in common: its start after exec, the
- * channels to the parent and the siblings, the configuration handshake
- * and the one privilege drop they all go through.
+ * The process table, and what every child process has in common: its
+ * start after exec, the channels to the parent and the siblings, the
+ * configuration handshake and the one privilege drop they all go through.
  */
 #include <sys/types.h>
 #include <sys/prctl.h>

@@ -1288,6 +1288,40 @@ control_queue_result(struct msg *m)
 }
 
 /*
+ * The names of the step kinds, as splitmxctl lookup prints them (text
+ * and JSON): the one place they are spelled.
+ */
+static const char *const	 lookup_step_names[LOOKUP_STEP_COUNT] = {
+	[LOOKUP_STEP_NONE] = "",
+	[LOOKUP_STEP_LOCAL] = "local",
+	[LOOKUP_STEP_CUSTOM] = "custom",
+	[LOOKUP_STEP_UNKNOWN] = "unknown",
+	[LOOKUP_STEP_RELAY] = "relay",
+	[LOOKUP_STEP_OUTSIDE] = "outside",
+	[LOOKUP_STEP_LOOP] = "loop",
+	[LOOKUP_STEP_TOO_LONG] = "too long",
+	[LOOKUP_STEP_TEMPFAIL] = "tempfail",
+};
+
+/* A step's fields, in the order the lookup process sends them. */
+enum { ST_ADDR, ST_DOMAIN, ST_DTYPE, ST_TABLE, ST_ENTRY, ST_SOURCE,
+    ST_KIND, ST_TARGET, ST_NFIELDS };
+static const char *const	 lookup_step_keys[ST_NFIELDS] = {
+	"address", "domain", "type", "table", "entry", "source", "kind",
+	"target"
+};
+
+/* The head of IMSG_CTL_LOOKUP_RESULT, up to the steps. */
+struct lookup_answer {
+	const char	*addr, *text, *rewritten, *dest, *decision, *policy;
+	uint32_t	 verdict, code, rclass, nsteps;
+	int		 routable;
+	const char	*route;		/* its class, by name */
+	const char	*shown;		/* the address it goes to */
+	char		 where[SMX_HOSTSZ + 64];
+};
+
+/*
  * lookup ADDRESS: the lookup process decides as it would for a RCPT
  * from a client that is neither trusted nor the forward host, and
  * explains; see "control lookup protocol" in splitmx.h.
@@ -1304,60 +1338,76 @@ ctl_lookup(struct ctl_client *c, char **words)
 	proc_send(PROC_LOOKUP, &m);
 }
 
+/* One step, its kind by name in s[ST_KIND]. */
+static void
+control_lookup_step_get(struct msg *m, const char *s[ST_NFIELDS],
+    uint32_t *kind)
+{
+	int	 j;
+
+	for (j = 0; j < ST_NFIELDS; j++) {
+		if (j == ST_KIND) {
+			if (msg_get_u32(m, kind) == -1 ||
+			    *kind >= LOOKUP_STEP_COUNT)
+				fatalx("bad %s", imsg_name(m->type));
+			s[j] = lookup_step_names[*kind];
+		} else if (msg_get_strp(m, &s[j]) == -1 || s[j] == NULL)
+			fatalx("bad %s", imsg_name(m->type));
+	}
+}
+
 /* One step of the decision, in words. */
 static void
-control_lookup_step(FILE *out, const char *addr, const char *domain,
-    const char *dtype, const char *table, const char *entry,
-    const char *source, const char *kind, const char *target)
+control_lookup_step_text(FILE *out, const char *s[ST_NFIELDS],
+    uint32_t kind)
 {
-	control_put_safe(out, addr);
+	control_put_safe(out, s[ST_ADDR]);
 	fputs(": ", out);
-	if (strcmp(kind, "outside") == 0) {
+	switch (kind) {
+	case LOOKUP_STEP_OUTSIDE:
 		fputs("not a configured domain\n", out);
 		return;
-	}
-	if (strcmp(kind, "loop") == 0) {
+	case LOOKUP_STEP_LOOP:
 		fputs("seen before in this chain: a loop\n", out);
 		return;
-	}
-	if (strcmp(kind, "too long") == 0) {
+	case LOOKUP_STEP_TOO_LONG:
 		fputs("one step too many\n", out);
 		return;
 	}
 	fprintf(out, "domain ");
-	control_put_safe(out, domain);
+	control_put_safe(out, s[ST_DOMAIN]);
 	fputs(" (", out);
-	control_put_safe(out, dtype);
-	if (*table != '\0') {
+	control_put_safe(out, s[ST_DTYPE]);
+	if (*s[ST_TABLE] != '\0') {
 		fputs(", table ", out);
-		control_put_safe(out, table);
+		control_put_safe(out, s[ST_TABLE]);
 	}
 	fputs(")", out);
-	if (strcmp(kind, "relay") == 0)
+	if (kind == LOOKUP_STEP_RELAY)
 		fputs(": no directory, everything to its forward host", out);
-	else if (strcmp(kind, "unknown") == 0)
+	else if (kind == LOOKUP_STEP_UNKNOWN)
 		fputs(": not in the directory (tried the address, without "
 		    "+detail, @domain)", out);
-	else if (strcmp(kind, "tempfail") == 0) {
+	else if (kind == LOOKUP_STEP_TEMPFAIL) {
 		fputs(": directory unavailable", out);
-		if (*source != '\0') {
+		if (*s[ST_SOURCE] != '\0') {
 			fputs(" (", out);
-			control_put_safe(out, source);
+			control_put_safe(out, s[ST_SOURCE]);
 			fputs(")", out);
 		}
-	} else if (*entry != '\0') {
+	} else if (*s[ST_ENTRY] != '\0') {
 		fputs(": entry ", out);
-		control_put_safe(out, entry);
-		if (*source != '\0') {
+		control_put_safe(out, s[ST_ENTRY]);
+		if (*s[ST_SOURCE] != '\0') {
 			fputs(" at ", out);
-			control_put_safe(out, source);
+			control_put_safe(out, s[ST_SOURCE]);
 		}
 		fputs(": ", out);
-		control_put_safe(out, kind);
-		if (strcmp(kind, "custom") == 0) {
-			if (*target != '\0') {
+		control_put_safe(out, s[ST_KIND]);
+		if (kind == LOOKUP_STEP_CUSTOM) {
+			if (*s[ST_TARGET] != '\0') {
 				fputs(" -> ", out);
-				control_put_safe(out, target);
+				control_put_safe(out, s[ST_TARGET]);
 			} else
 				fputs(" without a target", out);
 		}
@@ -1366,115 +1416,140 @@ control_lookup_step(FILE *out, const char *addr, const char *domain,
 }
 
 static void
+control_lookup_step_json(FILE *out, const char *s[ST_NFIELDS], int first)
+{
+	int	 j;
+
+	fputs(first ? "{" : ", {", out);
+	for (j = 0; j < ST_NFIELDS; j++) {
+		fprintf(out, "%s\"%s\": ", j ? ", " : "", lookup_step_keys[j]);
+		json_str(out, s[j]);
+	}
+	fputs("}", out);
+}
+
+/* The head of the answer, and what it means for the output. */
+static void
+control_lookup_head(struct msg *m, uint64_t *reqid, struct lookup_answer *a)
+{
+	const char	*domain;
+
+	if (msg_get_u64(m, reqid) == -1 || msg_get_strp(m, &a->addr) == -1 ||
+	    msg_get_u32(m, &a->verdict) == -1 ||
+	    msg_get_u32(m, &a->code) == -1 ||
+	    msg_get_strp(m, &a->text) == -1 ||
+	    msg_get_u32(m, &a->rclass) == -1 ||
+	    msg_get_strp(m, &a->rewritten) == -1 ||
+	    msg_get_strp(m, &a->dest) == -1 ||
+	    msg_get_strp(m, &a->decision) == -1 ||
+	    msg_get_strp(m, &a->policy) == -1 ||
+	    msg_get_u32(m, &a->nsteps) == -1 || a->addr == NULL ||
+	    a->text == NULL || a->rewritten == NULL || a->dest == NULL ||
+	    a->decision == NULL || a->policy == NULL || a->nsteps > 64)
+		fatalx("bad %s", imsg_name(m->type));
+	/* A bounce is accepted, but goes nowhere: not routable. */
+	a->routable = a->verdict == LOOKUP_ACCEPT && a->rclass != ROUTE_BOUNCE;
+	a->route = a->rclass < ROUTE_NONE ? route_class_name(a->rclass) :
+	    "none";
+	a->shown = *a->rewritten != '\0' ? a->rewritten : a->addr;
+	domain = strrchr(a->shown, '@') != NULL ? strrchr(a->shown, '@') + 1 :
+	    a->shown;
+	if (a->verdict != LOOKUP_ACCEPT)
+		strlcpy(a->where, "-", sizeof(a->where));
+	else if (a->rclass == ROUTE_BOUNCE)
+		strlcpy(a->where, "none (a non-delivery report goes to the "
+		    "sender)", sizeof(a->where));
+	else if (*a->dest != '\0')
+		strlcpy(a->where, a->dest, sizeof(a->where));
+	else if (snprintf(a->where, sizeof(a->where), "MX of %s", domain) >=
+	    (int)sizeof(a->where))
+		strlcpy(a->where, "MX", sizeof(a->where));
+}
+
+static void
+control_lookup_head_out(FILE *out, int json, const struct lookup_answer *a)
+{
+	int	 accepted = a->verdict == LOOKUP_ACCEPT;
+
+	if (json) {
+		fputs("{\"address\": ", out);
+		json_str(out, a->addr);
+		fprintf(out, ", \"routable\": %s, \"decision\": ",
+		    a->routable ? "true" : "false");
+		json_str(out, a->decision);
+		fputs(", \"route\": ", out);
+		json_str(out, a->route);
+		fputs(", \"rewritten\": ", out);
+		json_str(out, accepted ? a->shown : "");
+		fputs(", \"destination\": ", out);
+		json_str(out, accepted ? a->dest : "");
+		fputs(", \"policy\": ", out);
+		json_str(out, a->policy);
+		fprintf(out, ", \"code\": %u, \"reply\": ", a->code);
+		json_str(out, a->text);
+		fputs(", \"steps\": [", out);
+		return;
+	}
+	fputs("address      ", out);
+	control_put_safe(out, a->addr);
+	fputs("\ndecision     ", out);
+	control_put_safe(out, a->decision);
+	fputs("\n", out);
+}
+
+static void
+control_lookup_tail_out(FILE *out, int json, const struct lookup_answer *a)
+{
+	if (json) {
+		fputs("]}\n", out);
+		return;
+	}
+	if (a->verdict == LOOKUP_ACCEPT) {
+		fputs("rewritten    ", out);
+		control_put_safe(out, a->shown);
+		fputs("\ndestination  ", out);
+		control_put_safe(out, a->where);
+		fprintf(out, "\nroute        %s\n", a->route);
+	}
+	fputs("policy       ", out);
+	control_put_safe(out, a->policy);
+	fprintf(out, "\nreply        %u ", a->code);
+	control_put_safe(out, a->text);
+	fputs("\n", out);
+}
+
+/* IMSG_CTL_LOOKUP_RESULT: read to the end even if the client is gone. */
+static void
 control_lookup_result(struct msg *m)
 {
-	/* A step's fields, in the order the lookup process sends them. */
-	static const char *const step_keys[8] = {
-		"address", "domain", "type", "table", "entry", "source",
-		"kind", "target"
-	};
+	struct lookup_answer	 a;
 	struct ctl_client	*c;
-	const char		*addr, *text, *rewritten, *dest, *decision;
-	const char		*policy, *s[8];
-	const char		*route, *shown;
-	char			 where[SMX_HOSTSZ + 64];
+	const char		*s[ST_NFIELDS];
 	uint64_t		 reqid;
-	uint32_t		 verdict, code, rclass, nsteps, i, j;
-	int			 routable;
+	uint32_t		 i, kind;
 	FILE			*out;
 
-	if (msg_get_u64(m, &reqid) == -1 || msg_get_strp(m, &addr) == -1 ||
-	    msg_get_u32(m, &verdict) == -1 || msg_get_u32(m, &code) == -1 ||
-	    msg_get_strp(m, &text) == -1 || msg_get_u32(m, &rclass) == -1 ||
-	    msg_get_strp(m, &rewritten) == -1 ||
-	    msg_get_strp(m, &dest) == -1 ||
-	    msg_get_strp(m, &decision) == -1 ||
-	    msg_get_strp(m, &policy) == -1 ||
-	    msg_get_u32(m, &nsteps) == -1 || addr == NULL || text == NULL ||
-	    rewritten == NULL || dest == NULL || decision == NULL ||
-	    policy == NULL || nsteps > 64)
-		fatalx("bad %s", imsg_name(m->type));
+	memset(&a, 0, sizeof(a));
+	control_lookup_head(m, &reqid, &a);
 	c = control_client_find(reqid);
 	out = c != NULL ? control_out(c) : NULL;
-	/* A bounce is accepted, but goes nowhere: not routable. */
-	routable = verdict == LOOKUP_ACCEPT && rclass != ROUTE_BOUNCE;
-	route = rclass < ROUTE_NONE ? route_class_name(rclass) : "none";
-	shown = *rewritten != '\0' ? rewritten : addr;
-	if (verdict != LOOKUP_ACCEPT)
-		strlcpy(where, "-", sizeof(where));
-	else if (rclass == ROUTE_BOUNCE)
-		strlcpy(where, "none (a non-delivery report goes to the "
-		    "sender)", sizeof(where));
-	else if (*dest != '\0')
-		strlcpy(where, dest, sizeof(where));
-	else if (snprintf(where, sizeof(where), "MX of %s",
-	    strrchr(shown, '@') != NULL ? strrchr(shown, '@') + 1 : shown) >=
-	    (int)sizeof(where))
-		strlcpy(where, "MX", sizeof(where));
-
-	if (out != NULL && c->json) {
-		fputs("{\"address\": ", out);
-		json_str(out, addr);
-		fprintf(out, ", \"routable\": %s, \"decision\": ",
-		    routable ? "true" : "false");
-		json_str(out, decision);
-		fputs(", \"route\": ", out);
-		json_str(out, route);
-		fputs(", \"rewritten\": ", out);
-		json_str(out, verdict == LOOKUP_ACCEPT ? shown : "");
-		fputs(", \"destination\": ", out);
-		json_str(out, verdict == LOOKUP_ACCEPT ? dest : "");
-		fputs(", \"policy\": ", out);
-		json_str(out, policy);
-		fprintf(out, ", \"code\": %u, \"reply\": ", code);
-		json_str(out, text);
-		fputs(", \"steps\": [", out);
-	} else if (out != NULL) {
-		fputs("address      ", out);
-		control_put_safe(out, addr);
-		fputs("\ndecision     ", out);
-		control_put_safe(out, decision);
-		fputs("\n", out);
-	}
-	for (i = 0; i < nsteps; i++) {
-		for (j = 0; j < 8; j++)
-			if (msg_get_strp(m, &s[j]) == -1 || s[j] == NULL)
-				fatalx("bad %s", imsg_name(m->type));
+	if (out != NULL)
+		control_lookup_head_out(out, c->json, &a);
+	for (i = 0; i < a.nsteps; i++) {
+		control_lookup_step_get(m, s, &kind);
 		if (out == NULL)
 			continue;
-		if (c->json) {
-			fputs(i ? ", {" : "{", out);
-			for (j = 0; j < 8; j++) {
-				fprintf(out, "%s\"%s\": ", j ? ", " : "",
-				    step_keys[j]);
-				json_str(out, s[j]);
-			}
-			fputs("}", out);
-		} else {
+		if (c->json)
+			control_lookup_step_json(out, s, i == 0);
+		else {
 			fprintf(out, "step %-7u ", i + 1);
-			control_lookup_step(out, s[0], s[1], s[2], s[3], s[4],
-			    s[5], s[6], s[7]);
+			control_lookup_step_text(out, s, kind);
 		}
 	}
 	if (msg_end(m) == -1)
 		fatalx("bad %s", imsg_name(m->type));
 	if (out == NULL)
 		return;		/* the client went away */
-	if (c->json)
-		fputs("]}\n", out);
-	else {
-		if (verdict == LOOKUP_ACCEPT) {
-			fputs("rewritten    ", out);
-			control_put_safe(out, shown);
-			fputs("\ndestination  ", out);
-			control_put_safe(out, where);
-			fprintf(out, "\nroute        %s\n", route);
-		}
-		fputs("policy       ", out);
-		control_put_safe(out, policy);
-		fprintf(out, "\nreply        %u ", code);
-		control_put_safe(out, text);
-		fputs("\n", out);
-	}
-	control_reply(c, routable ? 0 : 1);
+	control_lookup_tail_out(out, c->json, &a);
+	control_reply(c, a.routable ? 0 : 1);
 }

@@ -373,7 +373,7 @@ lookup_ctl_done(const struct route_result *rr, const struct route_explain *ex,
 		msg_add_str(&r, st->table);
 		msg_add_str(&r, st->entry);
 		msg_add_str(&r, st->source);
-		msg_add_str(&r, st->kind);
+		msg_add_u32(&r, st->kind);
 		msg_add_str(&r, st->target);
 	}
 	proc_send(PROC_CONTROL, &r);

@@ -139,7 +139,7 @@ struct route_step {
 	char		 table[SMX_NAMESZ];	/* its directory */
 	char		 entry[SMX_ADDRSZ];	/* the entry that matched */
 	char		 source[256];		/* where the entry is */
-	char		 kind[16];		/* local custom unknown... */
+	enum lookup_step kind;
 	char		 target[SMX_ADDRSZ];	/* a custom entry's target */
 };
 

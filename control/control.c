@@ -1,7 +1,8 @@
 /*
  * The control process: the control socket (splitmxctl), the status
- * socket (one JSON object per connection) and the counters every other
- * process reports.  Peer credentials decide who may change things.
+ * socket (one JSON object per connection); the counters every other
+ * process reports are control_counters.c's.  Peer credentials decide
+ * who may change things.
  */
 #include <sys/types.h>
 #include <sys/socket.h>
@@ -46,12 +47,6 @@ struct ctl_client {
 	char			 arg[CTL_ARGSZ]; /* its id, for errors */
 };
 
-struct counter {
-	char		 name[48];
-	int64_t		 value;
-	int		 gauge;
-};
-
 static void	control_accept(int, short, void *);
 static void	control_status_accept(int, short, void *);
 static void	control_read(struct bufferevent *, void *);
@@ -64,7 +59,6 @@ static struct ctl_client *control_client_find(uint64_t);
 static void	control_show_status(struct ctl_client *);
 static void	control_show_stats(struct ctl_client *);
 static void	control_procs(struct msg *);
-static void	control_stats(struct msg *);
 static void	control_reload_result(struct msg *);
 static void	control_show_queue(struct ctl_client *);
 static void	control_queue_item(struct msg *);
@@ -85,29 +79,11 @@ static int			 listening;
 static uint64_t			 next_reqid = 1;
 static pid_t			 pids[PROC_COUNT];
 static time_t			 daemon_started;
-static struct counter		 counters[128];
-static int			 ncounters;
-
-/* SPEC §7 keys: always present, even before anything happened. */
-static const char *const	 base_counters[] = {
-	"sessions.active", "sessions.total",
-	"messages.accepted", "messages.delivered", "messages.deferred",
-	"messages.bounced",
-	"recipients.local", "recipients.custom", "recipients.forwarded",
-	"recipients.rejected",
-	"queue.messages", "queue.oldest_age",
-};
-static const int		 base_gauges[] = {
-	1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1
-};
 
 void
 control(void)
 {
-	size_t	 i;
-
-	for (i = 0; i < sizeof(base_counters) / sizeof(base_counters[0]); i++)
-		counter_get(base_counters[i], base_gauges[i]);
+	control_counters_init();
 	proc_drop_privileges(PROC_CONTROL, SPLITMX_EMPTY);
 	control_listen();
 	event_dispatch();
@@ -148,7 +124,7 @@ control_imsg(struct msgchan *ch, struct msg *m, void *arg)
 		control_procs(m);
 		break;
 	case IMSG_CTL_STATS:
-		control_stats(m);
+		control_counters_stats(m);
 		break;
 	case IMSG_CTL_RELOAD_RESULT:
 		control_reload_result(m);
@@ -212,62 +188,6 @@ control_procs(struct msg *m)
 	if (msg_end(m) == -1)
 		fatalx("bad %s", imsg_name(m->type));
 	daemon_started = (time_t)started;
-}
-
-struct counter *
-counter_get(const char *name, int gauge)
-{
-	int	 i;
-
-	for (i = 0; i < ncounters; i++)
-		if (strcmp(counters[i].name, name) == 0)
-			return &counters[i];
-	if (ncounters == (int)(sizeof(counters) / sizeof(counters[0])))
-		return NULL;
-	strlcpy(counters[ncounters].name, name, sizeof(counters[0].name));
-	counters[ncounters].gauge = gauge;
-	return &counters[ncounters++];
-}
-
-int
-counter_count(void)
-{
-	return ncounters;
-}
-
-const char *
-counter_at(int i, int64_t *value, int *gauge)
-{
-	*value = counters[i].value;
-	*gauge = counters[i].gauge;
-	return counters[i].name;
-}
-
-static void
-control_stats(struct msg *m)
-{
-	struct counter	*c;
-	const char	*name;
-	uint32_t	 n, i, gauge;
-	int64_t		 v;
-
-	if (msg_get_u32(m, &n) == -1 || n > 1024)
-		fatalx("bad %s", imsg_name(m->type));
-	for (i = 0; i < n; i++) {
-		if (msg_get_strp(m, &name) == -1 || name == NULL ||
-		    msg_get_u32(m, &gauge) == -1 || msg_get_i64(m, &v) == -1)
-			fatalx("bad %s", imsg_name(m->type));
-		if ((c = counter_get(name, (int)gauge)) == NULL) {
-			log_warnx("too many counters, %s dropped", name);
-			continue;
-		}
-		if (gauge)
-			c->value = v;
-		else
-			c->value += v;
-	}
-	if (msg_end(m) == -1)
-		fatalx("bad %s", imsg_name(m->type));
 }
 
 /*
@@ -647,14 +567,6 @@ control_proc_state(int proc)
 	return "dead";
 }
 
-static int64_t
-counter_value(const char *name)
-{
-	struct counter	*c = counter_get(name, 0);
-
-	return c ? c->value : 0;
-}
-
 static void
 control_show_status(struct ctl_client *c)
 {
@@ -672,8 +584,8 @@ control_show_status(struct ctl_client *c)
 			    "\"state\": \"%s\"}", i ? ", " : "",
 			    proc_name(i), (int)pids[i], control_proc_state(i));
 		fprintf(out, "], \"sessions\": %lld, \"queue\": %lld}\n",
-		    (long long)counter_value("sessions.active"),
-		    (long long)counter_value("queue.messages"));
+		    (long long)control_counters_value("sessions.active"),
+		    (long long)control_counters_value("queue.messages"));
 	} else {
 		fprintf(out, "splitmxd %s, up %llds, configuration "
 		    "generation %u\n", SPLITMX_VERSION,
@@ -683,8 +595,8 @@ control_show_status(struct ctl_client *c)
 			fprintf(out, "%-8s pid %-7d %s\n", proc_name(i),
 			    (int)pids[i], control_proc_state(i));
 		fprintf(out, "sessions %lld\nqueue %lld messages\n",
-		    (long long)counter_value("sessions.active"),
-		    (long long)counter_value("queue.messages"));
+		    (long long)control_counters_value("sessions.active"),
+		    (long long)control_counters_value("queue.messages"));
 	}
 	control_reply(c, 0);
 }
@@ -692,19 +604,23 @@ control_show_status(struct ctl_client *c)
 static void
 control_show_stats(struct ctl_client *c)
 {
-	FILE	*out = control_out(c);
-	int	 i;
+	FILE		*out = control_out(c);
+	const char	*name;
+	int64_t		 v;
+	int		 i, gauge;
 
-	if (c->json) {
+	if (c->json)
 		fputs("{", out);
-		for (i = 0; i < ncounters; i++)
-			fprintf(out, "%s\"%s\": %lld", i ? ", " : "",
-			    counters[i].name, (long long)counters[i].value);
+	for (i = 0; i < control_counters_n(); i++) {
+		name = control_counters_at(i, &v, &gauge);
+		if (c->json)
+			fprintf(out, "%s\"%s\": %lld", i ? ", " : "", name,
+			    (long long)v);
+		else
+			fprintf(out, "%s=%lld\n", name, (long long)v);
+	}
+	if (c->json)
 		fputs("}\n", out);
-	} else
-		for (i = 0; i < ncounters; i++)
-			fprintf(out, "%s=%lld\n", counters[i].name,
-			    (long long)counters[i].value);
 	control_reply(c, 0);
 }
 
@@ -712,8 +628,10 @@ control_show_stats(struct ctl_client *c)
 static void
 control_status_json(FILE *out)
 {
-	time_t	 now = time(NULL);
-	int	 i;
+	time_t		 now = time(NULL);
+	const char	*name;
+	int64_t		 v;
+	int		 i, gauge;
 
 	fprintf(out, "{\"version\": \"%s\", \"uptime\": %lld, "
 	    "\"generation\": %u, \"loaded\": %lld, \"processes\": {",
@@ -724,9 +642,10 @@ control_status_json(FILE *out)
 		    i ? ", " : "", proc_name(i), (int)pids[i],
 		    control_proc_state(i));
 	fputs("}", out);
-	for (i = 0; i < ncounters; i++)
-		fprintf(out, ", \"%s\": %lld", counters[i].name,
-		    (long long)counters[i].value);
+	for (i = 0; i < control_counters_n(); i++) {
+		name = control_counters_at(i, &v, &gauge);
+		fprintf(out, ", \"%s\": %lld", name, (long long)v);
+	}
 	fputs("}\n", out);
 }
 

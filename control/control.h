@@ -8,12 +8,18 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-struct counter;
 struct ctl_client;
 
-struct counter	*counter_get(const char *, int gauge);
-int		 counter_count(void);
-const char	*counter_at(int, int64_t *value, int *gauge);
+/*
+ * control_counters.c: the counters every process reports in
+ * IMSG_CTL_STATS, by name, in the order first seen.
+ */
+void		 control_counters_init(void);
+void		 control_counters_stats(struct msg *);
+int		 control_counters_n(void);
+const char	*control_counters_at(int, int64_t *value, int *gauge);
+int64_t		 control_counters_value(const char *);
+
 void		 control_fail(struct ctl_client *, const char *, ...)
 		    __attribute__((__format__ (printf, 2, 3)));
 void		 json_str(FILE *, const char *);

@@ -19,6 +19,7 @@
 
 #include "splitmx.h"
 #include "control.h"
+#include "control_verbs.h"
 
 #define CTL_MAXLINE	4096
 #define CTL_TIMEOUT	60
@@ -69,6 +70,7 @@ static void	control_queue_event(struct msg *);
 static void	control_queue_result(struct msg *);
 static void	control_lookup_result(struct msg *);
 static void	control_listen(void);
+static void	control_handlers_check(void);
 static void	control_conf_apply(struct msg *);
 static int	control_is_admin(int, uid_t, gid_t);
 static void	control_status_json(FILE *);
@@ -83,6 +85,7 @@ static time_t			 daemon_started;
 void
 control(void)
 {
+	control_handlers_check();
 	control_counters_init();
 	proc_drop_privileges(PROC_CONTROL, SPLITMX_EMPTY);
 	control_listen();
@@ -363,19 +366,6 @@ control_client_find(uint64_t reqid)
 	return NULL;
 }
 
-/*
- * The requests, as a table: the words, how many arguments follow, whether
- * the request changes something (root or the admin group only), and the
- * handler, which gets the arguments.
- */
-struct ctl_verb {
-	const char	*verb;
-	const char	*object;	/* NULL: none */
-	int		 nargs;
-	int		 admin;
-	void		(*handler)(struct ctl_client *, char **);
-};
-
 static void	ctl_show_status(struct ctl_client *, char **);
 static void	ctl_show_stats(struct ctl_client *, char **);
 static void	ctl_show_queue(struct ctl_client *, char **);
@@ -386,22 +376,31 @@ static void	ctl_show_message(struct ctl_client *, char **);
 static void	ctl_queue_act(struct ctl_client *, char **);
 static void	ctl_lookup(struct ctl_client *, char **);
 
-static const struct ctl_verb	 ctl_verbs[] = {
-	{ "show",	"status",	0, 0, ctl_show_status },
-	{ "show",	"stats",	0, 0, ctl_show_stats },
-	{ "show",	"queue",	0, 0, ctl_show_queue },
-	{ "reload",	NULL,		0, 1, ctl_reload },
-	{ "log",	"verbose",	0, 1, ctl_log },
-	{ "log",	"brief",	0, 1, ctl_log },
-	{ "pause",	"smtp",		0, 1, ctl_pause },
-	{ "resume",	"smtp",		0, 1, ctl_pause },
-	{ "show",	"message",	1, 0, ctl_show_message },
-	{ "schedule",	NULL,		1, 1, ctl_queue_act },
-	{ "remove",	NULL,		1, 1, ctl_queue_act },
-	{ "pause",	"relay",	0, 1, ctl_pause },
-	{ "resume",	"relay",	0, 1, ctl_pause },
-	{ "lookup",	NULL,		1, 0, ctl_lookup },
+/* What runs each request of control_verbs.c. */
+static void	(*const ctl_handlers[CTL_HANDLER_COUNT])(struct ctl_client *,
+		    char **) = {
+	[CTL_SHOW_STATUS] = ctl_show_status,
+	[CTL_SHOW_STATS] = ctl_show_stats,
+	[CTL_SHOW_QUEUE] = ctl_show_queue,
+	[CTL_SHOW_MESSAGE] = ctl_show_message,
+	[CTL_LOOKUP] = ctl_lookup,
+	[CTL_RELOAD] = ctl_reload,
+	[CTL_PAUSE] = ctl_pause,
+	[CTL_SCHEDULE] = ctl_queue_act,
+	[CTL_REMOVE] = ctl_queue_act,
+	[CTL_LOG] = ctl_log,
 };
+
+/* A request without a handler is a mistake of this build: say so now. */
+static void
+control_handlers_check(void)
+{
+	int	 i;
+
+	for (i = 0; i < CTL_HANDLER_COUNT; i++)
+		if (ctl_handlers[i] == NULL)
+			fatalx("control: request %d has no handler", i);
+}
 
 /*
  * One request line: "text|json VERB [OBJECT] [ARGS]".  splitmxctl has
@@ -412,8 +411,7 @@ control_request(struct ctl_client *c, char *line)
 {
 	const struct ctl_verb	*v;
 	char			*words[9], *p, *w;
-	int			 n = 0, first;
-	size_t			 i;
+	int			 n = 0;
 
 	for (p = line; (w = strsep(&p, " ")) != NULL;) {
 		if (*w == '\0')
@@ -432,26 +430,19 @@ control_request(struct ctl_client *c, char *line)
 	c->json = strcmp(words[0], "json") == 0;
 	words[n] = NULL;
 
-	for (i = 0; i < sizeof(ctl_verbs) / sizeof(ctl_verbs[0]); i++) {
-		v = &ctl_verbs[i];
-		first = v->object ? 3 : 2;
-		if (strcmp(words[1], v->verb) != 0 ||
-		    (v->object && (n < 3 || strcmp(words[2], v->object) != 0)))
-			continue;
-		if (n != first + v->nargs)
-			continue;
-		if (v->admin && !c->admin) {
-			log_info("control uid=%u refused=%s", (unsigned)c->uid,
-			    words[1]);
-			control_fail(c, "permission denied: %s needs root or "
-			    "the control admin group", words[1]);
-			return;
-		}
-		v->handler(c, words + 1);
+	if ((v = control_verb_find(n - 1, words + 1)) == NULL) {
+		control_fail(c, "unknown request: %s%s%s", words[1],
+		    n > 2 ? " " : "", n > 2 ? words[2] : "");
 		return;
 	}
-	control_fail(c, "unknown request: %s%s%s", words[1],
-	    n > 2 ? " " : "", n > 2 ? words[2] : "");
+	if ((v->flags & F_CTL_ADMIN) && !c->admin) {
+		log_info("control uid=%u refused=%s", (unsigned)c->uid,
+		    words[1]);
+		control_fail(c, "permission denied: %s needs root or "
+		    "the control admin group", words[1]);
+		return;
+	}
+	ctl_handlers[v->handler](c, words + 1);
 }
 
 static void

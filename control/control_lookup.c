@@ -62,7 +62,7 @@ static void	control_lookup_tail_out(FILE *, int,
 /*
  * lookup ADDRESS: the lookup process decides as it would for a RCPT
  * from a client that is neither trusted nor the forward host, and
- * explains; see "control lookup protocol" in splitmx.h.
+ * explains; see "Lookup protocol" in splitmx.h.
  */
 void
 control_lookup(struct ctl_client *c, char **words)
@@ -86,7 +86,8 @@ control_lookup_step_get(struct msg *m, const char *s[ST_NFIELDS],
 	for (j = 0; j < ST_NFIELDS; j++) {
 		if (j == ST_KIND) {
 			if (msg_get_u32(m, kind) == -1 ||
-			    *kind >= LOOKUP_STEP_COUNT)
+			    *kind >= LOOKUP_STEP_COUNT ||
+			    lookup_step_names[*kind] == NULL)
 				fatalx("bad %s", imsg_name(m->type));
 			s[j] = lookup_step_names[*kind];
 		} else if (msg_get_strp(m, &s[j]) == -1 || s[j] == NULL)

@@ -329,7 +329,7 @@ lookup_rcpt_done(const struct route_result *rr,
 	free(a);
 }
 
-/* splitmxctl lookup: see "control lookup protocol" in splitmx.h. */
+/* splitmxctl lookup: see "Lookup protocol" in splitmx.h. */
 static void
 lookup_ctl(struct msgchan *ch, struct msg *m)
 {

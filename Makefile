@@ -21,7 +21,9 @@ LIB_SRCS = $(wildcard lib/*.c)
 D_SRCS	 = $(wildcard smtpd/*.c smtp/*.c lookup/*.c queue/*.c relay/*.c) \
 	   $(filter-out control/splitmxctl.c,$(wildcard control/*.c))
 D_OBJS	 = $(patsubst %.c,$(OBJ)/%.o,$(LIB_SRCS) $(D_SRCS)) $(OBJ)/smtpd/parse.o
-CTL_OBJS = $(patsubst %.c,$(OBJ)/%.o,$(LIB_SRCS) control/splitmxctl.c)
+# The request table (control_verbs.c) is linked into both programs.
+CTL_OBJS = $(patsubst %.c,$(OBJ)/%.o,$(LIB_SRCS) control/splitmxctl.c \
+	   control/control_verbs.c)
 HDRS	 = $(wildcard lib/*.h smtpd/*.h smtp/*.h lookup/*.h queue/*.h relay/*.h \
 	   control/*.h)
 UNIT_SRCS = $(wildcard regress/lib/*_test.c)

@@ -81,8 +81,8 @@ metrics_request(struct evhttp_request *req, void *arg)
 	    "Generation of the configuration in force.\n"
 	    "# TYPE splitmx_config_generation gauge\n"
 	    "splitmx_config_generation %u\n", env->conf->generation);
-	for (i = 0; i < counter_count(); i++) {
-		key = counter_at(i, &v, &gauge);
+	for (i = 0; i < control_counters_n(); i++) {
+		key = control_counters_at(i, &v, &gauge);
 		metrics_name(key, name, sizeof(name));
 		/* Counters end in _total, once ("sessions.total" too). */
 		len = strlen(name);

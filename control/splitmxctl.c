@@ -12,51 +12,82 @@
 #include <string.h>
 #include <unistd.h>
 
-
+#include "control_verbs.h"
 
 #define SPLITMX_CONTROL	"/run/splitmx/control.sock"
 
 static void	usage(void) __attribute__((__noreturn__));
-static int	verb_ok(int, char **);
-
-struct verb {
-	const char	*words[2];
-	int		 args;		/* extra arguments required */
-};
-
-/* SPEC §6: the request must be one of these, with its argument. */
-static const struct verb	 verbs[] = {
-	{ { "show", "status" },		0 },
-	{ { "show", "stats" },		0 },
-	{ { "show", "queue" },		0 },
-	{ { "show", "message" },	1 },
-	{ { "lookup", NULL },		1 },
-	{ { "reload", NULL },		0 },
-	{ { "pause", "smtp" },		0 },
-	{ { "pause", "relay" },		0 },
-	{ { "resume", "smtp" },		0 },
-	{ { "resume", "relay" },	0 },
-	{ { "schedule", NULL },		1 },
-	{ { "remove", NULL },		1 },
-	{ { "log", "verbose" },		0 },
-	{ { "log", "brief" },		0 },
-};
+static char	**options(int *, char **, const char **, int *);
+static int	word_ok(const char *);
+static size_t	request(char *, size_t, int, int, char **);
+static int	ctl_connect(const char *);
+static void	ctl_send(int, const char *, size_t);
+static int	ctl_answer(int, int);
 
 static void
 usage(void)
 {
-	fprintf(stderr,
-	    "usage: splitmxctl [-s socket] [--json] command [argument]\n"
-	    "commands:\n"
-	    "\tshow status | stats | queue | message ID\n"
-	    "\tlookup ADDRESS\n"
-	    "\treload\n"
-	    "\tpause smtp | relay\n"
-	    "\tresume smtp | relay\n"
-	    "\tschedule ID | all\n"
-	    "\tremove ID | all\n"
-	    "\tlog verbose | brief\n");
+	fprintf(stderr, "usage: splitmxctl [-s socket] [--json] command "
+	    "[argument]\ncommands:\n");
+	control_verb_usage(stderr);
 	exit(2);
+}
+
+int
+main(int argc, char *argv[])
+{
+	const struct ctl_verb	*v;
+	const char		*sock = SPLITMX_CONTROL;
+	char			 req[2048];
+	size_t			 reqlen;
+	int			 fd, json = 0, status;
+
+	argv = options(&argc, argv, &sock, &json);
+	if (argc < 1 || (v = control_verb_find(argc, argv)) == NULL)
+		usage();
+	reqlen = request(req, sizeof(req), json, argc, argv);
+	fd = ctl_connect(sock);
+	ctl_send(fd, req, reqlen);
+	/* "lookup" explains a refusal too: that is its answer, not an error. */
+	status = ctl_answer(fd, json || (v->flags & F_CTL_ANSWER));
+	close(fd);
+	return status;
+}
+
+/*
+ * -s SOCKET, --json and -h before the request; --json may also follow
+ * it.  Returns the request's words, their number in *argc.
+ */
+static char **
+options(int *argc, char **argv, const char **sock, int *json)
+{
+	int	 i, j, n = *argc;
+
+	for (i = 1; i < n; i++) {
+		if (strcmp(argv[i], "--json") == 0)
+			*json = 1;
+		else if (strcmp(argv[i], "-s") == 0) {
+			if (++i == n)
+				usage();
+			*sock = argv[i];
+		} else if (strcmp(argv[i], "-h") == 0 ||
+		    strcmp(argv[i], "--help") == 0)
+			usage();
+		else if (argv[i][0] == '-' && argv[i][1] != '\0')
+			usage();
+		else
+			break;
+	}
+	for (j = i; j < n; j++)
+		if (strcmp(argv[j], "--json") == 0) {
+			*json = 1;
+			memmove(&argv[j], &argv[j + 1],
+			    (size_t)(n - j) * sizeof(*argv));
+			n--;
+			j--;
+		}
+	*argc = n - i;
+	return argv + i;
 }
 
 /* Arguments travel space-separated: they must be plain words. */
@@ -71,90 +102,40 @@ word_ok(const char *w)
 	return 1;
 }
 
-static int
-verb_ok(int argc, char **argv)
+/* "text|json VERB [OBJECT] [ARGS]\n" into req; its length. */
+static size_t
+request(char *req, size_t size, int json, int argc, char **argv)
 {
-	size_t	 i;
-	int	 n;
+	size_t	 off;
+	int	 i, len;
 
-	for (i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
-		n = verbs[i].words[1] ? 2 : 1;
-		if (argc != n + verbs[i].args)
-			continue;
-		if (strcmp(argv[0], verbs[i].words[0]) != 0)
-			continue;
-		if (n == 2 && strcmp(argv[1], verbs[i].words[1]) != 0)
-			continue;
-		return 1;
-	}
-	return 0;
-}
-
-int
-main(int argc, char *argv[])
-{
-	struct sockaddr_un	 sun;
-	const char		*sock = SPLITMX_CONTROL;
-	char			 req[2048], buf[8192];
-	size_t			 off, reqlen;
-	ssize_t			 n;
-	int			 fd, json = 0, i, status = -1, len, explain;
-	char			*nl;
-	size_t			 have = 0;
-	char			 head[16];
-
-	for (i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--json") == 0)
-			json = 1;
-		else if (strcmp(argv[i], "-s") == 0) {
-			if (++i == argc)
-				usage();
-			sock = argv[i];
-		} else if (strcmp(argv[i], "-h") == 0 ||
-		    strcmp(argv[i], "--help") == 0)
-			usage();
-		else if (argv[i][0] == '-' && argv[i][1] != '\0')
-			usage();
-		else
-			break;
-	}
-	argc -= i;
-	argv += i;
-	/* --json may also follow the verb. */
-	for (i = 0; i < argc; i++)
-		if (strcmp(argv[i], "--json") == 0) {
-			json = 1;
-			memmove(&argv[i], &argv[i + 1],
-			    (size_t)(argc - i) * sizeof(*argv));
-			argc--;
-			i--;
-		}
-	if (argc < 1 || !verb_ok(argc, argv))
-		usage();
-	/* "lookup" explains a refusal too: that is its answer, not an error. */
-	explain = strcmp(argv[0], "lookup") == 0;
-
-	off = 0;
-	len = snprintf(req, sizeof(req), "%s", json ? "json" : "text");
-	if (len < 0)
-		usage();
+	len = snprintf(req, size, "%s", json ? "json" : "text");
+	if (len < 0 || (size_t)len >= size)
+		exit(2);
 	off = (size_t)len;
 	for (i = 0; i < argc; i++) {
 		if (!word_ok(argv[i])) {
 			fprintf(stderr, "splitmxctl: invalid argument\n");
 			exit(2);
 		}
-		len = snprintf(req + off, sizeof(req) - off, " %s", argv[i]);
-		if (len < 0 || (size_t)len >= sizeof(req) - off) {
+		len = snprintf(req + off, size - off, " %s", argv[i]);
+		if (len < 0 || (size_t)len >= size - off) {
 			fprintf(stderr, "splitmxctl: request too long\n");
 			exit(2);
 		}
 		off += (size_t)len;
 	}
-	if (off + 1 >= sizeof(req))
+	if (off + 1 >= size)
 		exit(2);
 	req[off++] = '\n';
-	reqlen = off;
+	return off;
+}
+
+static int
+ctl_connect(const char *sock)
+{
+	struct sockaddr_un	 sun;
+	int			 fd;
 
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
@@ -172,8 +153,17 @@ main(int argc, char *argv[])
 		    sock, strerror(errno));
 		exit(1);
 	}
-	for (off = 0; off < reqlen; off += (size_t)n)
-		if ((n = write(fd, req + off, reqlen - off)) == -1) {
+	return fd;
+}
+
+static void
+ctl_send(int fd, const char *req, size_t len)
+{
+	size_t	 off;
+	ssize_t	 n;
+
+	for (off = 0; off < len; off += (size_t)n)
+		if ((n = write(fd, req + off, len - off)) == -1) {
 			if (errno == EINTR) {
 				n = 0;
 				continue;
@@ -182,8 +172,22 @@ main(int argc, char *argv[])
 			    strerror(errno));
 			exit(1);
 		}
+}
 
-	/* The first line is the exit status, the rest is for the user. */
+/*
+ * The first line is the exit status, the rest is for the user: on
+ * standard output, or on standard error for a refusal in text unless
+ * the refusal is the answer (stdout_always).  Returns the status.
+ */
+static int
+ctl_answer(int fd, int stdout_always)
+{
+	char	 buf[8192], head[16], *nl;
+	size_t	 have = 0, take;
+	ssize_t	 n;
+	int	 status = -1;
+	FILE	*out = stdout;
+
 	for (;;) {
 		n = read(fd, buf, sizeof(buf));
 		if (n == -1 && errno == EINTR)
@@ -195,34 +199,33 @@ main(int argc, char *argv[])
 		}
 		if (n == 0)
 			break;
-		if (status == -1) {
-			size_t	 take = (size_t)n;
-
-			if ((nl = memchr(buf, '\n', (size_t)n)) != NULL)
-				take = (size_t)(nl - buf);
-			if (have + take >= sizeof(head)) {
-				fprintf(stderr, "splitmxctl: bad answer\n");
-				exit(1);
-			}
-			memcpy(head + have, buf, take);
-			have += take;
-			if (nl == NULL)
-				continue;
-			head[have] = '\0';
-			if (strcmp(head, "0") == 0)
-				status = 0;
-			else if (strcmp(head, "1") == 0)
-				status = 1;
-			else {
-				fprintf(stderr, "splitmxctl: bad answer\n");
-				exit(1);
-			}
-			fwrite(nl + 1, 1, (size_t)n - take - 1,
-			    status && !json && !explain ? stderr : stdout);
-		} else
-			fwrite(buf, 1, (size_t)n, status && !json && !explain ? stderr : stdout);
+		if (status != -1) {
+			fwrite(buf, 1, (size_t)n, out);
+			continue;
+		}
+		take = (size_t)n;
+		if ((nl = memchr(buf, '\n', (size_t)n)) != NULL)
+			take = (size_t)(nl - buf);
+		if (have + take >= sizeof(head)) {
+			fprintf(stderr, "splitmxctl: bad answer\n");
+			exit(1);
+		}
+		memcpy(head + have, buf, take);
+		have += take;
+		if (nl == NULL)
+			continue;
+		head[have] = '\0';
+		if (strcmp(head, "0") == 0)
+			status = 0;
+		else if (strcmp(head, "1") == 0)
+			status = 1;
+		else {
+			fprintf(stderr, "splitmxctl: bad answer\n");
+			exit(1);
+		}
+		out = status && !stdout_always ? stderr : stdout;
+		fwrite(nl + 1, 1, (size_t)n - take - 1, out);
 	}
-	close(fd);
 	if (status == -1) {
 		fprintf(stderr, "splitmxctl: no answer from splitmxd\n");
 		exit(1);

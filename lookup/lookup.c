@@ -22,6 +22,8 @@ struct lookup_ask {
 	char		 rcpt[SMX_ADDRSZ];
 };
 
+static struct table_set *lookup_tables_open(struct smx_conf *, int,
+		    struct table_set *, FILE *, FILE *);
 static void	lookup_conf_apply(struct msg *);
 static void	lookup_conf_abort(void);
 static void	lookup_rcpt(struct msgchan *, struct msg *);
@@ -103,6 +105,39 @@ lookup_gen_unref(struct lookup_gen *gen)
 }
 
 /*
+ * A configuration's tables, opened and checked: errors (the set is
+ * refused) to errfp, the routing warnings of its entries to warnfp.
+ * table.c only reads tables; what their entries mean for routing is
+ * route.c's, asked here, above both.
+ */
+static struct table_set *
+lookup_tables_open(struct smx_conf *c, int use_fds, struct table_set *old,
+    FILE *errfp, FILE *warnfp)
+{
+	struct table_set	*set;
+
+	if ((set = table_set_open(c, use_fds, old, errfp)) != NULL)
+		route_check(c, set, warnfp);
+	return set;
+}
+
+/*
+ * splitmxd -n: every table read as the lookup process will read it,
+ * with the same checks and warnings.  (Named for the parent, which
+ * knows "tables", not the lookup process.)
+ */
+int
+table_check_config(struct smx_conf *c, FILE *errfp)
+{
+	struct table_set	*set;
+
+	if ((set = lookup_tables_open(c, 0, NULL, errfp, errfp)) == NULL)
+		return -1;
+	table_set_close(set);
+	return 0;
+}
+
+/*
  * Before the acknowledgement of a new configuration: every table is
  * loaded and checked now, so that a bad directory refuses the reload
  * and the tables in force go on answering until APPLY.
@@ -128,8 +163,8 @@ lookup_conf_prepare(struct smx_conf *c, char *err, size_t errlen)
 		fatal("open_memstream");
 	if (clock_gettime(CLOCK_MONOTONIC, &t0) == -1)
 		fatal("clock_gettime");
-	set = table_set_open(c, 1, current != NULL ? current->tables : NULL,
-	    errfp, warnfp);
+	set = lookup_tables_open(c, 1, current != NULL ? current->tables :
+	    NULL, errfp, warnfp);
 	if (clock_gettime(CLOCK_MONOTONIC, &t1) == -1)
 		fatal("clock_gettime");
 	ms = (long long)(t1.tv_sec - t0.tv_sec) * 1000 +
@@ -294,7 +329,7 @@ lookup_rcpt_done(const struct route_result *rr,
 	free(a);
 }
 
-/* splitmxctl lookup: see "control lookup protocol" in splitmx.h. */
+/* splitmxctl lookup: see "Lookup protocol" in splitmx.h. */
 static void
 lookup_ctl(struct msgchan *ch, struct msg *m)
 {
@@ -338,7 +373,7 @@ lookup_ctl_done(const struct route_result *rr, const struct route_explain *ex,
 		msg_add_str(&r, st->table);
 		msg_add_str(&r, st->entry);
 		msg_add_str(&r, st->source);
-		msg_add_str(&r, st->kind);
+		msg_add_u32(&r, st->kind);
 		msg_add_str(&r, st->target);
 	}
 	proc_send(PROC_CONTROL, &r);

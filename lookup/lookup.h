@@ -99,13 +99,13 @@ struct table_set {
 };
 /*
  * Opens every table of c, from the descriptors in c (closed here) or,
- * with use_fds 0, by opening the files; checks the custom chains and
- * writes warnings ("FILE:LINE: warning: ...") to warnfp.  NULL, with
- * every error on errfp, if any table is bad.  old: the set in force
- * (may be NULL), whose tables the new ones may share state with.
+ * with use_fds 0, by opening the files.  NULL, with every error on
+ * errfp, if any table is bad.  old: the set in force (may be NULL),
+ * whose tables the new ones may share state with.  The routing checks
+ * of the entries are route_check()'s, called by whoever opens the set.
  */
 struct table_set *table_set_open(struct smx_conf *c, int use_fds,
-		    struct table_set *old, FILE *errfp, FILE *warnfp);
+		    struct table_set *old, FILE *errfp);
 struct table	*table_set_find(const struct table_set *, const char *name);
 void		 table_set_close(struct table_set *);
 
@@ -139,7 +139,7 @@ struct route_step {
 	char		 table[SMX_NAMESZ];	/* its directory */
 	char		 entry[SMX_ADDRSZ];	/* the entry that matched */
 	char		 source[256];		/* where the entry is */
-	char		 kind[16];		/* local custom unknown... */
+	enum lookup_step kind;
 	char		 target[SMX_ADDRSZ];	/* a custom entry's target */
 };
 

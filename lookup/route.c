@@ -185,7 +185,7 @@ route_next(struct route_req *req)
 	for (i = 0; i < req->hops; i++)
 		if (strcmp(req->seen[i], req->cur) == 0) {
 			if (st != NULL)
-				strlcpy(st->kind, "loop", sizeof(st->kind));
+				st->kind = LOOKUP_STEP_LOOP;
 			route_explain(req, "custom chain loops");
 			route_policy(req, "%s comes back to itself: a loop in "
 			    "the directory", req->cur);
@@ -195,7 +195,7 @@ route_next(struct route_req *req)
 		}
 	if (req->hops > ROUTE_MAXSTEPS) {
 		if (st != NULL)
-			strlcpy(st->kind, "too long", sizeof(st->kind));
+			st->kind = LOOKUP_STEP_TOO_LONG;
 		route_explain(req, "custom chain too long");
 		route_policy(req, "more than %d custom steps", ROUTE_MAXSTEPS);
 		route_finish(req, LOOKUP_REJECT, 550, "5.4.6 Custom recipient "
@@ -206,13 +206,13 @@ route_next(struct route_req *req)
 
 	if (d == NULL) {
 		if (st != NULL)
-			strlcpy(st->kind, "outside", sizeof(st->kind));
+			st->kind = LOOKUP_STEP_OUTSIDE;
 		route_outside(req, domain);
 		return;
 	}
 	if (d->type == DOMAIN_RELAY) {
 		if (st != NULL)
-			strlcpy(st->kind, "relay", sizeof(st->kind));
+			st->kind = LOOKUP_STEP_RELAY;
 		route_relay(req);
 		return;
 	}
@@ -371,7 +371,7 @@ route_answer(struct table_query *q)
 	}
 	if (req->ex != NULL && req->ex->nsteps > 0) {
 		st = &req->ex->steps[req->ex->nsteps - 1];
-		strlcpy(st->kind, "tempfail", sizeof(st->kind));
+		st->kind = LOOKUP_STEP_TEMPFAIL;
 		strlcpy(st->source, q->source, sizeof(st->source));
 	}
 	/* A reply of the table's own: an answer it refuses to guess. */
@@ -395,8 +395,8 @@ route_found(struct route_req *req)
 		st = &req->ex->steps[req->ex->nsteps - 1];
 		strlcpy(st->entry, req->q.key, sizeof(st->entry));
 		strlcpy(st->source, req->q.source, sizeof(st->source));
-		strlcpy(st->kind, req->q.kind == DIR_LOCAL ? "local" :
-		    "custom", sizeof(st->kind));
+		st->kind = req->q.kind == DIR_LOCAL ? LOOKUP_STEP_LOCAL :
+		    LOOKUP_STEP_CUSTOM;
 		strlcpy(st->target, target, sizeof(st->target));
 	}
 
@@ -479,7 +479,7 @@ route_unknown(struct route_req *req)
 
 	if (req->ex != NULL && req->ex->nsteps > 0) {
 		st = &req->ex->steps[req->ex->nsteps - 1];
-		strlcpy(st->kind, "unknown", sizeof(st->kind));
+		st->kind = LOOKUP_STEP_UNKNOWN;
 	}
 
 	/* A followed target that is no directory address: the other side. */

@@ -46,11 +46,6 @@ static int	tb_file_lookup_now(struct table *, struct table_query *);
 static int	tb_file_entry(struct table *, size_t, struct table_query *);
 static size_t	tb_file_count(const struct table *);
 static void	tb_file_close(struct table *);
-static int	tb_none_open(struct table *, struct smx_table *,
-		    struct table *, FILE *);
-static void	tb_none_lookup(struct table *, struct table_query *);
-static size_t	tb_none_count(const struct table *);
-static void	tb_none_close(struct table *);
 static int	tb_ldap_open(struct table *, struct smx_table *,
 		    struct table *, FILE *);
 static void	tb_ldap_lookup(struct table *, struct table_query *);
@@ -65,23 +60,13 @@ static const struct table_backend	tb_file = {
 	tb_file_entry, tb_file_count, tb_file_close
 };
 
-/*
- * A table type this build has no backend for (LDAP until it lands):
- * the configuration is valid, the directory is merely unreachable, so
- * every lookup is the outage answer of SPEC §4 (451 4.4.3), never a
- * bounce or a 550.
- */
-static const struct table_backend	tb_none = {
-	"unavailable", tb_none_open, tb_none_lookup, NULL, NULL,
-	tb_none_count, tb_none_close
-};
-
 /* LDAP: table_ldap.c, answered later, never listed. */
 static const struct table_backend	tb_ldap = {
 	"ldap", tb_ldap_open, tb_ldap_lookup, NULL, NULL, tb_ldap_count,
 	tb_ldap_close
 };
 
+/* A new table type without a case here does not compile (-Wswitch). */
 static const struct table_backend *
 table_backend(enum smx_table_type type)
 {
@@ -91,7 +76,7 @@ table_backend(enum smx_table_type type)
 	case TABLE_LDAP:
 		return &tb_ldap;
 	}
-	return &tb_none;
+	return NULL;
 }
 
 static struct table *
@@ -106,7 +91,12 @@ table_new(struct smx_table *t, struct table *old, FILE *errfp)
 	strlcpy(tb->name, t->name, sizeof(tb->name));
 	strlcpy(tb->path, t->path, sizeof(tb->path));
 	tb->type = t->type;
-	tb->be = table_backend(t->type);
+	if ((tb->be = table_backend(t->type)) == NULL) {
+		fprintf(errfp, "table %s: unknown table type %d\n", t->name,
+		    (int)t->type);
+		free(tb);
+		return NULL;
+	}
 	if (old != NULL && old->type != t->type)
 		old = NULL;
 	if (tb->be->open(tb, t, old, errfp) == -1) {
@@ -276,46 +266,6 @@ tb_file_close(struct table *tb)
 }
 
 static int
-tb_none_open(struct table *tb, struct smx_table *t, struct table *old,
-    FILE *errfp)
-{
-	(void)t;
-	(void)old;
-	(void)errfp;
-	tb->data = NULL;
-	return 0;
-}
-
-static void
-tb_none_lookup(struct table *tb, struct table_query *q)
-{
-	static char	 warned[SMX_NAMESZ];
-
-	if (strcmp(warned, tb->name) != 0) {
-		log_warnx("table %s: no backend for this table type in this "
-		    "build, recipients of its domains get 451", tb->name);
-		strlcpy(warned, tb->name, sizeof(warned));
-	}
-	q->status = TABLE_TEMPFAIL;
-	(void)snprintf(q->source, sizeof(q->source), "table %s: no backend",
-	    tb->name);
-	q->done(q);
-}
-
-static size_t
-tb_none_count(const struct table *tb)
-{
-	(void)tb;
-	return 0;
-}
-
-static void
-tb_none_close(struct table *tb)
-{
-	(void)tb;
-}
-
-static int
 tb_ldap_open(struct table *tb, struct smx_table *t, struct table *old,
     FILE *errfp)
 {
@@ -344,7 +294,7 @@ tb_ldap_close(struct table *tb)
 
 struct table_set *
 table_set_open(struct smx_conf *c, int use_fds, struct table_set *old,
-    FILE *errfp, FILE *warnfp)
+    FILE *errfp)
 {
 	struct table_set	*set;
 	struct smx_table	*t;
@@ -396,7 +346,6 @@ table_set_open(struct smx_conf *c, int use_fds, struct table_set *old,
 		table_set_close(set);
 		return NULL;
 	}
-	route_check(c, set, warnfp);
 	return set;
 }
 
@@ -422,19 +371,4 @@ table_set_close(struct table_set *set)
 		table_close(set->tables[i]);
 	free(set->tables);
 	free(set);
-}
-
-/*
- * splitmxd -n and the parent before a reload: every table read as the
- * lookup process will read it, with the same checks and warnings.
- */
-int
-table_check_config(struct smx_conf *c, FILE *errfp)
-{
-	struct table_set	*set;
-
-	if ((set = table_set_open(c, 0, NULL, errfp, errfp)) == NULL)
-		return -1;
-	table_set_close(set);
-	return 0;
 }

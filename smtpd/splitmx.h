@@ -300,9 +300,9 @@ enum imsg_type {
  *	times (one per address looked at: the recipient, each target):
  *	    str address, str domain (as configured, "" if none),
  *	    str domain type, str table, str entry (the key that matched,
- *	    "" none), str source ("FILE:LINE"), str kind ("local",
- *	    "custom", "unknown", "relay", "outside", "loop", "too long",
- *	    "tempfail"), str target
+ *	    "" none), str source ("FILE:LINE"), u32 kind (LOOKUP_STEP_*),
+ *	    str target
+ * The kind is a number; the control process has the names.
  */
 enum lookup_verdict {
 	LOOKUP_ACCEPT,
@@ -317,6 +317,20 @@ enum route_class {
 	ROUTE_BOUNCE,		/* unknown bounce: accepted, DSN later */
 	ROUTE_OUTBOUND,		/* trusted client to another domain */
 	ROUTE_NONE
+};
+
+/* What one address of IMSG_CTL_LOOKUP_RESULT turned out to be. */
+enum lookup_step {
+	LOOKUP_STEP_NONE,	/* undecided (no such directory) */
+	LOOKUP_STEP_LOCAL,	/* a directory entry: local mailbox */
+	LOOKUP_STEP_CUSTOM,	/* a directory entry: custom recipient */
+	LOOKUP_STEP_UNKNOWN,	/* not in the directory */
+	LOOKUP_STEP_RELAY,	/* a relay domain: no directory */
+	LOOKUP_STEP_OUTSIDE,	/* not a configured domain */
+	LOOKUP_STEP_LOOP,	/* seen before in this chain */
+	LOOKUP_STEP_TOO_LONG,	/* one custom step too many */
+	LOOKUP_STEP_TEMPFAIL,	/* the directory cannot answer now */
+	LOOKUP_STEP_COUNT
 };
 
 /*

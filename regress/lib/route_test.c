@@ -193,7 +193,8 @@ main(void)
 	gen->conf = c;
 	gen->refs = 1;
 	gen->owns_conf = 1;
-	gen->tables = table_set_open(c, 0, NULL, stderr, warnfp);
+	if ((gen->tables = table_set_open(c, 0, NULL, stderr)) != NULL)
+		route_check(c, gen->tables, warnfp);
 	fclose(warnfp);
 	ok(gen->tables != NULL && table_count(gen->tables->tables[0]) == 22,
 	    "directory loaded");

@@ -278,6 +278,7 @@ lookup_rcpt_done(const struct route_result *rr,
 		case ROUTE_BOUNCE:
 		case ROUTE_OUTBOUND:
 		case ROUTE_NONE:
+		case ROUTE_COUNT:
 			break;
 		}
 	}

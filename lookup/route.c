@@ -117,6 +117,7 @@ route_class_name(enum route_class rc)
 	case ROUTE_OUTBOUND:
 		return "outbound";
 	case ROUTE_NONE:
+	case ROUTE_COUNT:
 		break;
 	}
 	return "none";
@@ -132,6 +133,8 @@ route_domain_type(enum smx_domain_type t)
 		return "shared";
 	case DOMAIN_RELAY:
 		return "relay";
+	case DOMAIN_TYPE_COUNT:
+		break;
 	}
 	return "?";
 }
@@ -510,6 +513,7 @@ route_unknown(struct route_req *req)
 
 	switch (d->unknown) {
 	case UNKNOWN_REJECT:
+	case UNKNOWN_COUNT:	/* never: conf_recv checks the range */
 		route_explain(req, "unknown -> reject");
 		route_policy(req, "%s domain %s: unknown reject",
 		    route_domain_type(d->type), d->name);

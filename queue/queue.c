@@ -404,7 +404,7 @@ queue_commit_envelope(struct msg *m, uint64_t *reqid, char *id)
 	    msg_get_u32(m, &e->flags) == -1 || msg_get_strp(m, &s[3]) == -1 ||
 	    msg_get_u32(m, &e->ret) == -1 || msg_get_u32(m, &nrcpt) == -1)
 		fatalx("bad %s", imsg_name(m->type));
-	if (e->body > BODY_BINARYMIME || e->ret > RET_HDRS || nrcpt == 0 ||
+	if (e->body >= BODY_COUNT || e->ret >= RET_COUNT || nrcpt == 0 ||
 	    nrcpt > QUEUE_MAXRCPT ||
 	    (e->flags & ~(uint32_t)(F_MSG_SMTPUTF8 | F_MSG_TLS)) != 0)
 		fatalx("bad %s: field out of range", imsg_name(m->type));
@@ -426,7 +426,7 @@ queue_commit_envelope(struct msg *m, uint64_t *reqid, char *id)
 		    msg_get_u32(m, &r->notify) == -1 ||
 		    msg_get_strp(m, &s[3]) == -1)
 			fatalx("bad %s", imsg_name(m->type));
-		if (r->class > ROUTE_NONE || (r->notify &
+		if (r->class >= ROUTE_COUNT || (r->notify &
 		    ~(uint32_t)(F_NOTIFY_NEVER | F_NOTIFY_SUCCESS |
 		    F_NOTIFY_FAILURE | F_NOTIFY_DELAY)) != 0)
 			fatalx("bad %s: field out of range",
@@ -817,8 +817,8 @@ queue_ctl_show(struct msgchan *ch, struct msg *m)
 	msg_add_str(&out, e->client);
 	msg_add_str(&out, e->client_host);
 	msg_add_str(&out, e->envid);
-	msg_add_str(&out, e->body <= BODY_BINARYMIME ? bodies[e->body] : "?");
-	msg_add_str(&out, e->ret <= RET_HDRS ? rets[e->ret] : "?");
+	msg_add_str(&out, e->body < BODY_COUNT ? bodies[e->body] : "?");
+	msg_add_str(&out, e->ret < RET_COUNT ? rets[e->ret] : "?");
 	msg_add_str(&out, flags);
 	msg_add_i64(&out, (int64_t)e->warned);
 	msg_add_u32(&out, e->nrcpt);

@@ -175,9 +175,9 @@ static const struct name_flag	 notify_flags[] = {
 #define NELEM(a)	(sizeof(a) / sizeof((a)[0]))
 
 /* A value added to an enum of splitmx.h needs its name here. */
-_Static_assert(NELEM(body_names) == BODY_BINARYMIME + 1, "body_names");
-_Static_assert(NELEM(ret_names) == RET_HDRS + 1, "ret_names");
-_Static_assert(NELEM(class_names) == ROUTE_NONE + 1, "class_names");
+_Static_assert(NELEM(body_names) == BODY_COUNT, "body_names");
+_Static_assert(NELEM(ret_names) == RET_COUNT, "ret_names");
+_Static_assert(NELEM(class_names) == ROUTE_COUNT, "class_names");
 _Static_assert(NELEM(state_names) == STATE_FAILED + 1, "state_names");
 
 /*

@@ -845,7 +845,7 @@ sched_result(struct msg *m)
 		if (msg_get_u32(m, &index) == -1 ||
 		    msg_get_u32(m, &st) == -1 ||
 		    msg_get_strp(m, &reply) == -1 || reply == NULL ||
-		    st > DELIVERY_RELAYED)
+		    st >= DELIVERY_COUNT)
 			fatalx("bad %s", imsg_name(m->type));
 		for (j = 0; j < b->n; j++)
 			if (b->idx[j] == index)

@@ -59,12 +59,17 @@ enum smx_proc {
 	PROC_COUNT
 };
 
-/* Outbound TLS policy of a "to" host (SPEC §3 host syntax). */
+/*
+ * Outbound TLS policy of a "to" host (SPEC §3 host syntax), weakest
+ * first: of two policies the larger is the stricter (a new one goes
+ * where it belongs in that order).
+ */
 enum smx_tls {
 	TLSP_NONE,
 	TLSP_OPPORTUNISTIC,
 	TLSP_REQUIRE,
-	TLSP_VERIFY
+	TLSP_VERIFY,
+	TLSP_COUNT
 };
 
 /* "name" (MX lookup) or "[name]" (direct), :port, tls policy. */
@@ -111,7 +116,8 @@ TAILQ_HEAD(smx_netlist, smx_net);
 
 enum smx_table_type {
 	TABLE_FILE,
-	TABLE_LDAP
+	TABLE_LDAP,
+	TABLE_COUNT
 };
 
 struct smx_table {
@@ -138,13 +144,15 @@ struct smx_table {
 enum smx_domain_type {
 	DOMAIN_AUTHORITATIVE,
 	DOMAIN_SHARED,
-	DOMAIN_RELAY
+	DOMAIN_RELAY,
+	DOMAIN_TYPE_COUNT
 };
 
 enum smx_unknown {
 	UNKNOWN_REJECT,
 	UNKNOWN_BOUNCE,
-	UNKNOWN_FORWARD
+	UNKNOWN_FORWARD,
+	UNKNOWN_COUNT
 };
 
 struct smx_domain {
@@ -313,7 +321,8 @@ enum route_class {
 	ROUTE_FORWARD,		/* relay domain / unknown forward */
 	ROUTE_BOUNCE,		/* unknown bounce: accepted, DSN later */
 	ROUTE_OUTBOUND,		/* trusted client to another domain */
-	ROUTE_NONE
+	ROUTE_NONE,
+	ROUTE_COUNT
 };
 
 /*
@@ -396,26 +405,30 @@ enum delivery_status {
 	DELIVERY_OK,
 	DELIVERY_TEMPFAIL,
 	DELIVERY_PERMFAIL,
-	DELIVERY_RELAYED
+	DELIVERY_RELAYED,
+	DELIVERY_COUNT
 };
 enum dns_status {
 	DNS_OK,
 	DNS_TEMPFAIL,		/* SERVFAIL, timeout: try later */
 	DNS_NXDOMAIN,		/* the name does not exist: permanent */
-	DNS_NODATA		/* no usable address: permanent */
+	DNS_NODATA,		/* no usable address: permanent */
+	DNS_COUNT
 };
 
 enum body_type {
 	BODY_7BIT,
 	BODY_8BITMIME,
-	BODY_BINARYMIME
+	BODY_BINARYMIME,
+	BODY_COUNT
 };
 #define F_MSG_SMTPUTF8		0x01
 #define F_MSG_TLS		0x02
 enum dsn_ret {
 	RET_UNSET,
 	RET_FULL,
-	RET_HDRS
+	RET_HDRS,
+	RET_COUNT
 };
 #define F_NOTIFY_NEVER		0x01
 #define F_NOTIFY_SUCCESS	0x02

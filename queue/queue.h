@@ -13,6 +13,10 @@
 #include <time.h>
 
 struct msg;
+struct msgchan;
+
+/* libbsd's RB_*_STATIC need a __unused that libbsd leaves undefined. */
+#define QUEUE_RB_ATTR	__attribute__((__unused__)) static
 
 #define QUEUE_IDLEN		24	/* 8 hex digits of time, 16 random */
 #define QUEUE_IDSZ		(QUEUE_IDLEN + 1)
@@ -81,8 +85,8 @@ struct queue_envelope {
 };
 
 /*
- * A committed message, as the queue's index holds it (queue.c); the
- * scheduler's part follows (scheduler.c).
+ * A committed message, as the queue's index holds it (queue_index.c);
+ * the scheduler's part follows (scheduler.c).
  */
 #define F_QM_TIMER	0x01	/* in the timer tree */
 #define F_QM_REMOVE	0x02	/* remove once the deliveries are back */
@@ -150,17 +154,35 @@ int		 queue_fs_envelope_update(struct queue_fs *,
 int		 queue_fs_message_open(struct queue_fs *, const char *id);
 int		 queue_fs_message_remove(struct queue_fs *, const char *id);
 
-/* queue.c: the index, for the scheduler and the bounces. */
+/* queue.c: the process */
+char		*queue_strdup(const char *);
+
+/* queue_index.c: the index, for the scheduler and the bounces. */
 extern struct queue_fs	 queue_spool;
+/* Opens the spool, recovers it and hands every message to sched_add. */
+void		 queue_index_recover(void);
+void		 queue_index_stats(void);
 struct queue_msg *queue_msg_find(const char *id);
 struct queue_msg *queue_msg_oldest(void);	/* then TAILQ_NEXT(, age) */
+size_t		 queue_msg_count(void);
 /* Indexes a committed message (the index takes the envelope). */
 struct queue_msg *queue_msg_add(struct queue_envelope *);
 /* Off the disk and out of the index; the scheduler has let go of it. */
 void		 queue_msg_remove(struct queue_msg *);
+
+/* queue_commit.c: IMSG_QUEUE_MESSAGE_* from the smtp process */
+void		 queue_commit_init(void);
+void		 queue_commit_create(struct msgchan *, struct msg *);
+void		 queue_commit_message(struct msgchan *, struct msg *);
+void		 queue_commit_rollback(struct msgchan *, struct msg *);
 /* A new id and its message file in incoming/ (write-only), or -1. */
 int		 queue_msg_create(char *id, size_t);
-char		*queue_strdup(const char *);
+
+/* queue_ctl.c: IMSG_CTL_* from the control process */
+void		 queue_ctl_list(struct msgchan *, struct msg *);
+void		 queue_ctl_show(struct msgchan *, struct msg *);
+void		 queue_ctl_act(struct msgchan *, struct msg *);
+void		 queue_ctl_pause(struct msgchan *, struct msg *);
 
 /* scheduler.c */
 void		 sched_init(void);

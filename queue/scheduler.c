@@ -77,12 +77,10 @@ RB_HEAD(sched_timers, queue_msg);
 
 static int	sched_dest_cmp(struct sched_dest *, struct sched_dest *);
 static int	sched_timer_cmp(struct queue_msg *, struct queue_msg *);
-/* libbsd's RB_*_STATIC need a __unused that libbsd leaves undefined. */
-#define SCHED_RB_ATTR	__attribute__((__unused__)) static
 RB_PROTOTYPE_INTERNAL(sched_dests, sched_dest, node, sched_dest_cmp,
-    SCHED_RB_ATTR);
+    QUEUE_RB_ATTR);
 RB_PROTOTYPE_INTERNAL(sched_timers, queue_msg, timer, sched_timer_cmp,
-    SCHED_RB_ATTR);
+    QUEUE_RB_ATTR);
 
 static int	sched_update(struct queue_msg *);
 static int	sched_settle(struct queue_msg *, const char *, time_t, int);
@@ -127,9 +125,9 @@ static int			 paused;
 static const struct queue_envelope *sort_env;	/* for sched_batch_cmp */
 
 RB_GENERATE_INTERNAL(sched_dests, sched_dest, node, sched_dest_cmp,
-    SCHED_RB_ATTR)
+    QUEUE_RB_ATTR)
 RB_GENERATE_INTERNAL(sched_timers, queue_msg, timer, sched_timer_cmp,
-    SCHED_RB_ATTR)
+    QUEUE_RB_ATTR)
 
 static int
 sched_dest_cmp(struct sched_dest *a, struct sched_dest *b)

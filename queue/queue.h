@@ -128,7 +128,10 @@ struct queue_fs_counts {
 	size_t		 incoming;	/* files removed from incoming/ */
 };
 
-/* queue_fs.c: every function returns 0 (or a count, an fd) or -1. */
+/*
+ * queue_fs.c (files, commits) and queue_fs_recover.c (start): every
+ * function returns 0 (or a count, an fd) or -1.
+ */
 int		 queue_fs_open(struct queue_fs *, const char *dir);
 void		 queue_fs_close(struct queue_fs *);
 void		 queue_fs_id_new(char *, size_t, time_t);
@@ -225,7 +228,7 @@ int		 bounce_write(int fd, int msgfd, const struct queue_envelope *,
 		    enum bounce_action, const uint32_t *rcpts, size_t n,
 		    const char *remote, const char *dsnid, time_t now);
 
-/* The envelope file's text format. */
+/* queue_fs_envelope.c: the envelope file's text format. */
 int		 queue_fs_envelope_encode(const struct queue_envelope *,
 		    char **, size_t *);
 int		 queue_fs_envelope_decode(const char *, size_t,

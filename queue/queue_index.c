@@ -145,7 +145,7 @@ queue_msg_oldest(void)
 }
 
 /*
- * Removal (see queue_fs.c: the envelope goes first).  A failure leaves
+ * Removal (see queue_fs.c: the message file goes first).  A failure leaves
  * files that the next start loads again: delivered twice, never lost.
  */
 void

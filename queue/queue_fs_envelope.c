@@ -31,6 +31,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,10 +51,21 @@ static int	flags_parse(const char *, const struct name_flag *,
 		    uint32_t *);
 static void	flags_put(FILE *, const struct name_flag *, uint32_t);
 static int	name_index(const char *, const char *const *, size_t);
-static int	decode_line(struct queue_envelope *, const char *, size_t,
-		    uint64_t *, int *, uint32_t *, char *, size_t);
+static int	parse_time(const char *, time_t *);
+struct env_field;
+struct env_decoder;
+static int	encode_check(const struct env_field *, const void *);
+static void	encode_field(FILE *, const struct env_field *, const void *);
+static int	decode_line(struct env_decoder *, const char *, size_t);
+static int	decode_history(struct env_decoder *, const char *, size_t);
+static int	decode_rcpt(struct env_decoder *);
+static int	decode_value(struct env_decoder *, const struct env_field *,
+		    char *);
+static int	decode_end(struct env_decoder *, const char *);
 static int	decode_error(char *, size_t, const char *, ...)
 		    __attribute__((__format__ (printf, 3, 4)));
+static int	decode_fail(struct env_decoder *, const char *, ...)
+		    __attribute__((__format__ (printf, 2, 3)));
 
 static const char *const	 body_names[] = {
 	"7bit", "8bitmime", "binarymime"
@@ -89,29 +101,91 @@ _Static_assert(NELEM(class_names) == ROUTE_COUNT, "class_names");
 _Static_assert(NELEM(state_names) == STATE_FAILED + 1, "state_names");
 
 /*
- * Keys, by section.  The bit is the key's place in a "seen" mask: every
- * key but history must be seen exactly once.
+ * The fields, in the order they are written.  A field lives at off in
+ * the envelope (SECT_HEAD) or in a recipient (SECT_RCPT); its kind says
+ * how its value is written and read.  Every field is there exactly
+ * once in its section but those marked FF_MANY (any number); FF_START
+ * begins a recipient.  A new field is one line here.
  */
-enum env_key {
-	K_ID, K_ARRIVAL, K_SIZE, K_SENDER, K_HELO, K_CLIENT, K_CLIENT_HOST,
-	K_ENVID, K_BODY, K_FLAGS, K_RET, K_WARNED, K_RCPTS,
-	K_HEAD_END,		/* header keys above, all required */
-	K_HISTORY = K_HEAD_END,
-	K_RCPT, K_REWRITTEN, K_CLASS, K_DEST, K_NOTIFY, K_ORCPT, K_STATE,
-	K_TRIES, K_NEXT_TRY, K_LAST_TRY, K_LAST_ERROR,
-	K_END, K_VERSION, K_COUNT
+enum field_sect {
+	SECT_HEAD,
+	SECT_RCPT,
+	SECT_END
 };
-#define HEAD_KEYS	((1U << K_HEAD_END) - 1)
-#define RCPT_KEYS	(((1U << (K_LAST_ERROR + 1)) - 1) & \
-			    ~((1U << K_RCPT) - 1))
+enum field_kind {
+	FK_STR,		/* char *, escaped */
+	FK_TIME,	/* time_t, Unix seconds */
+	FK_SIZE,	/* uint64_t, at most LLONG_MAX */
+	FK_U32,		/* uint32_t */
+	FK_NAME,	/* uint32_t, an index into names */
+	FK_FLAGS,	/* uint32_t, a set of flags */
+	FK_STATE,	/* enum queue_state, by name */
+	FK_ID,		/* char[QUEUE_IDSZ], a valid id */
+	FK_HISTORY,	/* "<time> <text>" */
+	FK_RCPTS,	/* the recipient count: allocates them */
+	FK_END		/* empty: the last line */
+};
+#define FF_MANY		0x01
+#define FF_START	0x02
+struct env_field {
+	const char		*key;
+	enum field_sect		 sect;
+	enum field_kind		 kind;
+	size_t			 off;
+	int			 fflags;
+	const char *const	*names;		/* FK_NAME */
+	size_t			 nnames;
+	const struct name_flag	*flags;		/* FK_FLAGS */
+};
+#define HEAD(k, t, m)	.key = (k), .sect = SECT_HEAD, .kind = (t), \
+			    .off = offsetof(struct queue_envelope, m)
+#define RCPT(k, t, m)	.key = (k), .sect = SECT_RCPT, .kind = (t), \
+			    .off = offsetof(struct queue_rcpt, m)
+#define NAMES(a)	.names = (a), .nnames = NELEM(a)
 
-static const char *const	 key_names[K_COUNT] = {
-	"id", "arrival", "size", "sender", "helo", "client", "client-host",
-	"envid", "body", "flags", "ret", "warned", "rcpts",
-	"history",
-	"rcpt", "rewritten", "class", "destination", "notify", "orcpt",
-	"state", "tries", "next-try", "last-try", "last-error",
-	"end", "version"
+static const struct env_field	 fields[] = {
+	{ HEAD("id",		FK_ID,		id) },
+	{ HEAD("arrival",	FK_TIME,	arrival) },
+	{ HEAD("size",		FK_SIZE,	size) },
+	{ HEAD("sender",	FK_STR,		sender) },
+	{ HEAD("helo",		FK_STR,		helo) },
+	{ HEAD("client",	FK_STR,		client) },
+	{ HEAD("client-host",	FK_STR,		client_host) },
+	{ HEAD("envid",		FK_STR,		envid) },
+	{ HEAD("body",		FK_NAME,	body), NAMES(body_names) },
+	{ HEAD("flags",		FK_FLAGS,	flags), .flags = msg_flags },
+	{ HEAD("ret",		FK_NAME,	ret), NAMES(ret_names) },
+	{ HEAD("warned",	FK_TIME,	warned) },
+	{ HEAD("history",	FK_HISTORY,	hist), .fflags = FF_MANY },
+	{ HEAD("rcpts",		FK_RCPTS,	nrcpt) },
+	{ RCPT("rcpt",		FK_STR,		rcpt), .fflags = FF_START },
+	{ RCPT("rewritten",	FK_STR,		rewritten) },
+	{ RCPT("class",		FK_NAME,	class), NAMES(class_names) },
+	{ RCPT("destination",	FK_STR,		dest) },
+	{ RCPT("notify",	FK_FLAGS,	notify),
+	    .flags = notify_flags },
+	{ RCPT("orcpt",		FK_STR,		orcpt) },
+	{ RCPT("state",		FK_STATE,	state) },
+	{ RCPT("tries",		FK_U32,		tries) },
+	{ RCPT("next-try",	FK_TIME,	next_try) },
+	{ RCPT("last-try",	FK_TIME,	last_try) },
+	{ RCPT("last-error",	FK_STR,		last_error) },
+	{ .key = "end", .sect = SECT_END, .kind = FK_END }
+};
+/* A field's bit in the masks of seen and required fields. */
+_Static_assert(NELEM(fields) <= 64, "fields");
+#define FIELD_BIT(i)	(1ULL << (i))
+
+/* The state of one decode: the recipient being read, what was seen. */
+struct env_decoder {
+	struct queue_envelope	*e;
+	struct queue_rcpt	*r;		/* being read, or NULL */
+	uint32_t		 nrcpt;		/* rcpt= seen */
+	uint64_t		 seen;		/* fields, this section */
+	uint64_t		 head;		/* required in the header */
+	uint64_t		 rcpt;		/* required in a recipient */
+	int			 done;		/* end= seen */
+	char			 why[200];
 };
 
 const char *
@@ -245,71 +319,112 @@ name_index(const char *s, const char *const *names, size_t n)
 	return -1;
 }
 
+/* 0 if the field's value can be written, else -1. */
+static int
+encode_check(const struct env_field *fd, const void *base)
+{
+	const char	*p = (const char *)base + fd->off;
+
+	switch (fd->kind) {
+	case FK_NAME:
+		return *(const uint32_t *)(const void *)p < fd->nnames ?
+		    0 : -1;
+	case FK_STATE:
+		return (size_t)*(const enum queue_state *)(const void *)p <
+		    NELEM(state_names) ? 0 : -1;
+	default:
+		return 0;
+	}
+}
+
+/* "key=value\n" for a field of the envelope or of a recipient. */
+static void
+encode_field(FILE *f, const struct env_field *fd, const void *base)
+{
+	const void	*p = (const char *)base + fd->off;
+
+	fprintf(f, "%s=", fd->key);
+	switch (fd->kind) {
+	case FK_STR:
+		esc_put(f, *(char *const *)p);
+		break;
+	case FK_TIME:
+		fprintf(f, "%lld", (long long)*(const time_t *)p);
+		break;
+	case FK_SIZE:
+		fprintf(f, "%llu", (unsigned long long)*(const uint64_t *)p);
+		break;
+	case FK_U32:
+	case FK_RCPTS:
+		fprintf(f, "%u", *(const uint32_t *)p);
+		break;
+	case FK_NAME:
+		fputs(fd->names[*(const uint32_t *)p], f);
+		break;
+	case FK_FLAGS:
+		flags_put(f, fd->flags, *(const uint32_t *)p);
+		break;
+	case FK_STATE:
+		fputs(state_names[*(const enum queue_state *)p], f);
+		break;
+	case FK_ID:
+		fputs((const char *)p, f);
+		break;
+	case FK_HISTORY:
+	case FK_END:
+		break;
+	}
+	fputc('\n', f);
+}
+
+/* The envelope's text, in the order of fields[]. */
 int
 queue_fs_envelope_encode(const struct queue_envelope *e, char **bufp,
     size_t *lenp)
 {
-	const struct queue_rcpt	*r;
+	const struct env_field	*fd;
 	FILE			*f;
 	char			*buf = NULL;
-	size_t			 len = 0;
-	uint32_t		 i;
+	size_t			 len = 0, i;
+	uint32_t		 j;
 
 	if (!queue_fs_id_valid(e->id) || e->nrcpt == 0 ||
-	    e->nrcpt > QUEUE_MAXRCPT || e->nhist > QUEUE_MAXHIST ||
-	    e->body >= NELEM(body_names) || e->ret >= NELEM(ret_names)) {
+	    e->nrcpt > QUEUE_MAXRCPT || e->nhist > QUEUE_MAXHIST) {
 		errno = EINVAL;
 		return -1;
 	}
+	for (i = 0; i < NELEM(fields); i++) {
+		fd = &fields[i];
+		for (j = 0; j < (fd->sect == SECT_RCPT ? e->nrcpt : 1); j++)
+			if (encode_check(fd, fd->sect == SECT_RCPT ?
+			    (const void *)&e->rcpts[j] : (const void *)e) ==
+			    -1) {
+				errno = EINVAL;
+				return -1;
+			}
+	}
 	if ((f = open_memstream(&buf, &len)) == NULL)
 		return -1;
-	fprintf(f, "version=%d\nid=%s\narrival=%lld\nsize=%llu\nsender=",
-	    QUEUE_ENV_VERSION, e->id, (long long)e->arrival,
-	    (unsigned long long)e->size);
-	esc_put(f, e->sender);
-	fputs("\nhelo=", f);
-	esc_put(f, e->helo);
-	fputs("\nclient=", f);
-	esc_put(f, e->client);
-	fputs("\nclient-host=", f);
-	esc_put(f, e->client_host);
-	fputs("\nenvid=", f);
-	esc_put(f, e->envid);
-	fprintf(f, "\nbody=%s\nflags=", body_names[e->body]);
-	flags_put(f, msg_flags, e->flags);
-	fprintf(f, "\nret=%s\nwarned=%lld\n", ret_names[e->ret],
-	    (long long)e->warned);
-	for (i = 0; i < e->nhist; i++) {
-		fprintf(f, "history=%lld ", (long long)e->hist[i].when);
-		esc_put(f, e->hist[i].text);
-		fputc('\n', f);
-	}
-	fprintf(f, "rcpts=%u\n", e->nrcpt);
-	for (i = 0; i < e->nrcpt; i++) {
-		r = &e->rcpts[i];
-		if (r->class >= NELEM(class_names) ||
-		    (size_t)r->state >= NELEM(state_names)) {
-			fclose(f);
-			free(buf);
-			errno = EINVAL;
-			return -1;
+	fprintf(f, "version=%d\n", QUEUE_ENV_VERSION);
+	for (i = 0; i < NELEM(fields); i++) {
+		fd = &fields[i];
+		if (fd->sect != SECT_HEAD)
+			continue;
+		if (fd->kind != FK_HISTORY) {
+			encode_field(f, fd, e);
+			continue;
 		}
-		fputs("rcpt=", f);
-		esc_put(f, r->rcpt);
-		fputs("\nrewritten=", f);
-		esc_put(f, r->rewritten);
-		fprintf(f, "\nclass=%s\ndestination=", class_names[r->class]);
-		esc_put(f, r->dest);
-		fputs("\nnotify=", f);
-		flags_put(f, notify_flags, r->notify);
-		fputs("\norcpt=", f);
-		esc_put(f, r->orcpt);
-		fprintf(f, "\nstate=%s\ntries=%u\nnext-try=%lld\n"
-		    "last-try=%lld\nlast-error=", state_names[r->state],
-		    r->tries, (long long)r->next_try, (long long)r->last_try);
-		esc_put(f, r->last_error);
-		fputc('\n', f);
+		for (j = 0; j < e->nhist; j++) {
+			fprintf(f, "%s=%lld ", fd->key,
+			    (long long)e->hist[j].when);
+			esc_put(f, e->hist[j].text);
+			fputc('\n', f);
+		}
 	}
+	for (j = 0; j < e->nrcpt; j++)
+		for (i = 0; i < NELEM(fields); i++)
+			if (fields[i].sect == SECT_RCPT)
+				encode_field(f, &fields[i], &e->rcpts[j]);
 	fputs("end=\n", f);
 	if (ferror(f)) {
 		fclose(f);
@@ -351,220 +466,211 @@ parse_time(const char *s, time_t *t)
 	return 0;
 }
 
+static int
+decode_fail(struct env_decoder *d, const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	if (vsnprintf(d->why, sizeof(d->why), fmt, ap) < 0)
+		strlcpy(d->why, "error", sizeof(d->why));
+	va_end(ap);
+	return -1;
+}
+
+/* "history=<time> <text>": header only, at most QUEUE_MAXHIST. */
+static int
+decode_history(struct env_decoder *d, const char *line, size_t len)
+{
+	struct queue_envelope	*e = d->e;
+	struct queue_event	*h;
+	const char		*sp;
+	char			*v;
+	time_t			 when;
+	int			 r;
+
+	if (d->r != NULL)
+		return decode_fail(d, "history after rcpt");
+	if (e->nhist == QUEUE_MAXHIST)
+		return decode_fail(d, "too much history");
+	if ((sp = memchr(line, ' ', len)) == NULL)
+		return decode_fail(d, "bad history");
+	if ((h = reallocarray(e->hist, e->nhist + 1,
+	    sizeof(*e->hist))) == NULL)
+		return decode_fail(d, "out of memory");
+	e->hist = h;
+	if ((v = strndup(line, (size_t)(sp - line))) == NULL)
+		return decode_fail(d, "out of memory");
+	r = parse_time(v, &when);
+	free(v);
+	if (r == -1 || esc_get(sp + 1, len - (size_t)(sp + 1 - line),
+	    &v) == -1)
+		return decode_fail(d, "bad history");
+	e->hist[e->nhist].when = when;
+	e->hist[e->nhist].text = v;
+	e->nhist++;
+	return 0;
+}
+
+/* "rcpt=": the header and the previous recipient are complete. */
+static int
+decode_rcpt(struct env_decoder *d)
+{
+	if ((d->seen & d->head) != d->head)
+		return decode_fail(d, "header incomplete");
+	if (d->r != NULL && (d->seen & d->rcpt) != d->rcpt)
+		return decode_fail(d, "recipient %u incomplete", d->nrcpt);
+	if (d->nrcpt == d->e->nrcpt)
+		return decode_fail(d, "more than %u recipients", d->e->nrcpt);
+	d->r = &d->e->rcpts[d->nrcpt++];
+	d->seen &= ~d->rcpt;
+	return 0;
+}
+
+/* "end=": empty, and everything announced is there. */
+static int
+decode_end(struct env_decoder *d, const char *v)
+{
+	if (*v != '\0')
+		return decode_fail(d, "bad value for end");
+	if ((d->seen & d->head) != d->head)
+		return decode_fail(d, "header incomplete");
+	if (d->nrcpt != d->e->nrcpt)
+		return decode_fail(d, "%u of %u recipients", d->nrcpt,
+		    d->e->nrcpt);
+	if (d->r != NULL && (d->seen & d->rcpt) != d->rcpt)
+		return decode_fail(d, "recipient %u incomplete", d->nrcpt);
+	d->done = 1;
+	return 0;
+}
+
 /*
- * One "key=value" line (without its newline).  *seen tracks the keys
- * of the current section; *cur is the recipient being filled, or -1.
+ * A decoded value into its field; v is the field's (a string) or freed
+ * here.
  */
 static int
-decode_line(struct queue_envelope *e, const char *line, size_t len,
-    uint64_t *seen, int *cur, uint32_t *nrcpt_seen, char *err, size_t errsz)
+decode_value(struct env_decoder *d, const struct env_field *fd, char *v)
 {
-	struct queue_rcpt	*r = NULL;
-	struct queue_event	*h;
-	const char		*eq, *errstr, *sp;
-	char			 key[16], *v = NULL, **dst = NULL;
-	size_t			 klen;
-	long long		 num;
-	time_t			 when;
-	int			 k, i;
-	uint32_t		 u;
+	const char	*errstr;
+	void		*p;
+	long long	 num;
+	int		 i;
 
-	if ((eq = memchr(line, '=', len)) == NULL)
-		return decode_error(err, errsz, "no '='");
-	klen = (size_t)(eq - line);
-	if (klen == 0 || klen >= sizeof(key))
-		return decode_error(err, errsz, "bad key");
-	memcpy(key, line, klen);
-	key[klen] = '\0';
-	/* The key goes into the log: only print what could be a key. */
-	if (strspn(key, "abcdefghijklmnopqrstuvwxyz-") != klen)
-		return decode_error(err, errsz, "bad key");
-	if ((k = name_index(key, key_names, K_COUNT)) == -1)
-		return decode_error(err, errsz, "unknown key %s", key);
-	line = eq + 1;
-	len -= klen + 1;
-
-	if (k == K_VERSION)
-		return decode_error(err, errsz, "version not first");
-	if (k == K_HISTORY) {
-		if (*cur != -1)
-			return decode_error(err, errsz, "history after rcpt");
-		if (e->nhist == QUEUE_MAXHIST)
-			return decode_error(err, errsz, "too much history");
-		if ((sp = memchr(line, ' ', len)) == NULL)
-			return decode_error(err, errsz, "bad history");
-		if ((h = reallocarray(e->hist, e->nhist + 1,
-		    sizeof(*e->hist))) == NULL)
-			return decode_error(err, errsz, "out of memory");
-		e->hist = h;
-		if ((v = strndup(line, (size_t)(sp - line))) == NULL)
-			return decode_error(err, errsz, "out of memory");
-		i = parse_time(v, &when);
-		free(v);
-		v = NULL;
-		if (i == -1 || esc_get(sp + 1, len - (size_t)(sp + 1 - line),
-		    &v) == -1)
-			return decode_error(err, errsz, "bad history");
-		e->hist[e->nhist].when = when;
-		e->hist[e->nhist].text = v;
-		e->nhist++;
+	p = (fd->sect == SECT_RCPT ? (char *)d->r : (char *)d->e) + fd->off;
+	switch (fd->kind) {
+	case FK_STR:
+		*(char **)p = v;
 		return 0;
-	}
-	if (k == K_RCPT) {
-		if ((*seen & HEAD_KEYS) != HEAD_KEYS)
-			return decode_error(err, errsz, "header incomplete");
-		if (*cur != -1 && (*seen & RCPT_KEYS) != RCPT_KEYS)
-			return decode_error(err, errsz, "recipient %d "
-			    "incomplete", *cur + 1);
-		if (*nrcpt_seen == e->nrcpt)
-			return decode_error(err, errsz, "more than %u "
-			    "recipients", e->nrcpt);
-		*cur = (int)(*nrcpt_seen)++;
-		*seen &= ~(uint64_t)RCPT_KEYS;
-	}
-	if (k >= K_RCPT && k <= K_LAST_ERROR) {
-		if (*cur == -1)
-			return decode_error(err, errsz, "%s before rcpt", key);
-		r = &e->rcpts[*cur];
-	} else if (k < K_HEAD_END && *cur != -1)
-		return decode_error(err, errsz, "%s after rcpt", key);
-	if (k != K_END) {
-		if (*seen & (1ULL << k))
-			return decode_error(err, errsz, "%s twice", key);
-		*seen |= 1ULL << k;
-	}
-
-	if (esc_get(line, len, &v) == -1)
-		return decode_error(err, errsz, "bad value for %s", key);
-
-	switch (k) {
-	case K_ID:
+	case FK_ID:
 		if (!queue_fs_id_valid(v))
 			goto bad;
-		strlcpy(e->id, v, sizeof(e->id));
+		strlcpy(p, v, QUEUE_IDSZ);
 		break;
-	case K_ARRIVAL:
-		if (parse_time(v, &e->arrival) == -1)
+	case FK_TIME:
+		if (parse_time(v, p) == -1)
 			goto bad;
 		break;
-	case K_WARNED:
-		if (parse_time(v, &e->warned) == -1)
-			goto bad;
-		break;
-	case K_SIZE:
+	case FK_SIZE:
 		num = strtonum(v, 0, LLONG_MAX, &errstr);
 		if (errstr != NULL)
 			goto bad;
-		e->size = (uint64_t)num;
+		*(uint64_t *)p = (uint64_t)num;
 		break;
-	case K_SENDER:
-		dst = &e->sender;
-		break;
-	case K_HELO:
-		dst = &e->helo;
-		break;
-	case K_CLIENT:
-		dst = &e->client;
-		break;
-	case K_CLIENT_HOST:
-		dst = &e->client_host;
-		break;
-	case K_ENVID:
-		dst = &e->envid;
-		break;
-	case K_BODY:
-		if ((i = name_index(v, body_names, NELEM(body_names))) == -1)
-			goto bad;
-		e->body = (uint32_t)i;
-		break;
-	case K_RET:
-		if ((i = name_index(v, ret_names, NELEM(ret_names))) == -1)
-			goto bad;
-		e->ret = (uint32_t)i;
-		break;
-	case K_FLAGS:
-		if (flags_parse(v, msg_flags, &e->flags) == -1)
-			goto bad;
-		break;
-	case K_RCPTS:
-		num = strtonum(v, 1, QUEUE_MAXRCPT, &errstr);
-		if (errstr != NULL)
-			goto bad;
-		if ((e->rcpts = calloc((size_t)num, sizeof(*e->rcpts))) ==
-		    NULL) {
-			free(v);
-			return decode_error(err, errsz, "out of memory");
-		}
-		e->nrcpt = (uint32_t)num;
-		break;
-	case K_RCPT:
-		dst = &r->rcpt;
-		break;
-	case K_REWRITTEN:
-		dst = &r->rewritten;
-		break;
-	case K_DEST:
-		dst = &r->dest;
-		break;
-	case K_ORCPT:
-		dst = &r->orcpt;
-		break;
-	case K_LAST_ERROR:
-		dst = &r->last_error;
-		break;
-	case K_CLASS:
-		if ((i = name_index(v, class_names, NELEM(class_names))) == -1)
-			goto bad;
-		r->class = (uint32_t)i;
-		break;
-	case K_NOTIFY:
-		if (flags_parse(v, notify_flags, &u) == -1)
-			goto bad;
-		r->notify = u;
-		break;
-	case K_STATE:
-		if ((i = name_index(v, state_names, NELEM(state_names))) == -1)
-			goto bad;
-		r->state = (enum queue_state)i;
-		break;
-	case K_TRIES:
+	case FK_U32:
 		num = strtonum(v, 0, UINT32_MAX, &errstr);
 		if (errstr != NULL)
 			goto bad;
-		r->tries = (uint32_t)num;
+		*(uint32_t *)p = (uint32_t)num;
 		break;
-	case K_NEXT_TRY:
-		if (parse_time(v, &r->next_try) == -1)
+	case FK_NAME:
+		if ((i = name_index(v, fd->names, fd->nnames)) == -1)
+			goto bad;
+		*(uint32_t *)p = (uint32_t)i;
+		break;
+	case FK_STATE:
+		if ((i = name_index(v, state_names, NELEM(state_names))) ==
+		    -1)
+			goto bad;
+		*(enum queue_state *)p = (enum queue_state)i;
+		break;
+	case FK_FLAGS:
+		if (flags_parse(v, fd->flags, p) == -1)
 			goto bad;
 		break;
-	case K_LAST_TRY:
-		if (parse_time(v, &r->last_try) == -1)
+	case FK_RCPTS:
+		num = strtonum(v, 1, QUEUE_MAXRCPT, &errstr);
+		if (errstr != NULL)
 			goto bad;
+		if ((d->e->rcpts = calloc((size_t)num,
+		    sizeof(*d->e->rcpts))) == NULL) {
+			free(v);
+			return decode_fail(d, "out of memory");
+		}
+		d->e->nrcpt = (uint32_t)num;
 		break;
-	case K_END:
-		if (*v != '\0')
-			goto bad;
+	case FK_END:
+		i = decode_end(d, v);
 		free(v);
-		if ((*seen & HEAD_KEYS) != HEAD_KEYS)
-			return decode_error(err, errsz, "header incomplete");
-		if (*nrcpt_seen != e->nrcpt)
-			return decode_error(err, errsz, "%u of %u recipients",
-			    *nrcpt_seen, e->nrcpt);
-		if (*cur != -1 && (*seen & RCPT_KEYS) != RCPT_KEYS)
-			return decode_error(err, errsz, "recipient %d "
-			    "incomplete", *cur + 1);
-		*seen |= 1ULL << K_END;
-		return 0;
-	}
-	if (dst != NULL) {
-		*dst = v;
-		return 0;
+		return i;
+	case FK_HISTORY:
+		goto bad;	/* decode_history()'s */
 	}
 	free(v);
 	return 0;
  bad:
 	free(v);
-	return decode_error(err, errsz, "bad value for %s", key);
+	return decode_fail(d, "bad value for %s", fd->key);
+}
+
+/*
+ * One "key=value" line (without its newline): the key known and in its
+ * section, at most once there, its value well formed.
+ */
+static int
+decode_line(struct env_decoder *d, const char *line, size_t len)
+{
+	const struct env_field	*fd = NULL;
+	const char		*eq;
+	char			 key[16], *v;
+	size_t			 klen, i;
+
+	if ((eq = memchr(line, '=', len)) == NULL)
+		return decode_fail(d, "no '='");
+	klen = (size_t)(eq - line);
+	if (klen == 0 || klen >= sizeof(key))
+		return decode_fail(d, "bad key");
+	memcpy(key, line, klen);
+	key[klen] = '\0';
+	/* The key goes into the log: only print what could be a key. */
+	if (strspn(key, "abcdefghijklmnopqrstuvwxyz-") != klen)
+		return decode_fail(d, "bad key");
+	if (strcmp(key, "version") == 0)
+		return decode_fail(d, "version not first");
+	for (i = 0; i < NELEM(fields) && fd == NULL; i++)
+		if (strcmp(key, fields[i].key) == 0)
+			fd = &fields[i];
+	if (fd == NULL)
+		return decode_fail(d, "unknown key %s", key);
+	i = (size_t)(fd - fields);
+	line = eq + 1;
+	len -= klen + 1;
+
+	if (fd->kind == FK_HISTORY)
+		return decode_history(d, line, len);
+	if ((fd->fflags & FF_START) && decode_rcpt(d) == -1)
+		return -1;
+	if (fd->sect == SECT_RCPT && d->r == NULL)
+		return decode_fail(d, "%s before rcpt", key);
+	if (fd->sect == SECT_HEAD && d->r != NULL)
+		return decode_fail(d, "%s after rcpt", key);
+	if (fd->sect != SECT_END) {
+		if (d->seen & FIELD_BIT(i))
+			return decode_fail(d, "%s twice", key);
+		d->seen |= FIELD_BIT(i);
+	}
+	if (esc_get(line, len, &v) == -1)
+		return decode_fail(d, "bad value for %s", key);
+	return decode_value(d, fd, v);
 }
 
 /*
@@ -575,14 +681,23 @@ int
 queue_fs_envelope_decode(const char *buf, size_t len,
     struct queue_envelope *e, char *err, size_t errsz)
 {
-	const char	*p, *nl, *end = buf + len;
-	char		 why[200];
-	uint64_t	 seen = 0;
-	uint32_t	 nrcpt_seen = 0;
-	int		 cur = -1, lineno = 1;
-	char		 version[32];
+	struct env_decoder	 d;
+	const char		*p, *nl, *end = buf + len;
+	char			 version[32];
+	size_t			 i;
+	int			 lineno = 1;
 
 	memset(e, 0, sizeof(*e));
+	memset(&d, 0, sizeof(d));
+	d.e = e;
+	for (i = 0; i < NELEM(fields); i++) {
+		if (fields[i].fflags & FF_MANY)
+			continue;
+		if (fields[i].sect == SECT_HEAD)
+			d.head |= FIELD_BIT(i);
+		else if (fields[i].sect == SECT_RCPT)
+			d.rcpt |= FIELD_BIT(i);
+	}
 	if (snprintf(version, sizeof(version), "version=%d\n",
 	    QUEUE_ENV_VERSION) < 0 || len < strlen(version) ||
 	    memcmp(buf, version, strlen(version)) != 0) {
@@ -592,26 +707,25 @@ queue_fs_envelope_decode(const char *buf, size_t len,
 	}
 	for (p = buf + strlen(version); p < end; p = nl + 1) {
 		lineno++;
-		if (seen & (1ULL << K_END)) {
-			decode_error(why, sizeof(why), "data after end");
+		if (d.done) {
+			decode_fail(&d, "data after end");
 			goto fail;
 		}
 		if ((nl = memchr(p, '\n', (size_t)(end - p))) == NULL) {
-			decode_error(why, sizeof(why), "no newline");
+			decode_fail(&d, "no newline");
 			goto fail;
 		}
-		if (decode_line(e, p, (size_t)(nl - p), &seen, &cur,
-		    &nrcpt_seen, why, sizeof(why)) == -1)
+		if (decode_line(&d, p, (size_t)(nl - p)) == -1)
 			goto fail;
 	}
-	if (!(seen & (1ULL << K_END))) {
-		decode_error(why, sizeof(why), "truncated (no end)");
+	if (!d.done) {
+		decode_fail(&d, "truncated (no end)");
 		goto fail;
 	}
 	return 0;
  fail:
 	queue_fs_envelope_free(e);
-	return decode_error(err, errsz, "line %d: %s", lineno, why);
+	return decode_error(err, errsz, "line %d: %s", lineno, d.why);
 }
 
 /* Appends to the history, dropping the oldest past the limit. */

@@ -37,7 +37,7 @@
 #define BOUNCE_TEXT_MAX		900	/* of a reply in a header field */
 #define BOUNCE_FOLD		76
 
-static void	bounce_route(const char *, uint32_t *, char *, size_t);
+static void	bounce_route(const char *, struct queue_rcpt *);
 static void	bounce_date(char *, size_t, time_t);
 static void	bounce_safe(char *, size_t, const char *);
 static void	bounce_xtext(char *, size_t, const char *);
@@ -131,30 +131,39 @@ bounce_status(const char *reply, enum bounce_action action, int expired,
 	    len);
 }
 
-/* The sender's domain, routed like a recipient there (see the top). */
+/*
+ * The sender's domain, routed like a recipient there (see the top):
+ * class, destination and the destination's TLS policy, which the
+ * envelope keeps and the scheduler honours as it does the lookup
+ * process' routes.
+ */
 static void
-bounce_route(const char *sender, uint32_t *class, char *dest, size_t len)
+bounce_route(const char *sender, struct queue_rcpt *r)
 {
 	const struct smx_conf	*c = env->conf;
 	const struct smx_domain	*d;
 	const struct smx_host	*h;
 	const char		*at;
+	char			 dest[SMX_HOSTSZ + 16];
 
 	dest[0] = '\0';
+	r->class = ROUTE_OUTBOUND;
+	r->tls = c->outbound.set ? c->outbound.tls : TLSP_OPPORTUNISTIC;
+	if (c->outbound.set && c->outbound.name[0] != '\0')
+		host_str(&c->outbound, dest, sizeof(dest));
 	if ((at = strrchr(sender, '@')) != NULL &&
 	    (d = conf_domain(c, at + 1)) != NULL) {
 		h = d->type == DOMAIN_RELAY ? &d->forward : &d->local;
 		if (!h->set || h->name[0] == '\0')
 			h = d->type == DOMAIN_RELAY ? &d->local : &d->forward;
 		if (h->set && h->name[0] != '\0') {
-			*class = h == &d->forward ? ROUTE_FORWARD : ROUTE_LOCAL;
-			host_str(h, dest, len);
-			return;
+			r->class = h == &d->forward ? ROUTE_FORWARD :
+			    ROUTE_LOCAL;
+			r->tls = h->tls;
+			host_str(h, dest, sizeof(dest));
 		}
 	}
-	*class = ROUTE_OUTBOUND;
-	if (c->outbound.set && c->outbound.name[0] != '\0')
-		host_str(&c->outbound, dest, len);
+	r->dest = queue_strdup(dest);
 }
 
 /* RFC 5322 date-time. */
@@ -540,8 +549,6 @@ bounce_envelope(const struct queue_envelope *e, enum bounce_action action,
 {
 	struct queue_envelope	*d;
 	struct queue_rcpt	*r;
-	uint32_t		 class;
-	char			 dest[SMX_HOSTSZ + 16];
 
 	if ((d = calloc(1, sizeof(*d))) == NULL)
 		return NULL;
@@ -563,13 +570,11 @@ bounce_envelope(const struct queue_envelope *e, enum bounce_action action,
 	d->ret = RET_UNSET;
 	d->nrcpt = 1;
 	r = &d->rcpts[0];
-	bounce_route(e->sender, &class, dest, sizeof(dest));
+	bounce_route(e->sender, r);
 	r->rcpt = queue_strdup(e->sender);
 	r->rewritten = queue_strdup(e->sender);
-	r->dest = queue_strdup(dest);
 	r->orcpt = queue_strdup("");
 	r->last_error = queue_strdup("");
-	r->class = class;
 	r->notify = F_NOTIFY_NEVER;
 	r->state = STATE_QUEUED;
 	r->next_try = now;
@@ -577,8 +582,11 @@ bounce_envelope(const struct queue_envelope *e, enum bounce_action action,
 	    action == BOUNCE_FAILED ? "failure" : action == BOUNCE_DELAYED ?
 	    "delay" : "relay", e->id, nwant,
 	    nwant == 1 ? "" : "s");
-	sched_event(d, "routed <%s> as %s to %s", r->rcpt,
-	    queue_fs_class_name(class), *dest ? dest : "the MX of its domain");
+	sched_event(d, "routed <%s> as %s to %s%s%s%s", r->rcpt,
+	    queue_fs_class_name(r->class), *r->dest ? r->dest :
+	    "the MX of its domain", QUEUE_TLS_STRICT(r) ? " (tls " : "",
+	    QUEUE_TLS_STRICT(r) ? queue_fs_tls_name(r->tls) : "",
+	    QUEUE_TLS_STRICT(r) ? ")" : "");
 	return d;
 }
 

@@ -34,6 +34,14 @@ enum queue_state {
 	STATE_FAILED		/* permanent failure or expiry */
 };
 
+/* The policy of a recipient from an envelope older than tls= */
+#define QUEUE_TLS_UNKNOWN	UINT32_MAX
+
+/* Routed with a policy that forbids clear text: worth showing. */
+#define QUEUE_TLS_STRICT(r)	((r)->class != ROUTE_BOUNCE && \
+				    (r)->tls != QUEUE_TLS_UNKNOWN && \
+				    (r)->tls >= TLSP_REQUIRE)
+
 struct queue_rcpt {
 	char		*rcpt;		/* as given in RCPT TO */
 	char		*rewritten;	/* where it goes (custom target) */
@@ -41,6 +49,7 @@ struct queue_rcpt {
 	char		*orcpt;		/* DSN ORCPT=, "" if none */
 	char		*last_error;	/* last remote reply or failure */
 	uint32_t	 class;		/* ROUTE_* */
+	uint32_t	 tls;		/* TLSP_* routed with, or UNKNOWN */
 	uint32_t	 notify;	/* F_NOTIFY_* */
 	enum queue_state state;
 	uint32_t	 tries;
@@ -238,5 +247,6 @@ int		 queue_fs_envelope_event(struct queue_envelope *, time_t,
 void		 queue_fs_envelope_free(struct queue_envelope *);
 const char	*queue_fs_state_name(enum queue_state);
 const char	*queue_fs_class_name(uint32_t);
+const char	*queue_fs_tls_name(uint32_t);	/* "unknown" if not recorded */
 
 #endif

@@ -186,12 +186,13 @@ queue_commit_envelope(struct msg *m, uint64_t *reqid, char *id)
 		    msg_get_strp(m, &s[1]) == -1 ||
 		    msg_get_u32(m, &r->class) == -1 ||
 		    msg_get_strp(m, &s[2]) == -1 ||
+		    msg_get_u32(m, &r->tls) == -1 ||
 		    msg_get_u32(m, &r->notify) == -1 ||
 		    msg_get_strp(m, &s[3]) == -1)
 			fatalx("bad %s", imsg_name(m->type));
-		if (r->class >= ROUTE_COUNT || (r->notify &
-		    ~(uint32_t)(F_NOTIFY_NEVER | F_NOTIFY_SUCCESS |
-		    F_NOTIFY_FAILURE | F_NOTIFY_DELAY)) != 0)
+		if (r->class >= ROUTE_COUNT || r->tls >= TLSP_COUNT ||
+		    (r->notify & ~(uint32_t)(F_NOTIFY_NEVER |
+		    F_NOTIFY_SUCCESS | F_NOTIFY_FAILURE | F_NOTIFY_DELAY)) != 0)
 			fatalx("bad %s: field out of range",
 			    imsg_name(m->type));
 		r->rcpt = queue_strdup(s[0]);
@@ -215,7 +216,8 @@ queue_commit_envelope(struct msg *m, uint64_t *reqid, char *id)
 
 /*
  * The routing decisions, as history: one line per recipient, as many as
- * leave room in the history for the delivery attempts.
+ * leave room in the history for the delivery attempts.  A policy that
+ * forbids clear text is named: it holds for every later attempt.
  */
 #define QUEUE_ROUTED_MAX	32
 static void
@@ -226,13 +228,16 @@ queue_commit_routed(struct queue_envelope *e)
 
 	for (i = 0; i < e->nrcpt && i < QUEUE_ROUTED_MAX; i++) {
 		r = &e->rcpts[i];
-		sched_event(e, "routed <%s>%s%s%s as %s to %s", r->rcpt,
+		sched_event(e, "routed <%s>%s%s%s as %s to %s%s%s%s", r->rcpt,
 		    strcmp(r->rcpt, r->rewritten) ? " -> <" : "",
 		    strcmp(r->rcpt, r->rewritten) ? r->rewritten : "",
 		    strcmp(r->rcpt, r->rewritten) ? ">" : "",
 		    queue_fs_class_name(r->class),
 		    r->class == ROUTE_BOUNCE ? "a bounce" :
-		    *r->dest ? r->dest : "the MX of its domain");
+		    *r->dest ? r->dest : "the MX of its domain",
+		    QUEUE_TLS_STRICT(r) ? " (tls " : "",
+		    QUEUE_TLS_STRICT(r) ? queue_fs_tls_name(r->tls) : "",
+		    QUEUE_TLS_STRICT(r) ? ")" : "");
 	}
 	if (i < e->nrcpt)
 		sched_event(e, "routed %u more recipients", e->nrcpt - i);

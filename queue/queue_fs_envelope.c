@@ -16,11 +16,19 @@
  *	history=<time> <text>		zero or more, oldest first
  *	rcpts=<n>
  *	then n blocks, each starting with rcpt=:
- *	rcpt= rewritten= class= destination= notify= orcpt=
+ *	rcpt= rewritten= class= destination=
+ *	tls=none|opportunistic|require|verify
+ *	notify= orcpt=
  *	state=queued|deferred|delivered|failed tries= next-try= last-try=
  *	last-error=
  *	end=				last line
- * Every key appears exactly once in its section (history: any number);
+ * Every key appears exactly once in its section (history: any number),
+ * but tls=, which envelopes written before it was added do not have:
+ * such a recipient's policy is "unknown", and the scheduler takes the
+ * one the configuration gives its destination at each attempt, as it
+ * always did (scheduler.c, sched_policy).  A writer never leaves it
+ * out otherwise, and the version stays 2: a version 2 reader without
+ * tls= refuses it as an unknown key (the envelope goes to corrupt/).
  * the header, rcpts= included, comes whole before the first rcpt=, and
  * within a section the order is free.  Times are Unix seconds.  A
  * reader refuses anything else: unknown keys, a missing or repeated
@@ -79,6 +87,9 @@ static const char *const	 class_names[] = {
 static const char *const	 state_names[] = {
 	"queued", "deferred", "delivered", "failed"
 };
+static const char *const	 tls_names[] = {
+	"none", "opportunistic", "require", "verify"
+};
 static const struct name_flag	 msg_flags[] = {
 	{ "smtputf8",	F_MSG_SMTPUTF8 },
 	{ "tls",	F_MSG_TLS },
@@ -99,13 +110,16 @@ _Static_assert(NELEM(body_names) == BODY_COUNT, "body_names");
 _Static_assert(NELEM(ret_names) == RET_COUNT, "ret_names");
 _Static_assert(NELEM(class_names) == ROUTE_COUNT, "class_names");
 _Static_assert(NELEM(state_names) == STATE_FAILED + 1, "state_names");
+_Static_assert(NELEM(tls_names) == TLSP_COUNT, "tls_names");
 
 /*
  * The fields, in the order they are written.  A field lives at off in
  * the envelope (SECT_HEAD) or in a recipient (SECT_RCPT); its kind says
  * how its value is written and read.  Every field is there exactly
- * once in its section but those marked FF_MANY (any number); FF_START
- * begins a recipient.  A new field is one line here.
+ * once in its section but those marked FF_MANY (any number) and
+ * FF_OPTIONAL (at most once; when absent the field holds unset, which
+ * is never written); FF_START begins a recipient.  A new field is one
+ * line here.
  */
 enum field_sect {
 	SECT_HEAD,
@@ -127,6 +141,7 @@ enum field_kind {
 };
 #define FF_MANY		0x01
 #define FF_START	0x02
+#define FF_OPTIONAL	0x04	/* FK_NAME only */
 struct env_field {
 	const char		*key;
 	enum field_sect		 sect;
@@ -136,6 +151,7 @@ struct env_field {
 	const char *const	*names;		/* FK_NAME */
 	size_t			 nnames;
 	const struct name_flag	*flags;		/* FK_FLAGS */
+	uint32_t		 unset;		/* FF_OPTIONAL: absent */
 };
 #define HEAD(k, t, m)	.key = (k), .sect = SECT_HEAD, .kind = (t), \
 			    .off = offsetof(struct queue_envelope, m)
@@ -162,6 +178,8 @@ static const struct env_field	 fields[] = {
 	{ RCPT("rewritten",	FK_STR,		rewritten) },
 	{ RCPT("class",		FK_NAME,	class), NAMES(class_names) },
 	{ RCPT("destination",	FK_STR,		dest) },
+	{ RCPT("tls",		FK_NAME,	tls), NAMES(tls_names),
+	    .fflags = FF_OPTIONAL, .unset = QUEUE_TLS_UNKNOWN },
 	{ RCPT("notify",	FK_FLAGS,	notify),
 	    .flags = notify_flags },
 	{ RCPT("orcpt",		FK_STR,		orcpt) },
@@ -202,6 +220,14 @@ queue_fs_class_name(uint32_t c)
 	if (c >= NELEM(class_names))
 		return "unknown";
 	return class_names[c];
+}
+
+const char *
+queue_fs_tls_name(uint32_t tls)
+{
+	if (tls >= NELEM(tls_names))
+		return "unknown";
+	return tls_names[tls];
 }
 
 static void
@@ -327,6 +353,9 @@ encode_check(const struct env_field *fd, const void *base)
 
 	switch (fd->kind) {
 	case FK_NAME:
+		if ((fd->fflags & FF_OPTIONAL) &&
+		    *(const uint32_t *)(const void *)p == fd->unset)
+			return 0;
 		return *(const uint32_t *)(const void *)p < fd->nnames ?
 		    0 : -1;
 	case FK_STATE:
@@ -343,6 +372,8 @@ encode_field(FILE *f, const struct env_field *fd, const void *base)
 {
 	const void	*p = (const char *)base + fd->off;
 
+	if ((fd->fflags & FF_OPTIONAL) && *(const uint32_t *)p == fd->unset)
+		return;
 	fprintf(f, "%s=", fd->key);
 	switch (fd->kind) {
 	case FK_STR:
@@ -516,6 +547,8 @@ decode_history(struct env_decoder *d, const char *line, size_t len)
 static int
 decode_rcpt(struct env_decoder *d)
 {
+	size_t	 i;
+
 	if ((d->seen & d->head) != d->head)
 		return decode_fail(d, "header incomplete");
 	if (d->r != NULL && (d->seen & d->rcpt) != d->rcpt)
@@ -524,6 +557,13 @@ decode_rcpt(struct env_decoder *d)
 		return decode_fail(d, "more than %u recipients", d->e->nrcpt);
 	d->r = &d->e->rcpts[d->nrcpt++];
 	d->seen &= ~d->rcpt;
+	for (i = 0; i < NELEM(fields); i++)
+		if (fields[i].sect == SECT_RCPT &&
+		    (fields[i].fflags & FF_OPTIONAL)) {
+			d->seen &= ~FIELD_BIT(i);
+			*(uint32_t *)(void *)((char *)d->r + fields[i].off) =
+			    fields[i].unset;
+		}
 	return 0;
 }
 
@@ -691,7 +731,7 @@ queue_fs_envelope_decode(const char *buf, size_t len,
 	memset(&d, 0, sizeof(d));
 	d.e = e;
 	for (i = 0; i < NELEM(fields); i++) {
-		if (fields[i].fflags & FF_MANY)
+		if (fields[i].fflags & (FF_MANY | FF_OPTIONAL))
 			continue;
 		if (fields[i].sect == SECT_HEAD)
 			d.head |= FIELD_BIT(i);

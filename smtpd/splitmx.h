@@ -292,9 +292,13 @@ enum imsg_type {
  *	u64 reqid, u32 verdict (LOOKUP_*), u32 smtp code (250, 550, 451...),
  *	str enhanced reply text ("5.7.1 Relaying denied"),
  *	u32 route class (ROUTE_*), str rewritten recipient,
- *	str destination (host syntax, "" for outbound via DNS)
+ *	str destination (host syntax, "" for outbound via DNS),
+ *	u32 tls (TLSP_*: the destination's policy as configured)
  * The rewritten recipient is "" when the address stays as given (the
- * smtp process keeps its own spelling then).
+ * smtp process keeps its own spelling then).  The destination and its
+ * TLS policy travel together to the queue (COMMIT) and into the
+ * envelope: a queued message is delivered with at least the policy it
+ * was routed with, whatever a reload does to the configuration.
  *
  * IMSG_CTL_LOOKUP, control -> lookup: u64 reqid, str address.
  * IMSG_CTL_LOOKUP_RESULT, lookup -> control: the decision explained,
@@ -332,7 +336,8 @@ enum route_class {
  *	u32 body (BODY_*), u32 flags (F_MSG_*), str envid, u32 ret (RET_*),
  *	u32 nrcpt, then nrcpt times:
  *	    str rcpt (as given), str rewritten, u32 class, str destination,
- *	    u32 notify (F_NOTIFY_*), str orcpt
+ *	    u32 tls (TLSP_*, from the lookup), u32 notify (F_NOTIFY_*),
+ *	    str orcpt
  * The smtp process has written the whole message (Received header first)
  * to the descriptor it got with CREATE_RESULT; the queue makes it durable
  * and answers COMMIT_RESULT only once file, envelope and directory are
@@ -372,9 +377,9 @@ enum route_class {
  *	removed once the relay's result is back)
  * IMSG_CTL_RELAY_PAUSE: u32 paused (1 pause, 0 resume); no answer.  The
  * queue stops handing deliveries to the relay; those out finish.
- * The queue stores BODY_*, F_MSG_*, RET_*, F_NOTIFY_* and ROUTE_* by
- * name in its envelope files (queue/queue_fs.c): a new value needs a
- * name there too, or the queue refuses the commit as malformed.
+ * The queue stores BODY_*, F_MSG_*, RET_*, F_NOTIFY_*, ROUTE_* and
+ * TLSP_* by name in its envelope files (queue/queue_fs_envelope.c): a
+ * new value needs a name there too (a static assertion says so).
  */
 /*
  * Relay protocol.  IMSG_RELAY_DELIVER, queue -> relay, with the message
@@ -382,9 +387,12 @@ enum route_class {
  *	u64 reqid, str msgid, str sender, u32 body (BODY_*), u32 flags
  *	(F_MSG_*), str envid, u32 ret, u64 size,
  *	str destination (host syntax, "" = by MX of the recipients' domain),
- *	u32 tls (TLSP_*), u32 nrcpt, then nrcpt times:
+ *	u32 tls (TLSP_*: the stricter of the policy the recipients were
+ *	routed with and the one the configuration gives the destination
+ *	now), u32 nrcpt, then nrcpt times:
  *	    u32 index (the queue's own), str rcpt, u32 notify, str orcpt
- * All recipients of one DELIVER share the destination and the domain.
+ * All recipients of one DELIVER share the destination, the domain and
+ * the policy.
  * IMSG_RELAY_RESULT, relay -> queue:
  *	u64 reqid, str remote ("mx.example [192.0.2.1]" or ""),
  *	u32 nrcpt, then nrcpt times:
@@ -470,6 +478,13 @@ struct smx_domain *conf_domain(const struct smx_conf *, const char *);
 int		 parse_host(const char *, struct smx_host *, const char **errstr);
 /* Prints a host back in configuration syntax (without tls). */
 void		 host_str(const struct smx_host *, char *, size_t);
+/*
+ * The strictest TLS policy the configuration gives the destination
+ * dest (host_str() syntax, "" for outbound by MX) in any "local to",
+ * "forward to" or "outbound via": 0, or -1 if no host is that one.
+ */
+int		 conf_host_tls(const struct smx_conf *, const char *dest,
+		    enum smx_tls *);
 /* conf_diff.c: what a reload changes, one "changed: ..." line each */
 void		 conf_changes(FILE *, const struct smx_conf *old,
 		    const struct smx_conf *new);
@@ -547,6 +562,7 @@ struct route_result {
 	enum route_class	 rclass;
 	char			 rewritten[SMX_ADDRSZ];
 	char			 dest[SMX_HOSTSZ + 16];	/* host syntax, "" DNS */
+	enum smx_tls		 tls;		/* dest's, as configured */
 };
 const char	*route_class_name(enum route_class);
 /* The rest of route.c and table.c is the lookup process' (lookup.h). */

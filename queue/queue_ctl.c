@@ -166,6 +166,7 @@ queue_ctl_show(struct msgchan *ch, struct msg *m)
 		msg_add_str(&out, r->rewritten);
 		msg_add_str(&out, queue_fs_class_name(r->class));
 		msg_add_str(&out, r->dest);
+		msg_add_str(&out, queue_fs_tls_name(r->tls));
 		msg_add_str(&out, notify);
 		msg_add_str(&out, r->orcpt);
 		msg_add_str(&out, queue_fs_state_name(r->state));

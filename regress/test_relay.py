@@ -799,7 +799,11 @@ def test_tls_require_stays_with_queued_mail_after_a_reload(relay, servers):
     assert "TLS required but not offered by" in d["reply"], d
     assert sink.messages == [] and sink.connections == 0
     qid = relay.daemon.ctl_json("show", "queue")["queue"][0]["id"]
+    info = relay.daemon.ctl_json("show", "message", qid)
+    assert info["recipients"][0]["tls"] == "require"
     out = relay.daemon.ctl("show", "message", qid).stdout
+    assert re.search(r"^recipient 1 <a@example.com> .* dest=\[127.0.0.1\]:"
+                     r"%d tls=require notify=default" % port, out, re.M), out
     assert re.search(r"routed <a@example.com> as forward to "
                      r"\[127.0.0.1\]:%d \(tls require\)$" % port, out,
                      re.M), out

@@ -363,6 +363,8 @@ enum route_class {
  *	be removed when they are back)
  * then nrcpt times IMSG_CTL_QUEUE_RCPT: u64 reqid, u32 index,
  *	str rcpt, str rewritten, str route, str destination,
+ *	str tls (the policy routed with: "none", "opportunistic",
+ *	"require", "verify", or "unknown" in an envelope older than it),
  *	str notify ("failure,delay", "" for the default), str orcpt,
  *	str state, u32 tries, i64 next try, i64 last try, str last error,
  *	u32 sending (1: in a delivery now)

@@ -319,8 +319,8 @@ void
 control_queue_rcpt(struct msg *m)
 {
 	struct ctl_client	*c;
-	const char		*rcpt, *rewritten, *route, *dest, *notify;
-	const char		*orcpt, *state, *error;
+	const char		*rcpt, *rewritten, *route, *dest, *tls;
+	const char		*notify, *orcpt, *state, *error;
 	uint64_t		 reqid;
 	uint32_t		 index, tries, sending;
 	int64_t			 next_try, last_try;
@@ -331,13 +331,14 @@ control_queue_rcpt(struct msg *m)
 	if (msg_get_u64(m, &reqid) == -1 || msg_get_u32(m, &index) == -1 ||
 	    msg_get_strp(m, &rcpt) == -1 || msg_get_strp(m, &rewritten) == -1 ||
 	    msg_get_strp(m, &route) == -1 || msg_get_strp(m, &dest) == -1 ||
+	    msg_get_strp(m, &tls) == -1 ||
 	    msg_get_strp(m, &notify) == -1 || msg_get_strp(m, &orcpt) == -1 ||
 	    msg_get_strp(m, &state) == -1 || msg_get_u32(m, &tries) == -1 ||
 	    msg_get_i64(m, &next_try) == -1 ||
 	    msg_get_i64(m, &last_try) == -1 ||
 	    msg_get_strp(m, &error) == -1 || msg_get_u32(m, &sending) == -1 ||
 	    msg_end(m) == -1 || rcpt == NULL || rewritten == NULL ||
-	    route == NULL || dest == NULL || notify == NULL ||
+	    route == NULL || dest == NULL || tls == NULL || notify == NULL ||
 	    orcpt == NULL || state == NULL || error == NULL)
 		fatalx("bad %s", imsg_name(m->type));
 	if ((c = control_queue_client(reqid, CTL_Q_SHOW)) == NULL)
@@ -354,6 +355,8 @@ control_queue_rcpt(struct msg *m)
 		json_str(out, route);
 		fputs(", \"destination\": ", out);
 		json_str(out, dest);
+		fputs(", \"tls\": ", out);
+		json_str(out, tls);
 		fputs(", \"notify\": ", out);
 		json_str(out, notify);
 		fputs(", \"orcpt\": ", out);
@@ -394,6 +397,11 @@ control_queue_rcpt(struct msg *m)
 	}
 	fputs(" dest=", out);
 	control_put_safe(out, *dest ? dest : "mx");
+	/* Shown where it forbids clear text, like orcpt where there is one. */
+	if (strcmp(tls, "require") == 0 || strcmp(tls, "verify") == 0) {
+		fputs(" tls=", out);
+		control_put_safe(out, tls);
+	}
 	fputs(" notify=", out);
 	control_put_safe(out, *notify ? notify : "default");
 	control_put_opt(out, "orcpt", orcpt, 0);

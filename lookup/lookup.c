@@ -313,6 +313,7 @@ lookup_rcpt_done(const struct route_result *rr,
 		case ROUTE_BOUNCE:
 		case ROUTE_OUTBOUND:
 		case ROUTE_NONE:
+		case ROUTE_COUNT:
 			break;
 		}
 	}
@@ -325,6 +326,7 @@ lookup_rcpt_done(const struct route_result *rr,
 	msg_add_u32(&r, rr->rclass);
 	msg_add_str(&r, rr->rewritten);
 	msg_add_str(&r, rr->dest);
+	msg_add_u32(&r, rr->tls);
 	proc_send(PROC_SMTP, &r);
 	free(a);
 }

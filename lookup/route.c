@@ -72,6 +72,7 @@ static void	route_outside(struct route_req *, const char *);
 static void	route_relay(struct route_req *);
 static void	route_custom_fwd(struct route_req *);
 static const struct smx_host *route_outbound(const struct smx_conf *);
+static enum smx_tls route_outbound_tls(const struct smx_conf *);
 static void	route_query(struct route_req *);
 static void	route_answer(struct table_query *);
 static void	route_found(struct route_req *);
@@ -112,6 +113,8 @@ route_domain_type(enum smx_domain_type t)
 		return "shared";
 	case DOMAIN_RELAY:
 		return "relay";
+	case DOMAIN_TYPE_COUNT:
+		break;
 	}
 	return "?";
 }
@@ -285,6 +288,13 @@ route_custom_fwd(struct route_req *req)
 	    "to its target and sent to the forward host", req->fwd->name);
 	route_finish(req, LOOKUP_ACCEPT, 250, "2.1.5 Ok", ROUTE_CUSTOM,
 	    req->cur, &req->fwd->forward);
+}
+
+/* Outbound by MX: "outbound via mx" says how, else opportunistic. */
+static enum smx_tls
+route_outbound_tls(const struct smx_conf *c)
+{
+	return c->outbound.set ? c->outbound.tls : TLSP_OPPORTUNISTIC;
 }
 
 /* "outbound via": a smarthost, or NULL for the MX of the domain. */
@@ -490,6 +500,7 @@ route_unknown(struct route_req *req)
 
 	switch (d->unknown) {
 	case UNKNOWN_REJECT:
+	case UNKNOWN_COUNT:	/* never: conf_recv checks the range */
 		route_explain(req, "unknown -> reject");
 		route_policy(req, "%s domain %s: unknown reject",
 		    route_domain_type(d->type), d->name);
@@ -552,8 +563,12 @@ route_finish(struct route_req *req, enum lookup_verdict v, uint32_t code,
 	rr->rclass = rc;
 	strlcpy(rr->rewritten, rewritten != NULL ? rewritten : "",
 	    sizeof(rr->rewritten));
-	if (dest != NULL)
+	/* The destination's policy goes with it (see "lookup protocol"). */
+	rr->tls = route_outbound_tls(req->gen->conf);
+	if (dest != NULL) {
 		host_str(dest, rr->dest, sizeof(rr->dest));
+		rr->tls = dest->tls;
+	}
 	req->cb(rr, req->ex, req->arg);
 	lookup_gen_unref(req->gen);
 	free(req->ex);

@@ -75,6 +75,8 @@ table_backend(enum smx_table_type type)
 		return &tb_file;
 	case TABLE_LDAP:
 		return &tb_ldap;
+	case TABLE_COUNT:
+		break;
 	}
 	return NULL;
 }

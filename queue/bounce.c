@@ -37,7 +37,7 @@
 #define BOUNCE_TEXT_MAX		900	/* of a reply in a header field */
 #define BOUNCE_FOLD		76
 
-static void	bounce_route(const char *, uint32_t *, char *, size_t);
+static void	bounce_route(const char *, struct queue_rcpt *);
 static void	bounce_date(char *, size_t, time_t);
 static void	bounce_safe(char *, size_t, const char *);
 static void	bounce_xtext(char *, size_t, const char *);
@@ -45,6 +45,14 @@ static void	bounce_field(FILE *, const char *, const char *);
 static int	bounce_remote_reply(const char *);
 static void	bounce_remote_mta(char *, size_t, const char *);
 static int	bounce_copy(FILE *, int, uint64_t, int);
+struct bounce_out;
+static void	bounce_write_head(struct bounce_out *, const char *);
+static void	bounce_write_text(struct bounce_out *);
+static void	bounce_write_report(struct bounce_out *);
+static void	bounce_write_rcpt(struct bounce_out *,
+		    const struct queue_rcpt *);
+static struct queue_envelope *bounce_envelope(const struct queue_envelope *,
+		    enum bounce_action, const char *, uint64_t, size_t, time_t);
 
 /*
  * RFC 3461 §4.1: no NOTIFY means FAILURE,DELAY; NEVER means none; a
@@ -123,30 +131,39 @@ bounce_status(const char *reply, enum bounce_action action, int expired,
 	    len);
 }
 
-/* The sender's domain, routed like a recipient there (see the top). */
+/*
+ * The sender's domain, routed like a recipient there (see the top):
+ * class, destination and the destination's TLS policy, which the
+ * envelope keeps and the scheduler honours as it does the lookup
+ * process' routes.
+ */
 static void
-bounce_route(const char *sender, uint32_t *class, char *dest, size_t len)
+bounce_route(const char *sender, struct queue_rcpt *r)
 {
 	const struct smx_conf	*c = env->conf;
 	const struct smx_domain	*d;
 	const struct smx_host	*h;
 	const char		*at;
+	char			 dest[SMX_HOSTSZ + 16];
 
 	dest[0] = '\0';
+	r->class = ROUTE_OUTBOUND;
+	r->tls = c->outbound.set ? c->outbound.tls : TLSP_OPPORTUNISTIC;
+	if (c->outbound.set && c->outbound.name[0] != '\0')
+		host_str(&c->outbound, dest, sizeof(dest));
 	if ((at = strrchr(sender, '@')) != NULL &&
 	    (d = conf_domain(c, at + 1)) != NULL) {
 		h = d->type == DOMAIN_RELAY ? &d->forward : &d->local;
 		if (!h->set || h->name[0] == '\0')
 			h = d->type == DOMAIN_RELAY ? &d->local : &d->forward;
 		if (h->set && h->name[0] != '\0') {
-			*class = h == &d->forward ? ROUTE_FORWARD : ROUTE_LOCAL;
-			host_str(h, dest, len);
-			return;
+			r->class = h == &d->forward ? ROUTE_FORWARD :
+			    ROUTE_LOCAL;
+			r->tls = h->tls;
+			host_str(h, dest, sizeof(dest));
 		}
 	}
-	*class = ROUTE_OUTBOUND;
-	if (c->outbound.set && c->outbound.name[0] != '\0')
-		host_str(&c->outbound, dest, len);
+	r->dest = queue_strdup(dest);
 }
 
 /* RFC 5322 date-time. */
@@ -293,6 +310,184 @@ bounce_copy(FILE *f, int msgfd, uint64_t size, int headers)
 	return ret;
 }
 
+/* One DSN being written: what bounce_write() was given, and its form. */
+struct bounce_out {
+	FILE				*f;
+	const struct queue_envelope	*e;
+	enum bounce_action		 action;
+	const uint32_t			*rcpts;
+	size_t				 n;
+	const char			*remote;
+	char				 host[SMX_HOSTSZ];	/* ours */
+	char				 boundary[QUEUE_IDSZ + SMX_HOSTSZ + 8];
+	int				 headers;	/* not the whole */
+	time_t				 now;
+};
+
+/* The DSN's own header, up to the MIME preamble. */
+static void
+bounce_write_head(struct bounce_out *o, const char *dsnid)
+{
+	const struct queue_envelope	*e = o->e;
+	FILE				*f = o->f;
+	const char			*cte;
+	char				 date[64], addr[SMX_ADDRSZ];
+
+	cte = e->body == BODY_BINARYMIME && !o->headers ? "binary" :
+	    e->body != BODY_7BIT || (e->flags & F_MSG_SMTPUTF8) ? "8bit" :
+	    "7bit";
+	bounce_date(date, sizeof(date), o->now);
+	bounce_safe(addr, sizeof(addr), e->sender);
+	fprintf(f, "Date: %s\r\n", date);
+	fprintf(f, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n",
+	    o->host);
+	fprintf(f, "To: <%s>\r\n", addr);
+	fprintf(f, "Subject: %s\r\n", o->action == BOUNCE_FAILED ?
+	    "Undelivered Mail Returned to Sender" :
+	    o->action == BOUNCE_DELAYED ?
+	    "Delayed Mail (still being retried)" :
+	    "Relayed Mail (no further notice will follow)");
+	fprintf(f, "Message-ID: <%s@%s>\r\n", dsnid, o->host);
+	fprintf(f, "Auto-Submitted: auto-replied\r\n");
+	fprintf(f, "MIME-Version: 1.0\r\n");
+	fprintf(f, "Content-Type: multipart/report; "
+	    "report-type=delivery-status;\r\n\tboundary=\"%s\"\r\n",
+	    o->boundary);
+	fprintf(f, "Content-Transfer-Encoding: %s\r\n\r\n", cte);
+	fprintf(f, "This is a MIME-encapsulated message.\r\n\r\n");
+}
+
+/* The part for people: what happened, one line per recipient. */
+static void
+bounce_write_text(struct bounce_out *o)
+{
+	const struct smx_conf		*c = env->conf;
+	const struct queue_envelope	*e = o->e;
+	const struct queue_rcpt		*r;
+	FILE				*f = o->f;
+	char				 addr[SMX_ADDRSZ], mta[SMX_HOSTSZ];
+	char				 text[BOUNCE_TEXT_MAX + 64];
+	char				 a[64], b[64];
+	size_t				 i;
+
+	fprintf(f, "--%s\r\n", o->boundary);
+	fprintf(f, "Content-Description: Notification\r\n");
+	fprintf(f, "Content-Type: text/plain; charset=%s\r\n\r\n",
+	    (e->flags & F_MSG_SMTPUTF8) ? "utf-8" : "us-ascii");
+	fprintf(f, "This is the mail system at host %s.\r\n\r\n", o->host);
+	if (o->action == BOUNCE_FAILED)
+		fprintf(f, "Your message could not be delivered to one or "
+		    "more recipients.\r\n%s is attached below.\r\n\r\n",
+		    o->headers ? "Its header" : "It");
+	else if (o->action == BOUNCE_RELAYED)
+		fprintf(f, "Your message was handed over to the next mail "
+		    "server for the recipients\r\nbelow.  That server does "
+		    "not send delivery notices, so this is the last\r\n"
+		    "word you will get about it from the mail system.\r\n"
+		    "Its header is attached below.\r\n\r\n");
+	else {
+		duration_str(o->now - e->arrival, a, sizeof(a));
+		duration_str(c->expire, b, sizeof(b));
+		fprintf(f, "Your message could not be delivered for %s to "
+		    "the recipients below.\r\nIt is still being retried "
+		    "until it is %s old; you need not send it again.\r\n"
+		    "Its header is attached below.\r\n\r\n", a, b);
+	}
+	for (i = 0; i < o->n; i++) {
+		r = &e->rcpts[o->rcpts[i]];
+		bounce_safe(addr, sizeof(addr), r->rewritten);
+		bounce_safe(text, sizeof(text), r->last_error);
+		if (bounce_remote_reply(r->last_error) && *o->remote != '\0') {
+			bounce_safe(mta, sizeof(mta), o->remote);
+			fprintf(f, "<%s>: %s %s said: %s\r\n", addr,
+			    o->action == BOUNCE_RELAYED ? "relayed to host" :
+			    "host", mta, text);
+		} else
+			fprintf(f, "<%s>: %s\r\n", addr, *text ? text :
+			    "not yet delivered");
+		if (o->action == BOUNCE_FAILED && r->fail == FAIL_EXPIRED)
+			fprintf(f, "    (delivery time expired after %u "
+			    "attempt%s)\r\n", r->tries, r->tries == 1 ? "" :
+			    "s");
+	}
+	fprintf(f, "\r\nFor further assistance, please contact the "
+	    "postmaster of %s\r\nand include this notification.\r\n\r\n",
+	    o->host);
+}
+
+/* The part for programs: message/delivery-status (RFC 3464). */
+static void
+bounce_write_report(struct bounce_out *o)
+{
+	const struct queue_envelope	*e = o->e;
+	FILE				*f = o->f;
+	char				 date[64], text[BOUNCE_TEXT_MAX + 64];
+	size_t				 i;
+
+	fprintf(f, "--%s\r\n", o->boundary);
+	fprintf(f, "Content-Description: Delivery report\r\n");
+	fprintf(f, "Content-Type: message/delivery-status\r\n\r\n");
+	fprintf(f, "Reporting-MTA: dns; %s\r\n", o->host);
+	fprintf(f, "X-Splitmx-Queue-ID: %s\r\n", e->id);
+	if (*e->envid != '\0') {
+		bounce_xtext(text, sizeof(text), e->envid);
+		fprintf(f, "Original-Envelope-Id: %s\r\n", text);
+	}
+	bounce_date(date, sizeof(date), e->arrival);
+	fprintf(f, "Arrival-Date: %s\r\n", date);
+	for (i = 0; i < o->n; i++)
+		bounce_write_rcpt(o, &e->rcpts[o->rcpts[i]]);
+	fputs("\r\n", f);
+}
+
+/* One recipient's fields in the report. */
+static void
+bounce_write_rcpt(struct bounce_out *o, const struct queue_rcpt *r)
+{
+	FILE		*f = o->f;
+	const char	*semi;
+	char		 addr[SMX_ADDRSZ], text[BOUNCE_TEXT_MAX + 64];
+	char		 status[16], mta[SMX_HOSTSZ], a[64], date[64];
+	int		 expired;
+
+	expired = o->action == BOUNCE_FAILED && r->fail == FAIL_EXPIRED;
+	fputs("\r\n", f);
+	bounce_safe(addr, sizeof(addr), r->rewritten);
+	fprintf(f, "Final-Recipient: rfc822; %s\r\n", addr);
+	if ((semi = strchr(r->orcpt, ';')) != NULL) {
+		bounce_xtext(text, sizeof(text), semi + 1);
+		bounce_safe(a, sizeof(a), r->orcpt);
+		if ((size_t)(semi - r->orcpt) < sizeof(a))
+			a[semi - r->orcpt] = '\0';
+		fprintf(f, "Original-Recipient: %s; %s\r\n", a, text);
+	}
+	fprintf(f, "Action: %s\r\n", o->action == BOUNCE_FAILED ?
+	    "failed" : o->action == BOUNCE_DELAYED ? "delayed" :
+	    "relayed");
+	bounce_status(r->last_error, o->action, expired, status,
+	    sizeof(status));
+	fprintf(f, "Status: %s\r\n", status);
+	if (bounce_remote_reply(r->last_error)) {
+		if (*o->remote != '\0') {
+			bounce_remote_mta(text, sizeof(text), o->remote);
+			bounce_safe(mta, sizeof(mta), text);
+			fprintf(f, "Remote-MTA: dns; %s\r\n", mta);
+		}
+		bounce_field(f, "Diagnostic-Code: smtp; ", r->last_error);
+	} else if (*r->last_error != '\0')
+		bounce_field(f, "Diagnostic-Code: X-Splitmx; ",
+		    r->last_error);
+	if (r->last_try != 0) {
+		bounce_date(date, sizeof(date), r->last_try);
+		fprintf(f, "Last-Attempt-Date: %s\r\n", date);
+	}
+	if (o->action == BOUNCE_DELAYED) {
+		bounce_date(date, sizeof(date),
+		    o->e->arrival + env->conf->expire);
+		fprintf(f, "Will-Retry-Until: %s\r\n", date);
+	}
+}
+
 /*
  * The DSN's text.  Every line ends in CRLF, as the relay sends them;
  * the boundary holds the new id, which no message holds by chance.
@@ -302,164 +497,97 @@ bounce_write(int fd, int msgfd, const struct queue_envelope *e,
     enum bounce_action action, const uint32_t *rcpts, size_t n,
     const char *remote, const char *dsnid, time_t now)
 {
-	const struct smx_conf	*c = env->conf;
-	const struct queue_rcpt	*r;
-	FILE			*f;
-	char			 date[64];
-	char			 boundary[QUEUE_IDSZ + SMX_HOSTSZ + 8];
-	char			 addr[SMX_ADDRSZ], text[BOUNCE_TEXT_MAX + 64];
-	char			 status[16], mta[SMX_HOSTSZ], a[64], b[64];
-	char			 host[SMX_HOSTSZ];
-	const char		*cte, *semi;
-	size_t			 i;
-	int			 headers, expired, wfd, ret;
+	struct bounce_out	 o;
+	int			 wfd, ret;
 
+	memset(&o, 0, sizeof(o));
+	o.e = e;
+	o.action = action;
+	o.rcpts = rcpts;
+	o.n = n;
+	o.remote = remote;
+	o.now = now;
 	/* RFC 3461 §4.3: only a failure may return the whole message. */
-	headers = action != BOUNCE_FAILED || e->ret == RET_HDRS;
-	cte = e->body == BODY_BINARYMIME && !headers ? "binary" :
-	    e->body != BODY_7BIT || (e->flags & F_MSG_SMTPUTF8) ? "8bit" :
-	    "7bit";
-	bounce_safe(host, sizeof(host), c->hostname);
-	if (snprintf(boundary, sizeof(boundary), "%s/%s", dsnid, host) >=
-	    (int)sizeof(boundary))
-		strlcpy(boundary, dsnid, sizeof(boundary));
+	o.headers = action != BOUNCE_FAILED || e->ret == RET_HDRS;
+	bounce_safe(o.host, sizeof(o.host), env->conf->hostname);
+	if (snprintf(o.boundary, sizeof(o.boundary), "%s/%s", dsnid,
+	    o.host) >= (int)sizeof(o.boundary))
+		strlcpy(o.boundary, dsnid, sizeof(o.boundary));
 	if ((wfd = dup(fd)) == -1)
 		return -1;
-	if ((f = fdopen(wfd, "w")) == NULL) {
+	if ((o.f = fdopen(wfd, "w")) == NULL) {
 		close(wfd);
 		return -1;
 	}
-
-	bounce_date(date, sizeof(date), now);
-	bounce_safe(addr, sizeof(addr), e->sender);
-	fprintf(f, "Date: %s\r\n", date);
-	fprintf(f, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n", host);
-	fprintf(f, "To: <%s>\r\n", addr);
-	fprintf(f, "Subject: %s\r\n", action == BOUNCE_FAILED ?
-	    "Undelivered Mail Returned to Sender" :
-	    action == BOUNCE_DELAYED ? "Delayed Mail (still being retried)" :
-	    "Relayed Mail (no further notice will follow)");
-	fprintf(f, "Message-ID: <%s@%s>\r\n", dsnid, host);
-	fprintf(f, "Auto-Submitted: auto-replied\r\n");
-	fprintf(f, "MIME-Version: 1.0\r\n");
-	fprintf(f, "Content-Type: multipart/report; "
-	    "report-type=delivery-status;\r\n\tboundary=\"%s\"\r\n", boundary);
-	fprintf(f, "Content-Transfer-Encoding: %s\r\n\r\n", cte);
-	fprintf(f, "This is a MIME-encapsulated message.\r\n\r\n");
-
-	/* The part for people. */
-	fprintf(f, "--%s\r\n", boundary);
-	fprintf(f, "Content-Description: Notification\r\n");
-	fprintf(f, "Content-Type: text/plain; charset=%s\r\n\r\n",
-	    (e->flags & F_MSG_SMTPUTF8) ? "utf-8" : "us-ascii");
-	fprintf(f, "This is the mail system at host %s.\r\n\r\n", host);
-	if (action == BOUNCE_FAILED)
-		fprintf(f, "Your message could not be delivered to one or "
-		    "more recipients.\r\n%s is attached below.\r\n\r\n",
-		    headers ? "Its header" : "It");
-	else if (action == BOUNCE_RELAYED)
-		fprintf(f, "Your message was handed over to the next mail "
-		    "server for the recipients\r\nbelow.  That server does "
-		    "not send delivery notices, so this is the last\r\n"
-		    "word you will get about it from the mail system.\r\n"
-		    "Its header is attached below.\r\n\r\n");
-	else {
-		duration_str(now - e->arrival, a, sizeof(a));
-		duration_str(c->expire, b, sizeof(b));
-		fprintf(f, "Your message could not be delivered for %s to "
-		    "the recipients below.\r\nIt is still being retried "
-		    "until it is %s old; you need not send it again.\r\n"
-		    "Its header is attached below.\r\n\r\n", a, b);
-	}
-	for (i = 0; i < n; i++) {
-		r = &e->rcpts[rcpts[i]];
-		bounce_safe(addr, sizeof(addr), r->rewritten);
-		expired = action == BOUNCE_FAILED && r->fail == FAIL_EXPIRED;
-		bounce_safe(text, sizeof(text), r->last_error);
-		if (bounce_remote_reply(r->last_error) && *remote != '\0') {
-			bounce_safe(mta, sizeof(mta), remote);
-			fprintf(f, "<%s>: %s %s said: %s\r\n", addr,
-			    action == BOUNCE_RELAYED ? "relayed to host" :
-			    "host", mta, text);
-		} else
-			fprintf(f, "<%s>: %s\r\n", addr, *text ? text :
-			    "not yet delivered");
-		if (expired)
-			fprintf(f, "    (delivery time expired after %u "
-			    "attempt%s)\r\n", r->tries, r->tries == 1 ? "" :
-			    "s");
-	}
-	fprintf(f, "\r\nFor further assistance, please contact the "
-	    "postmaster of %s\r\nand include this notification.\r\n\r\n",
-	    host);
-
-	/* The part for programs. */
-	fprintf(f, "--%s\r\n", boundary);
-	fprintf(f, "Content-Description: Delivery report\r\n");
-	fprintf(f, "Content-Type: message/delivery-status\r\n\r\n");
-	fprintf(f, "Reporting-MTA: dns; %s\r\n", host);
-	fprintf(f, "X-Splitmx-Queue-ID: %s\r\n", e->id);
-	if (*e->envid != '\0') {
-		bounce_xtext(text, sizeof(text), e->envid);
-		fprintf(f, "Original-Envelope-Id: %s\r\n", text);
-	}
-	bounce_date(date, sizeof(date), e->arrival);
-	fprintf(f, "Arrival-Date: %s\r\n", date);
-	for (i = 0; i < n; i++) {
-		r = &e->rcpts[rcpts[i]];
-		expired = action == BOUNCE_FAILED && r->fail == FAIL_EXPIRED;
-		fputs("\r\n", f);
-		bounce_safe(addr, sizeof(addr), r->rewritten);
-		fprintf(f, "Final-Recipient: rfc822; %s\r\n", addr);
-		if ((semi = strchr(r->orcpt, ';')) != NULL) {
-			bounce_xtext(text, sizeof(text), semi + 1);
-			bounce_safe(a, sizeof(a), r->orcpt);
-			if ((size_t)(semi - r->orcpt) < sizeof(a))
-				a[semi - r->orcpt] = '\0';
-			fprintf(f, "Original-Recipient: %s; %s\r\n", a, text);
-		}
-		fprintf(f, "Action: %s\r\n", action == BOUNCE_FAILED ?
-		    "failed" : action == BOUNCE_DELAYED ? "delayed" :
-		    "relayed");
-		bounce_status(r->last_error, action, expired, status,
-		    sizeof(status));
-		fprintf(f, "Status: %s\r\n", status);
-		if (bounce_remote_reply(r->last_error)) {
-			if (*remote != '\0') {
-				bounce_remote_mta(text, sizeof(text), remote);
-				bounce_safe(mta, sizeof(mta), text);
-				fprintf(f, "Remote-MTA: dns; %s\r\n", mta);
-			}
-			bounce_field(f, "Diagnostic-Code: smtp; ",
-			    r->last_error);
-		} else if (*r->last_error != '\0')
-			bounce_field(f, "Diagnostic-Code: X-Splitmx; ",
-			    r->last_error);
-		if (r->last_try != 0) {
-			bounce_date(date, sizeof(date), r->last_try);
-			fprintf(f, "Last-Attempt-Date: %s\r\n", date);
-		}
-		if (action == BOUNCE_DELAYED) {
-			bounce_date(date, sizeof(date), e->arrival + c->expire);
-			fprintf(f, "Will-Retry-Until: %s\r\n", date);
-		}
-	}
-	fputs("\r\n", f);
+	bounce_write_head(&o, dsnid);
+	bounce_write_text(&o);
+	bounce_write_report(&o);
 
 	/* The message itself, or its header. */
-	fprintf(f, "--%s\r\n", boundary);
-	fprintf(f, "Content-Description: %s\r\n", headers ?
+	fprintf(o.f, "--%s\r\n", o.boundary);
+	fprintf(o.f, "Content-Description: %s\r\n", o.headers ?
 	    "Message header" : action == BOUNCE_FAILED ?
 	    "Undelivered message" : "Delayed message");
-	fprintf(f, "Content-Type: %s\r\n\r\n", headers ?
+	fprintf(o.f, "Content-Type: %s\r\n\r\n", o.headers ?
 	    "text/rfc822-headers" : "message/rfc822");
-	ret = bounce_copy(f, msgfd, e->size, headers);
-	fprintf(f, "\r\n--%s--\r\n", boundary);
-	if (ferror(f))
+	ret = bounce_copy(o.f, msgfd, e->size, o.headers);
+	fprintf(o.f, "\r\n--%s--\r\n", o.boundary);
+	if (ferror(o.f))
 		ret = -1;
-	if (fclose(f) != 0)
+	if (fclose(o.f) != 0)
 		ret = -1;
 	return ret;
+}
+
+/*
+ * The DSN's envelope: from <>, to the sender, routed as a recipient
+ * in the sender's domain would be (see the top), asking for no DSN.
+ */
+static struct queue_envelope *
+bounce_envelope(const struct queue_envelope *e, enum bounce_action action,
+    const char *id, uint64_t size, size_t nwant, time_t now)
+{
+	struct queue_envelope	*d;
+	struct queue_rcpt	*r;
+
+	if ((d = calloc(1, sizeof(*d))) == NULL)
+		return NULL;
+	if ((d->rcpts = calloc(1, sizeof(*d->rcpts))) == NULL) {
+		free(d);
+		return NULL;
+	}
+	strlcpy(d->id, id, sizeof(d->id));
+	d->arrival = now;
+	d->size = size;
+	d->sender = queue_strdup("");
+	d->helo = queue_strdup(env->conf->hostname);
+	d->client = queue_strdup("");
+	d->client_host = queue_strdup("");
+	d->envid = queue_strdup("");
+	d->body = (action != BOUNCE_FAILED || e->ret == RET_HDRS) &&
+	    e->body == BODY_BINARYMIME ? BODY_8BITMIME : e->body;
+	d->flags = e->flags & F_MSG_SMTPUTF8;
+	d->ret = RET_UNSET;
+	d->nrcpt = 1;
+	r = &d->rcpts[0];
+	bounce_route(e->sender, r);
+	r->rcpt = queue_strdup(e->sender);
+	r->rewritten = queue_strdup(e->sender);
+	r->orcpt = queue_strdup("");
+	r->last_error = queue_strdup("");
+	r->notify = F_NOTIFY_NEVER;
+	r->state = STATE_QUEUED;
+	r->next_try = now;
+	sched_event(d, "created: %s DSN for %s (%zu recipient%s)",
+	    action == BOUNCE_FAILED ? "failure" : action == BOUNCE_DELAYED ?
+	    "delay" : "relay", e->id, nwant,
+	    nwant == 1 ? "" : "s");
+	sched_event(d, "routed <%s> as %s to %s%s%s%s", r->rcpt,
+	    queue_fs_class_name(r->class), *r->dest ? r->dest :
+	    "the MX of its domain", QUEUE_TLS_STRICT(r) ? " (tls " : "",
+	    QUEUE_TLS_STRICT(r) ? queue_fs_tls_name(r->tls) : "",
+	    QUEUE_TLS_STRICT(r) ? ")" : "");
+	return d;
 }
 
 int
@@ -467,11 +595,10 @@ bounce_create(struct queue_msg *qm, enum bounce_action action,
     const uint32_t *rcpts, size_t n, const char *remote, char *dsnid)
 {
 	struct queue_envelope	*e = qm->env, *d = NULL;
-	struct queue_rcpt	*r;
 	struct queue_fs_commit	 fc;
 	struct stat		 st;
-	uint32_t		*want, class;
-	char			 id[QUEUE_IDSZ], dest[SMX_HOSTSZ + 16];
+	uint32_t		*want;
+	char			 id[QUEUE_IDSZ];
 	size_t			 nwant = 0, i;
 	time_t			 now = time(NULL);
 	int			 fd = -1, msgfd = -1, saved, created = 0;
@@ -502,39 +629,9 @@ bounce_create(struct queue_msg *qm, enum bounce_action action,
 	}
 	fd = -1;
 
-	if ((d = calloc(1, sizeof(*d))) == NULL ||
-	    (d->rcpts = calloc(1, sizeof(*d->rcpts))) == NULL)
+	if ((d = bounce_envelope(e, action, id, (uint64_t)st.st_size, nwant,
+	    now)) == NULL)
 		goto fail;
-	strlcpy(d->id, id, sizeof(d->id));
-	d->arrival = now;
-	d->size = (uint64_t)st.st_size;
-	d->sender = queue_strdup("");
-	d->helo = queue_strdup(env->conf->hostname);
-	d->client = queue_strdup("");
-	d->client_host = queue_strdup("");
-	d->envid = queue_strdup("");
-	d->body = (action != BOUNCE_FAILED || e->ret == RET_HDRS) &&
-	    e->body == BODY_BINARYMIME ? BODY_8BITMIME : e->body;
-	d->flags = e->flags & F_MSG_SMTPUTF8;
-	d->ret = RET_UNSET;
-	d->nrcpt = 1;
-	r = &d->rcpts[0];
-	bounce_route(e->sender, &class, dest, sizeof(dest));
-	r->rcpt = queue_strdup(e->sender);
-	r->rewritten = queue_strdup(e->sender);
-	r->dest = queue_strdup(dest);
-	r->orcpt = queue_strdup("");
-	r->last_error = queue_strdup("");
-	r->class = class;
-	r->notify = F_NOTIFY_NEVER;
-	r->state = STATE_QUEUED;
-	r->next_try = now;
-	sched_event(d, "created: %s DSN for %s (%zu recipient%s)",
-	    action == BOUNCE_FAILED ? "failure" : action == BOUNCE_DELAYED ?
-	    "delay" : "relay", e->id, nwant,
-	    nwant == 1 ? "" : "s");
-	sched_event(d, "routed <%s> as %s to %s", r->rcpt,
-	    queue_fs_class_name(class), *dest ? dest : "the MX of its domain");
 
 	if (queue_fs_commit_prepare(&queue_spool, d, &fc) == -1)
 		goto fail;

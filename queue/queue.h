@@ -13,6 +13,10 @@
 #include <time.h>
 
 struct msg;
+struct msgchan;
+
+/* libbsd's RB_*_STATIC need a __unused that libbsd leaves undefined. */
+#define QUEUE_RB_ATTR	__attribute__((__unused__)) static
 
 #define QUEUE_IDLEN		24	/* 8 hex digits of time, 16 random */
 #define QUEUE_IDSZ		(QUEUE_IDLEN + 1)
@@ -30,6 +34,14 @@ enum queue_state {
 	STATE_FAILED		/* permanent failure or expiry */
 };
 
+/* The policy of a recipient from an envelope older than tls= */
+#define QUEUE_TLS_UNKNOWN	UINT32_MAX
+
+/* Routed with a policy that forbids clear text: worth showing. */
+#define QUEUE_TLS_STRICT(r)	((r)->class != ROUTE_BOUNCE && \
+				    (r)->tls != QUEUE_TLS_UNKNOWN && \
+				    (r)->tls >= TLSP_REQUIRE)
+
 struct queue_rcpt {
 	char		*rcpt;		/* as given in RCPT TO */
 	char		*rewritten;	/* where it goes (custom target) */
@@ -37,6 +49,7 @@ struct queue_rcpt {
 	char		*orcpt;		/* DSN ORCPT=, "" if none */
 	char		*last_error;	/* last remote reply or failure */
 	uint32_t	 class;		/* ROUTE_* */
+	uint32_t	 tls;		/* TLSP_* routed with, or UNKNOWN */
 	uint32_t	 notify;	/* F_NOTIFY_* */
 	enum queue_state state;
 	uint32_t	 tries;
@@ -81,8 +94,8 @@ struct queue_envelope {
 };
 
 /*
- * A committed message, as the queue's index holds it (queue.c); the
- * scheduler's part follows (scheduler.c).
+ * A committed message, as the queue's index holds it (queue_index.c);
+ * the scheduler's part follows (scheduler.c).
  */
 #define F_QM_TIMER	0x01	/* in the timer tree */
 #define F_QM_REMOVE	0x02	/* remove once the deliveries are back */
@@ -124,7 +137,10 @@ struct queue_fs_counts {
 	size_t		 incoming;	/* files removed from incoming/ */
 };
 
-/* queue_fs.c: every function returns 0 (or a count, an fd) or -1. */
+/*
+ * queue_fs.c (files, commits) and queue_fs_recover.c (start): every
+ * function returns 0 (or a count, an fd) or -1.
+ */
 int		 queue_fs_open(struct queue_fs *, const char *dir);
 void		 queue_fs_close(struct queue_fs *);
 void		 queue_fs_id_new(char *, size_t, time_t);
@@ -150,17 +166,35 @@ int		 queue_fs_envelope_update(struct queue_fs *,
 int		 queue_fs_message_open(struct queue_fs *, const char *id);
 int		 queue_fs_message_remove(struct queue_fs *, const char *id);
 
-/* queue.c: the index, for the scheduler and the bounces. */
+/* queue.c: the process */
+char		*queue_strdup(const char *);
+
+/* queue_index.c: the index, for the scheduler and the bounces. */
 extern struct queue_fs	 queue_spool;
+/* Opens the spool, recovers it and hands every message to sched_add. */
+void		 queue_index_recover(void);
+void		 queue_index_stats(void);
 struct queue_msg *queue_msg_find(const char *id);
 struct queue_msg *queue_msg_oldest(void);	/* then TAILQ_NEXT(, age) */
+size_t		 queue_msg_count(void);
 /* Indexes a committed message (the index takes the envelope). */
 struct queue_msg *queue_msg_add(struct queue_envelope *);
 /* Off the disk and out of the index; the scheduler has let go of it. */
 void		 queue_msg_remove(struct queue_msg *);
+
+/* queue_commit.c: IMSG_QUEUE_MESSAGE_* from the smtp process */
+void		 queue_commit_init(void);
+void		 queue_commit_create(struct msgchan *, struct msg *);
+void		 queue_commit_message(struct msgchan *, struct msg *);
+void		 queue_commit_rollback(struct msgchan *, struct msg *);
 /* A new id and its message file in incoming/ (write-only), or -1. */
 int		 queue_msg_create(char *id, size_t);
-char		*queue_strdup(const char *);
+
+/* queue_ctl.c: IMSG_CTL_* from the control process */
+void		 queue_ctl_list(struct msgchan *, struct msg *);
+void		 queue_ctl_show(struct msgchan *, struct msg *);
+void		 queue_ctl_act(struct msgchan *, struct msg *);
+void		 queue_ctl_pause(struct msgchan *, struct msg *);
 
 /* scheduler.c */
 void		 sched_init(void);
@@ -203,7 +237,7 @@ int		 bounce_write(int fd, int msgfd, const struct queue_envelope *,
 		    enum bounce_action, const uint32_t *rcpts, size_t n,
 		    const char *remote, const char *dsnid, time_t now);
 
-/* The envelope file's text format. */
+/* queue_fs_envelope.c: the envelope file's text format. */
 int		 queue_fs_envelope_encode(const struct queue_envelope *,
 		    char **, size_t *);
 int		 queue_fs_envelope_decode(const char *, size_t,
@@ -213,5 +247,6 @@ int		 queue_fs_envelope_event(struct queue_envelope *, time_t,
 void		 queue_fs_envelope_free(struct queue_envelope *);
 const char	*queue_fs_state_name(enum queue_state);
 const char	*queue_fs_class_name(uint32_t);
+const char	*queue_fs_tls_name(uint32_t);	/* "unknown" if not recorded */
 
 #endif

@@ -4,8 +4,9 @@
  * delay warnings, and when a message is done with.
  *
  * Recipients that are due are cut into batches, one per (destination,
- * domain) and at most SCHED_BATCH_MAX recipients; a batch becomes one
- * IMSG_RELAY_DELIVER.  Batches wait in a queue per destination, and the
+ * domain, TLS policy routed with) and at most SCHED_BATCH_MAX
+ * recipients; a batch becomes one IMSG_RELAY_DELIVER, with the policy
+ * of sched_policy().  Batches wait in a queue per destination, and the
  * destinations with work take turns, so that a destination that is slow
  * or stalled holds at most SCHED_MAX_DEST_INFLIGHT of the
  * SCHED_MAX_INFLIGHT deliveries out at once and never blocks the
@@ -68,6 +69,7 @@ struct sched_batch {
 	struct queue_msg	*qm;
 	struct sched_dest	*dest;
 	uint64_t		 reqid;		/* 0 while waiting */
+	uint32_t		 tls;		/* routed with (TLSP_*) */
 	uint32_t		 n;
 	uint32_t		*idx;		/* recipients of the envelope */
 };
@@ -77,12 +79,10 @@ RB_HEAD(sched_timers, queue_msg);
 
 static int	sched_dest_cmp(struct sched_dest *, struct sched_dest *);
 static int	sched_timer_cmp(struct queue_msg *, struct queue_msg *);
-/* libbsd's RB_*_STATIC need a __unused that libbsd leaves undefined. */
-#define SCHED_RB_ATTR	__attribute__((__unused__)) static
 RB_PROTOTYPE_INTERNAL(sched_dests, sched_dest, node, sched_dest_cmp,
-    SCHED_RB_ATTR);
+    QUEUE_RB_ATTR);
 RB_PROTOTYPE_INTERNAL(sched_timers, queue_msg, timer, sched_timer_cmp,
-    SCHED_RB_ATTR);
+    QUEUE_RB_ATTR);
 
 static int	sched_update(struct queue_msg *);
 static int	sched_settle(struct queue_msg *, const char *, time_t, int);
@@ -98,7 +98,7 @@ static int	sched_batch_cmp(const void *, const void *);
 static void	sched_batch_free(struct sched_batch *);
 static void	sched_send(struct sched_batch *);
 static void	sched_send_failed(struct sched_batch *, int);
-static enum smx_tls sched_tls(const char *);
+static enum smx_tls sched_policy(uint32_t, const char *);
 static struct sched_dest *sched_dest_get(const char *, const char *);
 static void	sched_dest_activate(struct sched_dest *);
 static void	sched_dest_gc(struct sched_dest *);
@@ -127,9 +127,9 @@ static int			 paused;
 static const struct queue_envelope *sort_env;	/* for sched_batch_cmp */
 
 RB_GENERATE_INTERNAL(sched_dests, sched_dest, node, sched_dest_cmp,
-    SCHED_RB_ATTR)
+    QUEUE_RB_ATTR)
 RB_GENERATE_INTERNAL(sched_timers, queue_msg, timer, sched_timer_cmp,
-    SCHED_RB_ATTR)
+    QUEUE_RB_ATTR)
 
 static int
 sched_dest_cmp(struct sched_dest *a, struct sched_dest *b)
@@ -562,7 +562,8 @@ sched_batch(struct queue_msg *qm, time_t now)
 			r = &e->rcpts[idx[j]];
 			if (strcmp(r->dest, first->dest) != 0 ||
 			    strcasecmp(sched_domain(r->rewritten),
-			    sched_domain(first->rewritten)) != 0)
+			    sched_domain(first->rewritten)) != 0 ||
+			    r->tls != first->tls)
 				break;
 		}
 		if ((b = calloc(1, sizeof(*b))) == NULL ||
@@ -571,6 +572,7 @@ sched_batch(struct queue_msg *qm, time_t now)
 			fatal("calloc");
 		memcpy(b->idx, &idx[i], (j - i) * sizeof(*b->idx));
 		b->n = (uint32_t)(j - i);
+		b->tls = first->tls;
 		b->qm = qm;
 		b->dest = sched_dest_get(first->dest,
 		    sched_domain(first->rewritten));
@@ -598,6 +600,8 @@ sched_batch_cmp(const void *a, const void *b)
 	if ((c = strcasecmp(sched_domain(x->rewritten),
 	    sched_domain(y->rewritten))) != 0)
 		return c;
+	if (x->tls != y->tls)
+		return x->tls < y->tls ? -1 : 1;
 	/* Stable: the order the client gave. */
 	return *(const uint32_t *)a < *(const uint32_t *)b ? -1 : 1;
 }
@@ -711,6 +715,7 @@ sched_send(struct sched_batch *b)
 	struct queue_envelope	*e = qm->env;
 	struct queue_rcpt	*r;
 	struct msg		 m;
+	enum smx_tls		 tls;
 	uint32_t		 i;
 	int			 fd;
 
@@ -729,7 +734,8 @@ sched_send(struct sched_batch *b)
 	msg_add_u32(&m, e->ret);
 	msg_add_u64(&m, e->size);
 	msg_add_str(&m, b->dest->dest);
-	msg_add_u32(&m, (uint32_t)sched_tls(b->dest->dest));
+	tls = sched_policy(b->tls, b->dest->dest);
+	msg_add_u32(&m, (uint32_t)tls);
 	msg_add_u32(&m, b->n);
 	for (i = 0; i < b->n; i++) {
 		r = &e->rcpts[b->idx[i]];
@@ -745,8 +751,9 @@ sched_send(struct sched_batch *b)
 	qm->inflight++;
 	ninflight++;
 	log_debug("id=%s event=dispatch reqid=%llu dest=%s domain=%s "
-	    "rcpts=%u", e->id, (unsigned long long)b->reqid,
-	    *b->dest->dest ? b->dest->dest : "mx", b->dest->domain, b->n);
+	    "tls=%s rcpts=%u", e->id, (unsigned long long)b->reqid,
+	    *b->dest->dest ? b->dest->dest : "mx", b->dest->domain,
+	    queue_fs_tls_name(tls), b->n);
 }
 
 /* The message file would not open: the batch is deferred, not tried. */
@@ -777,36 +784,26 @@ sched_send_failed(struct sched_batch *b, int error)
 }
 
 /*
- * The TLS policy of a destination: the configuration's host of that
- * name (domains first, then outbound); "" is outbound by MX.
+ * The policy a batch goes out with: the one its recipients were routed
+ * with (the lookup process decided it, the envelope keeps it), raised
+ * to the one the configuration gives the destination now if that is
+ * stricter.  A reload may tighten the policy of queued mail, never
+ * loosen it; a destination no longer configured keeps the policy it
+ * was routed with.  A recipient from an envelope older than tls= has
+ * none recorded: it takes the configuration's, as it did then, and
+ * opportunistic if its destination is gone.
  */
 static enum smx_tls
-sched_tls(const char *dest)
+sched_policy(uint32_t routed, const char *dest)
 {
-	const struct smx_conf	*c = env->conf;
-	const struct smx_domain	*d;
-	char			 hs[SMX_HOSTSZ + 16];
+	enum smx_tls	 now;
 
-	if (*dest == '\0')
-		return c->outbound.set ? c->outbound.tls : TLSP_OPPORTUNISTIC;
-	TAILQ_FOREACH(d, &c->domains, entry) {
-		if (d->local.set) {
-			host_str(&d->local, hs, sizeof(hs));
-			if (strcmp(hs, dest) == 0)
-				return d->local.tls;
-		}
-		if (d->forward.set) {
-			host_str(&d->forward, hs, sizeof(hs));
-			if (strcmp(hs, dest) == 0)
-				return d->forward.tls;
-		}
-	}
-	if (c->outbound.set && c->outbound.name[0] != '\0') {
-		host_str(&c->outbound, hs, sizeof(hs));
-		if (strcmp(hs, dest) == 0)
-			return c->outbound.tls;
-	}
-	return TLSP_OPPORTUNISTIC;
+	if (conf_host_tls(env->conf, dest, &now) == -1)
+		return routed == QUEUE_TLS_UNKNOWN ? TLSP_OPPORTUNISTIC :
+		    (enum smx_tls)routed;
+	if (routed == QUEUE_TLS_UNKNOWN || (uint32_t)now > routed)
+		return now;
+	return (enum smx_tls)routed;
 }
 
 /*
@@ -845,7 +842,7 @@ sched_result(struct msg *m)
 		if (msg_get_u32(m, &index) == -1 ||
 		    msg_get_u32(m, &st) == -1 ||
 		    msg_get_strp(m, &reply) == -1 || reply == NULL ||
-		    st > DELIVERY_RELAYED)
+		    st >= DELIVERY_COUNT)
 			fatalx("bad %s", imsg_name(m->type));
 		for (j = 0; j < b->n; j++)
 			if (b->idx[j] == index)

@@ -771,6 +771,44 @@ def test_tls_require_refuses_a_server_without_starttls(relay, servers):
     assert sink.messages == []
 
 
+def test_tls_require_stays_with_queued_mail_after_a_reload(relay, servers):
+    """The route carries its TLS policy: mail queued for a "tls require"
+    destination keeps it when a reload removes the domain, so a server
+    that offers no STARTTLS gets nothing in clear."""
+    port = free_port_both()
+    relay.start("[127.0.0.1]:%d" % port, tls="require")
+    relay.send(["a@example.com"])
+    d = relay.delivery("a@example.com")
+    assert d["status"] == "deferred"            # nobody listens yet
+    body = ('domain "other.example" {\n\ttype relay\n'
+            '\tforward to "[127.0.0.1]:9" tls none\n}\n')
+    text, _ = relay.smx.config(body.replace("{", "{{").replace("}", "}}"),
+                               port=relay.daemon.port)
+    assert 'domain "example.com"' not in text
+    with open(relay.daemon.conf_path, "w") as f:
+        f.write(text)
+    r = relay.daemon.ctl("reload")
+    assert r.returncode == 0, r.stdout + r.stderr
+    sink = sink_at(servers, port=port)          # plain text only
+    r = relay.daemon.ctl("schedule", "all")
+    assert r.returncode == 0, r.stdout + r.stderr
+    wait_for(lambda: len(relay.deliveries("a@example.com")) >= 2, 20,
+             what="a second attempt")
+    d = relay.deliveries("a@example.com")[1]
+    assert d["status"] == "deferred", d
+    assert "TLS required but not offered by" in d["reply"], d
+    assert sink.messages == [] and sink.connections == 0
+    qid = relay.daemon.ctl_json("show", "queue")["queue"][0]["id"]
+    info = relay.daemon.ctl_json("show", "message", qid)
+    assert info["recipients"][0]["tls"] == "require"
+    out = relay.daemon.ctl("show", "message", qid).stdout
+    assert re.search(r"^recipient 1 <a@example.com> .* dest=\[127.0.0.1\]:"
+                     r"%d tls=require notify=default" % port, out, re.M), out
+    assert re.search(r"routed <a@example.com> as forward to "
+                     r"\[127.0.0.1\]:%d \(tls require\)$" % port, out,
+                     re.M), out
+
+
 def test_tls_require_encrypts_without_verifying(relay, servers, certs):
     sink = sink_at(servers, port=free_port_both(),
                    tls_context=tls_context(certs))

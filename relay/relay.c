@@ -121,13 +121,13 @@ relay_deliver(struct msgchan *ch, struct msg *m)
 	if (msg_get_u64(m, &rm->reqid) == -1 ||
 	    msg_get_strp(m, &msgid) == -1 || msgid == NULL ||
 	    msg_get_strp(m, &sender) == -1 || sender == NULL ||
-	    msg_get_u32(m, &rm->body) == -1 || rm->body > BODY_BINARYMIME ||
+	    msg_get_u32(m, &rm->body) == -1 || rm->body >= BODY_COUNT ||
 	    msg_get_u32(m, &rm->flags) == -1 ||
 	    msg_get_strp(m, &envid) == -1 || envid == NULL ||
-	    msg_get_u32(m, &rm->ret) == -1 || rm->ret > RET_HDRS ||
+	    msg_get_u32(m, &rm->ret) == -1 || rm->ret >= RET_COUNT ||
 	    msg_get_u64(m, &rm->size) == -1 ||
 	    msg_get_strp(m, &dest) == -1 || dest == NULL ||
-	    msg_get_u32(m, &rm->tls) == -1 || rm->tls > TLSP_VERIFY ||
+	    msg_get_u32(m, &rm->tls) == -1 || rm->tls >= TLSP_COUNT ||
 	    msg_get_u32(m, &rm->nrcpt) == -1 || rm->nrcpt == 0 ||
 	    rm->nrcpt > MSG_MAXPAYLOAD / 16)
 		fatalx("bad %s", imsg_name(m->type));

@@ -180,7 +180,7 @@ relay_dest_dns_result(struct msg *m)
 	char			 text[300];
 
 	if (msg_get_u64(m, &reqid) == -1 ||
-	    msg_get_u32(m, &status) == -1 || status > DNS_NODATA ||
+	    msg_get_u32(m, &status) == -1 || status >= DNS_COUNT ||
 	    msg_get_strp(m, &error) == -1 || error == NULL ||
 	    msg_get_u32(m, &n) == -1 || n > 64)
 		fatalx("bad %s", imsg_name(m->type));

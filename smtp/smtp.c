@@ -452,7 +452,7 @@ smtp_lookup_rcpt_result(struct msg *m)
 {
 	struct smtp_session	*s;
 	uint64_t		 reqid;
-	uint32_t		 verdict, code, rclass;
+	uint32_t		 verdict, code, rclass, tls;
 	const char		*text, *rewritten, *dest;
 
 	if (msg_get_u64(m, &reqid) == -1 ||
@@ -462,12 +462,13 @@ smtp_lookup_rcpt_result(struct msg *m)
 	    msg_get_u32(m, &rclass) == -1 ||
 	    msg_get_strp(m, &rewritten) == -1 ||
 	    msg_get_strp(m, &dest) == -1 ||
+	    msg_get_u32(m, &tls) == -1 || tls >= TLSP_COUNT ||
 	    msg_end(m) == -1)
 		fatalx("bad %s", imsg_name(m->type));
 	if ((s = smtp_session_find(reqid)) == NULL)
 		return;
 	smtp_session_rcpt_result(s, verdict, code, text ? text : "", rclass,
-	    rewritten ? rewritten : "", dest ? dest : "");
+	    rewritten ? rewritten : "", dest ? dest : "", tls);
 }
 
 static void

@@ -58,6 +58,7 @@ struct smtp_rcpt {
 	char			*dest;
 	char			*orcpt;
 	uint32_t		 rclass;
+	uint32_t		 tls;		/* TLSP_* of dest */
 	uint32_t		 notify;
 };
 
@@ -176,7 +177,7 @@ void	smtp_session_new(int, const struct sockaddr_storage *, socklen_t,
 struct smtp_session *smtp_session_find(uint64_t);
 void	smtp_session_rcpt_result(struct smtp_session *, uint32_t verdict,
 	    uint32_t code, const char *text, uint32_t rclass,
-	    const char *rewritten, const char *dest);
+	    const char *rewritten, const char *dest, uint32_t tls);
 /* Take the input that is there, answer, write: may free the session. */
 void	smtp_session_run(struct smtp_session *);
 void	smtp_session_timer(struct smtp_session *);

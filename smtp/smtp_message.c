@@ -475,6 +475,7 @@ smtp_message_commit(struct smtp_session *s)
 		msg_add_str(&m, r->rewritten);
 		msg_add_u32(&m, r->rclass);
 		msg_add_str(&m, r->dest);
+		msg_add_u32(&m, r->tls);
 		msg_add_u32(&m, r->notify);
 		msg_add_str(&m, r->orcpt);
 	}

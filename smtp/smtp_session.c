@@ -1123,7 +1123,7 @@ smtp_session_orcpt(struct smtp_rcpt *r)
 void
 smtp_session_rcpt_result(struct smtp_session *s, uint32_t verdict,
     uint32_t code, const char *text, uint32_t rclass, const char *rewritten,
-    const char *dest)
+    const char *dest, uint32_t tls)
 {
 	struct smtp_tx		*tx = s->tx;
 	struct smtp_rcpt	*r;
@@ -1144,6 +1144,7 @@ smtp_session_rcpt_result(struct smtp_session *s, uint32_t verdict,
 		if (r->orcpt[0] == '\0' && strcmp(r->rewritten, r->addr) != 0)
 			smtp_session_orcpt(r);
 		r->rclass = rclass;
+		r->tls = tls;
 		TAILQ_INSERT_TAIL(&tx->rcpts, r, entry);
 		tx->nrcpt++;
 		s->state = STATE_RCPT;

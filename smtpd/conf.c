@@ -25,6 +25,8 @@ static void	 print_net(FILE *, const struct smx_net *);
 static void	 print_table(FILE *, const struct smx_table *);
 static void	 print_domain(FILE *, const struct smx_domain *);
 static const char *tls_name(enum smx_tls);
+static void	 conf_host_tls_match(const struct smx_host *, const char *,
+		    enum smx_tls *, int *);
 
 struct smx_conf *
 conf_new(void)
@@ -554,4 +556,39 @@ host_str(const struct smx_host *h, char *buf, size_t len)
 	}
 	if (n < 0 || (size_t)n >= len)
 		strlcpy(buf, "(host too long)", len);
+}
+
+/*
+ * What the configuration says of a destination now, for mail routed
+ * to it under an earlier one (the queue delivers with the stricter of
+ * the two).  Two domains may name one host with two policies: the
+ * strictest counts.
+ */
+int
+conf_host_tls(const struct smx_conf *c, const char *dest, enum smx_tls *tls)
+{
+	const struct smx_domain	*d;
+	int			 found = 0;
+
+	TAILQ_FOREACH(d, &c->domains, entry) {
+		conf_host_tls_match(&d->local, dest, tls, &found);
+		conf_host_tls_match(&d->forward, dest, tls, &found);
+	}
+	conf_host_tls_match(&c->outbound, dest, tls, &found);
+	return found ? 0 : -1;
+}
+
+static void
+conf_host_tls_match(const struct smx_host *h, const char *dest,
+    enum smx_tls *tls, int *found)
+{
+	char	 hs[SMX_HOSTSZ + 16];
+
+	if (!h->set)
+		return;
+	host_str(h, hs, sizeof(hs));
+	if (strcmp(hs, dest) != 0 || (*found && h->tls <= *tls))
+		return;
+	*tls = h->tls;
+	*found = 1;
 }

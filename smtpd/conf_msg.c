@@ -109,7 +109,7 @@ conf_get_host(struct msg *m, struct smx_host *h)
 	    msg_get_u16(m, &h->port) == -1 ||
 	    msg_get_u32(m, &flags) == -1 ||
 	    msg_get_u32(m, &tls) == -1 ||
-	    msg_get_u32(m, &set) == -1 || tls > TLSP_VERIFY)
+	    msg_get_u32(m, &set) == -1 || tls >= TLSP_COUNT)
 		return -1;
 	h->flags = (int)flags;
 	h->tls = (enum smx_tls)tls;
@@ -448,7 +448,7 @@ conf_recv_table(struct msg *m, struct smx_conf *c)
 	t->fd = msg_take_fd(m);
 	TAILQ_INSERT_TAIL(&c->tables, t, entry);
 	if (msg_get_str(m, t->name, sizeof(t->name)) == -1 ||
-	    msg_get_u32(m, &type) == -1 || type > TABLE_LDAP ||
+	    msg_get_u32(m, &type) == -1 || type >= TABLE_COUNT ||
 	    msg_get_str(m, t->path, sizeof(t->path)) == -1 ||
 	    msg_get_str(m, t->url, sizeof(t->url)) == -1 ||
 	    msg_get_str(m, t->base, sizeof(t->base)) == -1 ||
@@ -482,11 +482,11 @@ conf_recv_domain(struct msg *m, struct smx_conf *c)
 	TAILQ_INIT(&d->forward_from);
 	TAILQ_INSERT_TAIL(&c->domains, d, entry);
 	if (msg_get_str(m, d->name, sizeof(d->name)) == -1 ||
-	    msg_get_u32(m, &type) == -1 || type > DOMAIN_RELAY ||
+	    msg_get_u32(m, &type) == -1 || type >= DOMAIN_TYPE_COUNT ||
 	    msg_get_str(m, d->directory, sizeof(d->directory)) == -1 ||
 	    conf_get_host(m, &d->local) == -1 ||
 	    conf_get_host(m, &d->forward) == -1 ||
-	    msg_get_u32(m, &unknown) == -1 || unknown > UNKNOWN_FORWARD ||
+	    msg_get_u32(m, &unknown) == -1 || unknown >= UNKNOWN_COUNT ||
 	    msg_get_u32(m, &count) == -1 || count > 1024)
 		return -1;
 	d->type = (enum smx_domain_type)type;

@@ -64,7 +64,7 @@ static const char *imsg_names[IMSG_TYPE_COUNT] = {
 };
 
 /* As the envelope files, the logs and splitmxctl spell them. */
-static const char *route_class_names[ROUTE_NONE + 1] = {
+static const char *route_class_names[ROUTE_COUNT] = {
 	[ROUTE_LOCAL] =		"local",
 	[ROUTE_CUSTOM] =	"custom",
 	[ROUTE_FORWARD] =	"forward",
@@ -100,7 +100,7 @@ imsg_names_complete(void)
 const char *
 route_class_name(enum route_class rc)
 {
-	if ((unsigned int)rc <= ROUTE_NONE && route_class_names[rc] != NULL)
+	if ((unsigned int)rc < ROUTE_COUNT && route_class_names[rc] != NULL)
 		return route_class_names[rc];
 	return "none";
 }

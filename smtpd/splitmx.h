@@ -60,12 +60,17 @@ enum smx_proc {
 	PROC_COUNT
 };
 
-/* Outbound TLS policy of a "to" host (SPEC §3 host syntax). */
+/*
+ * Outbound TLS policy of a "to" host (SPEC §3 host syntax), weakest
+ * first: of two policies the larger is the stricter (a new one goes
+ * where it belongs in that order).
+ */
 enum smx_tls {
 	TLSP_NONE,
 	TLSP_OPPORTUNISTIC,
 	TLSP_REQUIRE,
-	TLSP_VERIFY
+	TLSP_VERIFY,
+	TLSP_COUNT
 };
 
 /* "name" (MX lookup) or "[name]" (direct), :port, tls policy. */
@@ -112,7 +117,8 @@ TAILQ_HEAD(smx_netlist, smx_net);
 
 enum smx_table_type {
 	TABLE_FILE,
-	TABLE_LDAP
+	TABLE_LDAP,
+	TABLE_COUNT
 };
 
 struct smx_table {
@@ -139,13 +145,15 @@ struct smx_table {
 enum smx_domain_type {
 	DOMAIN_AUTHORITATIVE,
 	DOMAIN_SHARED,
-	DOMAIN_RELAY
+	DOMAIN_RELAY,
+	DOMAIN_TYPE_COUNT
 };
 
 enum smx_unknown {
 	UNKNOWN_REJECT,
 	UNKNOWN_BOUNCE,
-	UNKNOWN_FORWARD
+	UNKNOWN_FORWARD,
+	UNKNOWN_COUNT
 };
 
 struct smx_domain {
@@ -287,9 +295,13 @@ enum imsg_type {
  *	u64 reqid, u32 verdict (LOOKUP_*), u32 smtp code (250, 550, 451...),
  *	str enhanced reply text ("5.7.1 Relaying denied"),
  *	u32 route class (ROUTE_*), str rewritten recipient,
- *	str destination (host syntax, "" for outbound via DNS)
+ *	str destination (host syntax, "" for outbound via DNS),
+ *	u32 tls (TLSP_*: the destination's policy as configured)
  * The rewritten recipient is "" when the address stays as given (the
- * smtp process keeps its own spelling then).
+ * smtp process keeps its own spelling then).  The destination and its
+ * TLS policy travel together to the queue (COMMIT) and into the
+ * envelope: a queued message is delivered with at least the policy it
+ * was routed with, whatever a reload does to the configuration.
  *
  * IMSG_CTL_LOOKUP, control -> lookup: u64 reqid, str address.
  * IMSG_CTL_LOOKUP_RESULT, lookup -> control: the decision explained,
@@ -316,7 +328,8 @@ enum route_class {
 	ROUTE_FORWARD,		/* relay domain / unknown forward */
 	ROUTE_BOUNCE,		/* unknown bounce: accepted, DSN later */
 	ROUTE_OUTBOUND,		/* trusted client to another domain */
-	ROUTE_NONE
+	ROUTE_NONE,
+	ROUTE_COUNT
 };
 
 /* What one address of IMSG_CTL_LOOKUP_RESULT turned out to be. */
@@ -340,7 +353,8 @@ enum lookup_step {
  *	u32 body (BODY_*), u32 flags (F_MSG_*), str envid, u32 ret (RET_*),
  *	u32 nrcpt, then nrcpt times:
  *	    str rcpt (as given), str rewritten, u32 class, str destination,
- *	    u32 notify (F_NOTIFY_*), str orcpt
+ *	    u32 tls (TLSP_*, from the lookup), u32 notify (F_NOTIFY_*),
+ *	    str orcpt
  * The smtp process has written the whole message (Received header first)
  * to the descriptor it got with CREATE_RESULT; the queue makes it durable
  * and answers COMMIT_RESULT only once file, envelope and directory are
@@ -366,6 +380,8 @@ enum lookup_step {
  *	be removed when they are back)
  * then nrcpt times IMSG_CTL_QUEUE_RCPT: u64 reqid, u32 index,
  *	str rcpt, str rewritten, str route, str destination,
+ *	str tls (the policy routed with: "none", "opportunistic",
+ *	"require", "verify", or "unknown" in an envelope older than it),
  *	str notify ("failure,delay", "" for the default), str orcpt,
  *	str state, u32 tries, i64 next try, i64 last try, str last error,
  *	u32 sending (1: in a delivery now)
@@ -380,9 +396,9 @@ enum lookup_step {
  *	removed once the relay's result is back)
  * IMSG_CTL_RELAY_PAUSE: u32 paused (1 pause, 0 resume); no answer.  The
  * queue stops handing deliveries to the relay; those out finish.
- * The queue stores BODY_*, F_MSG_*, RET_*, F_NOTIFY_* and ROUTE_* by
- * name in its envelope files (queue/queue_fs.c): a new value needs a
- * name there too, or the queue refuses the commit as malformed.
+ * The queue stores BODY_*, F_MSG_*, RET_*, F_NOTIFY_*, ROUTE_* and
+ * TLSP_* by name in its envelope files (queue/queue_fs_envelope.c): a
+ * new value needs a name there too (a static assertion says so).
  */
 /*
  * Relay protocol.  IMSG_RELAY_DELIVER, queue -> relay, with the message
@@ -390,9 +406,12 @@ enum lookup_step {
  *	u64 reqid, str msgid, str sender, u32 body (BODY_*), u32 flags
  *	(F_MSG_*), str envid, u32 ret, u64 size,
  *	str destination (host syntax, "" = by MX of the recipients' domain),
- *	u32 tls (TLSP_*), u32 nrcpt, then nrcpt times:
+ *	u32 tls (TLSP_*: the stricter of the policy the recipients were
+ *	routed with and the one the configuration gives the destination
+ *	now), u32 nrcpt, then nrcpt times:
  *	    u32 index (the queue's own), str rcpt, u32 notify, str orcpt
- * All recipients of one DELIVER share the destination and the domain.
+ * All recipients of one DELIVER share the destination, the domain and
+ * the policy.
  * IMSG_RELAY_RESULT, relay -> queue:
  *	u64 reqid, str remote ("mx.example [192.0.2.1]" or ""),
  *	u32 nrcpt, then nrcpt times:
@@ -413,26 +432,30 @@ enum delivery_status {
 	DELIVERY_OK,
 	DELIVERY_TEMPFAIL,
 	DELIVERY_PERMFAIL,
-	DELIVERY_RELAYED
+	DELIVERY_RELAYED,
+	DELIVERY_COUNT
 };
 enum dns_status {
 	DNS_OK,
 	DNS_TEMPFAIL,		/* SERVFAIL, timeout: try later */
 	DNS_NXDOMAIN,		/* the name does not exist: permanent */
-	DNS_NODATA		/* no usable address: permanent */
+	DNS_NODATA,		/* no usable address: permanent */
+	DNS_COUNT
 };
 
 enum body_type {
 	BODY_7BIT,
 	BODY_8BITMIME,
-	BODY_BINARYMIME
+	BODY_BINARYMIME,
+	BODY_COUNT
 };
 #define F_MSG_SMTPUTF8		0x01
 #define F_MSG_TLS		0x02
 enum dsn_ret {
 	RET_UNSET,
 	RET_FULL,
-	RET_HDRS
+	RET_HDRS,
+	RET_COUNT
 };
 #define F_NOTIFY_NEVER		0x01
 #define F_NOTIFY_SUCCESS	0x02
@@ -475,6 +498,13 @@ int		 parse_host(const char *, struct smx_host *,
 void		 host_str(const struct smx_host *, char *, size_t);
 /* "directory NAME: N entries from PATH" lines, as the lookup counted. */
 void		 conf_tables_report(const struct smx_conf *, char *, size_t);
+/*
+ * The strictest TLS policy the configuration gives the destination
+ * dest (host_str() syntax, "" for outbound by MX) in any "local to",
+ * "forward to" or "outbound via": 0, or -1 if no host is that one.
+ */
+int		 conf_host_tls(const struct smx_conf *, const char *dest,
+		    enum smx_tls *);
 /* conf_diff.c: what a reload changes, one "changed: ..." line each */
 void		 conf_changes(FILE *, const struct smx_conf *old,
 		    const struct smx_conf *new);
@@ -590,6 +620,7 @@ struct route_result {
 	enum route_class	 rclass;
 	char			 rewritten[SMX_ADDRSZ];
 	char			 dest[SMX_HOSTSZ + 16];	/* host syntax, "" DNS */
+	enum smx_tls		 tls;		/* dest's, as configured */
 };
 /* The rest of route.c and table.c is the lookup process' (lookup.h). */
 

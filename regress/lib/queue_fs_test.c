@@ -1,7 +1,8 @@
 /*
- * Unit tests of queue/queue_fs.c: ids, the envelope text format (round
- * trip, every malformation refused, no crash on damage), the commit
- * steps, recovery of every leftover, and a kill -9 loop.  TAP output.
+ * Unit tests of queue/queue_fs*.c: ids, the envelope text format (round
+ * trip, every malformation refused, no crash on damage, tls= and the
+ * envelopes from before it), the commit steps, recovery of every
+ * leftover, and a kill -9 loop.  TAP output.
  */
 #include <sys/types.h>
 #include <sys/stat.h>
@@ -71,6 +72,7 @@ env_sample(struct queue_envelope *e, const char *id, uint64_t size)
 	e->rcpts[0].orcpt = xstrdup("");
 	e->rcpts[0].last_error = xstrdup("");
 	e->rcpts[0].class = ROUTE_LOCAL;
+	e->rcpts[0].tls = TLSP_VERIFY;
 	e->rcpts[0].notify = 0;
 	e->rcpts[0].state = STATE_QUEUED;
 	e->rcpts[0].next_try = 1700000000;
@@ -80,6 +82,7 @@ env_sample(struct queue_envelope *e, const char *id, uint64_t size)
 	e->rcpts[1].orcpt = xstrdup("rfc822;b%C3%B8b@example.com");
 	e->rcpts[1].last_error = xstrdup("421 4.7.0 try later, 100% busy");
 	e->rcpts[1].class = ROUTE_CUSTOM;
+	e->rcpts[1].tls = TLSP_NONE;
 	e->rcpts[1].notify = F_NOTIFY_FAILURE | F_NOTIFY_DELAY;
 	e->rcpts[1].state = STATE_DEFERRED;
 	e->rcpts[1].tries = 3;
@@ -122,7 +125,8 @@ env_equal(const struct queue_envelope *a, const struct queue_envelope *b)
 		    !str_eq(x->rewritten, y->rewritten) ||
 		    !str_eq(x->dest, y->dest) || !str_eq(x->orcpt, y->orcpt) ||
 		    !str_eq(x->last_error, y->last_error) ||
-		    x->class != y->class || x->notify != y->notify ||
+		    x->class != y->class || x->tls != y->tls ||
+		    x->notify != y->notify ||
 		    x->state != y->state || x->tries != y->tries ||
 		    x->next_try != y->next_try || x->last_try != y->last_try)
 			return 0;
@@ -252,6 +256,9 @@ test_malformed(void)
 		{ "alice@", "al ice@", "raw space" },
 		{ "state=queued", "state=lost", "unknown state" },
 		{ "class=local", "class=elsewhere", "unknown class" },
+		{ "tls=verify", "tls=secure", "unknown tls policy" },
+		{ "tls=verify\n", "tls=verify\ntls=none\n", "tls twice" },
+		{ "rcpt=alice", "tls=none\nrcpt=alice", "tls before rcpt" },
 		{ "body=8bitmime", "body=9bit", "unknown body" },
 		{ "notify=failure,delay", "notify=failure,failure",
 		    "flag twice" },
@@ -333,6 +340,27 @@ test_malformed(void)
 	    "refused, %zu still valid and re-encodable", flips, ok_flips);
 	free(buf);
 	queue_fs_envelope_free(&e);
+}
+
+/* The text without its "tls=" lines: as written before they existed. */
+static char *
+without_tls(const char *buf)
+{
+	const char	*p, *nl;
+	char		*out, *q;
+
+	if ((out = malloc(strlen(buf) + 1)) == NULL)
+		exit(2);
+	for (p = buf, q = out; *p != '\0'; p = nl + 1) {
+		if ((nl = strchr(p, '\n')) == NULL)
+			exit(2);
+		if (strncmp(p, "tls=", 4) != 0) {
+			memcpy(q, p, (size_t)(nl + 1 - p));
+			q += nl + 1 - p;
+		}
+	}
+	*q = '\0';
+	return out;
 }
 
 static void
@@ -431,6 +459,72 @@ commit_one(struct queue_fs *fs, const char *id, const char *data)
 	}
 	queue_fs_envelope_free(&e);
 	return r;
+}
+
+/*
+ * tls= (the policy a recipient was routed with) round-trips by name;
+ * an envelope from before it loads with the policy unknown, stays so
+ * when rewritten, and recovery reads it.
+ */
+static void
+test_tls(void)
+{
+	struct queue_envelope	 e, d;
+	struct queue_fs		 fs;
+	struct queue_fs_counts	 counts;
+	struct loaded		 l = { .n = 0 };
+	char			*buf, *old, *re, err[256], dir[PATH_MAX];
+	char			 id[QUEUE_IDSZ];
+	size_t			 len, relen;
+
+	env_sample(&e, "0123456789abcdef01234567", 1234);
+	if (queue_fs_envelope_encode(&e, &buf, &len) == -1)
+		exit(2);
+	ok(strstr(buf, "\ndestination=[10.0.0.5]:25\ntls=verify\n") !=
+	    NULL && strstr(buf, "\ndestination=notes.example.com\n"
+	    "tls=none\n") != NULL, "tls= written by name, once a recipient");
+	ok(queue_fs_envelope_decode(buf, len, &d, err, sizeof(err)) == 0 &&
+	    d.rcpts[0].tls == TLSP_VERIFY && d.rcpts[1].tls == TLSP_NONE,
+	    "tls= read back %s", err);
+	queue_fs_envelope_free(&d);
+
+	old = without_tls(buf);
+	ok(queue_fs_envelope_decode(old, strlen(old), &d, err,
+	    sizeof(err)) == 0 && d.rcpts[0].tls == QUEUE_TLS_UNKNOWN &&
+	    d.rcpts[1].tls == QUEUE_TLS_UNKNOWN,
+	    "an envelope without tls= loads, its policy unknown %s", err);
+	ok(strcmp(queue_fs_tls_name(d.rcpts[0].tls), "unknown") == 0 &&
+	    strcmp(queue_fs_tls_name(TLSP_REQUIRE), "require") == 0,
+	    "names: unknown, require");
+	ok(queue_fs_envelope_encode(&d, &re, &relen) == 0 &&
+	    relen == strlen(old) && memcmp(re, old, relen) == 0,
+	    "rewritten, it stays without tls=");
+	free(re);
+	queue_fs_envelope_free(&d);
+	free(old);
+	free(buf);
+
+	e.rcpts[0].tls = TLSP_COUNT;
+	ok(queue_fs_envelope_encode(&e, &buf, &len) == -1 && errno == EINVAL,
+	    "a policy out of range is not written");
+	queue_fs_envelope_free(&e);
+
+	/* Through the spool: an updated envelope without tls=, recovered. */
+	if (snprintf(dir, sizeof(dir), "%s/tls", tmpdir) >= (int)sizeof(dir) ||
+	    mkdir(dir, 0700) == -1 || queue_fs_open(&fs, dir) == -1)
+		exit(2);
+	queue_fs_id_new(id, sizeof(id), time(NULL));
+	if (commit_one(&fs, id, "x\r\n") == -1)
+		exit(2);
+	env_sample(&e, id, 3);
+	e.rcpts[0].tls = e.rcpts[1].tls = QUEUE_TLS_UNKNOWN;
+	ok(queue_fs_envelope_update(&fs, &e) == 0 &&
+	    queue_fs_recover(&fs, collect, &l, &counts) == 0 &&
+	    counts.loaded == 1 && counts.corrupt == 0 && l.n == 1 &&
+	    env_equal(l.e[0], &e), "recovery loads an envelope without tls=");
+	loaded_free(&l);
+	queue_fs_envelope_free(&e);
+	queue_fs_close(&fs);
 }
 
 static void
@@ -808,6 +902,7 @@ main(void)
 	test_ids();
 	test_roundtrip();
 	test_malformed();
+	test_tls();
 	test_commit();
 	test_recovery();
 	test_crash();

@@ -1,7 +1,8 @@
 /*
  * Unit tests of lookup/route.c with file tables (lookup/table.c): the
  * order of the directory lookups, custom chains and their limits, the
- * domain types and unknown policies, the loop check.  TAP output.
+ * domain types and unknown policies, the loop check, the destination's
+ * TLS policy in the result.  TAP output.
  */
 #include <sys/types.h>
 #include <sys/socket.h>
@@ -18,7 +19,7 @@
 #include "../../lookup/lookup.h"
 #include "tap.h"
 
-#define NTESTS	30
+#define NTESTS	31
 
 struct answer {
 	int			 done;
@@ -67,7 +68,8 @@ static const char	*config =
 	"trusted 192.0.2.0/24\n"
 	"table people file \"%s\"\n"
 	"domain \"example.com\" {\n type shared\n directory people\n"
-	" local to \"[10.0.0.1]\"\n forward to \"[10.0.0.2]:2525\"\n"
+	" local to \"[10.0.0.1]\" tls verify\n"
+	" forward to \"[10.0.0.2]:2525\" tls require\n"
 	" unknown forward\n forward from 10.9.0.0/16\n}\n"
 	"domain \".sales.example.com\" {\n type shared\n directory people\n"
 	" local to \"[10.0.0.1]\"\n forward to \"[10.0.0.2]\"\n}\n"
@@ -75,7 +77,7 @@ static const char	*config =
 	" local to \"[10.0.0.3]\"\n unknown bounce\n}\n"
 	"domain \"notes.example.com\" {\n type relay\n"
 	" forward to \"[10.0.0.4]\"\n}\n"
-	"outbound via \"[10.0.0.5]:587\"\n";
+	"outbound via \"[10.0.0.5]:587\" tls none\n";
 
 static const struct rcase	 cases[] = {
 	{ "alice@example.com", NULL, 250, ROUTE_LOCAL, "", "[10.0.0.1]",
@@ -127,6 +129,17 @@ static const struct rcase	 cases[] = {
 	{ "x@outside.example", "192.0.2.9", 250, ROUTE_OUTBOUND, "",
 	    "[10.0.0.5]:587", "outbound" },
 	{ "no-domain", NULL, 501, ROUTE_NONE, "", "", "invalid address" },
+};
+
+static const struct {
+	const char	*rcpt;
+	enum smx_tls	 tls;
+} tlscases[] = {
+	{ "alice@example.com", TLSP_VERIFY },		/* local to */
+	{ "bob+z@example.com", TLSP_REQUIRE },		/* forward to */
+	{ "x@sales.example.com", TLSP_OPPORTUNISTIC },	/* same host */
+	{ "ann@auth.example", TLSP_NONE },		/* outbound via */
+	{ "x@notes.example.com", TLSP_OPPORTUNISTIC }	/* relay */
 };
 
 static void	answer_cb(const struct route_result *,
@@ -225,6 +238,15 @@ main(void)
 		    a.rr.code, a.rr.text, a.rr.rewritten, a.rr.dest,
 		    a.decision);
 	}
+	/* The route carries its destination's policy, per domain. */
+	for (i = 0; i < sizeof(tlscases) / sizeof(tlscases[0]); i++) {
+		memset(&a, 0, sizeof(a));
+		route_start(gen, NULL, tlscases[i].rcpt, 1, answer_cb, &a);
+		if (a.done != 1 || a.rr.tls != tlscases[i].tls)
+			break;
+	}
+	ok(i == sizeof(tlscases) / sizeof(tlscases[0]),
+	    "TLS policy of the destination in the result (%zu)", i);
 	ok(gen->refs == 1, "every lookup let go of the configuration");
 
 	/* A chain of 8 exact steps loads, one of 9 does not. */

@@ -1,0 +1,421 @@
+/*
+ * Commits: a message file for the smtp process, then its envelope made
+ * durable in batches that share the fsyncs, and only then the 250; a
+ * rollback for a transaction that was given up.
+ */
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/queue.h>
+#include <sys/tree.h>
+
+#include <errno.h>
+#include <event.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "splitmx.h"
+#include "queue.h"
+
+#define QUEUE_BATCH_MAX		128	/* commits per flush: bounds open fds */
+#define QUEUE_CREATE_TRIES	8
+#define REPLY_TEMPFAIL	"451 4.3.0 Queue write failed, try again later"
+
+/* A message file handed to the smtp process, not committed yet. */
+#define F_IN_COMMITTING	0x01
+#define F_IN_FAILED	0x02
+struct queue_incoming {
+	RB_ENTRY(queue_incoming) node;
+	TAILQ_ENTRY(queue_incoming) batch;
+	char			 id[QUEUE_IDSZ];
+	int			 flags;
+	uint64_t		 reqid;		/* of the COMMIT */
+	struct queue_envelope	*env;
+	struct queue_fs_commit	 fc;
+	struct timespec		 t0;		/* COMMIT received */
+};
+
+RB_HEAD(incoming_tree, queue_incoming);
+
+static int	queue_incoming_cmp(struct queue_incoming *,
+		    struct queue_incoming *);
+RB_PROTOTYPE_INTERNAL(incoming_tree, queue_incoming, node, queue_incoming_cmp,
+    QUEUE_RB_ATTR);
+
+static struct queue_incoming *queue_incoming_find(const char *);
+static struct queue_envelope *queue_commit_envelope(struct msg *,
+		    uint64_t *, char *);
+static void	queue_commit_routed(struct queue_envelope *);
+static void	queue_commit_reply(uint64_t, int, const char *);
+static void	queue_commit_flush(int, short, void *);
+
+static struct incoming_tree		 incoming =
+					    RB_INITIALIZER(&incoming);
+static TAILQ_HEAD(, queue_incoming)	 pending =
+					    TAILQ_HEAD_INITIALIZER(pending);
+static size_t				 npending;
+static struct event			 ev_flush;
+
+RB_GENERATE_INTERNAL(incoming_tree, queue_incoming, node, queue_incoming_cmp,
+    QUEUE_RB_ATTR)
+
+static int
+queue_incoming_cmp(struct queue_incoming *a, struct queue_incoming *b)
+{
+	return strcmp(a->id, b->id);
+}
+
+void
+queue_commit_init(void)
+{
+	evtimer_set(&ev_flush, queue_commit_flush, NULL);
+}
+
+static struct queue_incoming *
+queue_incoming_find(const char *id)
+{
+	struct queue_incoming	 key;
+
+	strlcpy(key.id, id, sizeof(key.id));
+	return RB_FIND(incoming_tree, &incoming, &key);
+}
+
+/*
+ * A fresh message file: the id is new in the index and in incoming/,
+ * and O_EXCL proves it new on disk.
+ */
+int
+queue_msg_create(char *id, size_t idsz)
+{
+	int	 fd = -1, tries;
+
+	errno = EEXIST;
+	for (tries = 0; tries < QUEUE_CREATE_TRIES; tries++) {
+		queue_fs_id_new(id, idsz, time(NULL));
+		if (queue_msg_find(id) != NULL ||
+		    queue_incoming_find(id) != NULL)
+			continue;
+		if ((fd = queue_fs_incoming_create(&queue_spool, id)) != -1 ||
+		    errno != EEXIST)
+			break;
+	}
+	return fd;
+}
+
+/*
+ * IMSG_QUEUE_MESSAGE_CREATE: a fresh message file, its descriptor
+ * write-only for the smtp process.
+ */
+void
+queue_commit_create(struct msgchan *ch, struct msg *m)
+{
+	struct queue_incoming	*in;
+	struct msg		 r;
+	uint64_t		 reqid;
+	char			 id[QUEUE_IDSZ];
+	int			 fd;
+
+	proc_expect(ch, m, PROC_SMTP);
+	if (msg_get_u64(m, &reqid) == -1 || msg_end(m) == -1)
+		fatalx("bad %s", imsg_name(m->type));
+	fd = queue_msg_create(id, sizeof(id));
+	msg_init(&r, IMSG_QUEUE_MESSAGE_CREATE_RESULT, 0);
+	msg_add_u64(&r, reqid);
+	if (fd == -1) {
+		log_warn("event=create-failed");
+		msg_add_u32(&r, 0);
+		msg_add_str(&r, "");
+		proc_send(PROC_SMTP, &r);
+		return;
+	}
+	if ((in = calloc(1, sizeof(*in))) == NULL)
+		fatal("calloc");
+	strlcpy(in->id, id, sizeof(in->id));
+	in->fc.msgfd = -1;
+	RB_INSERT(incoming_tree, &incoming, in);
+	msg_add_u32(&r, 1);
+	msg_add_str(&r, id);
+	msg_set_fd(&r, fd);
+	proc_send(PROC_SMTP, &r);
+	log_debug("id=%s event=created", id);
+}
+
+/* Reads the COMMIT fields (see splitmx.h) into a new envelope. */
+static struct queue_envelope *
+queue_commit_envelope(struct msg *m, uint64_t *reqid, char *id)
+{
+	struct queue_envelope	*e;
+	struct queue_rcpt	*r;
+	struct sockaddr_storage	 ss;
+	socklen_t		 sslen;
+	const char		*s[6];
+	char			 addr[INET6_ADDRSTRLEN], text[128];
+	uint64_t		 size;
+	uint32_t		 i, nrcpt;
+
+	if (msg_get_u64(m, reqid) == -1 || msg_get_str(m, id, QUEUE_IDSZ) ==
+	    -1 || !queue_fs_id_valid(id) || msg_get_u64(m, &size) == -1)
+		fatalx("bad %s", imsg_name(m->type));
+	if ((e = calloc(1, sizeof(*e))) == NULL)
+		fatal("calloc");
+	strlcpy(e->id, id, sizeof(e->id));
+	e->arrival = time(NULL);
+	e->size = size;
+	if (msg_get_strp(m, &s[0]) == -1 || msg_get_strp(m, &s[1]) == -1 ||
+	    msg_get_sockaddr(m, &ss, &sslen) == -1 ||
+	    msg_get_strp(m, &s[2]) == -1 || msg_get_u32(m, &e->body) == -1 ||
+	    msg_get_u32(m, &e->flags) == -1 || msg_get_strp(m, &s[3]) == -1 ||
+	    msg_get_u32(m, &e->ret) == -1 || msg_get_u32(m, &nrcpt) == -1)
+		fatalx("bad %s", imsg_name(m->type));
+	if (e->body >= BODY_COUNT || e->ret >= RET_COUNT || nrcpt == 0 ||
+	    nrcpt > QUEUE_MAXRCPT ||
+	    (e->flags & ~(uint32_t)(F_MSG_SMTPUTF8 | F_MSG_TLS)) != 0)
+		fatalx("bad %s: field out of range", imsg_name(m->type));
+	e->sender = queue_strdup(s[0]);
+	e->helo = queue_strdup(s[1]);
+	e->client = queue_strdup(sa_str((struct sockaddr *)&ss, addr,
+	    sizeof(addr)));
+	e->client_host = queue_strdup(s[2]);
+	e->envid = queue_strdup(s[3]);
+	if ((e->rcpts = calloc(nrcpt, sizeof(*e->rcpts))) == NULL)
+		fatal("calloc");
+	e->nrcpt = nrcpt;
+	for (i = 0; i < nrcpt; i++) {
+		r = &e->rcpts[i];
+		if (msg_get_strp(m, &s[0]) == -1 ||
+		    msg_get_strp(m, &s[1]) == -1 ||
+		    msg_get_u32(m, &r->class) == -1 ||
+		    msg_get_strp(m, &s[2]) == -1 ||
+		    msg_get_u32(m, &r->tls) == -1 ||
+		    msg_get_u32(m, &r->notify) == -1 ||
+		    msg_get_strp(m, &s[3]) == -1)
+			fatalx("bad %s", imsg_name(m->type));
+		if (r->class >= ROUTE_COUNT || r->tls >= TLSP_COUNT ||
+		    (r->notify & ~(uint32_t)(F_NOTIFY_NEVER |
+		    F_NOTIFY_SUCCESS | F_NOTIFY_FAILURE | F_NOTIFY_DELAY)) != 0)
+			fatalx("bad %s: field out of range",
+			    imsg_name(m->type));
+		r->rcpt = queue_strdup(s[0]);
+		r->rewritten = queue_strdup(s[1] != NULL && *s[1] != '\0' ?
+		    s[1] : s[0]);
+		r->dest = queue_strdup(s[2]);
+		r->orcpt = queue_strdup(s[3]);
+		r->last_error = queue_strdup("");
+		r->state = STATE_QUEUED;
+		r->next_try = e->arrival;
+	}
+	if (msg_end(m) == -1)
+		fatalx("bad %s", imsg_name(m->type));
+	(void)snprintf(text, sizeof(text), "received from %s size %llu",
+	    e->client, (unsigned long long)size);
+	if (queue_fs_envelope_event(e, e->arrival, text) == -1)
+		fatal("queue_fs_envelope_event");
+	queue_commit_routed(e);
+	return e;
+}
+
+/*
+ * The routing decisions, as history: one line per recipient, as many as
+ * leave room in the history for the delivery attempts.  A policy that
+ * forbids clear text is named: it holds for every later attempt.
+ */
+#define QUEUE_ROUTED_MAX	32
+static void
+queue_commit_routed(struct queue_envelope *e)
+{
+	struct queue_rcpt	*r;
+	uint32_t		 i;
+
+	for (i = 0; i < e->nrcpt && i < QUEUE_ROUTED_MAX; i++) {
+		r = &e->rcpts[i];
+		sched_event(e, "routed <%s>%s%s%s as %s to %s%s%s%s", r->rcpt,
+		    strcmp(r->rcpt, r->rewritten) ? " -> <" : "",
+		    strcmp(r->rcpt, r->rewritten) ? r->rewritten : "",
+		    strcmp(r->rcpt, r->rewritten) ? ">" : "",
+		    queue_fs_class_name(r->class),
+		    r->class == ROUTE_BOUNCE ? "a bounce" :
+		    *r->dest ? r->dest : "the MX of its domain",
+		    QUEUE_TLS_STRICT(r) ? " (tls " : "",
+		    QUEUE_TLS_STRICT(r) ? queue_fs_tls_name(r->tls) : "",
+		    QUEUE_TLS_STRICT(r) ? ")" : "");
+	}
+	if (i < e->nrcpt)
+		sched_event(e, "routed %u more recipients", e->nrcpt - i);
+}
+
+static void
+queue_commit_reply(uint64_t reqid, int ok, const char *text)
+{
+	struct msg	 r;
+
+	msg_init(&r, IMSG_QUEUE_MESSAGE_COMMIT_RESULT, 0);
+	msg_add_u64(&r, reqid);
+	msg_add_u32(&r, ok ? 1 : 0);
+	msg_add_str(&r, text);
+	proc_send(PROC_SMTP, &r);
+}
+
+/*
+ * IMSG_QUEUE_MESSAGE_COMMIT: the envelope is written now; syncing and
+ * publishing wait for the end of this event-loop turn, so that every
+ * commit that arrived meanwhile shares the directory fsyncs.
+ */
+void
+queue_commit_message(struct msgchan *ch, struct msg *m)
+{
+	struct queue_incoming	*in;
+	struct queue_envelope	*e;
+	struct timeval		 tv = { 0, 0 };
+	uint64_t		 reqid;
+	char			 id[QUEUE_IDSZ];
+
+	proc_expect(ch, m, PROC_SMTP);
+	e = queue_commit_envelope(m, &reqid, id);
+	if ((in = queue_incoming_find(id)) == NULL ||
+	    (in->flags & F_IN_COMMITTING)) {
+		log_warnx("id=%s event=commit-unknown", id);
+		queue_fs_envelope_free(e);
+		free(e);
+		queue_commit_reply(reqid, 0, REPLY_TEMPFAIL);
+		return;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &in->t0);
+	if (queue_fs_commit_prepare(&queue_spool, e, &in->fc) == -1) {
+		log_warn("id=%s event=commit-failed", id);
+		queue_fs_commit_abort(&queue_spool, &in->fc);
+		queue_fs_envelope_free(e);
+		free(e);
+		RB_REMOVE(incoming_tree, &incoming, in);
+		free(in);
+		stat_add("queue.commit_failures", 1);
+		queue_commit_reply(reqid, 0, REPLY_TEMPFAIL);
+		return;
+	}
+	in->flags |= F_IN_COMMITTING;
+	in->reqid = reqid;
+	in->env = e;
+	TAILQ_INSERT_TAIL(&pending, in, batch);
+	if (++npending >= QUEUE_BATCH_MAX)
+		queue_commit_flush(-1, 0, NULL);
+	else if (!evtimer_pending(&ev_flush, NULL))
+		evtimer_add(&ev_flush, &tv);
+}
+
+/*
+ * One batch: fsync every file, rename every message into queue/, fsync
+ * the two directories once, and only then answer.  A message that
+ * failed anywhere is undone and answered 451.
+ */
+static void
+queue_commit_flush(int fd, short event, void *arg)
+{
+	struct queue_incoming	*in;
+	struct queue_msg	*qm;
+	struct timespec		 t1;
+	char			 text[128];
+	uint64_t		 fsyncs = queue_spool.fsyncs;
+	long long		 us, maxus = 0;
+	size_t			 n = 0, failed = 0, published = 0;
+
+	(void)fd;
+	(void)event;
+	(void)arg;
+	if (evtimer_pending(&ev_flush, NULL))
+		evtimer_del(&ev_flush);
+
+	/* Files first: one journal commit can then carry the whole batch. */
+	TAILQ_FOREACH(in, &pending, batch)
+		queue_fs_commit_writeback(&in->fc);
+	TAILQ_FOREACH(in, &pending, batch)
+		if (queue_fs_commit_sync(&queue_spool, &in->fc) == -1) {
+			log_warn("id=%s event=commit-failed step=fsync",
+			    in->id);
+			in->flags |= F_IN_FAILED;
+		}
+	TAILQ_FOREACH(in, &pending, batch) {
+		if (in->flags & F_IN_FAILED)
+			continue;
+		if (queue_fs_commit_publish(&queue_spool, &in->fc) == -1) {
+			log_warn("id=%s event=commit-failed step=rename",
+			    in->id);
+			in->flags |= F_IN_FAILED;
+		} else
+			published++;
+	}
+	if (published > 0 && queue_fs_sync(&queue_spool) == -1) {
+		log_warn("event=commit-failed step=fsync-dirs");
+		TAILQ_FOREACH(in, &pending, batch)
+			in->flags |= F_IN_FAILED;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+
+	while ((in = TAILQ_FIRST(&pending)) != NULL) {
+		TAILQ_REMOVE(&pending, in, batch);
+		RB_REMOVE(incoming_tree, &incoming, in);
+		n++;
+		us = (t1.tv_sec - in->t0.tv_sec) * 1000000LL +
+		    (t1.tv_nsec - in->t0.tv_nsec) / 1000;
+		if (us > maxus)
+			maxus = us;
+		if (in->flags & F_IN_FAILED) {
+			queue_fs_commit_abort(&queue_spool, &in->fc);
+			queue_fs_envelope_free(in->env);
+			free(in->env);
+			failed++;
+			queue_commit_reply(in->reqid, 0, REPLY_TEMPFAIL);
+		} else {
+			queue_fs_commit_done(&in->fc);
+			log_info("id=%s event=queued size=%llu rcpts=%u "
+			    "from=<%s>", in->id,
+			    (unsigned long long)in->env->size,
+			    in->env->nrcpt, in->env->sender);
+			qm = queue_msg_add(in->env);
+			(void)snprintf(text, sizeof(text),
+			    "250 2.0.0 Ok: queued as %s", in->id);
+			queue_commit_reply(in->reqid, 1, text);
+			sched_add(qm, 0);
+		}
+		free(in);
+	}
+	npending = 0;
+	if (n == 0)
+		return;
+	if (failed > 0)
+		stat_add("queue.commit_failures", (int64_t)failed);
+	stat_add("queue.commits", (int64_t)(n - failed));
+	stat_add("queue.batches", 1);
+	stat_add("queue.fsyncs", (int64_t)(queue_spool.fsyncs - fsyncs));
+	stat_set("queue.commit_latency_us", maxus);
+	stat_set("queue.messages", (int64_t)queue_msg_count());
+	log_debug("event=batch commits=%zu failed=%zu fsyncs=%llu "
+	    "max_us=%lld", n, failed,
+	    (unsigned long long)(queue_spool.fsyncs - fsyncs), maxus);
+}
+
+/* IMSG_QUEUE_MESSAGE_ROLLBACK: the session gave up on this message. */
+void
+queue_commit_rollback(struct msgchan *ch, struct msg *m)
+{
+	struct queue_incoming	*in;
+	char			 id[QUEUE_IDSZ];
+
+	proc_expect(ch, m, PROC_SMTP);
+	if (msg_get_str(m, id, sizeof(id)) == -1 || msg_end(m) == -1 ||
+	    !queue_fs_id_valid(id))
+		fatalx("bad %s", imsg_name(m->type));
+	if ((in = queue_incoming_find(id)) == NULL) {
+		log_warnx("id=%s event=rollback-unknown", id);
+		return;
+	}
+	if (in->flags & F_IN_COMMITTING) {
+		/* Too late: the commit decides; it is answered anyway. */
+		log_warnx("id=%s event=rollback-ignored "
+		    "reason=committing", id);
+		return;
+	}
+	if (queue_fs_incoming_remove(&queue_spool, id) == -1)
+		log_warn("id=%s event=rollback-failed", id);
+	RB_REMOVE(incoming_tree, &incoming, in);
+	free(in);
+	log_debug("id=%s event=rolled-back", id);
+}

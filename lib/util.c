@@ -285,7 +285,7 @@ str_dup(const char *s)
 {
 	char	*p;
 
-	if ((p = strdup(s)) == NULL)
+	if ((p = strdup(s == NULL ? "" : s)) == NULL)
 		fatal("strdup");
 	return p;
 }

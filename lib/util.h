@@ -44,7 +44,10 @@ void	 str_lower(char *);
  * fit dstsz.  dst may be src.  Returns dst.
  */
 char	*str_printable(char *dst, size_t dstsz, const char *src);
-/* strdup() or fatal(): running out of memory is not a state to go on in. */
+/*
+ * strdup() or fatal(): running out of memory is not a state to go on in.
+ * NULL gives "" (an optional field read from a message).
+ */
 char	*str_dup(const char *);
 /* Durations and sizes printed back the way the configuration says them. */
 void	 duration_str(time_t, char *, size_t);

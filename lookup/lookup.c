@@ -127,7 +127,7 @@ lookup_tables_open(struct smx_conf *c, int use_fds, struct table_set *old,
  * knows "tables", not the lookup process.)
  */
 int
-table_check_config(struct smx_conf *c, FILE *errfp)
+lookup_check_config(struct smx_conf *c, FILE *errfp)
 {
 	struct table_set	*set;
 

@@ -163,7 +163,7 @@ bounce_route(const char *sender, struct queue_rcpt *r)
 			host_str(h, dest, sizeof(dest));
 		}
 	}
-	r->dest = queue_strdup(dest);
+	r->dest = str_dup(dest);
 }
 
 /* RFC 5322 date-time. */
@@ -559,11 +559,11 @@ bounce_envelope(const struct queue_envelope *e, enum bounce_action action,
 	strlcpy(d->id, id, sizeof(d->id));
 	d->arrival = now;
 	d->size = size;
-	d->sender = queue_strdup("");
-	d->helo = queue_strdup(env->conf->hostname);
-	d->client = queue_strdup("");
-	d->client_host = queue_strdup("");
-	d->envid = queue_strdup("");
+	d->sender = str_dup("");
+	d->helo = str_dup(env->conf->hostname);
+	d->client = str_dup("");
+	d->client_host = str_dup("");
+	d->envid = str_dup("");
 	d->body = (action != BOUNCE_FAILED || e->ret == RET_HDRS) &&
 	    e->body == BODY_BINARYMIME ? BODY_8BITMIME : e->body;
 	d->flags = e->flags & F_MSG_SMTPUTF8;
@@ -571,10 +571,10 @@ bounce_envelope(const struct queue_envelope *e, enum bounce_action action,
 	d->nrcpt = 1;
 	r = &d->rcpts[0];
 	bounce_route(e->sender, r);
-	r->rcpt = queue_strdup(e->sender);
-	r->rewritten = queue_strdup(e->sender);
-	r->orcpt = queue_strdup("");
-	r->last_error = queue_strdup("");
+	r->rcpt = str_dup(e->sender);
+	r->rewritten = str_dup(e->sender);
+	r->orcpt = str_dup("");
+	r->last_error = str_dup("");
 	r->notify = F_NOTIFY_NEVER;
 	r->state = STATE_QUEUED;
 	r->next_try = now;

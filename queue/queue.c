@@ -108,12 +108,3 @@ queue_stat_timer(int fd, short event, void *arg)
 	evtimer_add(&ev_stat, &tv);
 }
 
-char *
-queue_strdup(const char *s)
-{
-	char	*p;
-
-	if ((p = strdup(s == NULL ? "" : s)) == NULL)
-		fatal("strdup");
-	return p;
-}

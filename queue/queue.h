@@ -16,7 +16,6 @@ struct msg;
 struct msgchan;
 
 /* libbsd's RB_*_STATIC need a __unused that libbsd leaves undefined. */
-#define QUEUE_RB_ATTR	__attribute__((__unused__)) static
 
 #define QUEUE_IDLEN		24	/* 8 hex digits of time, 16 random */
 #define QUEUE_IDSZ		(QUEUE_IDLEN + 1)
@@ -167,7 +166,6 @@ int		 queue_fs_message_open(struct queue_fs *, const char *id);
 int		 queue_fs_message_remove(struct queue_fs *, const char *id);
 
 /* queue.c: the process */
-char		*queue_strdup(const char *);
 
 /* queue_index.c: the index, for the scheduler and the bounces. */
 extern struct queue_fs	 queue_spool;

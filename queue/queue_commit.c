@@ -40,7 +40,7 @@ RB_HEAD(incoming_tree, queue_incoming);
 static int	queue_incoming_cmp(struct queue_incoming *,
 		    struct queue_incoming *);
 RB_PROTOTYPE_INTERNAL(incoming_tree, queue_incoming, node, queue_incoming_cmp,
-    QUEUE_RB_ATTR);
+    SMX_RB_STATIC);
 
 static struct queue_incoming *queue_incoming_find(const char *);
 static struct queue_envelope *queue_commit_envelope(struct msg *,
@@ -57,7 +57,7 @@ static size_t				 npending;
 static struct event			 ev_flush;
 
 RB_GENERATE_INTERNAL(incoming_tree, queue_incoming, node, queue_incoming_cmp,
-    QUEUE_RB_ATTR)
+    SMX_RB_STATIC)
 
 static int
 queue_incoming_cmp(struct queue_incoming *a, struct queue_incoming *b)
@@ -171,12 +171,12 @@ queue_commit_envelope(struct msg *m, uint64_t *reqid, char *id)
 	    nrcpt > QUEUE_MAXRCPT ||
 	    (e->flags & ~(uint32_t)(F_MSG_SMTPUTF8 | F_MSG_TLS)) != 0)
 		fatalx("bad %s: field out of range", imsg_name(m->type));
-	e->sender = queue_strdup(s[0]);
-	e->helo = queue_strdup(s[1]);
-	e->client = queue_strdup(sa_str((struct sockaddr *)&ss, addr,
+	e->sender = str_dup(s[0]);
+	e->helo = str_dup(s[1]);
+	e->client = str_dup(sa_str((struct sockaddr *)&ss, addr,
 	    sizeof(addr)));
-	e->client_host = queue_strdup(s[2]);
-	e->envid = queue_strdup(s[3]);
+	e->client_host = str_dup(s[2]);
+	e->envid = str_dup(s[3]);
 	if ((e->rcpts = calloc(nrcpt, sizeof(*e->rcpts))) == NULL)
 		fatal("calloc");
 	e->nrcpt = nrcpt;
@@ -195,12 +195,12 @@ queue_commit_envelope(struct msg *m, uint64_t *reqid, char *id)
 		    F_NOTIFY_SUCCESS | F_NOTIFY_FAILURE | F_NOTIFY_DELAY)) != 0)
 			fatalx("bad %s: field out of range",
 			    imsg_name(m->type));
-		r->rcpt = queue_strdup(s[0]);
-		r->rewritten = queue_strdup(s[1] != NULL && *s[1] != '\0' ?
+		r->rcpt = str_dup(s[0]);
+		r->rewritten = str_dup(s[1] != NULL && *s[1] != '\0' ?
 		    s[1] : s[0]);
-		r->dest = queue_strdup(s[2]);
-		r->orcpt = queue_strdup(s[3]);
-		r->last_error = queue_strdup("");
+		r->dest = str_dup(s[2]);
+		r->orcpt = str_dup(s[3]);
+		r->last_error = str_dup("");
 		r->state = STATE_QUEUED;
 		r->next_try = e->arrival;
 	}

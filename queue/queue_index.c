@@ -18,7 +18,7 @@ RB_HEAD(queue_tree, queue_msg);
 
 static int	queue_msg_cmp(struct queue_msg *, struct queue_msg *);
 RB_PROTOTYPE_INTERNAL(queue_tree, queue_msg, node, queue_msg_cmp,
-    QUEUE_RB_ATTR);
+    SMX_RB_STATIC);
 
 static int	queue_age_cmp(const void *, const void *);
 static void	queue_recovered(struct queue_envelope *, void *);
@@ -32,7 +32,7 @@ static struct queue_envelope		**recovered;
 static size_t				 nrecovered, caprecovered;
 
 RB_GENERATE_INTERNAL(queue_tree, queue_msg, node, queue_msg_cmp,
-    QUEUE_RB_ATTR)
+    SMX_RB_STATIC)
 
 static int
 queue_msg_cmp(struct queue_msg *a, struct queue_msg *b)

@@ -80,9 +80,9 @@ RB_HEAD(sched_timers, queue_msg);
 static int	sched_dest_cmp(struct sched_dest *, struct sched_dest *);
 static int	sched_timer_cmp(struct queue_msg *, struct queue_msg *);
 RB_PROTOTYPE_INTERNAL(sched_dests, sched_dest, node, sched_dest_cmp,
-    QUEUE_RB_ATTR);
+    SMX_RB_STATIC);
 RB_PROTOTYPE_INTERNAL(sched_timers, queue_msg, timer, sched_timer_cmp,
-    QUEUE_RB_ATTR);
+    SMX_RB_STATIC);
 
 static int	sched_update(struct queue_msg *);
 static int	sched_settle(struct queue_msg *, const char *, time_t, int);
@@ -127,9 +127,9 @@ static int			 paused;
 static const struct queue_envelope *sort_env;	/* for sched_batch_cmp */
 
 RB_GENERATE_INTERNAL(sched_dests, sched_dest, node, sched_dest_cmp,
-    QUEUE_RB_ATTR)
+    SMX_RB_STATIC)
 RB_GENERATE_INTERNAL(sched_timers, queue_msg, timer, sched_timer_cmp,
-    QUEUE_RB_ATTR)
+    SMX_RB_STATIC)
 
 static int
 sched_dest_cmp(struct sched_dest *a, struct sched_dest *b)
@@ -226,7 +226,7 @@ static void
 sched_set_error(struct queue_rcpt *r, const char *text)
 {
 	free(r->last_error);
-	r->last_error = queue_strdup(text);
+	r->last_error = str_dup(text);
 }
 
 /* A reply inside a log line's quotes: its own quotes become apostrophes. */
@@ -630,8 +630,8 @@ sched_dest_get(const char *dest, const char *domain)
 		return d;
 	if ((d = calloc(1, sizeof(*d))) == NULL)
 		fatal("calloc");
-	d->dest = queue_strdup(host);
-	d->domain = queue_strdup(lower);
+	d->dest = str_dup(host);
+	d->domain = str_dup(lower);
 	TAILQ_INIT(&d->waiting);
 	RB_INSERT(sched_dests, &dests, d);
 	return d;

@@ -625,12 +625,12 @@ struct route_result {
 /* The rest of route.c and table.c is the lookup process' (lookup.h). */
 
 /*
- * table.c, for splitmxd -n and the start of splitmxd (a reload is the
+ * lookup.c, for splitmxd -n and the start of splitmxd (a reload is the
  * lookup process' to check): every directory read as the lookup process
  * will, errors and warnings to errfp ("FILE:LINE: ..."); -1 if any
  * table is bad.  Sets t->entries.
  */
-int		 table_check_config(struct smx_conf *, FILE *errfp);
+int		 lookup_check_config(struct smx_conf *, FILE *errfp);
 
 /* table_file.c: the directory file (SPEC §4) */
 enum dir_kind {

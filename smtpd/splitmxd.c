@@ -151,7 +151,7 @@ check_config(const char *file, int verbose)
 
 	if ((c = parse_config(file, stderr)) == NULL)
 		return 1;
-	if (table_check_config(c, stderr) == -1) {
+	if (lookup_check_config(c, stderr) == -1) {
 		conf_free(c);
 		return 1;
 	}
@@ -492,7 +492,7 @@ parent_start(void)
 
 	if ((c = parse_config(conffile, stderr)) == NULL)
 		exit(1);
-	if (table_check_config(c, stderr) == -1)
+	if (lookup_check_config(c, stderr) == -1)
 		exit(1);
 	c->generation = generation++;
 	c->loaded = time(NULL);

@@ -260,7 +260,7 @@ main(void)
 	    "u7@example.com custom u8@example.com\n"
 	    "u8@example.com local\n") == -1)
 		return 1;
-	ok(table_check_config(c, stderr) == 0, "a chain of 8 steps is fine");
+	ok(lookup_check_config(c, stderr) == 0, "a chain of 8 steps is fine");
 	if (write_file(dpath, "v@example.com custom u0@example.com\n"
 	    "u0@example.com custom u1@example.com\n"
 	    "u1@example.com custom u2@example.com\n"
@@ -272,7 +272,7 @@ main(void)
 	    "u7@example.com custom u8@example.com\n"
 	    "u8@example.com local\n") == -1)
 		return 1;
-	ok(table_check_config(c, stderr) == -1, "one of 9 is refused");
+	ok(lookup_check_config(c, stderr) == -1, "one of 9 is refused");
 	ok(TAILQ_FIRST(&c->tables)->fd == -1, "descriptors closed");
 
 	lookup_gen_unref(gen);

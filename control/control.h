@@ -2,7 +2,7 @@
  * Between the control process' files: control.c (the process),
  * control_ctl.c (the control socket, its clients and requests),
  * control_status.c, control_counters.c, control_queue.c,
- * control_lookup.c and control_metrics.c.
+ * control_lookup.c, control_import.c and control_metrics.c.
  */
 #ifndef SMX_CONTROL_H
 #define SMX_CONTROL_H
@@ -88,6 +88,9 @@ void		 control_queue_result(struct msg *);
 /* control_lookup.c: lookup ADDRESS, explained */
 void		 control_lookup(struct ctl_client *, char **);
 void		 control_lookup_result(struct msg *);
+
+/* control_import.c: import-info TABLE, for splitmxctl import */
+void		 control_import_info(struct ctl_client *, char **);
 
 /* control_metrics.c: Prometheus text over HTTP, evhttp's server */
 void		 control_metrics_listen(int fd);

@@ -43,6 +43,7 @@ static void	(*const ctl_handlers[CTL_HANDLER_COUNT])(struct ctl_client *,
 	[CTL_SCHEDULE] = control_queue_act,
 	[CTL_REMOVE] = control_queue_act,
 	[CTL_LOG] = control_log,
+	[CTL_IMPORT_INFO] = control_import_info,
 };
 
 static TAILQ_HEAD(, ctl_client)	 clients = TAILQ_HEAD_INITIALIZER(clients);

@@ -24,6 +24,8 @@ static const struct ctl_verb	 ctl_verbs[] = {
 	{ { "remove", NULL }, "ID | all", 1, 1, CTL_REMOVE, F_CTL_ADMIN },
 	{ { "log", "verbose" }, NULL, 0, 0, CTL_LOG, F_CTL_ADMIN },
 	{ { "log", "brief" }, NULL, 0, 0, CTL_LOG, F_CTL_ADMIN },
+	{ { "import-info", NULL }, "TABLE", 1, 1, CTL_IMPORT_INFO,
+	    F_CTL_ADMIN },
 };
 #define NVERBS	(sizeof(ctl_verbs) / sizeof(ctl_verbs[0]))
 

@@ -20,6 +20,7 @@ enum ctl_handler {
 	CTL_SCHEDULE,
 	CTL_REMOVE,
 	CTL_LOG,		/* log verbose|brief */
+	CTL_IMPORT_INFO,
 	CTL_HANDLER_COUNT
 };
 

@@ -19,11 +19,13 @@ SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer \
 
 LIB_SRCS = $(wildcard lib/*.c)
 D_SRCS	 = $(wildcard smtpd/*.c smtp/*.c lookup/*.c queue/*.c relay/*.c) \
-	   $(filter-out control/splitmxctl.c,$(wildcard control/*.c))
+	   $(filter-out control/splitmxctl%.c control/import.c, \
+	   $(wildcard control/*.c))
 D_OBJS	 = $(patsubst %.c,$(OBJ)/%.o,$(LIB_SRCS) $(D_SRCS)) $(OBJ)/smtpd/parse.o
 # The request table (control_verbs.c) is linked into both programs.
 CTL_OBJS = $(patsubst %.c,$(OBJ)/%.o,$(LIB_SRCS) control/splitmxctl.c \
 	   control/control_verbs.c)
+CTL_LIBS = -lresolv
 HDRS	 = $(wildcard lib/*.h smtpd/*.h smtp/*.h lookup/*.h queue/*.h relay/*.h \
 	   control/*.h)
 UNIT_SRCS = $(wildcard regress/lib/*_test.c)
@@ -56,11 +58,14 @@ $(OBJ)/%.o: %.c $(HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-# Unit tests link every object of the daemon but its main().
-UNIT_LINK = $(filter-out $(OBJ)/smtpd/splitmxd.o,$(D_OBJS))
+# Unit tests link every object of the daemon but its main(), and the
+# import rules of splitmxctl.
+UNIT_LINK = $(filter-out $(OBJ)/smtpd/splitmxd.o,$(D_OBJS)) \
+	    $(OBJ)/control/import.o
 $(OBJ)/regress/%: regress/lib/%.c $(UNIT_LINK) $(HDRS)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -Iregress/lib -o $@ $< $(UNIT_LINK) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -Iregress/lib -Icontrol -o $@ $< \
+	    $(UNIT_LINK) $(LDLIBS) $(CTL_LIBS)
 
 # Installs only the Debian packages that are missing, with one update.
 deps:

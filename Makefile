@@ -22,9 +22,11 @@ D_SRCS	 = $(wildcard smtpd/*.c smtp/*.c lookup/*.c queue/*.c relay/*.c) \
 	   $(filter-out control/splitmxctl%.c control/import.c, \
 	   $(wildcard control/*.c))
 D_OBJS	 = $(patsubst %.c,$(OBJ)/%.o,$(LIB_SRCS) $(D_SRCS)) $(OBJ)/smtpd/parse.o
-# The request table (control_verbs.c) is linked into both programs.
+# The request table (control_verbs.c) is linked into both programs;
+# splitmxctl import checks the new directory with the daemon's loader.
 CTL_OBJS = $(patsubst %.c,$(OBJ)/%.o,$(LIB_SRCS) control/splitmxctl.c \
-	   control/control_verbs.c)
+	   control/control_verbs.c control/splitmxctl_import.c \
+	   control/import.c lookup/table_file.c)
 CTL_LIBS = -lresolv
 HDRS	 = $(wildcard lib/*.h smtpd/*.h smtp/*.h lookup/*.h queue/*.h relay/*.h \
 	   control/*.h)
@@ -45,7 +47,8 @@ $(OBJ)/splitmxd: $(D_OBJS)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $(D_OBJS) $(LDLIBS)
 
 $(OBJ)/splitmxctl: $(CTL_OBJS)
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $(CTL_OBJS) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $(CTL_OBJS) $(LDLIBS) \
+	    $(CTL_LIBS)
 
 $(OBJ)/smtpd/parse.c: smtpd/parse.y
 	@mkdir -p $(@D)

@@ -267,7 +267,8 @@ control_request(struct ctl_client *c, char *line)
 	c->json = strcmp(words[0], "json") == 0;
 	words[n] = NULL;
 
-	if ((v = control_verb_find(n - 1, words + 1)) == NULL) {
+	if ((v = control_verb_find(n - 1, words + 1)) == NULL ||
+	    (v->flags & F_CTL_LOCAL)) {
 		control_fail(c, "unknown request: %s%s%s", words[1],
 		    n > 2 ? " " : "", n > 2 ? words[2] : "");
 		return;

@@ -3,6 +3,7 @@
  * the control process: a new request is one row here and its handler
  * in the control process.
  */
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -26,6 +27,9 @@ static const struct ctl_verb	 ctl_verbs[] = {
 	{ { "log", "brief" }, NULL, 0, 0, CTL_LOG, F_CTL_ADMIN },
 	{ { "import-info", NULL }, "TABLE", 1, 1, CTL_IMPORT_INFO,
 	    F_CTL_ADMIN },
+	/* Its options and their number are splitmxctl_import.c's. */
+	{ { "import", NULL }, "[-n] [options] TABLE FILE", 2, INT_MAX,
+	    CTL_IMPORT, F_CTL_LOCAL },
 };
 #define NVERBS	(sizeof(ctl_verbs) / sizeof(ctl_verbs[0]))
 

@@ -21,11 +21,14 @@ enum ctl_handler {
 	CTL_REMOVE,
 	CTL_LOG,		/* log verbose|brief */
 	CTL_IMPORT_INFO,
-	CTL_HANDLER_COUNT
+	CTL_HANDLER_COUNT,
+	/* Past the count: splitmxctl's own, never sent (F_CTL_LOCAL). */
+	CTL_IMPORT
 };
 
 #define F_CTL_ADMIN	0x01	/* changes something: root or admin group */
 #define F_CTL_ANSWER	0x02	/* a refusal is the answer (stdout, exit 1) */
+#define F_CTL_LOCAL	0x04	/* splitmxctl runs it: no such request */
 
 struct ctl_verb {
 	const char		*words[2];	/* verb, object or NULL */

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "control_verbs.h"
+#include "import.h"
 
 #define SPLITMX_CONTROL	"/run/splitmx/control.sock"
 
@@ -45,6 +46,9 @@ main(int argc, char *argv[])
 	argv = options(&argc, argv, &sock, &json);
 	if (argc < 1 || (v = control_verb_find(argc, argv)) == NULL)
 		usage();
+	/* import runs here; it sends import-info and reload itself. */
+	if (v->handler == CTL_IMPORT)
+		return ctl_import(argc, argv, sock, json);
 	reqlen = request(req, sizeof(req), json, argc, argv);
 	fd = ctl_connect(sock);
 	ctl_send(fd, req, reqlen);

@@ -1,0 +1,970 @@
+/*
+ * splitmxctl import [-n] TABLE FILE (SPEC §12): the administrator's side.
+ * The export is read here, as the user who runs the command, never by
+ * the daemon: the daemon only reloads the finished file.
+ */
+#include <sys/types.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "splitmx.h"
+#include "import.h"
+
+#define CTL_MAXANSWER	(64UL * 1024 * 1024)
+
+/* What the command was told, and what the daemon said. */
+struct ctl_imp {
+	const char	*sock;
+	int		 json;
+	int		 dry;
+	enum imp_format	 format;
+	struct imp_attrs attrs;
+	struct imp_rules rules;
+	int		 opt_domains, opt_routing;
+	const char	*table;
+	const char	*export;	/* as given; "-" is stdin */
+	const char	*exname;	/* in messages */
+	char		 path[PATH_MAX];	/* the table's file */
+	char		 tmp[PATH_MAX + 8];
+	char		 prev[PATH_MAX + 8];
+	char		*strs;		/* the daemon's answer, split */
+	FILE		*err;		/* errors, for text or JSON */
+	char		*errbuf;
+	size_t		 errlen;
+	FILE		*warn;
+	char		*warnbuf;
+	size_t		 warnlen;
+};
+
+static void	 imp_usage(void) __attribute__((__noreturn__));
+static int	 imp_request(const char *, const char *, char **, size_t *);
+static int	 imp_info(struct ctl_imp *);
+static int	 imp_add_domain(const char **, size_t *, const char *, int);
+static char	*imp_slurp(int, size_t, size_t *, const char *, FILE *);
+static int	 imp_check(struct ctl_imp *, const char *, size_t,
+		    const uint32_t *, size_t);
+static int	 imp_replace(struct ctl_imp *, int, const struct stat *,
+		    const char *, size_t);
+static int	 imp_restore(struct ctl_imp *);
+static int	 imp_fail(struct ctl_imp *, const char *, ...)
+		    __attribute__((__format__ (printf, 2, 3)));
+static void	 imp_json_str(FILE *, const char *);
+static void	 imp_json_lines(FILE *, const char *, size_t);
+static void	 imp_report(struct ctl_imp *, const struct imp_result *,
+		    FILE *);
+static void	 imp_split_attrs(struct ctl_imp *, char *);
+static const char *imp_optval(int, char **, int *, const char *);
+static void	 imp_entry_text(FILE *, const char *, int, const char *);
+static void	 imp_entry_json(FILE *, const char *, int, const char *);
+
+static void
+imp_usage(void)
+{
+	fprintf(stderr, "usage: splitmxctl [-s socket] [--json] import [-n] "
+	    "[--format ldif|csv]\n"
+	    "\t[--address-attr LIST] [--target-attr NAME] [--domain DOMAIN]"
+	    "\n\t[--routing-domain DOMAIN] TABLE FILE\n");
+	exit(2);
+}
+
+/*
+ * Everything the user should read before exit 1: "FILE:LINE: message"
+ * lines on stderr, or with --json one object on stdout.
+ */
+static int
+imp_fail(struct ctl_imp *ci, const char *fmt, ...)
+{
+	char	 msg[1024];
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0)
+		strlcpy(msg, "error", sizeof(msg));
+	va_end(ap);
+	fflush(ci->err);
+	fflush(ci->warn);
+	if (ci->json) {
+		fputs("{\"error\": ", stdout);
+		imp_json_str(stdout, msg);
+		fputs(", \"errors\": ", stdout);
+		imp_json_lines(stdout, ci->errbuf, ci->errlen);
+		fputs(", \"warnings\": ", stdout);
+		imp_json_lines(stdout, ci->warnbuf, ci->warnlen);
+		fputs("}\n", stdout);
+	} else {
+		fwrite(ci->warnbuf, 1, ci->warnlen, stderr);
+		fwrite(ci->errbuf, 1, ci->errlen, stderr);
+		fprintf(stderr, "splitmxctl: %s\n", msg);
+	}
+	return 1;
+}
+
+static void
+imp_json_str(FILE *out, const char *s)
+{
+	const unsigned char	*p;
+
+	fputc('"', out);
+	for (p = (const unsigned char *)s; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			fprintf(out, "\\%c", *p);
+		else if (*p == '\n')
+			fputs("\\n", out);
+		else if (*p < 0x20 || *p == 0x7f)
+			fprintf(out, "\\u%04x", *p);
+		else
+			fputc(*p, out);
+	}
+	fputc('"', out);
+}
+
+/* A buffer of lines as a JSON array of strings. */
+static void
+imp_json_lines(FILE *out, const char *buf, size_t len)
+{
+	const char	*p = buf, *end = buf + len, *nl;
+	char		*s;
+	int		 n = 0;
+
+	fputc('[', out);
+	for (; p != NULL && p < end; p = nl + 1) {
+		if ((nl = memchr(p, '\n', (size_t)(end - p))) == NULL)
+			nl = end;
+		if ((s = strndup(p, (size_t)(nl - p))) == NULL)
+			break;
+		fputs(n++ ? ", " : "", out);
+		imp_json_str(out, s);
+		free(s);
+	}
+	fputc(']', out);
+}
+
+/*
+ * One request on its own connection, as splitmxctl sends every verb:
+ * the answer's status (0 or 1) with its text in *body; -1 if the
+ * daemon could not be reached (nothing was sent), -2 if the request
+ * went but no answer came back.
+ */
+static int
+imp_request(const char *sock, const char *req, char **body, size_t *lenp)
+{
+	struct sockaddr_un	 sun;
+	char			*buf = NULL, *nbuf, *nl;
+	size_t			 len = 0, cap = 0, off, reqlen = strlen(req);
+	ssize_t			 n;
+	int			 fd, status;
+
+	*body = NULL;
+	*lenp = 0;
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlcpy(sun.sun_path, sock, sizeof(sun.sun_path)) >=
+	    sizeof(sun.sun_path)) {
+		fprintf(stderr, "splitmxctl: %s: path too long\n", sock);
+		return -1;
+	}
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1 ||
+	    connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+		fprintf(stderr, "splitmxctl: %s: %s (is splitmxd running?)\n",
+		    sock, strerror(errno));
+		if (fd != -1)
+			close(fd);
+		return -1;
+	}
+	for (off = 0; off < reqlen; off += (size_t)n)
+		if ((n = write(fd, req + off, reqlen - off)) == -1) {
+			if (errno == EINTR) {
+				n = 0;
+				continue;
+			}
+			fprintf(stderr, "splitmxctl: write: %s\n",
+			    strerror(errno));
+			close(fd);
+			return -2;
+		}
+	for (;;) {
+		if (len + 4096 + 1 > cap) {
+			cap = cap ? cap * 2 : 65536;
+			if (cap > CTL_MAXANSWER ||
+			    (nbuf = realloc(buf, cap)) == NULL) {
+				fprintf(stderr, "splitmxctl: answer too long\n");
+				goto bad;
+			}
+			buf = nbuf;
+		}
+		n = read(fd, buf + len, cap - len - 1);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1) {
+			fprintf(stderr, "splitmxctl: read: %s\n",
+			    strerror(errno));
+			goto bad;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	fd = -1;
+	if (buf == NULL || (nl = memchr(buf, '\n', len)) == NULL ||
+	    nl != buf + 1 || (buf[0] != '0' && buf[0] != '1')) {
+		fprintf(stderr, "splitmxctl: no answer from splitmxd\n");
+		goto bad;
+	}
+	status = buf[0] - '0';
+	len -= 2;
+	memmove(buf, buf + 2, len);
+	buf[len] = '\0';
+	*body = buf;
+	*lenp = len;
+	return status;
+bad:
+	if (fd != -1)
+		close(fd);
+	free(buf);
+	return -2;
+}
+
+/* A shared or routing domain, "x" or ".x" (x and its sub-domains). */
+static int
+imp_add_domain(const char **list, size_t *n, const char *d, int dot_ok)
+{
+	size_t	 i;
+
+	if (!imp_check_domain(d[0] == '.' && dot_ok ? d + 1 : d))
+		return -1;
+	for (i = 0; i < *n; i++)
+		if (strcasecmp(list[i], d) == 0)
+			return 0;
+	if (*n == IMP_MAXDOMAINS)
+		return -1;
+	list[(*n)++] = d;
+	return 0;
+}
+
+/*
+ * Where the table's file is, and the domains it serves, from the
+ * running daemon: the domains whose "directory" is TABLE are the
+ * shared domains, and the host of their "forward to", when it is an
+ * MX name (not "[host]" nor an address), is the other system's
+ * routing domain.  --domain and --routing-domain replace either.
+ */
+static int
+imp_info(struct ctl_imp *ci)
+{
+	char		 req[600], *body, *line, *next, *w[5], *p;
+	size_t		 len, i, n;
+	int		 st, got = 0;
+
+	if (snprintf(req, sizeof(req), "text import-info %s\n", ci->table) >=
+	    (int)sizeof(req))
+		return imp_fail(ci, "table name too long");
+	if ((st = imp_request(ci->sock, req, &body, &len)) < 0)
+		return 1;
+	if (st != 0) {
+		fprintf(ci->err, "%s", body);
+		free(body);
+		return imp_fail(ci, "import refused");
+	}
+	ci->strs = body;
+	for (line = body; line != NULL && *line; line = next) {
+		if ((next = strchr(line, '\n')) != NULL)
+			*next++ = '\0';
+		for (n = 0, p = line; n < 5 && p != NULL; n++)
+			w[n] = strsep(&p, " ");
+		if (n >= 4 && strcmp(w[0], "table") == 0 &&
+		    strcmp(w[2], "file") == 0) {
+			/* The path is the rest of the line. */
+			p = line + strlen(w[0]) + strlen(w[1]) + 7;
+			for (i = 3; i < n; i++)
+				if (w[i] + strlen(w[i]) < line + strlen(line))
+					w[i][strlen(w[i])] = ' ';
+			if (strlcpy(ci->path, p, sizeof(ci->path)) >=
+			    sizeof(ci->path))
+				return imp_fail(ci, "path too long");
+			got = 1;
+		} else if (n == 5 && strcmp(w[0], "domain") == 0) {
+			if (!ci->opt_domains && imp_add_domain(
+			    ci->rules.domains, &ci->rules.ndomains, w[1], 1))
+				return imp_fail(ci, "bad domain %s", w[1]);
+			/* "name" or "name:port" is an MX name: a domain. */
+			if (ci->opt_routing || w[4][0] == '[' ||
+			    strcmp(w[4], "-") == 0)
+				continue;
+			if ((p = strchr(w[4], ':')) != NULL)
+				*p = '\0';
+			if (imp_add_domain(ci->rules.routing,
+			    &ci->rules.nrouting, w[4], 0) == -1)
+				return imp_fail(ci, "bad forward host %s",
+				    w[4]);
+		}
+	}
+	if (!got)
+		return imp_fail(ci, "splitmxd did not say where table %s is",
+		    ci->table);
+	if (ci->path[0] != '/')
+		return imp_fail(ci, "table %s: \"%s\" is not an absolute path",
+		    ci->table, ci->path);
+	if (ci->rules.ndomains == 0)
+		return imp_fail(ci, "table %s is the directory of no domain: "
+		    "name the shared domain with --domain", ci->table);
+	for (i = 0; i < ci->rules.nrouting; i++)
+		for (n = 0; n < ci->rules.ndomains; n++)
+			if (imp_domain_match(ci->rules.routing[i],
+			    ci->rules.domains[n]))
+				return imp_fail(ci, "the routing domain %s is "
+				    "in the shared domain %s: name the other "
+				    "system's own domain with --routing-domain",
+				    ci->rules.routing[i], ci->rules.domains[n]);
+	return 0;
+}
+
+/* A whole file in memory, NUL-terminated. */
+static char *
+imp_slurp(int fd, size_t max, size_t *lenp, const char *name, FILE *err)
+{
+	struct stat	 st;
+	char		*buf, *nbuf;
+	size_t		 cap = 65536, len = 0;
+	ssize_t		 r;
+
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 &&
+	    (size_t)st.st_size <= max)
+		cap = (size_t)st.st_size + 1;
+	if ((buf = malloc(cap)) == NULL)
+		goto fail;
+	for (;;) {
+		if (len + 1 >= cap) {
+			if (cap > max) {
+				fprintf(err, "%s: larger than %zu bytes\n",
+				    name, max);
+				free(buf);
+				return NULL;
+			}
+			if ((nbuf = realloc(buf, cap * 2)) == NULL)
+				goto fail;
+			buf = nbuf;
+			cap *= 2;
+		}
+		if ((r = read(fd, buf + len, cap - len - 1)) == -1) {
+			if (errno == EINTR)
+				continue;
+			goto fail;
+		}
+		if (r == 0)
+			break;
+		len += (size_t)r;
+	}
+	buf[len] = '\0';
+	*lenp = len;
+	return buf;
+fail:
+	fprintf(err, "%s: %s\n", name, strerror(errno));
+	free(buf);
+	return NULL;
+}
+
+/*
+ * The new file through the daemon's own loader and cycle check, from
+ * memory: what the reload will check, before anything is written.  An
+ * error on an imported line also names the export's line.
+ */
+static int
+imp_check(struct ctl_imp *ci, const char *buf, size_t len,
+    const uint32_t *src, size_t nsrc)
+{
+	struct table_file	*tf;
+	FILE			*em;
+	char			*ebuf = NULL, *p, *nl, *end;
+	size_t			 elen = 0, plen = strlen(ci->path), off;
+	unsigned long		 n;
+	ssize_t			 w;
+	int			 fd, ret = -1;
+
+	if ((fd = memfd_create("splitmx-import", MFD_CLOEXEC)) == -1) {
+		fprintf(ci->err, "memfd_create: %s\n", strerror(errno));
+		return -1;
+	}
+	for (off = 0; off < len; off += (size_t)w)
+		if ((w = write(fd, buf + off, len - off)) == -1) {
+			fprintf(ci->err, "memfd: %s\n", strerror(errno));
+			close(fd);
+			return -1;
+		}
+	if (lseek(fd, 0, SEEK_SET) == -1 ||
+	    (em = open_memstream(&ebuf, &elen)) == NULL) {
+		fprintf(ci->err, "%s\n", strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if ((tf = table_file_load(fd, ci->path, em)) != NULL) {
+		if (table_file_check_cycles(tf, ci->path, em) == 0)
+			ret = 0;
+		table_file_free(tf);
+	}
+	close(fd);
+	fclose(em);
+	for (p = ebuf, end = ebuf + elen; p < end; p = nl + 1) {
+		if ((nl = memchr(p, '\n', (size_t)(end - p))) == NULL)
+			nl = end;
+		fprintf(ci->err, "%.*s", (int)(nl - p), p);
+		if ((size_t)(nl - p) > plen + 1 && strncmp(p, ci->path,
+		    plen) == 0 && p[plen] == ':') {
+			n = strtoul(p + plen + 1, NULL, 10);
+			if (n > 0 && n <= nsrc && src[n - 1] != 0)
+				fprintf(ci->err, " (from %s:%u)", ci->exname,
+				    src[n - 1]);
+		}
+		fputc('\n', ci->err);
+	}
+	free(ebuf);
+	return ret;
+}
+
+/*
+ * FILE.tmp in the same directory, fsync'd, then FILE.prev a hard link
+ * of the file in force and FILE.tmp renamed over FILE, and the
+ * directory fsync'd: at every instant FILE is the old or the new
+ * file, complete, and the daemon (or a SIGHUP) reads one of them.
+ */
+static int
+imp_replace(struct ctl_imp *ci, int dfd, const struct stat *st,
+    const char *buf, size_t len)
+{
+	size_t		 off;
+	ssize_t		 w;
+	int		 fd;
+
+	(void)unlink(ci->tmp);		/* a crashed run's; we hold the lock */
+	if ((fd = open(ci->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+	    O_CLOEXEC, st->st_mode & 0777)) == -1) {
+		fprintf(ci->err, "%s: %s\n", ci->tmp, strerror(errno));
+		return -1;
+	}
+	if (fchmod(fd, st->st_mode & 07777) == -1 ||
+	    (geteuid() == 0 && fchown(fd, st->st_uid, st->st_gid) == -1)) {
+		fprintf(ci->err, "%s: %s\n", ci->tmp, strerror(errno));
+		goto fail;
+	}
+	for (off = 0; off < len; off += (size_t)w)
+		if ((w = write(fd, buf + off, len - off)) == -1) {
+			if (errno == EINTR) {
+				w = 0;
+				continue;
+			}
+			fprintf(ci->err, "%s: %s\n", ci->tmp, strerror(errno));
+			goto fail;
+		}
+	if (fsync(fd) == -1 || close(fd) == -1) {
+		fd = -1;
+		fprintf(ci->err, "%s: %s\n", ci->tmp, strerror(errno));
+		goto fail;
+	}
+	fd = -1;
+	if ((unlink(ci->prev) == -1 && errno != ENOENT) ||
+	    link(ci->path, ci->prev) == -1) {
+		fprintf(ci->err, "%s: %s\n", ci->prev, strerror(errno));
+		goto fail;
+	}
+	if (rename(ci->tmp, ci->path) == -1) {
+		fprintf(ci->err, "%s: %s\n", ci->path, strerror(errno));
+		goto fail;
+	}
+	/* Renamed: from here on the new file is the one in force. */
+	if (fsync(dfd) == -1)
+		fprintf(stderr, "splitmxctl: warning: fsync of the directory "
+		    "of %s: %s\n", ci->path, strerror(errno));
+	return 0;
+fail:
+	if (fd != -1)
+		close(fd);
+	(void)unlink(ci->tmp);
+	return -1;
+}
+
+/* The reload was refused: FILE.prev goes back, and stays as well. */
+static int
+imp_restore(struct ctl_imp *ci)
+{
+	char	 dir[PATH_MAX], *slash;
+	int	 dfd;
+
+	if (rename(ci->prev, ci->path) == -1 ||
+	    link(ci->path, ci->prev) == -1) {
+		fprintf(ci->err, "%s: cannot put %s back: %s\n", ci->path,
+		    ci->prev, strerror(errno));
+		return -1;
+	}
+	strlcpy(dir, ci->path, sizeof(dir));
+	if ((slash = strrchr(dir, '/')) != NULL)
+		slash[slash == dir] = '\0';
+	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) != -1) {
+		(void)fsync(dfd);
+		close(dfd);
+	}
+	return 0;
+}
+
+static void
+imp_entry_text(FILE *out, const char *addr, int kind, const char *target)
+{
+	fprintf(out, "%s %s%s%s", addr, imp_kind_name(kind),
+	    target ? " " : "", target ? target : "");
+}
+
+static void
+imp_entry_json(FILE *out, const char *pfx, int kind, const char *target)
+{
+	fprintf(out, ", \"%skind\": \"%s\", \"%starget\": ", pfx,
+	    imp_kind_name(kind), pfx);
+	if (target)
+		imp_json_str(out, target);
+	else
+		fputs("null", out);
+}
+
+/* Counts, then the entries: added, removed, changed, conflicts. */
+static void
+imp_report(struct ctl_imp *ci, const struct imp_result *r, FILE *out)
+{
+	static const char *const names[IMP_NWHAT] = {
+		"added", "removed", "changed", "conflicts"
+	};
+	const struct imp_change	*c;
+	const char		*tname;
+	char			 src[PATH_MAX + 16];
+	size_t			 i;
+	int			 w;
+
+	tname = strrchr(ci->path, '/') ? strrchr(ci->path, '/') + 1 :
+	    ci->path;
+	if (ci->json) {
+		fprintf(out, "{\"table\": \"%s\", \"file\": ", ci->table);
+		imp_json_str(out, ci->path);
+		fputs(", \"export\": ", out);
+		imp_json_str(out, ci->exname);
+		fprintf(out, ", \"dry_run\": %s, \"counts\": {\"added\": %zu, "
+		    "\"removed\": %zu, \"changed\": %zu, \"conflicts\": %zu, "
+		    "\"unchanged\": %zu, \"left_out\": %zu, \"ignored\": %zu, "
+		    "\"entries\": %zu}", ci->dry ? "true" : "false",
+		    r->n[IMP_ADDED], r->n[IMP_REMOVED], r->n[IMP_CHANGED],
+		    r->n[IMP_CONFLICT], r->unchanged, r->leftout, r->ignored,
+		    r->entries);
+		for (w = 0; w < IMP_NWHAT; w++) {
+			fprintf(out, ", \"%s\": [", names[w]);
+			for (i = 0; i < r->n[w]; i++) {
+				c = &r->ch[w][i];
+				fputs(i ? ", {\"address\": " : "{\"address\": ",
+				    out);
+				imp_json_str(out, c->addr);
+				if (w == IMP_REMOVED || w == IMP_CONFLICT)
+					imp_entry_json(out, "", c->old_kind,
+					    c->old_target);
+				else
+					imp_entry_json(out, "", c->kind,
+					    c->target);
+				if (w == IMP_CHANGED)
+					imp_entry_json(out, "old_",
+					    c->old_kind, c->old_target);
+				if (w == IMP_CONFLICT)
+					imp_entry_json(out, "export_",
+					    c->kind, c->target);
+				if (c->line)
+					fprintf(out, ", \"line\": %u", c->line);
+				if (c->src) {
+					snprintf(src, sizeof(src), "%s:%u",
+					    ci->exname, c->src);
+					fputs(", \"source\": ", out);
+					imp_json_str(out, src);
+				}
+				fputc('}', out);
+			}
+			fputc(']', out);
+		}
+		return;
+	}
+	fprintf(out, "table %s (%s) from %s: %zu added, %zu removed, %zu "
+	    "changed, %zu conflict%s; %zu imported entr%s, %zu left out, "
+	    "%zu without an address in the shared domain\n", ci->table,
+	    ci->path, ci->exname, r->n[IMP_ADDED], r->n[IMP_REMOVED],
+	    r->n[IMP_CHANGED], r->n[IMP_CONFLICT],
+	    r->n[IMP_CONFLICT] == 1 ? "" : "s", r->entries,
+	    r->entries == 1 ? "y" : "ies", r->leftout, r->ignored);
+	for (i = 0; i < r->n[IMP_ADDED]; i++) {
+		c = &r->ch[IMP_ADDED][i];
+		fputs("added     ", out);
+		imp_entry_text(out, c->addr, c->kind, c->target);
+		fprintf(out, " (%s:%u)\n", ci->exname, c->src);
+	}
+	for (i = 0; i < r->n[IMP_REMOVED]; i++) {
+		c = &r->ch[IMP_REMOVED][i];
+		fputs("removed   ", out);
+		imp_entry_text(out, c->addr, c->old_kind, c->old_target);
+		fprintf(out, " (%s:%u)\n", tname, c->line);
+	}
+	for (i = 0; i < r->n[IMP_CHANGED]; i++) {
+		c = &r->ch[IMP_CHANGED][i];
+		fputs("changed   ", out);
+		imp_entry_text(out, c->addr, c->kind, c->target);
+		fputs(", was ", out);
+		imp_entry_text(out, c->addr, c->old_kind, c->old_target);
+		fprintf(out, " (%s:%u, %s:%u)\n", ci->exname, c->src, tname,
+		    c->line);
+	}
+	for (i = 0; i < r->n[IMP_CONFLICT]; i++) {
+		c = &r->ch[IMP_CONFLICT][i];
+		fprintf(out, "conflict  %s stays ", c->addr);
+		if (c->old_kind == IMP_LOCAL)
+			fputs("local", out);
+		else
+			fprintf(out, "custom%s%s", c->old_target ? " " : "",
+			    c->old_target ? c->old_target : "");
+		fprintf(out, " (%s:%u); %s:%u has %s%s%s\n", tname, c->line,
+		    ci->exname, c->src, imp_kind_name(c->kind),
+		    c->target ? " " : "",
+		    c->target ? c->target : "");
+	}
+}
+
+/* "--name VALUE" or "--name=VALUE" at argv[*i]: the value, or NULL. */
+static const char *
+imp_optval(int argc, char **argv, int *i, const char *name)
+{
+	size_t	 len = strlen(name);
+
+	if (strncmp(argv[*i], name, len) != 0)
+		return NULL;
+	if (argv[*i][len] == '=')
+		return argv[*i] + len + 1;
+	if (argv[*i][len] != '\0')
+		return NULL;
+	if (*i + 1 == argc)
+		imp_usage();
+	return argv[++*i];
+}
+
+/* "mail,proxyAddresses": the address attributes, in place. */
+static void
+imp_split_attrs(struct ctl_imp *ci, char *list)
+{
+	char	*a;
+
+	ci->attrs.naddr = 0;
+	while ((a = strsep(&list, ",")) != NULL) {
+		if (*a == '\0')
+			continue;
+		if (ci->attrs.naddr == IMP_MAXATTRS) {
+			fprintf(stderr, "splitmxctl: at most %d address "
+			    "attributes\n", IMP_MAXATTRS);
+			exit(2);
+		}
+		ci->attrs.addr[ci->attrs.naddr++] = a;
+	}
+	if (ci->attrs.naddr == 0)
+		imp_usage();
+}
+
+/* argv[0] is "import"; the global -s and --json are already taken. */
+int
+ctl_import(int argc, char **argv, const char *sock, int json)
+{
+	struct ctl_imp		 ci;
+	struct imp_export	 ex;
+	struct imp_table	 tab;
+	struct imp_result	 res;
+	struct table_file	*tf;
+	struct stat		 st, st2;
+	const char		*v, *addr_opt = NULL, *target_opt = NULL;
+	char			*tbuf = NULL, *ebuf = NULL, *nbuf = NULL;
+	char			*body = NULL, *list, dir[PATH_MAX], *slash;
+	size_t			 tlen = 0, elen = 0, nlen = 0, nsrc = 0, blen;
+	uint32_t		*src = NULL;
+	FILE			*nf;
+	int			 i, fd = -1, efd, dfd = -1, r, rc = 1, tries;
+
+	memset(&ci, 0, sizeof(ci));
+	memset(&ex, 0, sizeof(ex));
+	memset(&tab, 0, sizeof(tab));
+	memset(&res, 0, sizeof(res));
+	ci.sock = sock;
+	ci.json = json;
+	if ((ci.err = open_memstream(&ci.errbuf, &ci.errlen)) == NULL ||
+	    (ci.warn = open_memstream(&ci.warnbuf, &ci.warnlen)) == NULL) {
+		fprintf(stderr, "splitmxctl: %s\n", strerror(errno));
+		return 1;
+	}
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "-n") == 0)
+			ci.dry = 1;
+		else if ((v = imp_optval(argc, argv, &i, "--format")) != NULL) {
+			if (strcasecmp(v, "ldif") == 0)
+				ci.format = IMP_LDIF;
+			else if (strcasecmp(v, "csv") == 0)
+				ci.format = IMP_CSV;
+			else
+				imp_usage();
+		} else if ((v = imp_optval(argc, argv, &i, "--address-attr")) !=
+		    NULL)
+			addr_opt = v;
+		else if ((v = imp_optval(argc, argv, &i, "--target-attr")) !=
+		    NULL)
+			target_opt = v;
+		else if ((v = imp_optval(argc, argv, &i, "--domain")) != NULL) {
+			ci.opt_domains = 1;
+			if (imp_add_domain(ci.rules.domains,
+			    &ci.rules.ndomains, v, 1) == -1) {
+				fprintf(stderr, "splitmxctl: --domain %s: "
+				    "invalid domain\n", v);
+				exit(2);
+			}
+		} else if ((v = imp_optval(argc, argv, &i,
+		    "--routing-domain")) != NULL) {
+			ci.opt_routing = 1;
+			if (imp_add_domain(ci.rules.routing,
+			    &ci.rules.nrouting, v, 1) == -1) {
+				fprintf(stderr, "splitmxctl: --routing-domain "
+				    "%s: invalid domain\n", v);
+				exit(2);
+			}
+		} else if (strcmp(argv[i], "--") == 0) {
+			i++;
+			break;
+		} else if (argv[i][0] == '-' && argv[i][1] != '\0')
+			imp_usage();
+		else
+			break;
+	}
+	if (argc - i != 2)
+		imp_usage();
+	ci.table = argv[i];
+	ci.export = argv[i + 1];
+	ci.exname = strcmp(ci.export, "-") == 0 ? "stdin" : ci.export;
+	for (v = ci.table; *v; v++)
+		if (*v <= ' ' || *v == 0x7f)
+			imp_usage();
+	if (*ci.table == '\0' || strlen(ci.table) >= SMX_NAMESZ)
+		imp_usage();
+
+	if (imp_info(&ci) != 0)
+		goto out;
+	if ((size_t)snprintf(ci.tmp, sizeof(ci.tmp), "%s.tmp", ci.path) >=
+	    sizeof(ci.tmp) || (size_t)snprintf(ci.prev, sizeof(ci.prev),
+	    "%s.prev", ci.path) >= sizeof(ci.prev)) {
+		rc = imp_fail(&ci, "%s: path too long", ci.path);
+		goto out;
+	}
+
+	/*
+	 * One import at a time: a lock on the file in force, taken again
+	 * if another import replaced the file while we waited for it.
+	 */
+	for (tries = 0;; tries++) {
+		if ((fd = open(ci.path, O_RDONLY | O_CLOEXEC)) == -1) {
+			fprintf(ci.err, "%s: %s\n", ci.path, strerror(errno));
+			rc = imp_fail(&ci, "cannot read table %s", ci.table);
+			goto out;
+		}
+		if (ci.dry)
+			break;
+		if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
+			rc = imp_fail(&ci, "%s: %s", ci.path, errno ==
+			    EWOULDBLOCK ? "another import is running" :
+			    strerror(errno));
+			goto out;
+		}
+		if (fstat(fd, &st) == 0 && stat(ci.path, &st2) == 0 &&
+		    st.st_dev == st2.st_dev && st.st_ino == st2.st_ino)
+			break;
+		close(fd);
+		fd = -1;
+		if (tries == 5) {
+			rc = imp_fail(&ci, "%s keeps changing", ci.path);
+			goto out;
+		}
+	}
+	if (fstat(fd, &st) == -1 ||
+	    (tbuf = imp_slurp(fd, IMP_MAXSIZE, &tlen, ci.path, ci.err)) ==
+	    NULL || lseek(fd, 0, SEEK_SET) == -1) {
+		rc = imp_fail(&ci, "cannot read table %s", ci.table);
+		goto out;
+	}
+	if ((tf = table_file_load(fd, ci.path, ci.err)) == NULL ||
+	    table_file_check_cycles(tf, ci.path, ci.err) == -1) {
+		table_file_free(tf);
+		rc = imp_fail(&ci, "table %s has errors now: fix them first; "
+		    "nothing changed", ci.table);
+		goto out;
+	}
+	table_file_free(tf);
+
+	/* The export: untrusted bytes, read as the user we run as. */
+	if (strcmp(ci.export, "-") == 0)
+		efd = STDIN_FILENO;
+	else if ((efd = open(ci.export, O_RDONLY | O_CLOEXEC)) == -1) {
+		rc = imp_fail(&ci, "%s: %s", ci.export, strerror(errno));
+		goto out;
+	}
+	ebuf = imp_slurp(efd, IMP_MAXSIZE, &elen, ci.exname, ci.err);
+	if (efd != STDIN_FILENO)
+		close(efd);
+	if (ebuf == NULL) {
+		rc = imp_fail(&ci, "cannot read %s; nothing changed",
+		    ci.exname);
+		goto out;
+	}
+	if (ci.format == IMP_AUTO)
+		ci.format = imp_sniff(ebuf, elen);
+	if (addr_opt != NULL) {
+		if ((list = strdup(addr_opt)) == NULL) {
+			rc = imp_fail(&ci, "%s", strerror(errno));
+			goto out;
+		}
+		imp_split_attrs(&ci, list);	/* kept until exit */
+	} else if (ci.format == IMP_LDIF) {
+		ci.attrs.addr[0] = "mail";
+		ci.attrs.addr[1] = "proxyAddresses";
+		ci.attrs.naddr = 2;
+	} else {
+		ci.attrs.addr[0] = "address";
+		ci.attrs.naddr = 1;
+	}
+	ci.attrs.target = target_opt != NULL ? target_opt :
+	    ci.format == IMP_LDIF ? "targetAddress" : "target";
+	ci.attrs.kind = ci.format == IMP_CSV ? "kind" : NULL;
+
+	imp_export_init(&ex, ci.exname, ci.err);
+	if (imp_parse(&ex, ci.format, &ci.attrs, ebuf, elen) == -1) {
+		rc = imp_fail(&ci, "%s: %zu error%s, nothing changed",
+		    ci.exname, ex.errors, ex.errors == 1 ? "" : "s");
+		goto out;
+	}
+	if (imp_table_read(&tab, ci.path, tbuf, tlen, ci.err) == -1 ||
+	    imp_merge(&res, &tab, &ex, &ci.rules, ci.warn, ci.err) == -1) {
+		rc = imp_fail(&ci, "%s: nothing changed", ci.exname);
+		goto out;
+	}
+	if ((nf = open_memstream(&nbuf, &nlen)) == NULL ||
+	    imp_write(&res, &tab, nf, &src, &nsrc) == -1 ||
+	    fclose(nf) == EOF) {
+		rc = imp_fail(&ci, "%s", strerror(errno));
+		goto out;
+	}
+	if (imp_check(&ci, nbuf, nlen, src, nsrc) == -1) {
+		rc = imp_fail(&ci, "table %s would be refused after this "
+		    "import; nothing changed", ci.table);
+		goto out;
+	}
+
+	fflush(ci.warn);
+	if (!ci.json)
+		fwrite(ci.warnbuf, 1, ci.warnlen, stderr);
+	imp_report(&ci, &res, stdout);
+	if (ci.json) {
+		fputs(", \"warnings\": ", stdout);
+		imp_json_lines(stdout, ci.warnbuf, ci.warnlen);
+	}
+	if (ci.dry || res.n[IMP_ADDED] + res.n[IMP_REMOVED] +
+	    res.n[IMP_CHANGED] == 0) {
+		if (ci.json)
+			printf(", \"written\": false}\n");
+		else if (ci.dry)
+			printf("-n: nothing written\n");
+		else
+			printf("no change: %s not written, splitmxd not "
+			    "reloaded\n", ci.path);
+		rc = 0;
+		goto out;
+	}
+
+	strlcpy(dir, ci.path, sizeof(dir));
+	if ((slash = strrchr(dir, '/')) != NULL)
+		slash[slash == dir] = '\0';
+	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
+		fprintf(ci.err, "%s: %s\n", dir, strerror(errno));
+		goto refused_write;
+	}
+	if (imp_replace(&ci, dfd, &st, nbuf, nlen) == -1)
+		goto refused_write;
+
+	/* The daemon takes the new file as any reload: checked again. */
+	r = imp_request(ci.sock, "text reload\n", &body, &blen);
+	if (r == 0) {
+		if (ci.json) {
+			printf(", \"written\": true, \"reload\": {\"status\": "
+			    "\"applied\", \"message\": ");
+			imp_json_str(stdout, body);
+			printf("}}\n");
+		} else
+			printf("%s%s", body, blen && body[blen - 1] == '\n' ?
+			    "" : "\n");
+		rc = 0;
+		goto out;
+	}
+	if (r == -2) {
+		/* Sent, unanswered: the daemon may have the new file. */
+		if (ci.json)
+			printf(", \"written\": true, \"reload\": {\"status\": "
+			    "\"unknown\"}}\n");
+		fprintf(stderr, "splitmxctl: no answer to the reload: %s is "
+		    "the new directory, %s the previous one\n", ci.path,
+		    ci.prev);
+		goto out;
+	}
+	r = imp_restore(&ci);
+	fflush(ci.err);
+	if (ci.json) {
+		printf(", \"written\": false, \"reload\": {\"status\": "
+		    "\"refused\", \"message\": ");
+		imp_json_str(stdout, body ? body : "splitmxd not reached");
+		printf(", \"restored\": %s}}\n", r == 0 ? "true" : "false");
+	} else {
+		fwrite(ci.errbuf, 1, ci.errlen, stderr);
+		fprintf(stderr, "reload refused, %s:\n%s%s", r == 0 ?
+		    "the previous directory is back" :
+		    "AND THE PREVIOUS DIRECTORY COULD NOT BE PUT BACK",
+		    body ? body : "splitmxd not reached",
+		    body && blen && body[blen - 1] == '\n' ? "" : "\n");
+	}
+	goto out;
+
+refused_write:
+	fflush(ci.err);
+	if (ci.json)
+		printf(", \"written\": false, \"error\": \"not written\"}\n");
+	else {
+		fwrite(ci.errbuf, 1, ci.errlen, stderr);
+		fprintf(stderr, "splitmxctl: %s not written; nothing "
+		    "changed\n", ci.path);
+	}
+out:
+	if (dfd != -1)
+		close(dfd);
+	if (fd != -1)
+		close(fd);	/* and the lock with it */
+	imp_result_free(&res);
+	imp_table_free(&tab);
+	imp_export_free(&ex);
+	free(src);
+	free(nbuf);
+	free(ebuf);
+	free(tbuf);
+	free(body);
+	free(ci.strs);
+	fclose(ci.err);
+	fclose(ci.warn);
+	free(ci.errbuf);
+	free(ci.warnbuf);
+	return rc;
+}

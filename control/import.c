@@ -623,8 +623,8 @@ ldif_logical(struct ldif *l)
 	dlen = (size_t)(colon - s);
 	for (p = s; p < colon; p++)
 		if (!isalnum((unsigned char)*p) && *p != '-' && *p != ';' &&
-		    *p != '.')
-			break;
+		    *p != '.' && *p != '=')
+			break;	/* "=": AD's "proxyAddresses;range=0-1499" */
 	if (dlen == 0 || p != colon) {
 		imp_err(ex, l->start, "invalid attribute name \"%.*s\"",
 		    (int)dlen, s);

@@ -150,7 +150,8 @@ int		 imp_table_read(struct imp_table *, const char *name,
 void		 imp_table_free(struct imp_table *);
 
 /*
- * The rules: the export against the file.  Warnings ("NAME:LINE:
+ * The rules: the export against the file; the result points into both,
+ * which must outlive it.  Warnings ("NAME:LINE:
  * warning: ...", an entry left out) to warnfp, errors to errfp; -1 on
  * an error (two entries claiming one address differently).
  */

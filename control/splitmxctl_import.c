@@ -53,8 +53,9 @@ static int	 imp_request(const char *, const char *, char **, size_t *);
 static int	 imp_info(struct ctl_imp *);
 static int	 imp_add_domain(const char **, size_t *, const char *, int);
 static char	*imp_slurp(int, size_t, size_t *, const char *, FILE *);
-static int	 imp_check(struct ctl_imp *, const char *, size_t,
-		    const uint32_t *, size_t);
+static int	 imp_check(struct ctl_imp *, const struct imp_result *,
+		    const char *, size_t);
+static int	 imp_src_cmp(const void *, const void *);
 static int	 imp_replace(struct ctl_imp *, int, const struct stat *,
 		    const char *, size_t);
 static int	 imp_restore(struct ctl_imp *);
@@ -376,29 +377,39 @@ fail:
 	return NULL;
 }
 
+static int
+imp_src_cmp(const void *a, const void *b)
+{
+	const struct imp_change *const *x = a, *const *y = b;
+
+	return strcmp((*x)->addr, (*y)->addr);
+}
+
 /*
  * The new file through the daemon's own loader and cycle check, from
  * memory: what the reload will check, before anything is written.  An
- * error on an imported line also names the export's line.
+ * error that names an address this import adds or changes also names
+ * the export's line of it.
  */
 static int
-imp_check(struct ctl_imp *ci, const char *buf, size_t len,
-    const uint32_t *src, size_t nsrc)
+imp_check(struct ctl_imp *ci, const struct imp_result *r, const char *buf,
+    size_t len)
 {
 	struct table_file	*tf;
+	const struct imp_change	**idx = NULL, **hit, *kp;
+	struct imp_change	 key;
 	FILE			*em;
-	char			*ebuf = NULL, *p, *nl, *end;
-	size_t			 elen = 0, plen = strlen(ci->path), off;
-	unsigned long		 n;
-	ssize_t			 w;
-	int			 fd, ret = -1;
+	char			*ebuf = NULL, *p, *nl, *end, *line, *w, *s;
+	size_t			 elen = 0, off, n = 0, i;
+	ssize_t			 wr;
+	int			 fd, ret = -1, k;
 
 	if ((fd = memfd_create("splitmx-import", MFD_CLOEXEC)) == -1) {
 		fprintf(ci->err, "memfd_create: %s\n", strerror(errno));
 		return -1;
 	}
-	for (off = 0; off < len; off += (size_t)w)
-		if ((w = write(fd, buf + off, len - off)) == -1) {
+	for (off = 0; off < len; off += (size_t)wr)
+		if ((wr = write(fd, buf + off, len - off)) == -1) {
 			fprintf(ci->err, "memfd: %s\n", strerror(errno));
 			close(fd);
 			return -1;
@@ -416,19 +427,37 @@ imp_check(struct ctl_imp *ci, const char *buf, size_t len,
 	}
 	close(fd);
 	fclose(em);
+	if (ret == 0 || (idx = reallocarray(NULL, r->n[IMP_ADDED] +
+	    r->n[IMP_CHANGED] + 1, sizeof(*idx))) == NULL) {
+		fwrite(ebuf, 1, elen, ci->err);
+		free(ebuf);
+		return ret;
+	}
+	kp = &key;
+	for (k = IMP_ADDED; k <= IMP_CHANGED; k += IMP_CHANGED - IMP_ADDED)
+		for (i = 0; i < r->n[k]; i++)
+			idx[n++] = &r->ch[k][i];
+	qsort(idx, n, sizeof(*idx), imp_src_cmp);
 	for (p = ebuf, end = ebuf + elen; p < end; p = nl + 1) {
 		if ((nl = memchr(p, '\n', (size_t)(end - p))) == NULL)
 			nl = end;
 		fprintf(ci->err, "%.*s", (int)(nl - p), p);
-		if ((size_t)(nl - p) > plen + 1 && strncmp(p, ci->path,
-		    plen) == 0 && p[plen] == ':') {
-			n = strtoul(p + plen + 1, NULL, 10);
-			if (n > 0 && n <= nsrc && src[n - 1] != 0)
-				fprintf(ci->err, " (from %s:%u)", ci->exname,
-				    src[n - 1]);
+		if ((line = strndup(p, (size_t)(nl - p))) != NULL) {
+			for (s = line; (w = strsep(&s, " \"")) != NULL;) {
+				w[strcspn(w, ":,")] = '\0';
+				key.addr = w;
+				if (*w == '\0' || (hit = bsearch(&kp, idx, n,
+				    sizeof(*idx), imp_src_cmp)) == NULL)
+					continue;
+				fprintf(ci->err, " (%s from %s:%u)", w,
+				    ci->exname, (*hit)->src);
+				break;
+			}
+			free(line);
 		}
 		fputc('\n', ci->err);
 	}
+	free(idx);
 	free(ebuf);
 	return ret;
 }
@@ -861,7 +890,7 @@ ctl_import(int argc, char **argv, const char *sock, int json)
 		rc = imp_fail(&ci, "%s", strerror(errno));
 		goto out;
 	}
-	if (imp_check(&ci, nbuf, nlen, src, nsrc) == -1) {
+	if (imp_check(&ci, &res, nbuf, nlen) == -1) {
 		rc = imp_fail(&ci, "table %s would be refused after this "
 		    "import; nothing changed", ci.table);
 		goto out;

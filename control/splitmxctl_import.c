@@ -283,20 +283,20 @@ imp_info(struct ctl_imp *ci)
 	for (line = body; line != NULL && *line; line = next) {
 		if ((next = strchr(line, '\n')) != NULL)
 			*next++ = '\0';
-		for (n = 0, p = line; n < 5 && p != NULL; n++)
-			w[n] = strsep(&p, " ");
-		if (n >= 4 && strcmp(w[0], "table") == 0 &&
-		    strcmp(w[2], "file") == 0) {
-			/* The path is the rest of the line. */
-			p = line + strlen(w[0]) + strlen(w[1]) + 7;
-			for (i = 3; i < n; i++)
-				if (w[i] + strlen(w[i]) < line + strlen(line))
-					w[i][strlen(w[i])] = ' ';
-			if (strlcpy(ci->path, p, sizeof(ci->path)) >=
+		/* "table NAME file PATH": the path is the rest of the line. */
+		if (strncmp(line, "table ", 6) == 0) {
+			if ((p = strchr(line + 6, ' ')) == NULL ||
+			    strncmp(p, " file ", 6) != 0)
+				return imp_fail(ci, "bad answer: %s", line);
+			if (strlcpy(ci->path, p + 6, sizeof(ci->path)) >=
 			    sizeof(ci->path))
 				return imp_fail(ci, "path too long");
 			got = 1;
-		} else if (n == 5 && strcmp(w[0], "domain") == 0) {
+			continue;
+		}
+		for (n = 0, p = line; n < 5 && p != NULL; n++)
+			w[n] = strsep(&p, " ");
+		if (n == 5 && strcmp(w[0], "domain") == 0) {
 			if (!ci->opt_domains && imp_add_domain(
 			    ci->rules.domains, &ci->rules.ndomains, w[1], 1))
 				return imp_fail(ci, "bad domain %s", w[1]);

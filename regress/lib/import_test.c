@@ -184,8 +184,9 @@ test_ldif_errors(void)
 		{ "dn: cn=a\nmail:: AGFAZXhhbXBsZS5jb20=\n", "NUL byte" },
 		{ "version: 2\n", "x:1: LDIF version \"2\"" },
 	};
-	struct run	 r;
-	size_t		 i;
+	static const char	 nul[] = "dn: a\nmail: a\0@example.com\n";
+	struct run		 r;
+	size_t			 i;
 
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		parse(&r, IMP_LDIF, &ldif_attrs, bad[i].text);
@@ -202,9 +203,8 @@ test_ldif_errors(void)
 
 	memset(&r, 0, sizeof(r));
 	imp_export_init(&r.ex, "x", NULL);
-	ok(imp_parse(&r.ex, IMP_LDIF, &ldif_attrs,
-	    "dn: a\nmail: a\0@example.com\n", 29) == -1 &&
-	    r.ex.errors == 1, "LDIF: a NUL byte in a line");
+	ok(imp_parse(&r.ex, IMP_LDIF, &ldif_attrs, nul, sizeof(nul) - 1) ==
+	    -1 && r.ex.errors == 1, "LDIF: a NUL byte in a line");
 	run_free(&r);
 }
 

@@ -623,8 +623,8 @@ ldif_logical(struct ldif *l)
 	dlen = (size_t)(colon - s);
 	for (p = s; p < colon; p++)
 		if (!isalnum((unsigned char)*p) && *p != '-' && *p != ';' &&
-		    *p != '.' && *p != '=')
-			break;	/* "=": AD's "proxyAddresses;range=0-1499" */
+		    *p != '.' && *p != '=')	/* AD: "x;range=0-1499" */
+			break;
 	if (dlen == 0 || p != colon) {
 		imp_err(ex, l->start, "invalid attribute name \"%.*s\"",
 		    (int)dlen, s);
@@ -801,7 +801,8 @@ csv_parse(struct imp_export *ex, const struct imp_attrs *at,
 		if (memchr(q, '\0', (size_t)(nl - q)) != NULL) {
 			imp_err(ex, lineno, "NUL byte in the line");
 			bad = 1;
-		} else if (!utf8_ok((const unsigned char *)q, (size_t)(nl - q))) {
+		} else if (!utf8_ok((const unsigned char *)q,
+		    (size_t)(nl - q))) {
 			imp_err(ex, lineno, "not UTF-8 (8-bit bytes of another "
 			    "character set?)");
 			bad = 1;
@@ -884,7 +885,8 @@ csv_parse(struct imp_export *ex, const struct imp_attrs *at,
 		if (csv_record(ex, at, &c, col, &ncols, &bad, rline) == -1)
 			goto done;
 		if (bad) {
-			ret = 0;	/* no header: nothing else makes sense */
+			/* Without the header nothing else makes sense. */
+			ret = 0;
 			goto done;
 		}
 	}
@@ -1151,7 +1153,8 @@ imp_merge(struct imp_result *r, struct imp_table *t,
 	const struct imp_entry	*e;
 	const struct imp_value	*v, *route;
 	struct imp_cand		*c = NULL, *nc, *g;
-	struct imp_line		**idx = NULL, **found, key, *kp = &key, *l;
+	struct imp_line		**idx = NULL, **found, key, *kp = &key;
+	struct imp_line		*l;
 	struct imp_change	 ch;
 	const char		*target, *why;
 	size_t			 nc_cap = 0, ncand = 0, i, j, k, nidx = 0;

@@ -49,7 +49,8 @@ struct ctl_imp {
 };
 
 static void	 imp_usage(void) __attribute__((__noreturn__));
-static int	 imp_request(const char *, const char *, char **, size_t *);
+static int	 imp_request(const char *, const char *, char **, size_t *,
+		    FILE *);
 static int	 imp_info(struct ctl_imp *);
 static int	 imp_add_domain(const char **, size_t *, const char *, int);
 static char	*imp_slurp(int, size_t, size_t *, const char *, FILE *);
@@ -156,14 +157,16 @@ imp_json_lines(FILE *out, const char *buf, size_t len)
  * One request on its own connection, as splitmxctl sends every verb:
  * the answer's status (0 or 1) with its text in *body; -1 if the
  * daemon could not be reached (nothing was sent), -2 if the request
- * went but no answer came back.
+ * went but no answer came back (the reason is on err).
  */
 static int
-imp_request(const char *sock, const char *req, char **body, size_t *lenp)
+imp_request(const char *sock, const char *req, char **body, size_t *lenp,
+    FILE *err)
 {
 	struct sockaddr_un	 sun;
 	char			*buf = NULL, *nbuf, *nl;
-	size_t			 len = 0, cap = 0, off, reqlen = strlen(req);
+	size_t			 len = 0, cap = 0, off;
+	size_t			 reqlen = strlen(req);
 	ssize_t			 n;
 	int			 fd, status;
 
@@ -173,12 +176,12 @@ imp_request(const char *sock, const char *req, char **body, size_t *lenp)
 	sun.sun_family = AF_UNIX;
 	if (strlcpy(sun.sun_path, sock, sizeof(sun.sun_path)) >=
 	    sizeof(sun.sun_path)) {
-		fprintf(stderr, "splitmxctl: %s: path too long\n", sock);
+		fprintf(err, "splitmxctl: %s: path too long\n", sock);
 		return -1;
 	}
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1 ||
 	    connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
-		fprintf(stderr, "splitmxctl: %s: %s (is splitmxd running?)\n",
+		fprintf(err, "splitmxctl: %s: %s (is splitmxd running?)\n",
 		    sock, strerror(errno));
 		if (fd != -1)
 			close(fd);
@@ -190,7 +193,7 @@ imp_request(const char *sock, const char *req, char **body, size_t *lenp)
 				n = 0;
 				continue;
 			}
-			fprintf(stderr, "splitmxctl: write: %s\n",
+			fprintf(err, "splitmxctl: write: %s\n",
 			    strerror(errno));
 			close(fd);
 			return -2;
@@ -200,7 +203,8 @@ imp_request(const char *sock, const char *req, char **body, size_t *lenp)
 			cap = cap ? cap * 2 : 65536;
 			if (cap > CTL_MAXANSWER ||
 			    (nbuf = realloc(buf, cap)) == NULL) {
-				fprintf(stderr, "splitmxctl: answer too long\n");
+				fprintf(err, "splitmxctl: answer too "
+				    "long\n");
 				goto bad;
 			}
 			buf = nbuf;
@@ -209,7 +213,7 @@ imp_request(const char *sock, const char *req, char **body, size_t *lenp)
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1) {
-			fprintf(stderr, "splitmxctl: read: %s\n",
+			fprintf(err, "splitmxctl: read: %s\n",
 			    strerror(errno));
 			goto bad;
 		}
@@ -221,7 +225,7 @@ imp_request(const char *sock, const char *req, char **body, size_t *lenp)
 	fd = -1;
 	if (buf == NULL || (nl = memchr(buf, '\n', len)) == NULL ||
 	    nl != buf + 1 || (buf[0] != '0' && buf[0] != '1')) {
-		fprintf(stderr, "splitmxctl: no answer from splitmxd\n");
+		fprintf(err, "splitmxctl: no answer from splitmxd\n");
 		goto bad;
 	}
 	status = buf[0] - '0';
@@ -272,8 +276,9 @@ imp_info(struct ctl_imp *ci)
 	if (snprintf(req, sizeof(req), "text import-info %s\n", ci->table) >=
 	    (int)sizeof(req))
 		return imp_fail(ci, "table name too long");
-	if ((st = imp_request(ci->sock, req, &body, &len)) < 0)
-		return 1;
+	if ((st = imp_request(ci->sock, req, &body, &len, ci->err)) < 0)
+		return imp_fail(ci, "cannot ask splitmxd about table %s",
+		    ci->table);
 	if (st != 0) {
 		fprintf(ci->err, "%s", body);
 		free(body);
@@ -476,7 +481,8 @@ imp_replace(struct ctl_imp *ci, int dfd, const struct stat *st,
 	ssize_t		 w;
 	int		 fd;
 
-	(void)unlink(ci->tmp);		/* a crashed run's; we hold the lock */
+	/* A crashed run's: we hold the lock. */
+	(void)unlink(ci->tmp);
 	if ((fd = open(ci->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
 	    O_CLOEXEC, st->st_mode & 0777)) == -1) {
 		fprintf(ci->err, "%s: %s\n", ci->tmp, strerror(errno));
@@ -718,7 +724,8 @@ ctl_import(int argc, char **argv, const char *sock, int json)
 	const char		*v, *addr_opt = NULL, *target_opt = NULL;
 	char			*tbuf = NULL, *ebuf = NULL, *nbuf = NULL;
 	char			*body = NULL, *list, dir[PATH_MAX], *slash;
-	size_t			 tlen = 0, elen = 0, nlen = 0, nsrc = 0, blen;
+	size_t			 tlen = 0, elen = 0, nlen = 0, nsrc = 0;
+	size_t			 blen;
 	uint32_t		*src = NULL;
 	FILE			*nf;
 	int			 i, fd = -1, efd, dfd = -1, r, rc = 1, tries;
@@ -928,7 +935,8 @@ ctl_import(int argc, char **argv, const char *sock, int json)
 		goto refused_write;
 
 	/* The daemon takes the new file as any reload: checked again. */
-	r = imp_request(ci.sock, "text reload\n", &body, &blen);
+	r = imp_request(ci.sock, "text reload\n", &body, &blen, ci.err);
+	fflush(ci.err);
 	if (r == 0) {
 		if (ci.json) {
 			printf(", \"written\": true, \"reload\": {\"status\": "
@@ -946,13 +954,14 @@ ctl_import(int argc, char **argv, const char *sock, int json)
 		if (ci.json)
 			printf(", \"written\": true, \"reload\": {\"status\": "
 			    "\"unknown\"}}\n");
+		fwrite(ci.errbuf, 1, ci.errlen, stderr);
 		fprintf(stderr, "splitmxctl: no answer to the reload: %s is "
 		    "the new directory, %s the previous one\n", ci.path,
 		    ci.prev);
 		goto out;
 	}
 	r = imp_restore(&ci);
-	fflush(ci.err);
+	fflush(ci.err);	/* (restore's complaint after the reload's) */
 	if (ci.json) {
 		printf(", \"written\": false, \"reload\": {\"status\": "
 		    "\"refused\", \"message\": ");

@@ -11,6 +11,8 @@ domain comes from the configuration.
 import base64
 import json
 import os
+import pwd
+import shutil
 import smtplib
 import subprocess
 
@@ -111,7 +113,7 @@ targetAddress: SMTP:zoe@notes.example.com
 
 BODY = """
 resolver "%(dns)s"
-table people file "{tmp}/directory"
+table people file "%(path)s"
 domain "example.com" {{
 	type shared
 	directory people
@@ -147,22 +149,26 @@ class World:
     """A splitmxd for example.com with the directory HAND, the two
     sinks, and the other system's MX in the test DNS."""
 
-    def __init__(self, smx, dns, forward=None):
+    def __init__(self, smx, dns, forward=None, tables=None, conf=""):
         self.local, self.notes = Sink(), Sink()
         dns.add("notes.example.com. MX 10 mx.notes.example.com.",
                 "mx.notes.example.com. A 127.0.0.1")
-        self.dir = smx.tmp
+        self.dir = tables or smx.tmp
         self.path = os.path.join(self.dir, "directory")
         with open(self.path, "w") as f:
             f.write(HAND)
-        self.d = smx.start(BODY % {
-            "dns": dns.addr, "local": self.local.port,
+        self.d = smx.start(conf + BODY % {
+            "dns": dns.addr, "local": self.local.port, "path": self.path,
             "forward": forward or "notes.example.com:%d" % self.notes.port})
 
-    def run(self, *args, stdin=None):
+    def run(self, *args, stdin=None, user=None):
+        kw = {}
+        if user is not None:
+            pw = pwd.getpwnam(user)
+            kw.update(user=pw.pw_uid, group=pw.pw_gid, extra_groups=[])
         return subprocess.run([SPLITMXCTL, "-s", self.d.control] +
                               list(args), capture_output=True, text=True,
-                              timeout=60, input=stdin)
+                              timeout=60, input=stdin, **kw)
 
     def export(self, slapd, name="export.ldif"):
         """What an administrator's cron job runs against the directory."""
@@ -197,6 +203,7 @@ class World:
         return set(refused)
 
     def stop(self):
+        self.d.stop()
         self.local.stop()
         self.notes.stop()
 
@@ -552,3 +559,47 @@ def test_usage_and_unknown_table(world):
     r = world.run("import", "-n", "people", "-",
                   stdin="address,target\nq@example.com,q@notes.example.com\n")
     assert r.returncode == 0 and "(stdin:2)" in r.stdout
+
+
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+
+
+@root_only
+def test_an_unprivileged_admin_imports_and_others_may_not(smx, dns):
+    """The export is parsed by splitmxctl as the administrator: here
+    nobody, in the admin group, owning the directory's folder."""
+    tables = os.path.join(smx.tmp, "tables")
+    os.mkdir(tables)
+    pw = pwd.getpwnam("nobody")
+    w = World(smx, dns, tables=tables,
+              conf='control socket "{tmp}/control.sock" group "nogroup"\n'
+                   'control admin group "nogroup"\n')
+    try:
+        for p in (tables, w.path):
+            os.chown(p, pw.pw_uid, pw.pw_gid)
+        csv = w.write("people.csv", "address,target\n"
+                      "ann@example.com,ann@notes.example.com\n")
+        os.chmod(csv, 0o644)
+        r = w.run("import", "people", csv, user="nobody")
+        assert r.returncode == 0, r.stderr
+        assert "ann@example.com" in imported(w.text())
+        st = os.stat(w.path)
+        assert (st.st_uid, st.st_mode & 0o777) == (pw.pw_uid, 0o644)
+        assert w.lookup("ann@example.com")["rewritten"] == \
+            "ann@notes.example.com"
+    finally:
+        w.stop()
+
+    # Outside the admin group: refused before the export is read.
+    shutil.rmtree(tables)
+    os.mkdir(tables)
+    w = World(smx, dns, tables=tables,
+              conf='control socket "{tmp}/control.sock" group "nogroup"\n')
+    try:
+        r = w.run("import", "-n", "people", "/nonexistent", user="nobody")
+        assert r.returncode == 1
+        assert "permission denied: import-info needs root or the control " \
+            "admin group" in r.stderr
+        assert w.text() == HAND
+    finally:
+        w.stop()

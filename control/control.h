@@ -54,8 +54,7 @@ void		 control_reload(struct ctl_client *, char **);
 void		 control_reload_result(struct msg *);
 void		 control_log(struct ctl_client *, char **);
 void		 control_pause(struct ctl_client *, char **);
-/* JSON string, quoted and escaped; text without control bytes. */
-void		 json_str(FILE *, const char *);
+/* Text without control bytes (json_str() is lib/util.c's). */
 void		 control_put_safe(FILE *, const char *);
 
 /* control_status.c: show status, show stats, the status socket */

@@ -363,39 +363,6 @@ control_pause(struct ctl_client *c, char **words)
 	control_reply(c, 0);
 }
 
-void
-json_str(FILE *out, const char *s)
-{
-	const unsigned char	*p;
-
-	fputc('"', out);
-	for (p = (const unsigned char *)s; *p; p++) {
-		switch (*p) {
-		case '"':
-			fputs("\\\"", out);
-			break;
-		case '\\':
-			fputs("\\\\", out);
-			break;
-		case '\n':
-			fputs("\\n", out);
-			break;
-		case '\r':
-			fputs("\\r", out);
-			break;
-		case '\t':
-			fputs("\\t", out);
-			break;
-		default:
-			if (*p < 0x20)
-				fprintf(out, "\\u%04x", *p);
-			else
-				fputc(*p, out);
-		}
-	}
-	fputc('"', out);
-}
-
 /* Text output: whatever the queue holds, no control bytes reach a tty. */
 void
 control_put_safe(FILE *out, const char *s)

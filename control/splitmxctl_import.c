@@ -62,7 +62,6 @@ static int	 imp_replace(struct ctl_imp *, int, const struct stat *,
 static int	 imp_restore(struct ctl_imp *);
 static int	 imp_fail(struct ctl_imp *, const char *, ...)
 		    __attribute__((__format__ (printf, 2, 3)));
-static void	 imp_json_str(FILE *, const char *);
 static void	 imp_json_lines(FILE *, const char *, size_t);
 static void	 imp_report(struct ctl_imp *, const struct imp_result *,
 		    FILE *);
@@ -99,7 +98,7 @@ imp_fail(struct ctl_imp *ci, const char *fmt, ...)
 	fflush(ci->warn);
 	if (ci->json) {
 		fputs("{\"error\": ", stdout);
-		imp_json_str(stdout, msg);
+		json_str(stdout, msg);
 		fputs(", \"errors\": ", stdout);
 		imp_json_lines(stdout, ci->errbuf, ci->errlen);
 		fputs(", \"warnings\": ", stdout);
@@ -111,25 +110,6 @@ imp_fail(struct ctl_imp *ci, const char *fmt, ...)
 		fprintf(stderr, "splitmxctl: %s\n", msg);
 	}
 	return 1;
-}
-
-static void
-imp_json_str(FILE *out, const char *s)
-{
-	const unsigned char	*p;
-
-	fputc('"', out);
-	for (p = (const unsigned char *)s; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			fprintf(out, "\\%c", *p);
-		else if (*p == '\n')
-			fputs("\\n", out);
-		else if (*p < 0x20 || *p == 0x7f)
-			fprintf(out, "\\u%04x", *p);
-		else
-			fputc(*p, out);
-	}
-	fputc('"', out);
 }
 
 /* A buffer of lines as a JSON array of strings. */
@@ -147,7 +127,7 @@ imp_json_lines(FILE *out, const char *buf, size_t len)
 		if ((s = strndup(p, (size_t)(nl - p))) == NULL)
 			break;
 		fputs(n++ ? ", " : "", out);
-		imp_json_str(out, s);
+		json_str(out, s);
 		free(s);
 	}
 	fputc(']', out);
@@ -565,7 +545,7 @@ imp_entry_json(FILE *out, const char *pfx, int kind, const char *target)
 	fprintf(out, ", \"%skind\": \"%s\", \"%starget\": ", pfx,
 	    imp_kind_name(kind), pfx);
 	if (target)
-		imp_json_str(out, target);
+		json_str(out, target);
 	else
 		fputs("null", out);
 }
@@ -587,9 +567,9 @@ imp_report(struct ctl_imp *ci, const struct imp_result *r, FILE *out)
 	    ci->path;
 	if (ci->json) {
 		fprintf(out, "{\"table\": \"%s\", \"file\": ", ci->table);
-		imp_json_str(out, ci->path);
+		json_str(out, ci->path);
 		fputs(", \"export\": ", out);
-		imp_json_str(out, ci->exname);
+		json_str(out, ci->exname);
 		fprintf(out, ", \"dry_run\": %s, \"counts\": {\"added\": %zu, "
 		    "\"removed\": %zu, \"changed\": %zu, \"conflicts\": %zu, "
 		    "\"unchanged\": %zu, \"left_out\": %zu, \"ignored\": %zu, "
@@ -603,7 +583,7 @@ imp_report(struct ctl_imp *ci, const struct imp_result *r, FILE *out)
 				c = &r->ch[w][i];
 				fputs(i ? ", {\"address\": " : "{\"address\": ",
 				    out);
-				imp_json_str(out, c->addr);
+				json_str(out, c->addr);
 				if (w == IMP_REMOVED || w == IMP_CONFLICT)
 					imp_entry_json(out, "", c->old_kind,
 					    c->old_target);
@@ -622,7 +602,7 @@ imp_report(struct ctl_imp *ci, const struct imp_result *r, FILE *out)
 					snprintf(src, sizeof(src), "%s:%u",
 					    ci->exname, c->src);
 					fputs(", \"source\": ", out);
-					imp_json_str(out, src);
+					json_str(out, src);
 				}
 				fputc('}', out);
 			}
@@ -941,7 +921,7 @@ ctl_import(int argc, char **argv, const char *sock, int json)
 		if (ci.json) {
 			printf(", \"written\": true, \"reload\": {\"status\": "
 			    "\"applied\", \"message\": ");
-			imp_json_str(stdout, body);
+			json_str(stdout, body);
 			printf("}}\n");
 		} else
 			printf("%s%s", body, blen && body[blen - 1] == '\n' ?
@@ -965,7 +945,7 @@ ctl_import(int argc, char **argv, const char *sock, int json)
 	if (ci.json) {
 		printf(", \"written\": false, \"reload\": {\"status\": "
 		    "\"refused\", \"message\": ");
-		imp_json_str(stdout, body ? body : "splitmxd not reached");
+		json_str(stdout, body ? body : "splitmxd not reached");
 		printf(", \"restored\": %s}}\n", r == 0 ? "true" : "false");
 	} else {
 		fwrite(ci.errbuf, 1, ci.errlen, stderr);

@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <time.h>
 
 /*
@@ -44,6 +45,11 @@ void	 str_lower(char *);
  * fit dstsz.  dst may be src.  Returns dst.
  */
 char	*str_printable(char *dst, size_t dstsz, const char *src);
+/*
+ * s as a JSON string, quoted and escaped, to out: the control process'
+ * answers and splitmxctl's own (import).  UTF-8 passes as it is.
+ */
+void	 json_str(FILE *out, const char *s);
 /*
  * strdup() or fatal(): running out of memory is not a state to go on in.
  * NULL gives "" (an optional field read from a message).

@@ -17,7 +17,7 @@
 #include "splitmx.h"
 #include "tap.h"
 
-#define NTESTS	150
+#define NTESTS	151
 
 struct size_case {
 	const char	*in;
@@ -49,6 +49,7 @@ static void	 test_net(void);
 static void	 test_match(void);
 static void	 test_print(void);
 static void	 test_misc(void);
+static void	 test_json(void);
 static int	 mkaddr(const char *, struct sockaddr_storage *);
 
 static int
@@ -418,6 +419,25 @@ test_misc(void)
 	ok(strcmp(s, "mixed.example.com\xc3\x89") == 0,
 	    "str_lower: ASCII only");
 	test_printable();
+	test_json();
+}
+
+static void
+test_json(void)
+{
+	char	*buf = NULL;
+	size_t	 len = 0;
+	FILE	*fp;
+
+	if ((fp = open_memstream(&buf, &len)) == NULL) {
+		ok(0, "json_str: open_memstream");
+		return;
+	}
+	json_str(fp, "a\"b\\c\n\r\t\x01\x7f\xc3\xa9");
+	fclose(fp);
+	ok(strcmp(buf, "\"a\\\"b\\\\c\\n\\r\\t\\u0001\x7f\xc3\xa9\"") ==
+	    0, "json_str escapes quotes, backslashes and controls");
+	free(buf);
 }
 
 int

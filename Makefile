@@ -25,8 +25,8 @@ D_OBJS	 = $(patsubst %.c,$(OBJ)/%.o,$(LIB_SRCS) $(D_SRCS)) $(OBJ)/smtpd/parse.o
 # The request table (control_verbs.c) is linked into both programs;
 # splitmxctl import checks the new directory with the daemon's loader.
 CTL_OBJS = $(patsubst %.c,$(OBJ)/%.o,$(LIB_SRCS) control/splitmxctl.c \
-	   control/control_verbs.c control/splitmxctl_import.c \
-	   control/import.c lookup/table_file.c)
+	   control/splitmxctl_request.c control/control_verbs.c \
+	   control/splitmxctl_import.c control/import.c lookup/table_file.c)
 CTL_LIBS = -lresolv
 HDRS	 = $(wildcard lib/*.h smtpd/*.h smtp/*.h lookup/*.h queue/*.h relay/*.h \
 	   control/*.h)

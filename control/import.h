@@ -172,10 +172,4 @@ int		 imp_domain_match(const char *domain, const char *pattern);
 int		 imp_check_domain(const char *);
 const char	*imp_kind_name(int);
 
-/*
- * splitmxctl_import.c: the command, argv[0] "import"; -s and --json are
- * the global options.  Returns the exit status.
- */
-int		 ctl_import(int argc, char **argv, const char *sock, int json);
-
 #endif

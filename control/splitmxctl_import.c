@@ -6,9 +6,7 @@
 #include <sys/types.h>
 #include <sys/file.h>
 #include <sys/mman.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -21,8 +19,7 @@
 
 #include "splitmx.h"
 #include "import.h"
-
-#define CTL_MAXANSWER	(64UL * 1024 * 1024)
+#include "splitmxctl.h"
 
 /* What the command was told, and what the daemon said. */
 struct ctl_imp {
@@ -33,7 +30,7 @@ struct ctl_imp {
 	struct imp_attrs attrs;
 	struct imp_rules rules;
 	int		 opt_domains, opt_routing;
-	const char	*table;
+	char		*table;
 	const char	*export;	/* as given; "-" is stdin */
 	const char	*exname;	/* in messages */
 	char		 path[PATH_MAX];	/* the table's file */
@@ -49,8 +46,8 @@ struct ctl_imp {
 };
 
 static void	 imp_usage(void) __attribute__((__noreturn__));
-static int	 imp_request(const char *, const char *, char **, size_t *,
-		    FILE *);
+static int	 imp_request(struct ctl_imp *, int, char **, char **,
+		    size_t *);
 static int	 imp_info(struct ctl_imp *);
 static int	 imp_add_domain(const char **, size_t *, const char *, int);
 static char	*imp_slurp(int, size_t, size_t *, const char *, FILE *);
@@ -134,92 +131,38 @@ imp_json_lines(FILE *out, const char *buf, size_t len)
 }
 
 /*
- * One request on its own connection, as splitmxctl sends every verb:
- * the answer's status (0 or 1) with its text in *body; -1 if the
- * daemon could not be reached (nothing was sent), -2 if the request
- * went but no answer came back (the reason is on err).
+ * One request (its words) as splitmxctl sends every verb, the answer's
+ * text in *body (NUL-terminated): the status, or -1 splitmxd not
+ * reached, -2 no whole answer to what was sent (ctl_request(); why on
+ * ci->err, *body NULL then).
  */
 static int
-imp_request(const char *sock, const char *req, char **body, size_t *lenp,
-    FILE *err)
+imp_request(struct ctl_imp *ci, int argc, char **argv, char **body,
+    size_t *lenp)
 {
-	struct sockaddr_un	 sun;
-	char			*buf = NULL, *nbuf, *nl;
-	size_t			 len = 0, cap = 0, off;
-	size_t			 reqlen = strlen(req);
-	ssize_t			 n;
-	int			 fd, status;
+	char	 req[1100];
+	size_t	 reqlen;
+	FILE	*fp;
+	int	 st;
 
 	*body = NULL;
 	*lenp = 0;
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	if (strlcpy(sun.sun_path, sock, sizeof(sun.sun_path)) >=
-	    sizeof(sun.sun_path)) {
-		fprintf(err, "splitmxctl: %s: path too long\n", sock);
+	reqlen = ctl_request_line(req, sizeof(req), 0, argc, argv);
+	if ((fp = open_memstream(body, lenp)) == NULL) {
+		fprintf(ci->err, "splitmxctl: %s\n", strerror(errno));
 		return -1;
 	}
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1 ||
-	    connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
-		fprintf(err, "splitmxctl: %s: %s (is splitmxd running?)\n",
-		    sock, strerror(errno));
-		if (fd != -1)
-			close(fd);
-		return -1;
+	st = ctl_request(ci->sock, req, reqlen, fp, fp, ci->err);
+	if (fclose(fp) == EOF) {
+		fprintf(ci->err, "splitmxctl: %s\n", strerror(errno));
+		st = st == -1 ? -1 : -2;
 	}
-	for (off = 0; off < reqlen; off += (size_t)n)
-		if ((n = write(fd, req + off, reqlen - off)) == -1) {
-			if (errno == EINTR) {
-				n = 0;
-				continue;
-			}
-			fprintf(err, "splitmxctl: write: %s\n",
-			    strerror(errno));
-			close(fd);
-			return -2;
-		}
-	for (;;) {
-		if (len + 4096 + 1 > cap) {
-			cap = cap ? cap * 2 : 65536;
-			if (cap > CTL_MAXANSWER ||
-			    (nbuf = realloc(buf, cap)) == NULL) {
-				fprintf(err, "splitmxctl: answer too "
-				    "long\n");
-				goto bad;
-			}
-			buf = nbuf;
-		}
-		n = read(fd, buf + len, cap - len - 1);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1) {
-			fprintf(err, "splitmxctl: read: %s\n",
-			    strerror(errno));
-			goto bad;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
+	if (st < 0) {
+		free(*body);
+		*body = NULL;
+		*lenp = 0;
 	}
-	close(fd);
-	fd = -1;
-	if (buf == NULL || (nl = memchr(buf, '\n', len)) == NULL ||
-	    nl != buf + 1 || (buf[0] != '0' && buf[0] != '1')) {
-		fprintf(err, "splitmxctl: no answer from splitmxd\n");
-		goto bad;
-	}
-	status = buf[0] - '0';
-	len -= 2;
-	memmove(buf, buf + 2, len);
-	buf[len] = '\0';
-	*body = buf;
-	*lenp = len;
-	return status;
-bad:
-	if (fd != -1)
-		close(fd);
-	free(buf);
-	return -2;
+	return st;
 }
 
 /* A shared or routing domain, "x" or ".x" (x and its sub-domains). */
@@ -249,14 +192,12 @@ imp_add_domain(const char **list, size_t *n, const char *d, int dot_ok)
 static int
 imp_info(struct ctl_imp *ci)
 {
-	char		 req[600], *body, *line, *next, *w[5], *p;
+	char		*req[2] = { "import-info", ci->table };
+	char		*body, *line, *next, *w[5], *p;
 	size_t		 len, i, n;
 	int		 st, got = 0;
 
-	if (snprintf(req, sizeof(req), "text import-info %s\n", ci->table) >=
-	    (int)sizeof(req))
-		return imp_fail(ci, "table name too long");
-	if ((st = imp_request(ci->sock, req, &body, &len, ci->err)) < 0)
+	if ((st = imp_request(ci, 2, req, &body, &len)) < 0)
 		return imp_fail(ci, "cannot ask splitmxd about table %s",
 		    ci->table);
 	if (st != 0) {
@@ -706,6 +647,7 @@ ctl_import(int argc, char **argv, const char *sock, int json)
 	char			*body = NULL, *list, dir[PATH_MAX], *slash;
 	size_t			 tlen = 0, elen = 0, nlen = 0, nsrc = 0;
 	size_t			 blen;
+	char			*reload[1] = { "reload" };
 	uint32_t		*src = NULL;
 	FILE			*nf;
 	int			 i, fd = -1, efd, dfd = -1, r, rc = 1, tries;
@@ -915,7 +857,7 @@ ctl_import(int argc, char **argv, const char *sock, int json)
 		goto refused_write;
 
 	/* The daemon takes the new file as any reload: checked again. */
-	r = imp_request(ci.sock, "text reload\n", &body, &blen, ci.err);
+	r = imp_request(&ci, 1, reload, &body, &blen);
 	fflush(ci.err);
 	if (r == 0) {
 		if (ci.json) {

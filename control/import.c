@@ -17,11 +17,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include "util.h"
+#include "splitmx.h"
 #include "import.h"
 
-#define IMP_ADDRSZ	512		/* as the directory's SMX_ADDRSZ */
-#define IMP_MAXLOCAL	64		/* RFC 5321 4.5.3.1.1 */
 #define IMP_MAXLINE	(16UL * 1024 * 1024)	/* an unfolded LDIF line */
 #define IMP_MAXERRORS	100		/* reported before giving up */
 #define IMP_CHUNK	(256 * 1024)
@@ -69,7 +67,6 @@ static void	*arena_alloc(struct imp_arena *, size_t);
 static char	*arena_dup(struct imp_arena *, const char *, size_t);
 static void	 arena_free(struct imp_arena *);
 static int	 utf8_ok(const unsigned char *, size_t);
-static const char *check_addr(const char *);
 static int	 value_addr(char *, char **, int *, const char **);
 static void	 imp_err(struct imp_export *, uint32_t, const char *, ...)
 		    __attribute__((__format__ (printf, 3, 4)));
@@ -184,35 +181,6 @@ utf8_ok(const unsigned char *p, size_t len)
 	return 1;
 }
 
-/*
- * The directory's rules for an address (lookup/table_file.c), so that
- * what is written here loads there: NULL if good, else why not.
- */
-static const char *
-check_addr(const char *s)
-{
-	const char	*at, *p;
-	size_t		 len;
-
-	if ((len = strlen(s)) >= IMP_ADDRSZ)
-		return "address is too long";
-	if ((at = strchr(s, '@')) == NULL)
-		return "not an address (no @)";
-	if (strchr(at + 1, '@') != NULL)
-		return "more than one @";
-	if (at == s)
-		return "empty local part";
-	if ((size_t)(at - s) > IMP_MAXLOCAL)
-		return "local part is longer than 64 characters";
-	for (p = s; p < at; p++)
-		if ((unsigned char)*p < 0x21 || *p == 0x7f ||
-		    strchr("()<>[]\\,;:\"", *p) != NULL)
-			return "invalid character in local part";
-	if (!imp_check_domain(at + 1))
-		return "invalid domain";
-	return NULL;
-}
-
 int
 imp_check_domain(const char *d)
 {
@@ -291,7 +259,8 @@ value_addr(char *v, char **addr, int *primary, const char **why)
 		}
 	}
 	str_lower(v);
-	if ((err = check_addr(v)) != NULL) {
+	/* The directory's own rules: what is written here loads there. */
+	if ((err = table_file_check_addr(v, 0)) != NULL) {
 		*why = err;
 		return -1;
 	}

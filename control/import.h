@@ -11,8 +11,9 @@
 
 /*
  * Bytes in, lines and a report out: this unit opens no file and no
- * socket, so the unit test and the fuzzer link it alone (with
- * lib/util.c).  Every message is "NAME:LINE: text" on the FILE given.
+ * socket, so the unit test and the fuzzer link it alone (with lib/ and
+ * lookup/table_file.c, whose address check it shares).  Every message
+ * is "NAME:LINE: text" on the FILE given.
  */
 
 #define IMP_MAXATTRS	8		/* address attributes or columns */

@@ -50,7 +50,6 @@ struct chain_err {
 };
 
 static char	*tf_read(int, size_t *, const char *, FILE *);
-static const char *tf_check_addr(const char *, int);
 static int	 tf_parse_line(struct table_file *, char *, uint32_t,
 		    const char *, FILE *);
 static int	 tf_cmp(const void *, const void *);
@@ -115,10 +114,11 @@ fail:
 /*
  * An address in the directory, lower-cased already: one @, a local
  * part (empty only for a whole-domain "@domain" entry) and a domain.
- * NULL if good, else why not.
+ * NULL if good, else why not.  splitmxctl import checks what it
+ * writes with it.
  */
-static const char *
-tf_check_addr(const char *s, int whole_domain_ok)
+const char *
+table_file_check_addr(const char *s, int whole_domain_ok)
 {
 	const char	*at, *p;
 	size_t		 len;
@@ -182,7 +182,7 @@ tf_parse_line(struct table_file *tf, char *line, uint32_t lineno,
 	if (nf == 4)
 		TF_ERR("too many fields (address kind [target])");
 	str_lower(f[0]);
-	if ((errstr = tf_check_addr(f[0], 1)) != NULL)
+	if ((errstr = table_file_check_addr(f[0], 1)) != NULL)
 		TF_ERR("invalid address \"%s\": %s", f[0], errstr);
 	if (nf == 1)
 		TF_ERR("\"%s\": missing kind (local or custom)", f[0]);
@@ -197,7 +197,7 @@ tf_parse_line(struct table_file *tf, char *line, uint32_t lineno,
 		if (kind == DIR_LOCAL)
 			TF_ERR("\"%s\": a local entry has no target", f[0]);
 		str_lower(f[2]);
-		if ((errstr = tf_check_addr(f[2], 0)) != NULL)
+		if ((errstr = table_file_check_addr(f[2], 0)) != NULL)
 			TF_ERR("\"%s\": invalid target \"%s\": %s", f[0], f[2],
 			    errstr);
 	}

@@ -424,7 +424,7 @@ MALFORMED = [
     ("no-at.ldif",
      "dn: cn=a,ou=notes\nmail: a@example.com\n\n"
      "dn: cn=b,ou=notes\nproxyAddresses: smtp:bob\n",
-     ":5: proxyAddresses: \"smtp:bob\": not an address (no @)"),
+     ":5: proxyAddresses: \"smtp:bob\": missing @domain"),
     ("latin1.ldif",
      "dn: cn=a,ou=notes\nmail: a@example.com\n\n"
      "dn: cn=b,ou=notes\nmail: b\xe9b\xe9@example.com\n", ":5: not UTF-8"),
@@ -435,7 +435,7 @@ MALFORMED = [
      "mail,targetAddress\na@example.com,a@notes.example.com\n",
      ":1: the header has no \"address\" column"),
     ("no-at.csv", "address,target\na@example.com,a-at-notes\n",
-     ":2: target: \"a-at-notes\": not an address (no @)"),
+     ":2: target: \"a-at-notes\": missing @domain"),
 ]
 
 

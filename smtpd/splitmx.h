@@ -663,5 +663,10 @@ ssize_t		 table_file_find(const struct table_file *, const char *key,
 int		 table_file_entry(const struct table_file *, size_t i,
 		    const char **key, enum dir_kind *, const char **target,
 		    uint32_t *line);
+/*
+ * An address of the directory, lower-cased: NULL if good, else why not.
+ * "@domain" (a whole domain) only if whole_domain_ok.
+ */
+const char	*table_file_check_addr(const char *, int whole_domain_ok);
 
 #endif

@@ -26,7 +26,8 @@ D_OBJS	 = $(patsubst %.c,$(OBJ)/%.o,$(LIB_SRCS) $(D_SRCS)) $(OBJ)/smtpd/parse.o
 # splitmxctl import checks the new directory with the daemon's loader.
 CTL_OBJS = $(patsubst %.c,$(OBJ)/%.o,$(LIB_SRCS) control/splitmxctl.c \
 	   control/splitmxctl_request.c control/control_verbs.c \
-	   control/splitmxctl_import.c control/import.c lookup/table_file.c)
+	   control/splitmxctl_import.c control/splitmxctl_import_read.c \
+	   control/import.c lookup/table_file.c)
 CTL_LIBS = -lresolv
 HDRS	 = $(wildcard lib/*.h smtpd/*.h smtp/*.h lookup/*.h queue/*.h relay/*.h \
 	   control/*.h)

@@ -363,6 +363,32 @@ value_add(struct imp_export *ex, const char *addr, uint32_t line,
 	return 0;
 }
 
+int
+imp_export_entry(struct imp_export *ex, uint32_t line, uint32_t flags,
+    const char *foreign, uint32_t fline)
+{
+	struct imp_entry	*e;
+
+	if (entry_open(ex, line) == -1)
+		return -1;
+	e = &ex->ents[ex->nents - 1];
+	e->flags = flags;
+	e->fline = fline;
+	if (foreign != NULL && (e->foreign = arena_dup(&ex->arena, foreign,
+	    strlen(foreign))) == NULL)
+		return -1;
+	return 0;
+}
+
+int
+imp_export_value(struct imp_export *ex, const char *addr, uint32_t line,
+    int primary, int target)
+{
+	if (ex->nents == 0)
+		return -1;
+	return value_add(ex, addr, line, primary, target);
+}
+
 /* An attribute description "name;options" is name, in any case. */
 static int
 attr_is(const char *desc, size_t len, const char *name)

@@ -144,6 +144,15 @@ void		 imp_export_init(struct imp_export *, const char *name,
 int		 imp_parse(struct imp_export *, enum imp_format,
 		    const struct imp_attrs *, const char *buf, size_t len);
 void		 imp_export_free(struct imp_export *);
+/*
+ * An export rebuilt from what another reader found (splitmxctl's
+ * unprivileged one): an entry, then its values, the strings copied.
+ * The caller checks them; -1 if memory runs out (or no entry yet).
+ */
+int		 imp_export_entry(struct imp_export *, uint32_t line,
+		    uint32_t flags, const char *foreign, uint32_t fline);
+int		 imp_export_value(struct imp_export *, const char *addr,
+		    uint32_t line, int primary, int target);
 
 /* The directory file, split into lines: -1 if it cannot be read. */
 int		 imp_table_read(struct imp_table *, const char *name,

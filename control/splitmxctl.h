@@ -24,6 +24,21 @@ int	 ctl_request(const char *sock, const char *req, size_t len,
 	    FILE *ok, FILE *fail, FILE *err);
 
 /*
+ * splitmxctl_import_read.c: reader(arg, ex, fd) reads the export on fd
+ * into ex in a child process, as nobody in SPLITMX_EMPTY if we are
+ * root, and what it found comes back into ex, checked.  Its messages
+ * go to ex->errfp, splitmxctl's own to err.  Returns IMP_READ_*, as
+ * the reader did, or IMP_READ_FAILED if the child failed.
+ */
+#define IMP_READ_OK	0	/* the export parsed, ex has it */
+#define IMP_READ_ERRORS	1	/* it has errors: ex->errors of them */
+#define IMP_READ_FAILED	2	/* not read (why is on errfp or err) */
+struct imp_export;
+int	 ctl_import_read(struct imp_export *ex, int fd,
+	    int (*reader)(void *, struct imp_export *, int), void *arg,
+	    FILE *err);
+
+/*
  * splitmxctl_import.c: the command, argv[0] "import"; -s and --json
  * are the global options.  Returns the exit status.
  */

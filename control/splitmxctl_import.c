@@ -1,7 +1,8 @@
 /*
  * splitmxctl import [-n] TABLE FILE (SPEC §12): the administrator's side.
- * The export is read here, as the user who runs the command, never by
- * the daemon: the daemon only reloads the finished file.
+ * The export is parsed here, never by the daemon, and without
+ * privileges (splitmxctl_import_read.c); the daemon only reloads the
+ * finished file.
  */
 #include <sys/types.h>
 #include <sys/file.h>
@@ -53,6 +54,7 @@ static int	 imp_add_domain(const char **, size_t *, const char *, int);
 static char	*imp_slurp(int, size_t, size_t *, const char *, FILE *);
 static int	 imp_check(struct ctl_imp *, const struct imp_result *,
 		    const char *, size_t);
+static int	 imp_read_export(void *, struct imp_export *, int);
 static int	 imp_src_cmp(const void *, const void *);
 static int	 imp_replace(struct ctl_imp *, int, const struct stat *,
 		    const char *, size_t);
@@ -301,6 +303,41 @@ fail:
 	fprintf(err, "%s: %s\n", name, strerror(errno));
 	free(buf);
 	return NULL;
+}
+
+/*
+ * ctl_import_read()'s reader, in the child without privileges: the
+ * export's bytes, its format and the attributes that go with it (the
+ * defaults of an Exchange/AD export or of our CSV), parsed.
+ */
+static int
+imp_read_export(void *arg, struct imp_export *ex, int fd)
+{
+	struct ctl_imp	*ci = arg;
+	char		*buf;
+	size_t		 len;
+	int		 r;
+
+	if ((buf = imp_slurp(fd, IMP_MAXSIZE, &len, ci->exname,
+	    ex->errfp)) == NULL)
+		return IMP_READ_FAILED;
+	if (ci->format == IMP_AUTO)
+		ci->format = imp_sniff(buf, len);
+	if (ci->attrs.naddr == 0 && ci->format == IMP_LDIF) {
+		ci->attrs.addr[0] = "mail";
+		ci->attrs.addr[1] = "proxyAddresses";
+		ci->attrs.naddr = 2;
+	} else if (ci->attrs.naddr == 0) {
+		ci->attrs.addr[0] = "address";
+		ci->attrs.naddr = 1;
+	}
+	if (ci->attrs.target == NULL)
+		ci->attrs.target = ci->format == IMP_LDIF ? "targetAddress" :
+		    "target";
+	ci->attrs.kind = ci->format == IMP_CSV ? "kind" : NULL;
+	r = imp_parse(ex, ci->format, &ci->attrs, buf, len);
+	free(buf);
+	return r == -1 ? IMP_READ_ERRORS : IMP_READ_OK;
 }
 
 static int
@@ -643,9 +680,9 @@ ctl_import(int argc, char **argv, const char *sock, int json)
 	struct table_file	*tf;
 	struct stat		 st, st2;
 	const char		*v, *addr_opt = NULL, *target_opt = NULL;
-	char			*tbuf = NULL, *ebuf = NULL, *nbuf = NULL;
+	char			*tbuf = NULL, *nbuf = NULL;
 	char			*body = NULL, *list, dir[PATH_MAX], *slash;
-	size_t			 tlen = 0, elen = 0, nlen = 0, nsrc = 0;
+	size_t			 tlen = 0, nlen = 0, nsrc = 0;
 	size_t			 blen;
 	char			*reload[1] = { "reload" };
 	uint32_t		*src = NULL;
@@ -767,43 +804,34 @@ ctl_import(int argc, char **argv, const char *sock, int json)
 	}
 	table_file_free(tf);
 
-	/* The export: untrusted bytes, read as the user we run as. */
+	/*
+	 * The export: untrusted bytes, opened as the user we run as, read
+	 * and parsed by a child without privileges.
+	 */
 	if (strcmp(ci.export, "-") == 0)
 		efd = STDIN_FILENO;
 	else if ((efd = open(ci.export, O_RDONLY | O_CLOEXEC)) == -1) {
 		rc = imp_fail(&ci, "%s: %s", ci.export, strerror(errno));
 		goto out;
 	}
-	ebuf = imp_slurp(efd, IMP_MAXSIZE, &elen, ci.exname, ci.err);
-	if (efd != STDIN_FILENO)
-		close(efd);
-	if (ebuf == NULL) {
-		rc = imp_fail(&ci, "cannot read %s; nothing changed",
-		    ci.exname);
-		goto out;
-	}
-	if (ci.format == IMP_AUTO)
-		ci.format = imp_sniff(ebuf, elen);
 	if (addr_opt != NULL) {
 		if ((list = strdup(addr_opt)) == NULL) {
 			rc = imp_fail(&ci, "%s", strerror(errno));
 			goto out;
 		}
 		imp_split_attrs(&ci, list);	/* kept until exit */
-	} else if (ci.format == IMP_LDIF) {
-		ci.attrs.addr[0] = "mail";
-		ci.attrs.addr[1] = "proxyAddresses";
-		ci.attrs.naddr = 2;
-	} else {
-		ci.attrs.addr[0] = "address";
-		ci.attrs.naddr = 1;
 	}
-	ci.attrs.target = target_opt != NULL ? target_opt :
-	    ci.format == IMP_LDIF ? "targetAddress" : "target";
-	ci.attrs.kind = ci.format == IMP_CSV ? "kind" : NULL;
-
+	ci.attrs.target = target_opt;
 	imp_export_init(&ex, ci.exname, ci.err);
-	if (imp_parse(&ex, ci.format, &ci.attrs, ebuf, elen) == -1) {
+	r = ctl_import_read(&ex, efd, imp_read_export, &ci, ci.err);
+	if (efd != STDIN_FILENO)
+		close(efd);
+	if (r == IMP_READ_FAILED) {
+		rc = imp_fail(&ci, "cannot read %s; nothing changed",
+		    ci.exname);
+		goto out;
+	}
+	if (r == IMP_READ_ERRORS) {
 		rc = imp_fail(&ci, "%s: %zu error%s, nothing changed",
 		    ci.exname, ex.errors, ex.errors == 1 ? "" : "s");
 		goto out;
@@ -918,7 +946,6 @@ out:
 	imp_export_free(&ex);
 	free(src);
 	free(nbuf);
-	free(ebuf);
 	free(tbuf);
 	free(body);
 	free(ci.strs);

@@ -13,8 +13,10 @@ import json
 import os
 import pwd
 import shutil
+import signal
 import smtplib
 import subprocess
+import time
 
 import pytest
 
@@ -603,3 +605,82 @@ def test_an_unprivileged_admin_imports_and_others_may_not(smx, dns):
         assert w.text() == HAND
     finally:
         w.stop()
+
+
+def reader_of(pid, timeout=20):
+    """The child of splitmxctl (pid) that reads the export, once it has
+    dropped root: its /proc status as a dict."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for task in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/children" % (pid, task)) as f:
+                for child in f.read().split():
+                    try:
+                        with open("/proc/%s/status" % child) as g:
+                            st = dict(l.split(":", 1) for l in g)
+                    except OSError:
+                        continue
+                    st = {k: v.strip() for k, v in st.items()}
+                    if st["Uid"].split()[0] != "0":
+                        return int(child), st
+        time.sleep(0.05)
+    raise AssertionError("no unprivileged child of splitmxctl")
+
+
+@root_only
+def test_as_root_the_export_is_read_by_nobody(world):
+    """Run as root, splitmxctl reads and parses the export in a child
+    that is nobody, chrooted to /var/empty, without new privileges and
+    without the table's descriptor; it gets back only what was found."""
+    pw = pwd.getpwnam("nobody")
+    p = subprocess.Popen([SPLITMXCTL, "-s", world.d.control, "import", "-n",
+                          "people", "-"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        child, st = reader_of(p.pid)
+        assert st["Uid"].split() == [str(pw.pw_uid)] * 4
+        assert st["Gid"].split() == [str(pw.pw_gid)] * 4
+        assert st["Groups"].split() == [str(pw.pw_gid)]
+        assert st["NoNewPrivs"] == "1"
+        assert os.readlink("/proc/%d/root" % child) == "/var/empty"
+        fds = {int(fd): os.readlink("/proc/%d/fd/%s" % (child, fd))
+               for fd in os.listdir("/proc/%d/fd" % child)}
+        assert fds[0].startswith("pipe:")             # the export
+        assert fds[1] == fds[2] == "/dev/null"
+        # Else only the socket back: not the table, nor its lock.
+        rest = [t for fd, t in fds.items() if fd > 2]
+        assert len(rest) == 1 and rest[0].startswith("socket:"), fds
+        out, err = p.communicate("address,target\n"
+                                 "q@example.com,q@notes.example.com\n",
+                                 timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0, err
+    assert "added     q@example.com custom q@notes.example.com (stdin:2)" \
+        in out
+
+
+@root_only
+def test_a_reader_that_dies_changes_nothing(world):
+    p = subprocess.Popen([SPLITMXCTL, "-s", world.d.control, "import",
+                          "people", "-"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        child, _ = reader_of(p.pid)
+        os.kill(child, signal.SIGKILL)
+        out, err = p.communicate("address,target\n"
+                                 "q@example.com,q@notes.example.com\n",
+                                 timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 1
+    assert "the reader of the export stopped early" in err, err
+    assert "cannot read stdin; nothing changed" in err
+    assert world.text() == HAND
+    assert not os.path.exists(world.path + ".prev")

@@ -61,6 +61,9 @@ static const char *imsg_names[IMSG_TYPE_COUNT] = {
 	NAME(IMSG_CTL_QUEUE_RESULT),
 	NAME(IMSG_CTL_LOOKUP),
 	NAME(IMSG_CTL_LOOKUP_RESULT),
+	NAME(IMSG_IMPORT_ENTRIES),
+	NAME(IMSG_IMPORT_ERRORS),
+	NAME(IMSG_IMPORT_DONE),
 };
 
 /* As the envelope files, the logs and splitmxctl spell them. */

@@ -285,8 +285,26 @@ enum imsg_type {
 	IMSG_CTL_LOOKUP,		/* control -> lookup: see below */
 	IMSG_CTL_LOOKUP_RESULT,		/* lookup -> control */
 
+	/* splitmxctl import's reader of the export: see below */
+	IMSG_IMPORT_ENTRIES,
+	IMSG_IMPORT_ERRORS,
+	IMSG_IMPORT_DONE,
+
 	IMSG_TYPE_COUNT
 };
+
+/*
+ * Import protocol, from the child of splitmxctl import that reads and
+ * parses the export without privileges (control/splitmxctl_import_read.c)
+ * to splitmxctl, which checks every field again:
+ * IMSG_IMPORT_ENTRIES: records to the end of the message, each a u8
+ *	kind, then for kind 1, an entry: u32 line, u32 flags (IMPE_*),
+ *	u32 fline, str foreign (or NULL); for kind 2, a value of the
+ *	entry before it: str address, u32 line, u8 primary, u8 target
+ * IMSG_IMPORT_ERRORS: str, the next piece of the export's messages
+ * IMSG_IMPORT_DONE, the last: u32 ok, u64 errors, u64 entries, u64
+ *	values (the totals, checked)
+ */
 
 /*
  * Lookup protocol.  IMSG_LOOKUP_RCPT, smtp -> lookup:

@@ -345,10 +345,16 @@ def test_second_import_applies_exactly_the_difference(world, slapd):
         "carol.new@notes.example.com"
     assert world.lookup("dan@example.com")["code"] == 550
 
-    # Nothing new: nothing written, no reload.
+    # Nothing new: nothing written, no reload (an extension of SPEC §12).
+    gen = world.d.ctl_json("show", "status")["generation"]
+    inode = os.stat(world.path).st_ino
     r = world.run("import", "people", exp2)
-    assert r.returncode == 0 and "no change" in r.stdout
+    assert r.returncode == 0
+    assert r.stdout.rstrip().endswith("no change: %s not written, splitmxd "
+                                      "not reloaded" % world.path)
     assert world.text() == second and world.text(".prev") == first
+    assert os.stat(world.path).st_ino == inode
+    assert world.d.ctl_json("show", "status")["generation"] == gen
 
 
 def test_hand_written_lines_are_never_touched(world, slapd):

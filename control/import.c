@@ -54,7 +54,7 @@ struct ldif {
 	uint32_t		 start;		/* its first physical line */
 	int			 comment;	/* it is a comment */
 	int			 have;		/* a line is pending */
-	int			 nlines;	/* logical lines in the record */
+	int			 nlines;	/* the record's logical lines */
 	int			 skip;		/* the record is refused */
 	int			 first;		/* no record seen yet */
 	int			 entry;		/* the record's entry is open */
@@ -86,7 +86,8 @@ static int	 csv_parse(struct imp_export *, const struct imp_attrs *,
 static int	 cand_cmp(const void *, const void *);
 static int	 line_cmp(const void *, const void *);
 static int	 same(int, const char *, int, const char *);
-static int	 change_add(struct imp_result *, int, const struct imp_change *);
+static int	 change_add(struct imp_result *, int,
+		    const struct imp_change *);
 static int	 in_domains(const char *, const char *const *, size_t);
 static void	 write_entry(FILE *, const char *, int, const char *);
 static void	 leftout_warn(FILE *, const struct imp_export *,

@@ -15,6 +15,7 @@ import pwd
 import shutil
 import signal
 import smtplib
+import socket
 import subprocess
 import time
 
@@ -567,6 +568,22 @@ def test_usage_and_unknown_table(world):
     r = world.run("import", "-n", "people", "-",
                   stdin="address,target\nq@example.com,q@notes.example.com\n")
     assert r.returncode == 0 and "(stdin:2)" in r.stdout
+    # The usage is the verb table's, import and import-info included.
+    r = world.run("-h")
+    assert "\timport-info TABLE\n" in r.stderr
+    assert "\timport [-n] [options] TABLE FILE\n" in r.stderr
+    # import is splitmxctl's own: the daemon has no such request.
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(10)
+        s.connect(world.d.control)
+        s.sendall(b"text import people /dev/null\n")
+        answer = b""
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            answer += b
+    assert answer == b"1\nunknown request: import people\n"
 
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")

@@ -37,6 +37,11 @@ struct imp_export;
 int	 ctl_import_read(struct imp_export *ex, int fd,
 	    int (*reader)(void *, struct imp_export *, int), void *arg,
 	    FILE *err);
+/*
+ * Its receiving end, alone for fuzz/import_read_fuzz.c: the reader's
+ * messages on socket s (closed here) into ex; IMP_READ_*.
+ */
+int	 ctl_import_receive(struct imp_export *ex, int s, FILE *err);
 
 /*
  * splitmxctl_import.c: the command, argv[0] "import"; -s and --json

@@ -61,7 +61,6 @@ static int	 imp_child_drop(const struct imp_ident *, FILE *);
 static int	 imp_child_room(struct msgchan *, struct msg *, size_t);
 static int	 imp_child_export(struct msgchan *, const struct imp_export *);
 static int	 imp_child_errors(struct msgchan *, char *, size_t);
-static int	 imp_receive(struct imp_export *, int, FILE *);
 static int	 imp_recv_msg(struct imp_recv *, struct msg *);
 static int	 imp_recv_entries(struct imp_recv *, struct msg *);
 static int	 imp_addr_ok(const char *);
@@ -105,7 +104,7 @@ ctl_import_read(struct imp_export *ex, int fd,
 		imp_child(ex, sp[1], fd, &id, reader, arg);
 	}
 	close(sp[1]);
-	r = imp_receive(ex, sp[0], err);
+	r = ctl_import_receive(ex, sp[0], err);
 	if (r == IMP_READ_FAILED)
 		(void)kill(pid, SIGKILL);
 	while (waitpid(pid, &status, 0) == -1)
@@ -327,8 +326,8 @@ imp_child_errors(struct msgchan *ch, char *text, size_t len)
  * A message out of order or a field out of range ends it: the child
  * is not trusted more than the export it read.
  */
-static int
-imp_receive(struct imp_export *ex, int s, FILE *err)
+int
+ctl_import_receive(struct imp_export *ex, int s, FILE *err)
 {
 	struct imp_recv	 st;
 	struct msgchan	 ch;

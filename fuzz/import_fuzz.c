@@ -1,6 +1,8 @@
 /*
  * libFuzzer target over splitmxctl import's readers (control/import.c):
  * the LDIF and CSV parsers, then the rules and the file they write.
+ * It links control/import.c, lookup/table_file.c (the address check)
+ * and lib/.
  */
 #include <stdint.h>
 #include <stdio.h>

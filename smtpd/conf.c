@@ -24,6 +24,7 @@ static void	 print_host(FILE *, const char *, const struct smx_host *);
 static void	 print_net(FILE *, const struct smx_net *);
 static void	 print_table(FILE *, const struct smx_table *);
 static void	 print_domain(FILE *, const struct smx_domain *);
+static void	 print_dnsbls(FILE *, const struct smx_conf *);
 static const char *tls_name(enum smx_tls);
 static void	 conf_host_tls_match(const struct smx_host *, const char *,
 		    enum smx_tls *, int *);
@@ -41,6 +42,7 @@ conf_new(void)
 	TAILQ_INIT(&c->trusted);
 	TAILQ_INIT(&c->tables);
 	TAILQ_INIT(&c->domains);
+	TAILQ_INIT(&c->dnsbls);
 
 	/* The host name as the system knows it; no DNS at this point. */
 	memset(host, 0, sizeof(host));
@@ -72,6 +74,9 @@ conf_new(void)
 	c->expire = DEF_EXPIRE;
 	c->warn_after = DEF_WARN_AFTER;
 
+	c->dnsbl_threshold = DEF_DNSBL_THRESHOLD;
+	c->connection_rate = DEF_CONNECTION_RATE;
+
 	c->control_fd = c->status_fd = c->metrics_fd = -1;
 	return c;
 }
@@ -95,6 +100,7 @@ conf_free(struct smx_conf *c)
 	struct smx_listener	*l;
 	struct smx_table	*t;
 	struct smx_domain	*d;
+	struct smx_dnsbl	*bl;
 
 	if (c == NULL)
 		return;
@@ -125,6 +131,10 @@ conf_free(struct smx_conf *c)
 		TAILQ_REMOVE(&c->domains, d, entry);
 		conf_free_nets(&d->forward_from);
 		free(d);
+	}
+	while ((bl = TAILQ_FIRST(&c->dnsbls)) != NULL) {
+		TAILQ_REMOVE(&c->dnsbls, bl, entry);
+		free(bl);
 	}
 	free(c);
 }
@@ -356,6 +366,21 @@ print_domain(FILE *fp, const struct smx_domain *d)
 	fprintf(fp, "\tunknown %s\n}\n", unknown);
 }
 
+/* The connection policy: the lists in their order, then the threshold. */
+static void
+print_dnsbls(FILE *fp, const struct smx_conf *c)
+{
+	const struct smx_dnsbl	*bl;
+
+	fputc('\n', fp);
+	TAILQ_FOREACH(bl, &c->dnsbls, entry) {
+		fprintf(fp, "%s ", bl->allow ? "dnswl" : "dnsbl");
+		print_str(fp, bl->zone);
+		fprintf(fp, " weight %u\n", bl->weight);
+	}
+	fprintf(fp, "dnsbl threshold %u\n", c->dnsbl_threshold);
+}
+
 /*
  * Every setting, defaults included, in a fixed order.  The printout
  * parses back to the same configuration (the LDAP bind password
@@ -411,6 +436,7 @@ conf_print(FILE *fp, const struct smx_conf *c)
 	fprintf(fp, "limit recipients %u\n", c->max_recipients);
 	fprintf(fp, "limit sessions %u\n", c->max_sessions);
 	fprintf(fp, "limit sessions-per-ip %u\n", c->max_sessions_per_ip);
+	fprintf(fp, "limit connection-rate %u\n", c->connection_rate);
 	fprintf(fp, "limit errors %u\n", c->max_errors);
 	duration_str(c->timeout_command, a, sizeof(a));
 	fprintf(fp, "timeout command %s\n", a);
@@ -448,6 +474,7 @@ conf_print(FILE *fp, const struct smx_conf *c)
 			print_net(fp, n);
 		fputc('\n', fp);
 	}
+	print_dnsbls(fp, c);
 
 	TAILQ_FOREACH(t, &c->tables, entry) {
 		fputc('\n', fp);

@@ -47,7 +47,9 @@ stmt_key(const char *line, char *key, size_t len)
 		    strncmp(line, "timeout ", 8) == 0 ||
 		    strncmp(line, "control ", 8) == 0 ||
 		    strncmp(line, "status ", 7) == 0 ||
-		    strncmp(line, "metrics ", 8) == 0)
+		    strncmp(line, "metrics ", 8) == 0 ||
+		    strncmp(line, "dnsbl ", 6) == 0 ||
+		    strncmp(line, "dnswl ", 6) == 0)
 			words = 2;
 		if (strncmp(line, "control admin", 13) == 0)
 			words = 3;

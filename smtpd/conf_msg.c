@@ -23,6 +23,7 @@ static int	conf_send_table(struct msgchan *, const struct smx_table *,
 		    int);
 static int	conf_send_domain(struct msgchan *, const struct smx_domain *);
 static int	conf_send_sockets(struct msgchan *, const struct smx_conf *);
+static int	conf_send_policy(struct msgchan *, const struct smx_conf *);
 static void	conf_add_host(struct msg *, const struct smx_host *);
 static int	conf_get_host(struct msg *, struct smx_host *);
 static void	conf_add_net(struct msg *, const struct smx_net *);
@@ -33,6 +34,7 @@ static int	conf_recv_trusted(struct msg *, struct smx_conf *);
 static int	conf_recv_table(struct msg *, struct smx_conf *);
 static int	conf_recv_domain(struct msg *, struct smx_conf *);
 static int	conf_recv_socket(struct msg *, struct smx_conf *);
+static int	conf_recv_policy(struct msg *, struct smx_conf *);
 static int	conf_get_net(struct msg *, struct smx_netlist *);
 static int	conf_get_blob(struct msg *, uint8_t **, size_t *);
 
@@ -72,6 +74,8 @@ conf_send(struct msgchan *ch, const struct smx_conf *c, int proc)
 	TAILQ_FOREACH(d, &c->domains, entry)
 		if (conf_send_domain(ch, d) == -1)
 			return -1;
+	if (conf_send_policy(ch, c) == -1)
+		return -1;
 	if ((flags & F_PROC_SOCKETS) && conf_send_sockets(ch, c) == -1)
 		return -1;
 	msg_init(&m, IMSG_CONF_DONE, 0);
@@ -291,6 +295,28 @@ conf_send_domain(struct msgchan *ch, const struct smx_domain *d)
 	msg_add_u32(&m, count);
 	TAILQ_FOREACH(n, &d->forward_from, entry)
 		conf_add_net(&m, n);
+	return conf_sendmsg(ch, &m);
+}
+
+/* The connection policy: see "client protocol" in splitmx.h. */
+static int
+conf_send_policy(struct msgchan *ch, const struct smx_conf *c)
+{
+	struct msg		 m;
+	const struct smx_dnsbl	*bl;
+	uint32_t		 n = 0;
+
+	msg_init(&m, IMSG_CONF_POLICY, 0);
+	msg_add_u32(&m, c->dnsbl_threshold);
+	msg_add_u32(&m, c->connection_rate);
+	TAILQ_FOREACH(bl, &c->dnsbls, entry)
+		n++;
+	msg_add_u32(&m, n);
+	TAILQ_FOREACH(bl, &c->dnsbls, entry) {
+		msg_add_str(&m, bl->zone);
+		msg_add_u32(&m, (uint32_t)bl->allow);
+		msg_add_u32(&m, bl->weight);
+	}
 	return conf_sendmsg(ch, &m);
 }
 
@@ -523,6 +549,29 @@ conf_recv_socket(struct msg *m, struct smx_conf *c)
 	return 0;
 }
 
+static int
+conf_recv_policy(struct msg *m, struct smx_conf *c)
+{
+	struct smx_dnsbl	*bl;
+	uint32_t		 n, i, allow;
+
+	if (msg_get_u32(m, &c->dnsbl_threshold) == -1 ||
+	    msg_get_u32(m, &c->connection_rate) == -1 ||
+	    msg_get_u32(m, &n) == -1 || n > DNSBL_MAX)
+		return -1;
+	for (i = 0; i < n; i++) {
+		if ((bl = calloc(1, sizeof(*bl))) == NULL)
+			fatal("calloc");
+		TAILQ_INSERT_TAIL(&c->dnsbls, bl, entry);
+		if (msg_get_str(m, bl->zone, sizeof(bl->zone)) == -1 ||
+		    msg_get_u32(m, &allow) == -1 || allow > 1 ||
+		    msg_get_u32(m, &bl->weight) == -1)
+			return -1;
+		bl->allow = (int)allow;
+	}
+	return msg_end(m);
+}
+
 /*
  * Feed one IMSG_CONF_* message: 0 item taken, 1 the configuration is
  * complete (DONE), -1 malformed or out of order.
@@ -558,6 +607,8 @@ conf_recv(struct msg *m, struct smx_conf **building)
 		return conf_recv_domain(m, c);
 	case IMSG_CONF_SOCKET:
 		return conf_recv_socket(m, c);
+	case IMSG_CONF_POLICY:
+		return conf_recv_policy(m, c);
 	case IMSG_CONF_DONE:
 		if (msg_end(m) == -1)
 			return -1;

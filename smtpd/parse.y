@@ -25,6 +25,9 @@
  *					the local part and the domain of
  *					the address, besides %s
  *
+ * SPEC §10's connection policy (dnsbl, dnswl, dnsbl threshold, limit
+ * connection-rate) is read by add_dnsbl() and check_dnsbl().
+ *
  * Every error is reported as FILE:LINE: message and parsing goes on at
  * the next line, so one run shows all of them; a file with any error is
  * refused as a whole.  Names that are defined later in the file (a pki,
@@ -101,6 +104,8 @@ enum once {
 	ONCE_OUTBOUND,
 	ONCE_RETRY,
 	ONCE_WARN,
+	ONCE_THRESHOLD,
+	ONCE_CONNRATE,
 	ONCE_COUNT
 };
 
@@ -152,6 +157,9 @@ static struct listen_opts	 lopts;
 static struct domain_ctx	 dctx;
 static struct table_ctx		 tctx;
 static struct smx_netlist	*cur_nets;
+/* Where the connection policy was set, for check_dnsbl(). */
+static const char		*dnsbl_file;
+static int			 dnsbl_line;
 
 int		 yyparse(void);
 static int	 yylex(void);
@@ -192,6 +200,8 @@ static void	 domain_begin(const char *);
 static int	 domain_name_ok(const char *);
 static void	 domain_end(void);
 static void	 check_refs(void);
+static void	 add_dnsbl(const char *, int, int64_t);
+static void	 check_dnsbl(void);
 static void	 cleanup(void);
 
 %}
@@ -209,11 +219,13 @@ static void	 cleanup(void);
 %token	RECIPIENTS REJECT RELAY REQUIRE RESOLVER RETRY SESSIONS
 %token	SESSIONS_PER_IP SHARED SOCKET STATUS TABLE TARGET_ATTRIBUTE TIMEOUT
 %token	TLS TLS_REQUIRE TO TRUSTED TYPE UNKNOWN URL USER VERIFY VIA WARN
+%token	CONNECTION_RATE DNSBL DNSWL THRESHOLD WEIGHT
 %token	ERROR
 %token	<string>	STRING
 %token	<number>	NUMBER
 %type	<string>	optgroup
 %type	<number>	size duration tlspolicy domaintype unknownpolicy
+%type	<number>	dnsweight
 
 %destructor { free($$); } <string>
 
@@ -384,6 +396,28 @@ main		: HOSTNAME STRING		{
 			    in_range($3, 1, 100000, "limit sessions-per-ip"))
 				conf->max_sessions_per_ip = (uint32_t)$3;
 		}
+		| LIMIT CONNECTION_RATE NUMBER	{
+			if (set_once(ONCE_CONNRATE, "limit connection-rate") &&
+			    in_range($3, 0, 100000, "limit connection-rate"))
+				conf->connection_rate = (uint32_t)$3;
+		}
+		| DNSBL STRING dnsweight	{
+			add_dnsbl($2, 0, $3);
+			free($2);
+		}
+		| DNSWL STRING dnsweight	{
+			add_dnsbl($2, 1, $3);
+			free($2);
+		}
+		| DNSBL THRESHOLD NUMBER	{
+			if (set_once(ONCE_THRESHOLD, "dnsbl threshold") &&
+			    in_range($3, 1, DNSBL_THRESHOLD_MAX,
+			    "dnsbl threshold")) {
+				conf->dnsbl_threshold = (uint32_t)$3;
+				dnsbl_file = file->name;
+				dnsbl_line = file->lineno;
+			}
+		}
 		| LIMIT ERRORS NUMBER		{
 			if (set_once(ONCE_ERRORS, "limit errors") &&
 			    in_range($3, 1, 1000, "limit errors"))
@@ -455,6 +489,10 @@ main		: HOSTNAME STRING		{
 				set_time(&conf->warn_after, $3, 1,
 				    365 * 86400, "warn after");
 		}
+		;
+
+dnsweight	: /* empty */			{ $$ = 1; }
+		| WEIGHT NUMBER			{ $$ = $2; }
 		;
 
 listenopts	: /* empty */
@@ -640,9 +678,12 @@ static const struct keyword keywords[] = {
 	{ "cache",		CACHE },
 	{ "cert",		CERT },
 	{ "command",		COMMAND },
+	{ "connection-rate",	CONNECTION_RATE },
 	{ "control",		CONTROL },
 	{ "data",		DATA },
 	{ "directory",		DIRECTORY },
+	{ "dnsbl",		DNSBL },
+	{ "dnswl",		DNSWL },
 	{ "domain",		DOMAIN },
 	{ "errors",		ERRORS },
 	{ "expire",		EXPIRE },
@@ -683,6 +724,7 @@ static const struct keyword keywords[] = {
 	{ "status",		STATUS },
 	{ "table",		TABLE },
 	{ "target-attribute",	TARGET_ATTRIBUTE },
+	{ "threshold",		THRESHOLD },
 	{ "timeout",		TIMEOUT },
 	{ "tls",		TLS },
 	{ "tls-require",	TLS_REQUIRE },
@@ -694,7 +736,8 @@ static const struct keyword keywords[] = {
 	{ "user",		USER },
 	{ "verify",		VERIFY },
 	{ "via",		VIA },
-	{ "warn",		WARN }
+	{ "warn",		WARN },
+	{ "weight",		WEIGHT }
 };
 
 static int
@@ -1529,6 +1572,89 @@ domain_end(void)
 		    d->name);
 }
 
+/*
+ * dnsbl|dnswl "zone" [weight N]: a DNS name with a dot in it, short
+ * enough for an IPv6 query name in front, each zone once.
+ */
+static void
+add_dnsbl(const char *zone, int allow, int64_t weight)
+{
+	const char		*what = allow ? "dnswl" : "dnsbl";
+	struct smx_dnsbl	*bl, *o;
+	size_t			 len, n = 0;
+
+	if ((bl = calloc(1, sizeof(*bl))) == NULL)
+		fatal("add_dnsbl");
+	len = strlcpy(bl->zone, zone, sizeof(bl->zone));
+	if (len < sizeof(bl->zone) && len > 1 && bl->zone[len - 1] == '.')
+		bl->zone[--len] = '\0';
+	str_lower(bl->zone);
+	if (len > DNSBL_ZONE_MAX) {
+		yyerror("%s \"%s\": zone is too long (at most %d characters)",
+		    what, zone, DNSBL_ZONE_MAX);
+		goto fail;
+	}
+	if (bl->zone[0] == '.' || strchr(bl->zone, '.') == NULL ||
+	    !hostname_ok(bl->zone)) {
+		yyerror("%s \"%s\": invalid zone: a DNS name such as "
+		    "zen.example.org", what, zone);
+		goto fail;
+	}
+	TAILQ_FOREACH(o, &conf->dnsbls, entry) {
+		if (strcmp(o->zone, bl->zone) == 0) {
+			yyerror("%s \"%s\": the zone is already a %s", what,
+			    bl->zone, o->allow ? "dnswl" : "dnsbl");
+			goto fail;
+		}
+		n++;
+	}
+	if (weight < 1 || weight > DNSBL_WEIGHT_MAX) {
+		yyerror("%s \"%s\": weight must be between 1 and %d", what,
+		    bl->zone, DNSBL_WEIGHT_MAX);
+		goto fail;
+	}
+	if (n >= DNSBL_MAX) {
+		yyerror("%s \"%s\": more than %d dnsbl and dnswl lines", what,
+		    bl->zone, DNSBL_MAX);
+		goto fail;
+	}
+	bl->allow = allow;
+	bl->weight = (uint32_t)weight;
+	TAILQ_INSERT_TAIL(&conf->dnsbls, bl, entry);
+	if (dnsbl_file == NULL) {
+		dnsbl_file = file->name;
+		dnsbl_line = file->lineno;
+	}
+	return;
+ fail:
+	free(bl);
+}
+
+/*
+ * A threshold that the block lists cannot reach together would let
+ * every client through while the configuration says otherwise.  (Not
+ * after other errors: a refused dnsbl line would count as missing.)
+ */
+static void
+check_dnsbl(void)
+{
+	struct smx_dnsbl	*bl;
+	uint32_t		 sum = 0;
+
+	if (TAILQ_EMPTY(&conf->dnsbls) || errors)
+		return;
+	TAILQ_FOREACH(bl, &conf->dnsbls, entry)
+		if (!bl->allow)
+			sum += bl->weight;
+	if (sum == 0)
+		conf_error(dnsbl_file, dnsbl_line, "dnswl needs at least one "
+		    "dnsbl to weigh against");
+	else if (sum < conf->dnsbl_threshold)
+		conf_error(dnsbl_file, dnsbl_line, "dnsbl threshold %u cannot "
+		    "be reached: the dnsbl lines weigh %u in all",
+		    conf->dnsbl_threshold, sum);
+}
+
 /* Names used before their definition, now that all is read. */
 static void
 check_refs(void)
@@ -1574,6 +1700,8 @@ cleanup(void)
 	memset(&dctx, 0, sizeof(dctx));
 	memset(&tctx, 0, sizeof(tctx));
 	cur_nets = NULL;
+	dnsbl_file = NULL;
+	dnsbl_line = 0;
 	file = topfile = NULL;
 }
 
@@ -1611,6 +1739,7 @@ parse_config(const char *filename, FILE *efp)
 	if (!listen_seen)
 		yyerror("no \"listen on\" directive");
 	check_refs();
+	check_dnsbl();
 
 	cleanup();
 	c = conf;

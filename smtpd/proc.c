@@ -212,6 +212,7 @@ proc_imsg(struct msgchan *ch, struct msg *m)
 	case IMSG_CONF_TABLE:
 	case IMSG_CONF_DOMAIN:
 	case IMSG_CONF_SOCKET:
+	case IMSG_CONF_POLICY:
 	case IMSG_CONF_DONE:
 	case IMSG_CONF_ABORT:
 	case IMSG_CONF_APPLY:

@@ -49,6 +49,15 @@
 #define DEF_LDAP_TARGET		"targetAddress"
 #define DEF_LDAP_TIMEOUT	10
 #define DEF_LDAP_FAILBACK	300	/* back to the first url after */
+#define DEF_DNSBL_THRESHOLD	1
+#define DEF_CONNECTION_RATE	0	/* per minute per client IP; 0 none */
+#define DNSBL_MAX		32	/* dnsbl and dnswl lines together */
+#define DNSBL_WEIGHT_MAX	100
+#define DNSBL_THRESHOLD_MAX	1000
+/* The longest zone: 64 octets of IPv6 nibbles go in front of it. */
+#define DNSBL_ZONE_MAX		(253 - 64)
+/* How long a connection waits for the lists before they count as silent. */
+#define DNSBL_TIMEOUT		5	/* seconds */
 
 enum smx_proc {
 	PROC_PARENT,
@@ -114,6 +123,15 @@ struct smx_net {
 	int			 prefixlen;
 };
 TAILQ_HEAD(smx_netlist, smx_net);
+
+/* A DNS block list ("dnsbl") or allow list ("dnswl"), SPEC §10. */
+struct smx_dnsbl {
+	TAILQ_ENTRY(smx_dnsbl)	 entry;
+	char			 zone[SMX_HOSTSZ];	/* lower case */
+	int			 allow;		/* dnswl: subtracts its weight */
+	uint32_t		 weight;
+};
+TAILQ_HEAD(smx_dnsbllist, smx_dnsbl);
 
 enum smx_table_type {
 	TABLE_FILE,
@@ -214,6 +232,11 @@ struct smx_conf {
 	int				 control_fd;
 	int				 status_fd;
 	int				 metrics_fd;
+
+	/* Connection policy (SPEC §10). */
+	struct smx_dnsbllist		 dnsbls;	/* in the file's order */
+	uint32_t			 dnsbl_threshold;
+	uint32_t			 connection_rate;	/* 0: none */
 };
 enum smx_sock {
 	SOCK_CONTROL,
@@ -289,6 +312,13 @@ enum imsg_type {
 	IMSG_IMPORT_ENTRIES,
 	IMSG_IMPORT_ERRORS,
 	IMSG_IMPORT_DONE,
+
+	/* connection policy: DNS lists, rate (see "client protocol") */
+	IMSG_CONF_POLICY,		/* parent -> children */
+	IMSG_LOOKUP_CLIENT,		/* smtp -> lookup: at connect */
+	IMSG_LOOKUP_CLIENT_RESULT,
+	IMSG_CTL_CHECK_CLIENT,		/* control -> lookup: explain */
+	IMSG_CTL_CHECK_CLIENT_RESULT,
 
 	IMSG_TYPE_COUNT
 };
@@ -459,6 +489,41 @@ enum dns_status {
 	DNS_NXDOMAIN,		/* the name does not exist: permanent */
 	DNS_NODATA,		/* no usable address: permanent */
 	DNS_COUNT
+};
+
+/*
+ * Client protocol: the connection policy of SPEC §10.
+ * IMSG_CONF_POLICY, parent -> children, once per configuration:
+ *	u32 dnsbl threshold, u32 connection rate, u32 n, then n times (in
+ *	the file's order): str zone, u32 allow (1: dnswl), u32 weight
+ * IMSG_LOOKUP_CLIENT, smtp -> lookup, when a client that is not
+ * trusted connects and lists are configured:
+ *	u64 reqid (the session id), sockaddr client
+ * IMSG_LOOKUP_CLIENT_RESULT, lookup -> smtp, at most DNSBL_TIMEOUT
+ * seconds later (a list that has not answered then counts as not
+ * listing the client):
+ *	u64 reqid, u32 refused (1: the score reached the threshold),
+ *	i64 score, str lists (the block lists that list the client, "a,b"),
+ *	str reply (when refused, the text after "550" for every RCPT but
+ *	postmaster: "5.7.1 ..."; else "")
+ * IMSG_CTL_CHECK_CLIENT, control -> lookup: u64 reqid, sockaddr client.
+ * IMSG_CTL_CHECK_CLIENT_RESULT, lookup -> control, the same decision
+ * explained:
+ *	u64 reqid, str client, u32 trusted (1: never checked), i64 score,
+ *	u32 threshold, u32 refused, str reply, u32 n, then n times (one
+ *	per list, in the configuration's order):
+ *	    str zone, u32 allow, u32 weight, str query name,
+ *	    u32 answer (DNSBL_ANS_*), str addresses ("127.0.0.2 127.0.0.4"),
+ *	    u32 cached (1: the cache answered), i64 ttl (seconds the
+ *	    answer stays cached, 0 not cached)
+ */
+enum dnsbl_answer {
+	DNSBL_ANS_CLEAN,	/* no such name, or no 127.0.0.0/8 address */
+	DNSBL_ANS_LISTED,	/* an address in 127.0.0.0/8 */
+	DNSBL_ANS_OPERATOR,	/* 127.255.255.0/24: the list's error code */
+	DNSBL_ANS_ERROR,	/* SERVFAIL and the like */
+	DNSBL_ANS_TIMEOUT,	/* no answer within DNSBL_TIMEOUT */
+	DNSBL_ANS_COUNT
 };
 
 enum body_type {

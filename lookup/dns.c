@@ -1,7 +1,8 @@
 /*
  * Asynchronous DNS for the relay's destinations: MX records in
  * preference order, then each exchanger's A and AAAA records (RFC 5321
- * §5.1), with c-ares driven by the process' libevent loop.
+ * §5.1), with c-ares driven by the process' libevent loop; and the A
+ * records with their TTL of one name, for the DNS lists (dns_query_a).
  */
 #include <sys/types.h>
 #include <sys/queue.h>
@@ -119,6 +120,8 @@ static void	dns_fail(struct dns_req *, int, const char *, ...)
 static void	dns_release(struct dns_req *);
 static void	dns_finish(struct dns_req *);
 static const char *dns_status_name(int);
+static void	dns_a_answer(void *, int, int, unsigned char *, int);
+static void	dns_a_deliver(int, short, void *);
 
 static struct dns_chan		 chans[2];
 static struct dns_chan		*cur;
@@ -754,4 +757,104 @@ dns_status_name(int status)
 		return "nodata";
 	}
 	return "?";
+}
+
+/*
+ * One A query of dns_query_a(): what it will answer, kept until it can
+ * be delivered from the event loop.
+ */
+struct dns_areq {
+	dns_query_cb	 cb;
+	void		*arg;
+	struct dns_chan	*chan;
+	int		 sending;	/* inside ares_query() */
+	int		 status;	/* DNS_* */
+	struct in_addr	 addrs[DNS_MAX_A];
+	int		 naddrs;
+	uint32_t	 ttl;
+};
+
+/* See lookup.h.  The name is asked as it is: no search list. */
+void
+dns_query_a(const char *name, dns_query_cb cb, void *arg)
+{
+	struct dns_areq	*q;
+	struct timeval	 now = { 0, 0 };
+
+	dns_resolver_check();
+	if ((q = calloc(1, sizeof(*q))) == NULL)
+		fatal("calloc");
+	nreqs++;
+	q->cb = cb;
+	q->arg = arg;
+	q->chan = cur;
+	q->status = DNS_TEMPFAIL;
+	if (nreqs > DNS_MAX_REQS)
+		log_debug("event=dns name=%s type=A status=tempfail "
+		    "error=\"resolver busy\"", name);
+	else if (!valid_domain(name) || strlen(name) > 253)
+		q->status = DNS_NXDOMAIN;
+	else {
+		q->sending = 1;
+		q->chan->nqueries++;
+		/* Calls back at once for a bad name or no memory. */
+		ares_query(q->chan->ares, name, ns_c_in, ns_t_a,
+		    dns_a_answer, q);
+		dns_timer(q->chan);
+		if (q->sending == 1) {
+			q->sending = 0;
+			return;		/* the answer comes later */
+		}
+	}
+	if (event_base_once(env->evbase, -1, EV_TIMEOUT, dns_a_deliver, q,
+	    &now) == -1)
+		fatalx("event_base_once failed");
+}
+
+static void
+dns_a_answer(void *arg, int status, int timeouts, unsigned char *abuf,
+    int alen)
+{
+	struct dns_areq		*q = arg;
+	struct ares_addrttl	 ttls[DNS_MAX_A];
+	uint32_t		 ttl;
+	int			 n = DNS_MAX_A, i;
+
+	(void)timeouts;
+	q->chan->nqueries--;
+	if (status == ARES_SUCCESS)
+		status = ares_parse_a_reply(abuf, alen, NULL, ttls, &n);
+	if (status == ARES_SUCCESS && n == 0)
+		status = ARES_ENODATA;
+	q->status = dns_status(status);
+	if (status == ARES_SUCCESS) {
+		for (i = 0; i < n && i < DNS_MAX_A; i++) {
+			q->addrs[i] = ttls[i].ipaddr;
+			ttl = ttls[i].ttl < 0 ? 0 : (uint32_t)ttls[i].ttl;
+			if (i == 0 || ttl < q->ttl)
+				q->ttl = ttl;
+		}
+		q->naddrs = i;
+	}
+	/*
+	 * c-ares does not give the negative TTL of an NXDOMAIN or NODATA
+	 * answer (its SOA is in the authority section): 0, unknown.
+	 */
+	if (q->sending) {
+		q->sending = 2;		/* dns_query_a() delivers it */
+		return;
+	}
+	dns_a_deliver(-1, 0, q);
+}
+
+static void
+dns_a_deliver(int fd, short event, void *arg)
+{
+	struct dns_areq	*q = arg;
+
+	(void)fd;
+	(void)event;
+	q->cb(q->arg, q->status, q->addrs, q->naddrs, q->ttl);
+	nreqs--;
+	free(q);
 }

@@ -24,6 +24,19 @@ void	dns_host(struct msgchan *, struct msg *);
 typedef void	(*dns_cb)(void *arg, int status,
 		    const struct sockaddr_storage *, int naddrs);
 void	dns_resolve(const char *name, int mx, dns_cb, void *arg);
+/*
+ * The A records of one name, asked as it is (no search list), for the
+ * DNS lists: cb gets, never before dns_query_a() returns, a DNS_*
+ * status (DNS_OK with at least one address; DNS_NXDOMAIN, DNS_NODATA,
+ * or DNS_TEMPFAIL for a timeout, SERVFAIL, a busy resolver), at most
+ * DNS_MAX_A addresses, and a TTL in seconds: the smallest of the
+ * records' for DNS_OK, the negative TTL (RFC 2308) for DNS_NXDOMAIN
+ * and DNS_NODATA where the library tells it, else 0 (unknown).
+ */
+#define DNS_MAX_A	16
+typedef void	(*dns_query_cb)(void *arg, int status, const struct in_addr *,
+		    int naddrs, uint32_t ttl);
+void	dns_query_a(const char *name, dns_query_cb, void *arg);
 
 /*
  * table.c: the directory tables ("table NAME file|ldap", SPEC §4).

@@ -1,6 +1,7 @@
 /*
  * The lookup process: the directory tables, recipient classification
- * and DNS.  It answers the smtp process' questions about recipients.
+ * and DNS.  It answers the smtp process' questions about recipients
+ * and, at connect, about clients (the DNS lists, dnsbl.c).
  */
 #include <sys/types.h>
 #include <sys/socket.h>
@@ -80,6 +81,12 @@ lookup_imsg(struct msgchan *ch, struct msg *m, void *arg)
 		break;
 	case IMSG_CTL_LOOKUP:
 		lookup_ctl(ch, m);
+		break;
+	case IMSG_LOOKUP_CLIENT:
+		dnsbl_client(ch, m);
+		break;
+	case IMSG_CTL_CHECK_CLIENT:
+		dnsbl_ctl(ch, m);
 		break;
 	default:
 		fatalx("unexpected %s from %s", imsg_name(m->type),

@@ -39,6 +39,13 @@ typedef void	(*dns_query_cb)(void *arg, int status, const struct in_addr *,
 void	dns_query_a(const char *name, dns_query_cb, void *arg);
 
 /*
+ * dnsbl.c: the DNS block and allow lists (SPEC §10).  IMSG_LOOKUP_CLIENT
+ * and IMSG_CTL_CHECK_CLIENT: see "client protocol" in splitmx.h.
+ */
+void	dnsbl_client(struct msgchan *, struct msg *);
+void	dnsbl_ctl(struct msgchan *, struct msg *);
+
+/*
  * table.c: the directory tables ("table NAME file|ldap", SPEC §4).
  * A lookup may be answered at once (file) or later (LDAP): the caller
  * fills a table_query and keeps it in place; table_lookup() calls

@@ -92,6 +92,10 @@ smtp_imsg(struct msgchan *ch, struct msg *m, void *arg)
 		proc_expect(ch, m, PROC_LOOKUP);
 		smtp_lookup_rcpt_result(m);
 		break;
+	case IMSG_LOOKUP_CLIENT_RESULT:
+		proc_expect(ch, m, PROC_LOOKUP);
+		smtp_policy_result(m);
+		break;
 	case IMSG_QUEUE_MESSAGE_CREATE_RESULT:
 		proc_expect(ch, m, PROC_QUEUE);
 		smtp_queue_create_result(m);
@@ -358,6 +362,8 @@ smtp_accept(int fd, short event, void *arg)
 		smtp_refuse(sock, addr, "sessions", c->hostname);
 		return;
 	}
+	if (smtp_policy_rate(sock, &ss, addr, c) == -1)
+		return;
 	cl = smtp_client_get(&ss, 1);
 	if (c->max_sessions_per_ip != 0 && cl->n >= c->max_sessions_per_ip) {
 		if (cl->n == 0) {

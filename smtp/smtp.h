@@ -43,6 +43,15 @@ enum smtp_state {
 #define F_CHUNK_LAST	0x0200	/* ... the last one */
 #define F_CHUNK_ERROR	0x0400	/* ... and the skip reply is an error */
 
+/* The connection policy's verdict on a session (smtp_policy.c). */
+enum smtp_policy {
+	POLICY_NONE,		/* not asked: trusted, or no lists */
+	POLICY_PENDING,		/* asked, the banner delay runs */
+	POLICY_LATE,		/* asked, the banner waits for it */
+	POLICY_CLEAN,
+	POLICY_REFUSED		/* 550 for every RCPT but postmaster */
+};
+
 enum smtp_wait {
 	WAIT_NONE,
 	WAIT_LOOKUP,		/* IMSG_LOOKUP_RCPT */
@@ -130,6 +139,9 @@ struct smtp_session {
 	size_t			 chunk_left;
 	size_t			 chunk_size;
 	char			 chunk_reply[128];
+
+	enum smtp_policy	 policy;
+	char			*policy_reply;	/* POLICY_REFUSED: "5.7.1 ..." */
 };
 
 /* One pki of a generation, ready to accept TLS. */
@@ -202,6 +214,21 @@ void	smtp_message_chunk_skip(struct smtp_session *, int error,
 	    const char *reply);
 /* Drop the transaction; the queue forgets its uncommitted file. */
 void	smtp_message_abort(struct smtp_session *);
+
+/*
+ * smtp_policy.c: the connection policy (SPEC §10).  The connection rate
+ * is checked at accept (-1: refused with 421 and closed); the DNS lists
+ * are asked when a session starts, answered during the banner delay,
+ * and their verdict applies at RCPT (1: refused with 550, replied).
+ */
+int	smtp_policy_rate(int, const struct sockaddr_storage *, const char *,
+	    const struct smx_conf *);
+void	smtp_policy_connect(struct smtp_session *);
+/* At the end of the banner delay: 1 if the banner must wait for it. */
+int	smtp_policy_banner_wait(struct smtp_session *);
+void	smtp_policy_result(struct msg *);
+int	smtp_policy_rcpt(struct smtp_session *, const char *);
+void	smtp_policy_free(struct smtp_session *);
 
 /* smtp_parse.c: the syntax of what clients send; every octet is hostile */
 enum path_result {

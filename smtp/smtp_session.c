@@ -160,6 +160,7 @@ smtp_session_new(int fd, const struct sockaddr_storage *ss, socklen_t sslen,
 	log_info("session=%016llx event=connect client=%s port=%u "
 	    "local-port=%u", (unsigned long long)s->id, s->addr,
 	    ntohs(((struct sockaddr_in *)&s->ss)->sin_port), ls->l->port);
+	smtp_policy_connect(s);
 	smtp_session_update(s);
 }
 
@@ -379,6 +380,8 @@ smtp_session_banner(struct smtp_session *s)
 	}
 	if (n > 0)
 		smtp_session_early(s);
+	else if (smtp_policy_banner_wait(s))
+		return;
 	else {
 		s->state = STATE_CONNECTED;
 		smtp_session_reply(s, "220 %s ESMTP splitmx",
@@ -496,6 +499,7 @@ smtp_session_free(struct smtp_session *s, const char *reason)
 	close(s->fd);
 	RB_REMOVE(smtp_sessions, &sessions, s);
 	smtp_session_gone(&s->ss);
+	smtp_policy_free(s);
 	smtp_gen_unref(s->gen);
 	free(s->ibuf);
 	free(s->obuf);
@@ -990,6 +994,8 @@ smtp_session_rcpt(struct smtp_session *s, char *args)
 		smtp_session_reply(s, "452 4.5.3 Too many recipients");
 		return;
 	}
+	if (smtp_policy_rcpt(s, addr))
+		return;
 	if (strcmp(addr, "postmaster") == 0)
 		smtp_session_postmaster(c, lookup, sizeof(lookup));
 	else

@@ -91,6 +91,10 @@ void		 control_lookup_result(struct msg *);
 /* control_import.c: import-info TABLE, for splitmxctl import */
 void		 control_import_info(struct ctl_client *, char **);
 
+/* control_check.c: check client IP, the DNS lists explained */
+void		 control_check_client(struct ctl_client *, char **);
+void		 control_check_client_result(struct msg *);
+
 /* control_metrics.c: Prometheus text over HTTP, evhttp's server */
 void		 control_metrics_listen(int fd);
 

@@ -44,6 +44,7 @@ static void	(*const ctl_handlers[CTL_HANDLER_COUNT])(struct ctl_client *,
 	[CTL_REMOVE] = control_queue_act,
 	[CTL_LOG] = control_log,
 	[CTL_IMPORT_INFO] = control_import_info,
+	[CTL_CHECK_CLIENT] = control_check_client,
 };
 
 static TAILQ_HEAD(, ctl_client)	 clients = TAILQ_HEAD_INITIALIZER(clients);

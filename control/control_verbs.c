@@ -16,6 +16,7 @@ static const struct ctl_verb	 ctl_verbs[] = {
 	{ { "show", "queue" }, NULL, 0, 0, CTL_SHOW_QUEUE, 0 },
 	{ { "show", "message" }, "ID", 1, 1, CTL_SHOW_MESSAGE, 0 },
 	{ { "lookup", NULL }, "ADDRESS", 1, 1, CTL_LOOKUP, F_CTL_ANSWER },
+	{ { "check", "client" }, "IP", 1, 1, CTL_CHECK_CLIENT, F_CTL_ANSWER },
 	{ { "reload", NULL }, NULL, 0, 0, CTL_RELOAD, F_CTL_ADMIN },
 	{ { "pause", "smtp" }, NULL, 0, 0, CTL_PAUSE, F_CTL_ADMIN },
 	{ { "pause", "relay" }, NULL, 0, 0, CTL_PAUSE, F_CTL_ADMIN },

@@ -119,8 +119,11 @@ def queued_files(d):
     for p in glob.glob(os.path.join(d.queue_dir, "**", "*"), recursive=True):
         if not os.path.isfile(p):
             continue
-        with open(p, "rb") as f:
-            data = f.read()
+        try:
+            with open(p, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            continue    # rolled back or moved while we looked
         # A committed message file: the message, then its envelope and
         # a trailer "envelope=<offset>\n" (queue/queue_fs.c).
         m = re.search(rb"envelope=(\d{20})\n\Z", data)

@@ -1,8 +1,17 @@
 /*
- * Logging for every splitmx process: syslog (mail facility) or stderr
- * in the foreground, prefixed with the process name.
+ * Logging for every splitmx process, prefixed with the process name:
+ * stderr in the foreground; otherwise the parent writes to syslog (mail
+ * facility) and the children send their records to the parent.
  */
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
+
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,22 +22,72 @@
 
 #include "log.h"
 
+#define LOG_SEND_TIMEOUT	2	/* seconds a record may wait */
+#define LOG_STALL_WAIT		1000	/* ms the parent waits for syslogd */
+#define LOG_IDENT		"splitmxd"
+
+enum log_mode {
+	LOG_MODE_STDERR,	/* -d, tests, -n */
+	LOG_MODE_SYSLOG,	/* the parent: to the syslog socket itself */
+	LOG_MODE_PARENT		/* a child: records to the parent */
+};
+
 static void	logit(int, const char *, ...)
 		    __attribute__((__format__ (printf, 2, 3)));
 static void	log_errno(int, int, const char *, va_list)
 		    __attribute__((__format__ (printf, 3, 0)));
+static void	log_to_stderr(int, const char *);
+static void	log_send_parent(int, const char *);
+static int	log_syslog_connect(void);
+static int	log_syslog_write(const char *, size_t);
+static int	log_syslog_send(const char *, size_t);
+static size_t	log_syslog_format(char *, size_t, int, long, const char *,
+		    const char *, size_t);
 
-static int	 log_debug_mode;
-static int	 log_verbose;
-static char	 log_proc[32] = "splitmxd";
+static enum log_mode	 log_mode = LOG_MODE_STDERR;
+static int		 log_verbose;
+static int		 log_journal;	/* stderr is journald's: "<N>" */
+static char		 log_proc[32] = LOG_IDENT;
+
+/* A child's channel to the parent, and what it could not send. */
+static int		 log_parent_fd = -1;
+static unsigned long	 log_parent_lost;
+
+/*
+ * The parent's syslog connection.  It is made again whenever a write
+ * fails (syslogd restarted, or it was not there at first); what could
+ * not be written is counted and reported with the next line that is.
+ */
+static struct {
+	char		 path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	int		 fd;
+	int		 type;		/* SOCK_DGRAM, or SOCK_STREAM */
+	unsigned long	 lost;
+	time_t		 stalled;	/* when syslogd last did not read */
+} sl = { _PATH_LOG, -1, SOCK_DGRAM, 0, 0 };
 
 void
 log_init(int debug, int verbose)
 {
-	log_debug_mode = debug;
+	const char	*p;
+	struct stat	 st;
+	unsigned long	 dev, ino;
+
+	log_mode = debug ? LOG_MODE_STDERR : LOG_MODE_SYSLOG;
 	log_verbose = verbose;
-	if (!debug)
-		openlog("splitmxd", LOG_PID | LOG_NDELAY, LOG_MAIL);
+	/*
+	 * For the tests only: a syslog socket of their own instead of
+	 * /dev/log (splitmxd(8), ENVIRONMENT).
+	 */
+	if ((p = getenv("SPLITMX_SYSLOG_SOCKET")) != NULL && *p != '\0')
+		(void)strlcpy(sl.path, p, sizeof(sl.path));
+	/* Under systemd, stderr may be the journal: keep the priorities. */
+	log_journal = 0;
+	if (debug && (p = getenv("JOURNAL_STREAM")) != NULL &&
+	    sscanf(p, "%lu:%lu", &dev, &ino) == 2 &&
+	    fstat(STDERR_FILENO, &st) == 0 &&
+	    (unsigned long)st.st_dev == dev && (unsigned long)st.st_ino == ino)
+		log_journal = 1;
 	tzset();
 }
 
@@ -50,19 +109,272 @@ log_getverbose(void)
 	return log_verbose;
 }
 
+/*
+ * A child hands its records to the parent over fd, a datagram socket:
+ * one record a datagram, so that even a signal handler can log.  A
+ * parent that does not take a record within LOG_SEND_TIMEOUT seconds
+ * loses it; the loss is reported with the next record that gets through.
+ */
+void
+log_to_parent(int fd)
+{
+	struct timeval	 tv = { LOG_SEND_TIMEOUT, 0 };
+
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) == -1 ||
+	    fcntl(fd, F_SETFD, FD_CLOEXEC) == -1)
+		return;		/* not a socket: stay where we are */
+	log_parent_fd = fd;
+	log_mode = LOG_MODE_PARENT;
+}
+
 void
 vlog(int pri, const char *fmt, va_list ap)
 {
-	char	 buf[4096];
+	char	 buf[LOG_LINE_MAX];
 	int	 saved = errno;
 
 	if (vsnprintf(buf, sizeof(buf), fmt, ap) < 0)
 		strlcpy(buf, "(log format error)", sizeof(buf));
-	if (log_debug_mode) {
-		/* One write per line, so that processes do not interleave. */
-		dprintf(STDERR_FILENO, "%s: %s\n", log_proc, buf);
-	} else
-		syslog(pri, "%s: %s", log_proc, buf);
+	switch (log_mode) {
+	case LOG_MODE_STDERR:
+		log_to_stderr(pri, buf);
+		break;
+	case LOG_MODE_PARENT:
+		log_send_parent(pri, buf);
+		break;
+	case LOG_MODE_SYSLOG:
+		log_relay(pri, (long)getpid(), log_proc, buf, strlen(buf));
+		break;
+	}
+	errno = saved;
+}
+
+/* One write per line, so that processes do not interleave. */
+static void
+log_to_stderr(int pri, const char *text)
+{
+	if (log_journal)
+		dprintf(STDERR_FILENO, "<%d>%s: %s\n", pri & LOG_PRIMASK,
+		    log_proc, text);
+	else
+		dprintf(STDERR_FILENO, "%s: %s\n", log_proc, text);
+}
+
+/* Byte 0 the priority, then the text: the parent adds who we are. */
+static void
+log_send_parent(int pri, const char *text)
+{
+	char	 rec[1 + LOG_LINE_MAX];
+	size_t	 len;
+	int	 n;
+
+	if (log_parent_lost > 0) {
+		n = snprintf(rec + 1, sizeof(rec) - 1, "log: %lu line%s lost "
+		    "on the way to the parent", log_parent_lost,
+		    log_parent_lost == 1 ? "" : "s");
+		rec[0] = LOG_WARNING;
+		if (n > 0 && send(log_parent_fd, rec, 1 + (size_t)n,
+		    MSG_NOSIGNAL) != -1)
+			log_parent_lost = 0;
+	}
+	len = strlen(text);
+	if (len > sizeof(rec) - 1)
+		len = sizeof(rec) - 1;
+	rec[0] = (char)(pri & LOG_PRIMASK);
+	memcpy(rec + 1, text, len);
+	if (send(log_parent_fd, rec, 1 + len, MSG_NOSIGNAL) == -1)
+		log_parent_lost++;
+}
+
+const char *
+log_syslog_path(void)
+{
+	return sl.path;
+}
+
+/*
+ * Whether a syslog daemon listens at the socket: 0, or -1 with errno
+ * (ENOENT: no socket; ECONNREFUSED: a socket nobody reads).
+ */
+int
+log_syslog_probe(void)
+{
+	if (sl.fd != -1)
+		return 0;
+	return log_syslog_connect();
+}
+
+static int
+log_syslog_connect(void)
+{
+	struct sockaddr_un	 sun;
+	struct timeval		 tv = { LOG_SEND_TIMEOUT, 0 };
+	const int		 types[] = { SOCK_DGRAM, SOCK_STREAM };
+	size_t			 i;
+	int			 fd, err = 0;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	(void)strlcpy(sun.sun_path, sl.path, sizeof(sun.sun_path));
+	for (i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+		if ((fd = socket(AF_UNIX, types[i] | SOCK_CLOEXEC, 0)) == -1)
+			return -1;
+		/* A stalled syslogd must not stall the gateway. */
+		(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
+			sl.fd = fd;
+			sl.type = types[i];
+			return 0;
+		}
+		err = errno;
+		close(fd);
+		if (err != EPROTOTYPE)	/* a stream socket: try that */
+			break;
+	}
+	errno = err;
+	return -1;
+}
+
+/*
+ * 0 written, -1 the connection is broken, -2 syslogd does not read.
+ * A syslogd that does not read gets LOG_STALL_WAIT ms, and none again
+ * for a second after that: the parent must go on reading its
+ * children, and the mail must go on, while syslogd is stuck.
+ */
+static int
+log_syslog_write(const char *buf, size_t len)
+{
+	struct pollfd	 pfd;
+	size_t		 off = 0;
+	ssize_t		 n;
+	time_t		 now;
+
+	if (sl.type == SOCK_DGRAM) {
+		if (send(sl.fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT) != -1)
+			return 0;
+		if (errno != EAGAIN && errno != EWOULDBLOCK &&
+		    errno != ENOBUFS)
+			return -1;
+		if ((now = time(NULL)) - sl.stalled > 1) {
+			pfd.fd = sl.fd;
+			pfd.events = POLLOUT;
+			if (poll(&pfd, 1, LOG_STALL_WAIT) == 1 &&
+			    send(sl.fd, buf, len, MSG_NOSIGNAL |
+			    MSG_DONTWAIT) != -1)
+				return 0;
+		}
+		sl.stalled = now;
+		return -2;
+	}
+	/* A stream: records end with their NUL, as syslog(3) sends them. */
+	len++;
+	while (off < len) {
+		if ((n = send(sl.fd, buf + off, len - off, MSG_NOSIGNAL)) ==
+		    -1) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		off += (size_t)n;
+	}
+	return 0;
+}
+
+/* Once more on a fresh connection if the old one broke. */
+static int
+log_syslog_send(const char *buf, size_t len)
+{
+	int	 tries, r;
+
+	for (tries = 0; tries < 2; tries++) {
+		if (sl.fd == -1 && log_syslog_connect() == -1)
+			return -1;
+		if ((r = log_syslog_write(buf, len)) == 0)
+			return 0;
+		if (r == -2)
+			return -1;	/* alive but full: no new connection */
+		close(sl.fd);
+		sl.fd = -1;
+	}
+	return -1;
+}
+
+/*
+ * "<PRI>Mmm dd hh:mm:ss splitmxd[PID]: PROC: TEXT" as syslog(3) writes
+ * it (RFC 3164), mail facility.  Control octets in the text are
+ * escaped (\n, \t, \xHH): one record is one line in every log file.
+ */
+static size_t
+log_syslog_format(char *buf, size_t size, int pri, long pid,
+    const char *proc, const char *text, size_t textlen)
+{
+	static const char	 hex[] = "0123456789abcdef";
+	char			 stamp[32];
+	struct tm		 tm;
+	time_t			 now = time(NULL);
+	unsigned char		 c;
+	size_t			 off, i;
+	int			 n;
+
+	if (localtime_r(&now, &tm) == NULL ||
+	    strftime(stamp, sizeof(stamp), "%b %e %H:%M:%S", &tm) == 0)
+		(void)strlcpy(stamp, "Jan  1 00:00:00", sizeof(stamp));
+	n = snprintf(buf, size, "<%d>%s %s[%ld]: %s: ",
+	    LOG_MAIL | (pri & LOG_PRIMASK), stamp, LOG_IDENT, pid, proc);
+	if (n < 0 || (size_t)n >= size)
+		return 0;
+	off = (size_t)n;
+	while (textlen > 0 && (text[textlen - 1] == '\n' ||
+	    text[textlen - 1] == '\r'))
+		textlen--;
+	for (i = 0; i < textlen && off + 5 < size; i++) {
+		c = (unsigned char)text[i];
+		if (c >= 0x20 && c != 0x7f) {
+			buf[off++] = (char)c;
+			continue;
+		}
+		buf[off++] = '\\';
+		if (c == '\n')
+			buf[off++] = 'n';
+		else if (c == '\t')
+			buf[off++] = 't';
+		else if (c == '\r')
+			buf[off++] = 'r';
+		else {
+			buf[off++] = 'x';
+			buf[off++] = hex[c >> 4];
+			buf[off++] = hex[c & 0xf];
+		}
+	}
+	buf[off] = '\0';
+	return off;
+}
+
+/*
+ * One line to syslog on behalf of process proc (the parent's own lines
+ * and the records it relays for its children).
+ */
+void
+log_relay(int pri, long pid, const char *proc, const char *text,
+    size_t len)
+{
+	char	 buf[LOG_LINE_MAX * 4 + 128], note[256];
+	size_t	 n;
+	int	 saved = errno;
+
+	if (sl.lost > 0) {
+		(void)snprintf(note, sizeof(note), "log: %lu line%s lost: "
+		    "%s at %s", sl.lost, sl.lost == 1 ? "" : "s", sl.stalled ?
+		    "the syslog daemon did not keep up" : "no syslog daemon",
+		    sl.path);
+		n = log_syslog_format(buf, sizeof(buf), LOG_WARNING,
+		    (long)getpid(), "parent", note, strlen(note));
+		if (log_syslog_send(buf, n) == 0)
+			sl.lost = sl.stalled = 0;
+	}
+	n = log_syslog_format(buf, sizeof(buf), pri, pid, proc, text, len);
+	if (n == 0 || log_syslog_send(buf, n) == -1)
+		sl.lost++;
 	errno = saved;
 }
 

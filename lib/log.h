@@ -6,9 +6,21 @@
 #define SMX_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
+#define LOG_LINE_MAX	4096	/* one record, its text */
+
+/* debug: to stderr; otherwise to syslog (the parent) */
 void	log_init(int debug, int verbose);
 void	log_procname(const char *name);
+/* A child: records go to the parent over this datagram socket. */
+void	log_to_parent(int fd);
+/* The parent's syslog socket, and whether a syslogd listens: 0 or -1. */
+const char *log_syslog_path(void);
+int	log_syslog_probe(void);
+/* The parent: one line to syslog as process proc, pid pid wrote it. */
+void	log_relay(int pri, long pid, const char *proc, const char *text,
+	    size_t len);
 void	log_setverbose(int verbose);
 int	log_getverbose(void);
 void	log_warn(const char *, ...)

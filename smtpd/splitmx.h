@@ -651,6 +651,11 @@ int		 proc_find(const char *name);	/* PROC_*, or -1 */
  */
 void		 proc_child(int proc);		/* never returns */
 void		 proc_drop_privileges(void);
+/*
+ * Without -d a child's log records go to the parent over a datagram
+ * socket at this descriptor; the parent writes them to syslog.
+ */
+#define PROC_LOG_FD	4
 
 /* sandbox.c: the seccomp filter, the last step of the drop. */
 void		 sandbox_enter(int proc);

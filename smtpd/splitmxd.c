@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "splitmx.h"
+#include "parent.h"
 
 static void	usage(void) __attribute__((__noreturn__));
 static int	check_config(const char *, int);
@@ -40,6 +41,7 @@ static void	parent_close_tables(struct smx_conf *);
 static void	parent_send_conf(struct smx_conf *);
 static void	parent_start(void);
 static pid_t	parent_fork(int, int);
+static void	parent_syslog_warn(void);
 static void	parent_imsg(struct msgchan *, struct msg *, void *);
 static void	parent_sig(int, short, void *);
 static void	parent_reap(void);
@@ -118,6 +120,8 @@ main(int argc, char *argv[], char *envp[])
 	if (pname != NULL) {
 		/* A re-executed child: the parent's channel is fd 3. */
 		log_init(env->debug, env->verbose);
+		if (!env->debug)
+			log_to_parent(PROC_LOG_FD);
 		if ((i = proc_find(pname)) > PROC_PARENT)
 			proc_child(i);
 		fatalx("unknown process %s", pname);
@@ -506,8 +510,11 @@ parent_start(void)
 	    parent_open_tables(c, stderr) == -1)
 		fatalx("cannot start");
 
-	if (!env->debug && daemon(1, 0) == -1)
-		fatal("daemon");
+	if (!env->debug) {
+		parent_syslog_warn();
+		if (daemon(1, 0) == -1)
+			fatal("daemon");
+	}
 
 	env->proc = PROC_PARENT;
 	env->started = time(NULL);
@@ -567,6 +574,7 @@ parent_start(void)
 	signal(SIGPIPE, SIG_IGN);
 	for (i = PROC_PARENT + 1; i < PROC_COUNT; i++)
 		msgchan_event_add(env->chan[i]);
+	parent_log_start();
 
 	log_info("startup version=%s generation=%u pid=%d", SPLITMX_VERSION,
 	    c->generation, (int)getpid());
@@ -574,30 +582,42 @@ parent_start(void)
 	parent_shutdown(1);
 }
 
-/* Fork and re-exec ourselves as a child: fresh address space layout. */
+/*
+ * Fork and re-exec ourselves as a child: fresh address space layout.
+ * Its channel to us is fd 3, its log socket (without -d) PROC_LOG_FD.
+ */
 static pid_t
 parent_fork(int proc, int fd)
 {
 	char	*args[8];
 	char	 a0[] = "splitmxd", ap[] = "-P", ad[] = "-d", av[] = "-v";
 	char	 name[16];
-	int	 n = 0;
+	int	 n = 0, logfd;
 	pid_t	 pid;
 
+	logfd = parent_log_channel(proc);
 	switch ((pid = fork())) {
 	case -1:
 		fatal("fork");
 	case 0:
 		break;
 	default:
+		if (logfd != -1)
+			close(logfd);
 		return pid;
 	}
+	/* Out of the way of the dup2s below. */
+	if (logfd != -1 && logfd <= PROC_LOG_FD &&
+	    (logfd = fcntl(logfd, F_DUPFD_CLOEXEC, PROC_LOG_FD + 1)) == -1)
+		fatal("fcntl");
 	if (fd != 3) {
 		if (dup2(fd, 3) == -1)
 			fatal("dup2");
 	} else if (fcntl(fd, F_SETFD, 0) == -1)
 		fatal("fcntl");
-	if (close_range(4, ~0U, 0) == -1)
+	if (logfd != -1 && dup2(logfd, PROC_LOG_FD) == -1)
+		fatal("dup2");
+	if (close_range(logfd != -1 ? PROC_LOG_FD + 1 : 3 + 1, ~0U, 0) == -1)
 		fatal("close_range");
 	strlcpy(name, proc_name(proc), sizeof(name));
 	args[n++] = a0;
@@ -639,6 +659,8 @@ parent_imsg(struct msgchan *ch, struct msg *m, void *arg)
 		/* Usually the child died: say which and how, then stop. */
 		int	 status, tries;
 		pid_t	 pid = env->pids[ch->peer];
+
+		parent_log_drain();	/* its last words first */
 
 		for (tries = 0; pid != 0 && tries < 50; tries++) {
 			if (waitpid(pid, &status, WNOHANG) == pid) {
@@ -908,6 +930,7 @@ parent_reap(void)
 		env->pids[i] = 0;
 		if (shutting_down)
 			continue;
+		parent_log_drain();
 		parent_child_exited(i, status);
 		parent_shutdown(1);
 	}
@@ -961,10 +984,27 @@ parent_shutdown(int failed)
 			kill(env->pids[i], SIGKILL);
 			waitpid(env->pids[i], NULL, 0);
 		}
+	parent_log_drain();
 	if (env->conf != NULL) {
 		unlink(env->conf->control_sock);
 		unlink(env->conf->status_sock);
 	}
 	log_info("terminated");
 	exit(failed);
+}
+
+/*
+ * Before daemon(3), while the terminal still listens: say so if no
+ * syslog daemon will take the log (lines are kept trying for, and
+ * counted, until one does).
+ */
+static void
+parent_syslog_warn(void)
+{
+	if (log_syslog_probe() == 0)
+		return;
+	fprintf(stderr, "splitmxd: warning: no syslog daemon at %s (%s): log "
+	    "lines are lost until one listens there; start one, or run "
+	    "splitmxd -d to log to standard error\n", log_syslog_path(),
+	    strerror(errno));
 }

@@ -5,7 +5,7 @@ OBJ	?= obj
 CC	?= cc
 PYTHON	 = /usr/bin/python3
 
-PKGS	 = libbsd-overlay libevent libtls libcares ldap libseccomp
+PKGS	 = libbsd-overlay libevent libtls libcares ldap libseccomp libsystemd
 OPT	?= -O2 -g
 SAN	?=
 WARN	 = -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes \
@@ -35,7 +35,7 @@ UNIT_SRCS = $(wildcard regress/lib/*_test.c)
 UNIT_BINS = $(patsubst regress/lib/%.c,$(OBJ)/regress/%,$(UNIT_SRCS))
 
 DEB_BUILD = gcc make bison pkg-config libevent-dev libtls-dev libbsd-dev \
-	    libc-ares-dev libldap-dev libseccomp-dev
+	    libc-ares-dev libldap-dev libseccomp-dev libsystemd-dev
 DEB_TEST  = python3 python3-pytest python3-aiosmtpd python3-dnslib swaks \
 	    openssl procps slapd ldap-utils libnet-ssleay-perl
 DEB_ALL	  = $(DEB_BUILD) $(DEB_TEST)

@@ -3,6 +3,7 @@
 Every test builds its own world in a temporary directory and tears it
 down by PID.  Nothing here talks to any address outside 127.0.0.0/8.
 """
+import grp
 import json
 import os
 import pwd
@@ -59,6 +60,42 @@ def ensure_user():
         subprocess.run(["useradd", "--system", "--no-create-home",
                         "--home-dir", "/var/empty", "--shell",
                         "/usr/sbin/nologin", USER], check=True)
+
+
+def ensure_accounts(users=(), groups=()):
+    """As root, the system users and groups a configuration under test
+    names (splitmxd -n checks that they exist).  They stay, like
+    _splitmx: a run beside this one may be using them.  Returns the
+    names still missing (when not root)."""
+    missing = []
+    for g in sorted(groups):
+        try:
+            grp.getgrnam(g)
+        except KeyError:
+            if os.geteuid() != 0:
+                missing.append(g)
+                continue
+            subprocess.run(["groupadd", "--system", g], capture_output=True)
+            try:
+                grp.getgrnam(g)
+            except KeyError:
+                missing.append(g)
+    for u in sorted(users):
+        try:
+            pwd.getpwnam(u)
+        except KeyError:
+            if os.geteuid() != 0:
+                missing.append(u)
+                continue
+            subprocess.run(["useradd", "--system", "--no-create-home",
+                            "--home-dir", "/nonexistent", "--shell",
+                            "/usr/sbin/nologin", "--user-group", u],
+                           capture_output=True)
+            try:
+                pwd.getpwnam(u)
+            except KeyError:
+                missing.append(u)
+    return missing
 
 
 @pytest.fixture(scope="session")

@@ -31,7 +31,6 @@ static void	usage(void) __attribute__((__noreturn__));
 static int	check_config(const char *, int);
 static int	parent_bind_metrics(struct smx_conf *, FILE *);
 static void	parent_wipe_pki(struct smx_conf *);
-static void	parent_setup_dirs(const struct smx_conf *);
 static int	parent_bind(struct smx_conf *, FILE *);
 static int	parent_bind_listener(struct smx_listener *, FILE *);
 static int	parent_bind_unix(const char *, const char *, mode_t, FILE *);
@@ -155,7 +154,8 @@ check_config(const char *file, int verbose)
 
 	if ((c = parse_config(file, stderr)) == NULL)
 		return 1;
-	if (lookup_check_config(c, stderr) == -1) {
+	if (lookup_check_config(c, stderr) == -1 ||
+	    startup_check(c, stderr) == -1) {
 		conf_free(c);
 		return 1;
 	}
@@ -164,38 +164,6 @@ check_config(const char *file, int verbose)
 	printf("configuration OK\n");
 	conf_free(c);
 	return 0;
-}
-
-/* The spool and the empty chroot, owned as the children need them. */
-static void
-parent_setup_dirs(const struct smx_conf *c)
-{
-	struct passwd	*pw = NULL;
-	struct stat	 st;
-
-	if (geteuid() == 0) {
-		if ((pw = getpwnam(c->user)) == NULL)
-			fatalx("user %s does not exist", c->user);
-		if (mkdir(SPLITMX_EMPTY, 0755) == -1 && errno != EEXIST)
-			fatal("mkdir %s", SPLITMX_EMPTY);
-		if (stat(SPLITMX_EMPTY, &st) == -1)
-			fatal("stat %s", SPLITMX_EMPTY);
-		if (st.st_uid != 0 || (st.st_mode & 022) != 0)
-			fatalx("%s must be owned by root and not writable "
-			    "by others", SPLITMX_EMPTY);
-	}
-	if (mkdir(c->queue_dir, 0700) == -1 && errno != EEXIST)
-		fatal("mkdir %s", c->queue_dir);
-	if (stat(c->queue_dir, &st) == -1)
-		fatal("stat %s", c->queue_dir);
-	if (!S_ISDIR(st.st_mode))
-		fatalx("%s is not a directory", c->queue_dir);
-	if (pw != NULL && (st.st_uid != pw->pw_uid)) {
-		if (chown(c->queue_dir, pw->pw_uid, pw->pw_gid) == -1)
-			fatal("chown %s", c->queue_dir);
-		if (chmod(c->queue_dir, 0700) == -1)
-			fatal("chmod %s", c->queue_dir);
-	}
 }
 
 static int
@@ -496,7 +464,8 @@ parent_start(void)
 
 	if ((c = parse_config(conffile, stderr)) == NULL)
 		exit(1);
-	if (lookup_check_config(c, stderr) == -1)
+	if (lookup_check_config(c, stderr) == -1 ||
+	    startup_check(c, stderr) == -1)
 		exit(1);
 	c->generation = generation++;
 	c->loaded = time(NULL);
@@ -505,16 +474,18 @@ parent_start(void)
 	if (geteuid() != 0)
 		log_warnx("running as uid %u, not root: every process runs as "
 		    "this user, without chroot", (unsigned)geteuid());
-	parent_setup_dirs(c);
+	startup_dirs(c);
+	if (startup_pidfile_lock(c, stderr) == -1)
+		exit(1);
 	if (parent_read_pki(c, stderr) == -1 || parent_bind(c, stderr) == -1 ||
 	    parent_open_tables(c, stderr) == -1)
 		fatalx("cannot start");
 
 	if (!env->debug) {
 		parent_syslog_warn();
-		if (daemon(1, 0) == -1)
-			fatal("daemon");
-	}
+		startup_daemon();
+	} else
+		startup_pidfile_write(getpid());
 
 	env->proc = PROC_PARENT;
 	env->started = time(NULL);
@@ -578,6 +549,8 @@ parent_start(void)
 
 	log_info("startup version=%s generation=%u pid=%d", SPLITMX_VERSION,
 	    c->generation, (int)getpid());
+	startup_notify("READY=1\nSTATUS=running, configuration generation %u",
+	    c->generation);
 	event_dispatch();
 	parent_shutdown(1);
 }
@@ -958,6 +931,7 @@ parent_shutdown(int failed)
 	pid_t	 pid;
 
 	shutting_down = 1;
+	startup_notify("STOPPING=1");
 	for (i = PROC_PARENT + 1; i < PROC_COUNT; i++)
 		if (env->chan[i] != NULL) {
 			msgchan_clear(env->chan[i]);

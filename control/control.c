@@ -70,6 +70,9 @@ control_imsg(struct msgchan *ch, struct msg *m, void *arg)
 	case IMSG_CTL_RELOAD_RESULT:
 		control_reload_result(m);
 		break;
+	case IMSG_CTL_STOP_RESULT:
+		control_stop_result(m);
+		break;
 	case IMSG_CTL_QUEUE_ITEM:
 		control_queue_item(m);
 		break;

@@ -54,6 +54,8 @@ void		 control_reload(struct ctl_client *, char **);
 void		 control_reload_result(struct msg *);
 void		 control_log(struct ctl_client *, char **);
 void		 control_pause(struct ctl_client *, char **);
+void		 control_stop(struct ctl_client *, char **);
+void		 control_stop_result(struct msg *);
 /* Text without control bytes (json_str() is lib/util.c's). */
 void		 control_put_safe(FILE *, const char *);
 

@@ -11,6 +11,7 @@
 #include <event.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,7 @@ static void	control_written(struct bufferevent *, void *);
 static void	control_error(struct bufferevent *, short, void *);
 static void	control_client_free(struct ctl_client *);
 static void	control_request(struct ctl_client *, char *);
+static void	control_reply_now(struct ctl_client *, int);
 
 /* What runs each request of control_verbs.c. */
 static void	(*const ctl_handlers[CTL_HANDLER_COUNT])(struct ctl_client *,
@@ -45,6 +47,7 @@ static void	(*const ctl_handlers[CTL_HANDLER_COUNT])(struct ctl_client *,
 	[CTL_LOG] = control_log,
 	[CTL_IMPORT_INFO] = control_import_info,
 	[CTL_CHECK_CLIENT] = control_check_client,
+	[CTL_STOP] = control_stop,
 };
 
 static TAILQ_HEAD(, ctl_client)	 clients = TAILQ_HEAD_INITIALIZER(clients);
@@ -362,6 +365,88 @@ control_pause(struct ctl_client *c, char **words)
 		fprintf(control_out(c), "%s %s\n", words[1],
 		    paused ? "paused" : "resumed");
 	control_reply(c, 0);
+}
+
+/*
+ * stop: the answer comes when the daemon has drained, just before it
+ * exits; splitmxctl returns then (ExecStop= of the systemd unit).
+ */
+void
+control_stop(struct ctl_client *c, char **words)
+{
+	struct msg	 m;
+
+	(void)words;
+	c->reqid = control_reqid();
+	msg_init(&m, IMSG_CTL_STOP, 0);
+	msg_add_u64(&m, c->reqid);
+	msg_add_u32(&m, (uint32_t)c->uid);
+	proc_send(PROC_PARENT, &m);
+	log_info("control uid=%u stop", (unsigned)c->uid);
+}
+
+/*
+ * IMSG_CTL_STOP_RESULT: u64 reqid, str the report.  The parent closes
+ * our channel right after it, and we exit then: the answer is written
+ * now rather than by the event loop (control_reply_now()).
+ */
+void
+control_stop_result(struct msg *m)
+{
+	struct ctl_client	*c;
+	uint64_t		 reqid;
+	const char		*text;
+
+	if (msg_get_u64(m, &reqid) == -1 || msg_get_strp(m, &text) == -1 ||
+	    text == NULL || msg_end(m) == -1)
+		fatalx("bad %s", imsg_name(m->type));
+	if ((c = control_client_find(reqid)) == NULL)
+		return;
+	if (c->json) {
+		fputs("{\"stop\": \"done\", \"message\": ", control_out(c));
+		json_str(control_out(c), text);
+		fputs("}\n", control_out(c));
+	} else
+		fputs(text, control_out(c));
+	control_reply_now(c, 0);
+}
+
+/*
+ * The answer written out at once, past the client's bufferevent (its
+ * output is only drained by the event loop), and the client gone: for
+ * an answer the process may not live to send otherwise.
+ */
+static void
+control_reply_now(struct ctl_client *c, int status)
+{
+	struct pollfd	 pfd;
+	char		 head[16];
+	const char	*p;
+	size_t		 off = 0, len;
+	ssize_t		 n;
+	int		 part, tries = 0;
+
+	if (fclose(control_out(c)) != 0)
+		fatal("fclose");
+	c->out = NULL;
+	(void)snprintf(head, sizeof(head), "%d\n", status);
+	pfd.fd = bufferevent_getfd(c->bev);
+	pfd.events = POLLOUT;
+	for (part = 0; part < 2; part++) {
+		p = part == 0 ? head : c->outbuf;
+		len = part == 0 ? strlen(head) : c->outlen;
+		for (off = 0; off < len && tries < 20;) {
+			if ((n = write(pfd.fd, p + off, len - off)) > 0) {
+				off += (size_t)n;
+				continue;
+			}
+			if (n == -1 && errno != EAGAIN && errno != EINTR)
+				break;
+			tries++;
+			(void)poll(&pfd, 1, 100);
+		}
+	}
+	control_client_free(c);
 }
 
 /* Text output: whatever the queue holds, no control bytes reach a tty. */

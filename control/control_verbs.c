@@ -31,6 +31,7 @@ static const struct ctl_verb	 ctl_verbs[] = {
 	/* Its options and their number are splitmxctl_import.c's. */
 	{ { "import", NULL }, "[-n] [options] TABLE FILE", 2, INT_MAX,
 	    CTL_IMPORT, F_CTL_LOCAL },
+	{ { "stop", NULL }, NULL, 0, 0, CTL_STOP, F_CTL_ADMIN },
 };
 #define NVERBS	(sizeof(ctl_verbs) / sizeof(ctl_verbs[0]))
 

@@ -22,6 +22,7 @@ enum ctl_handler {
 	CTL_LOG,		/* log verbose|brief */
 	CTL_IMPORT_INFO,
 	CTL_CHECK_CLIENT,	/* check client IP: the DNS lists */
+	CTL_STOP,
 	CTL_HANDLER_COUNT,
 	/* Past the count: splitmxctl's own, never sent (F_CTL_LOCAL). */
 	CTL_IMPORT

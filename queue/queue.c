@@ -14,12 +14,20 @@
 #include "queue.h"
 
 #define QUEUE_STAT_INTERVAL	5	/* seconds, queue.oldest_age */
+#define QUEUE_STOP_POLL		100	/* ms, deliveries out at a stop */
 
 static void	queue_conf_apply(struct msg *);
 static void	queue_relay_result(struct msgchan *, struct msg *);
 static void	queue_stat_timer(int, short, void *);
+static void	queue_stop_poll(int, short, void *);
 
 static struct event	 ev_stat;
+/* splitmxctl stop: until when the deliveries out may come back. */
+static struct {
+	time_t		 deadline;
+	uint32_t	 out;		/* when it began */
+	struct event	 ev;
+} stopping;
 
 /*
  * Privileges go first: the spool is then "." (our chroot as root, our
@@ -108,3 +116,40 @@ queue_stat_timer(int fd, short event, void *arg)
 	evtimer_add(&ev_stat, &tv);
 }
 
+
+/*
+ * splitmxctl stop: nothing more goes to the relay; the deliveries out
+ * have grace seconds to come back with their results.  One still out
+ * then is tried again at the next start (its recipients are still
+ * queued on disk): twice, never zero times.  Commits go on as long as
+ * the smtp process sends them.
+ */
+void
+queue_stop(unsigned int grace)
+{
+	stopping.deadline = time(NULL) + grace;
+	stopping.out = sched_inflight();
+	sched_pause(1);
+	evtimer_set(&stopping.ev, queue_stop_poll, NULL);
+	queue_stop_poll(-1, 0, NULL);
+}
+
+static void
+queue_stop_poll(int fd, short event, void *arg)
+{
+	struct timeval	 tv = { 0, QUEUE_STOP_POLL * 1000 };
+	char		 report[160];
+	uint32_t	 out = sched_inflight();
+
+	(void)fd;
+	(void)event;
+	(void)arg;
+	if (out > 0 && time(NULL) < stopping.deadline) {
+		evtimer_add(&stopping.ev, &tv);
+		return;
+	}
+	(void)snprintf(report, sizeof(report), "queue: %u deliver%s out "
+	    "at the stop, %u still out (tried again at the next start)",
+	    stopping.out, stopping.out == 1 ? "y was" : "ies were", out);
+	proc_stopped(report);
+}

@@ -200,6 +200,7 @@ void		 sched_init(void);
 void		 sched_add(struct queue_msg *, int recovered);
 void		 sched_result(struct msg *);
 void		 sched_pause(int);
+uint32_t	 sched_inflight(void);
 /* Operator requests: 1 done now, 0 pending (removal while out). */
 void		 sched_schedule(struct queue_msg *);
 int		 sched_remove(struct queue_msg *);

@@ -1032,6 +1032,13 @@ sched_pause(int p)
 	sched_kick();
 }
 
+/* Deliveries out to the relay now (splitmxctl stop waits for them). */
+uint32_t
+sched_inflight(void)
+{
+	return ninflight;
+}
+
 static void
 sched_timer_set(struct queue_msg *qm, time_t wake, time_t now)
 {

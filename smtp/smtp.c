@@ -50,6 +50,8 @@ static void	smtp_pause(struct msg *);
 static void	smtp_lookup_rcpt_result(struct msg *);
 static void	smtp_queue_create_result(struct msg *);
 static void	smtp_queue_commit_result(struct msg *);
+static void	smtp_stop_deadline(int, short, void *);
+static void	smtp_stop_check(void);
 
 static struct smtp_gen		*current;
 static struct smtp_clients	 clients = RB_INITIALIZER(&clients);
@@ -57,6 +59,13 @@ static uint32_t			 nsessions;
 static int			 paused;	/* splitmxctl pause smtp */
 static int			 starved;	/* out of descriptors */
 static struct event		 ev_resume;
+/* splitmxctl stop: the sessions there were, those cut at the deadline. */
+static struct {
+	int			 active;
+	uint32_t		 sessions;
+	uint32_t		 cut;
+	struct event		 ev;
+} stopping;
 
 void
 smtp(void)
@@ -298,7 +307,7 @@ smtp_listen_update(void)
 {
 	struct smtp_listen	*ls;
 	size_t			 i;
-	int			 on = !paused && !starved;
+	int			 on = !paused && !starved && !stopping.active;
 
 	for (i = 0; i < current->nlistens; i++) {
 		ls = &current->listens[i];
@@ -409,6 +418,56 @@ smtp_session_gone(const struct sockaddr_storage *ss)
 		fatalx("smtp: session count underflow");
 	nsessions--;
 	stat_set("sessions.active", nsessions);
+	smtp_stop_check();
+}
+
+/*
+ * splitmxctl stop: no new sessions; each one finishes the command it is
+ * in and gets 421 (smtp_session_stop_all()).  Those still there after
+ * grace seconds are closed, their message not acknowledged.
+ */
+void
+smtp_stop(unsigned int grace)
+{
+	struct timeval	 tv = { grace, 0 };
+
+	stopping.active = 1;
+	stopping.sessions = nsessions;
+	smtp_listen_update();
+	log_info("event=stopping sessions=%u", nsessions);
+	evtimer_set(&stopping.ev, smtp_stop_deadline, NULL);
+	evtimer_add(&stopping.ev, &tv);
+	smtp_session_stop_all(0);
+	smtp_stop_check();
+}
+
+static void
+smtp_stop_deadline(int fd, short event, void *arg)
+{
+	(void)fd;
+	(void)event;
+	(void)arg;
+	stopping.cut = nsessions;
+	if (nsessions > 0)
+		log_warnx("event=stopping closing=%u sessions still busy",
+		    nsessions);
+	smtp_session_stop_all(1);
+	smtp_stop_check();
+}
+
+static void
+smtp_stop_check(void)
+{
+	char	 report[128];
+
+	if (!stopping.active || nsessions > 0)
+		return;
+	evtimer_del(&stopping.ev);
+	(void)snprintf(report, sizeof(report), "smtp: %u session%s closed "
+	    "(%u after finishing a command, %u at the deadline)",
+	    stopping.sessions, stopping.sessions == 1 ? "" : "s",
+	    stopping.sessions - stopping.cut, stopping.cut);
+	proc_stopped(report);
 }
 
 static void

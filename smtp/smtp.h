@@ -42,6 +42,7 @@ enum smtp_state {
 #define F_CHUNK_SKIP	0x0100	/* ... that goes nowhere */
 #define F_CHUNK_LAST	0x0200	/* ... the last one */
 #define F_CHUNK_ERROR	0x0400	/* ... and the skip reply is an error */
+#define F_STOP		0x0800	/* splitmxd stops: 421 at the next command */
 
 /* The connection policy's verdict on a session (smtp_policy.c). */
 enum smtp_policy {
@@ -198,6 +199,8 @@ void	smtp_session_reply(struct smtp_session *, const char *, ...)
 /* A client error: replied, counted, past the limit the session ends. */
 void	smtp_session_error(struct smtp_session *, const char *, ...)
 	    __attribute__((__format__ (printf, 2, 3)));
+/* splitmxd stops: every session, at its next command or now. */
+void	smtp_session_stop_all(int now);
 
 /* smtp_message.c: the message of a transaction, from DATA/BDAT to queue */
 void	smtp_message_create(struct smtp_session *);

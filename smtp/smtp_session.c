@@ -101,6 +101,7 @@ static void	smtp_session_vrfy(struct smtp_session *, char *);
 static void	smtp_session_expn(struct smtp_session *, char *);
 static void	smtp_session_help(struct smtp_session *, char *);
 static void	smtp_session_orcpt(struct smtp_rcpt *);
+static void	smtp_session_bye(struct smtp_session *);
 
 static const struct smtp_cmd smtp_cmds[] = {
 	{ "EHLO",	S_ANY,				0, smtp_session_ehlo },
@@ -593,10 +594,56 @@ smtp_session_process(struct smtp_session *s)
 			more = smtp_message_chunk(s);
 		else if (s->state == STATE_DATA)
 			more = smtp_message_dataline(s);
-		else
+		else if (s->flags & F_STOP) {
+			/* Between two commands: what was pipelined waits. */
+			smtp_session_bye(s);
+			break;
+		} else
 			more = smtp_session_line(s);
 		if (!more)
 			break;
+	}
+}
+
+/* splitmxd stops (RFC 5321 §3.8: 421 before closing). */
+static void
+smtp_session_bye(struct smtp_session *s)
+{
+	smtp_session_reply(s, "421 4.3.2 %s Service shutting down, closing "
+	    "connection", s->gen->conf->hostname);
+	smtp_session_close(s, "shutdown");
+}
+
+/*
+ * splitmxctl stop.  A session between commands is told 421 now; one in
+ * the middle of a command (waiting for a lookup or a commit, reading
+ * DATA or a chunk, in a TLS handshake) finishes it first and is told
+ * at the next (smtp_session_process()).  now: the deadline, every
+ * session left is told and closed at once; a message not yet committed
+ * is not acknowledged and goes away with it.
+ */
+void
+smtp_session_stop_all(int now)
+{
+	struct smtp_session	*s, *next;
+
+	RB_FOREACH_SAFE(s, smtp_sessions, &sessions, next) {
+		s->flags |= F_STOP;
+		if (now) {
+			if (!(s->flags & (F_CLOSE | F_HANDSHAKE))) {
+				smtp_session_bye(s);
+				(void)smtp_session_write(s);
+			}
+			smtp_session_free(s, "shutdown");
+			continue;
+		}
+		if (s->state == STATE_BANNER) {
+			/* No banner then: the 421 is the greeting. */
+			evtimer_del(&s->tmo);
+			s->state = STATE_CONNECTED;
+			smtp_session_bye(s);
+		}
+		smtp_session_run(s);
 	}
 }
 

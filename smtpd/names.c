@@ -70,6 +70,11 @@ static const char *imsg_names[IMSG_TYPE_COUNT] = {
 	NAME(IMSG_LOOKUP_CLIENT_RESULT),
 	NAME(IMSG_CTL_CHECK_CLIENT),
 	NAME(IMSG_CTL_CHECK_CLIENT_RESULT),
+
+	NAME(IMSG_CTL_STOP),
+	NAME(IMSG_CTL_STOP_RESULT),
+	NAME(IMSG_PROC_STOP),
+	NAME(IMSG_PROC_STOPPED),
 };
 
 /* As the envelope files, the logs and splitmxctl spell them. */

@@ -28,6 +28,7 @@ static void	proc_peer_open(struct msg *);
 static void	proc_conf(struct msg *);
 static void	proc_conf_ack(int, const char *);
 static void	proc_verbose(struct msg *);
+static void	proc_stop(struct msg *);
 
 /*
  * The process table: everything that makes a process what it is.  A
@@ -48,6 +49,7 @@ static const struct proc_ident	proc_idents[PROC_COUNT] = {
 		.syscalls = sandbox_smtp,
 		.nofile = PROC_MAXFILES,
 		.flags = F_PROC_PKI_KEYS | F_PROC_LISTENERS,
+		.stop = smtp_stop,
 	},
 	[PROC_LOOKUP] = {
 		.name = "lookup",
@@ -67,6 +69,7 @@ static const struct proc_ident	proc_idents[PROC_COUNT] = {
 		.root = ROOT_SPOOL,
 		.syscalls = sandbox_queue,
 		.nofile = PROC_MAXFILES,
+		.stop = queue_stop,
 	},
 	[PROC_RELAY] = {
 		.name = "relay",
@@ -89,6 +92,7 @@ static const struct proc_ident	proc_idents[PROC_COUNT] = {
 };
 
 static int	 proc_started;
+static int	 proc_stop_answered;
 static struct smx_env	 env_store;
 struct smx_env		*env = &env_store;
 
@@ -217,6 +221,7 @@ proc_imsg(struct msgchan *ch, struct msg *m)
 	case IMSG_CONF_ABORT:
 	case IMSG_CONF_APPLY:
 	case IMSG_CTL_VERBOSE:
+	case IMSG_PROC_STOP:
 		proc_expect(ch, m, PROC_PARENT);
 		break;
 	default:
@@ -247,6 +252,9 @@ proc_imsg(struct msgchan *ch, struct msg *m)
 		return 0;
 	case IMSG_CTL_VERBOSE:
 		proc_verbose(m);
+		return 1;
+	case IMSG_PROC_STOP:
+		proc_stop(m);
 		return 1;
 	default:
 		proc_conf(m);	/* IMSG_CONF_RESET to IMSG_CONF_DONE */
@@ -353,6 +361,33 @@ proc_verbose(struct msg *m)
 	env->verbose = (int)v;
 }
 
+/* splitmxctl stop: the process' own stop, or done at once. */
+static void
+proc_stop(struct msg *m)
+{
+	const struct proc_ident	*pi = proc_ident(env->proc);
+	uint32_t		 grace;
+
+	if (msg_get_u32(m, &grace) == -1 || msg_end(m) == -1)
+		fatalx("bad %s", imsg_name(m->type));
+	if (pi->stop != NULL)
+		pi->stop(grace);
+	else
+		proc_stopped("");
+}
+
+void
+proc_stopped(const char *report)
+{
+	struct msg	 m;
+
+	if (proc_stop_answered++)
+		return;
+	msg_init(&m, IMSG_PROC_STOPPED, 0);
+	msg_add_str(&m, report);
+	proc_send(PROC_PARENT, &m);
+}
+
 static void
 proc_lost_timeout(int fd, short event, void *arg)
 {
@@ -383,6 +418,11 @@ proc_lost(struct msgchan *ch)
 		/* The parent closed us: an orderly shutdown. */
 		log_debug("parent closed the channel, exiting");
 		exit(0);
+	}
+	/* Stopping: the parent closes the others first, then us. */
+	if (proc_stop_answered) {
+		msgchan_event_del(ch);
+		return;
 	}
 	/*
 	 * A sibling went away.  The parent learns of its death by SIGCHLD,

@@ -320,6 +320,15 @@ enum imsg_type {
 	IMSG_CTL_CHECK_CLIENT,		/* control -> lookup: explain */
 	IMSG_CTL_CHECK_CLIENT_RESULT,
 
+	/* splitmxctl stop: the daemon drains and exits */
+	IMSG_CTL_STOP,			/* control -> parent: u64 reqid, */
+					/* u32 uid of the requester */
+	IMSG_CTL_STOP_RESULT,		/* parent -> control: u64 reqid, */
+					/* str what each process did */
+	IMSG_PROC_STOP,			/* parent -> child: u32 seconds */
+					/* it has to finish its work */
+	IMSG_PROC_STOPPED,		/* child -> parent: str its report */
+
 	IMSG_TYPE_COUNT
 };
 
@@ -629,6 +638,12 @@ struct proc_ident {
 	int		(*prepare)(struct smx_conf *, char *, size_t);
 	/* Its part of the reply to a reload it accepted, or NULL. */
 	void		(*report)(const struct smx_conf *, char *, size_t);
+	/*
+	 * splitmxctl stop: finish the work under way within the seconds
+	 * given, take no new work, then call proc_stopped().  NULL: the
+	 * process has nothing to finish and answers at once.
+	 */
+	void		(*stop)(unsigned int grace);
 	enum proc_root	 root;
 	const int	*syscalls;		/* sandbox.c, -1 ends it */
 	rlim_t		 nofile;		/* descriptors it may open */
@@ -656,6 +671,8 @@ void		 proc_drop_privileges(void);
  * socket at this descriptor; the parent writes them to syslog.
  */
 #define PROC_LOG_FD	4
+/* The stop is done here: IMSG_PROC_STOPPED with a line for the reply. */
+void		 proc_stopped(const char *report);
 
 /* sandbox.c: the seccomp filter, the last step of the drop. */
 void		 sandbox_enter(int proc);
@@ -687,11 +704,13 @@ void		 stat_flush(void);
 /* Process entry points and dispatchers (one file each). */
 void		 smtp(void);
 void		 smtp_imsg(struct msgchan *, struct msg *, void *);
+void		 smtp_stop(unsigned int);
 void		 lookup(void);
 void		 lookup_imsg(struct msgchan *, struct msg *, void *);
 int		 lookup_conf_prepare(struct smx_conf *, char *errbuf, size_t);
 void		 queue(void);
 void		 queue_imsg(struct msgchan *, struct msg *, void *);
+void		 queue_stop(unsigned int);
 void		 relay(void);
 void		 relay_imsg(struct msgchan *, struct msg *, void *);
 void		 control(void);

@@ -27,6 +27,10 @@
 #include "splitmx.h"
 #include "parent.h"
 
+#define STOP_GRACE	10	/* seconds for sessions to finish a command */
+#define STOP_BACKSTOP	5	/* more for the children to say they have */
+#define STOP_WAITERS	16	/* splitmxctl stop commands answered */
+
 static void	usage(void) __attribute__((__noreturn__));
 static int	check_config(const char *, int);
 static int	parent_bind_metrics(struct smx_conf *, FILE *);
@@ -46,6 +50,7 @@ static void	parent_sig(int, short, void *);
 static void	parent_reap(void);
 static void	parent_child_exited(int, int);
 static void	parent_shutdown(int) __attribute__((__noreturn__));
+static void	parent_close_children(int);
 static void	parent_conf_done(struct msgchan *, struct msg *);
 static void	parent_reload(uint64_t);
 static void	parent_reload_reply(uint64_t, int, const char *);
@@ -56,6 +61,10 @@ static void	parent_reload_end(void);
 static void	parent_send_procs(void);
 static void	parent_verbose(struct msg *);
 static void	conf_close_fds(struct smx_conf *);
+static void	parent_stop(struct msg *);
+static void	parent_stop_done(struct msgchan *, struct msg *);
+static void	parent_stop_timeout(int, short, void *);
+static void	parent_stop_end(const char *) __attribute__((__noreturn__));
 
 
 /* Reload state: at most one in flight. */
@@ -74,6 +83,17 @@ static char		 selfpath[PATH_MAX];	/* re-executed as children */
 static uint32_t		 generation = 1;
 static int		 shutting_down;
 static struct event	 ev_sigterm, ev_sigint, ev_sighup, ev_sigchld;
+
+/* splitmxctl stop: at most one, however many ask. */
+static struct {
+	int		 active;
+	uint64_t	 reqids[STOP_WAITERS];	/* to answer when done */
+	int		 nreqids;
+	int		 done[PROC_COUNT];	/* PROC_STOPPED received */
+	int		 ndone;
+	char		*reports[PROC_COUNT];
+	struct event	 ev;
+} stop;
 
 static void
 usage(void)
@@ -662,6 +682,13 @@ parent_imsg(struct msgchan *ch, struct msg *m, void *arg)
 		proc_expect(ch, m, PROC_CONTROL);
 		parent_verbose(m);
 		break;
+	case IMSG_CTL_STOP:
+		proc_expect(ch, m, PROC_CONTROL);
+		parent_stop(m);
+		break;
+	case IMSG_PROC_STOPPED:
+		parent_stop_done(ch, m);
+		break;
 	default:
 		fatalx("unexpected %s from %s", imsg_name(m->type),
 		    proc_name(ch->peer));
@@ -706,6 +733,10 @@ parent_reload(uint64_t reqid)
 	if (reload.pending) {
 		parent_reload_reply(reqid, 1,
 		    "a reload is already in progress");
+		return;
+	}
+	if (stop.active) {
+		parent_reload_reply(reqid, 1, "splitmxd is stopping");
 		return;
 	}
 	if ((errfp = open_memstream(&errbuf, &errlen)) == NULL)
@@ -920,27 +951,42 @@ parent_child_exited(int proc, int status)
 		    proc_name(proc), WEXITSTATUS(status));
 }
 
-/*
- * Close every channel (children exit on EOF), wait for them a moment,
- * then kill what is left.  No zombies stay behind.
- */
 static void
 parent_shutdown(int failed)
+{
+	shutting_down = 1;
+	startup_notify("STOPPING=1");
+	parent_close_children(-1);
+	parent_log_drain();
+	if (env->conf != NULL) {
+		unlink(env->conf->control_sock);
+		unlink(env->conf->status_sock);
+	}
+	log_info("terminated");
+	exit(failed);
+}
+
+/*
+ * Close the channel of every child but keep (children exit on EOF),
+ * wait for them a moment, then kill what is left.  No zombies stay
+ * behind.
+ */
+static void
+parent_close_children(int keep)
 {
 	int	 i, alive, tries;
 	pid_t	 pid;
 
 	shutting_down = 1;
-	startup_notify("STOPPING=1");
 	for (i = PROC_PARENT + 1; i < PROC_COUNT; i++)
-		if (env->chan[i] != NULL) {
+		if (i != keep && env->chan[i] != NULL) {
 			msgchan_clear(env->chan[i]);
 			env->chan[i] = NULL;
 		}
 	for (tries = 0; tries < 100; tries++) {
 		alive = 0;
 		for (i = PROC_PARENT + 1; i < PROC_COUNT; i++) {
-			if (env->pids[i] == 0)
+			if (i == keep || env->pids[i] == 0)
 				continue;
 			pid = waitpid(env->pids[i], NULL, WNOHANG);
 			if (pid == env->pids[i] || (pid == -1 &&
@@ -954,17 +1000,10 @@ parent_shutdown(int failed)
 		usleep(10000);
 	}
 	for (i = PROC_PARENT + 1; i < PROC_COUNT; i++)
-		if (env->pids[i] != 0) {
+		if (i != keep && env->pids[i] != 0) {
 			kill(env->pids[i], SIGKILL);
 			waitpid(env->pids[i], NULL, 0);
 		}
-	parent_log_drain();
-	if (env->conf != NULL) {
-		unlink(env->conf->control_sock);
-		unlink(env->conf->status_sock);
-	}
-	log_info("terminated");
-	exit(failed);
 }
 
 /*
@@ -981,4 +1020,123 @@ parent_syslog_warn(void)
 	    "lines are lost until one listens there; start one, or run "
 	    "splitmxd -d to log to standard error\n", log_syslog_path(),
 	    strerror(errno));
+}
+
+/*
+ * splitmxctl stop.  Every child is told to finish within STOP_GRACE
+ * seconds: the smtp process stops accepting, lets each session finish
+ * the command it is in (a lookup, DATA up to its commit) and closes it
+ * with 421; the queue stops handing out deliveries and waits for those
+ * under way.  When all have said so (IMSG_PROC_STOPPED), or at the
+ * backstop, the requesters get the report and the daemon exits 0.
+ * Whatever was acknowledged is on disk by then: a 250 is only sent for
+ * a message fsync'd.
+ */
+static void
+parent_stop(struct msg *m)
+{
+	struct timeval	 tv = { STOP_GRACE + STOP_BACKSTOP, 0 };
+	struct msg	 out;
+	uint64_t	 reqid;
+	uint32_t	 uid;
+	int		 i;
+
+	if (msg_get_u64(m, &reqid) == -1 || msg_get_u32(m, &uid) == -1 ||
+	    msg_end(m) == -1)
+		fatalx("bad %s", imsg_name(m->type));
+	if (stop.nreqids < STOP_WAITERS)
+		stop.reqids[stop.nreqids++] = reqid;
+	if (stop.active)
+		return;
+	stop.active = 1;
+	log_info("stop requested by uid=%u, sessions have %d s to finish",
+	    uid, STOP_GRACE);
+	startup_notify("STOPPING=1\nSTATUS=stopping");
+	for (i = PROC_PARENT + 1; i < PROC_COUNT; i++) {
+		msg_init(&out, IMSG_PROC_STOP, 0);
+		msg_add_u32(&out, STOP_GRACE);
+		proc_send(i, &out);
+	}
+	evtimer_set(&stop.ev, parent_stop_timeout, NULL);
+	evtimer_add(&stop.ev, &tv);
+}
+
+/* IMSG_PROC_STOPPED: str what the child did (may be empty). */
+static void
+parent_stop_done(struct msgchan *ch, struct msg *m)
+{
+	const char	*text;
+
+	if (msg_get_strp(m, &text) == -1 || text == NULL ||
+	    msg_end(m) == -1 || !stop.active || stop.done[ch->peer])
+		fatalx("bad %s from %s", imsg_name(m->type),
+		    proc_name(ch->peer));
+	stop.done[ch->peer] = 1;
+	if (text[0] != '\0')
+		stop.reports[ch->peer] = str_dup(text);
+	if (++stop.ndone == PROC_COUNT - 1)
+		parent_stop_end(NULL);
+}
+
+static void
+parent_stop_timeout(int fd, short event, void *arg)
+{
+	char	 late[256] = "";
+	int	 i;
+
+	(void)fd;
+	(void)event;
+	(void)arg;
+	for (i = PROC_PARENT + 1; i < PROC_COUNT; i++)
+		if (!stop.done[i]) {
+			(void)strlcat(late, " ", sizeof(late));
+			(void)strlcat(late, proc_name(i), sizeof(late));
+		}
+	log_warnx("stop: no answer from%s, stopping them", late);
+	parent_stop_end(late);
+}
+
+/*
+ * The reply to every splitmxctl stop, then the exit.  Everything that
+ * a new splitmxd would need is let go before the reply (the children
+ * but control and their sockets, the parent's copies of the listeners,
+ * the pid file): splitmxctl stop returns when the control process
+ * exits, and a start right after it must not find anything held.
+ */
+static void
+parent_stop_end(const char *late)
+{
+	struct msg	 m;
+	char		*text = NULL;
+	size_t		 len = 0;
+	FILE		*fp;
+	int		 i;
+
+	parent_close_children(PROC_CONTROL);
+	conf_close_fds(env->conf);
+	unlink(env->conf->control_sock);
+	unlink(env->conf->status_sock);
+	startup_pidfile_remove();
+
+	if ((fp = open_memstream(&text, &len)) == NULL)
+		fatal("open_memstream");
+	fprintf(fp, "splitmxd stopped\n");
+	for (i = PROC_PARENT + 1; i < PROC_COUNT; i++)
+		if (stop.reports[i] != NULL)
+			fprintf(fp, "%s\n", stop.reports[i]);
+	if (late != NULL)
+		fprintf(fp, "no answer in time from:%s\n", late);
+	if (fclose(fp) != 0)
+		fatal("fclose");
+	for (i = 0; i < stop.nreqids; i++) {
+		msg_init(&m, IMSG_CTL_STOP_RESULT, 0);
+		msg_add_u64(&m, stop.reqids[i]);
+		msg_add_str(&m, text);
+		(void)msgchan_send(env->chan[PROC_CONTROL], &m);
+	}
+	/* The control process answers before it sees the channel close. */
+	(void)msgchan_flush(env->chan[PROC_CONTROL]);
+	free(text);
+	log_info("stopped");
+	parent_shutdown(0);
 }

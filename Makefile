@@ -1,6 +1,14 @@
 # splitmx: build, run, test.  GNU make.
 PREFIX	?= /usr/local
 DESTDIR	?=
+SBINDIR	?= $(PREFIX)/sbin
+MANDIR	?= $(PREFIX)/share/man
+UNITDIR	?= $(PREFIX)/lib/systemd/system
+# Where splitmxd looks by default (smtpd/splitmx.h): not under PREFIX.
+CONFDIR	 = /etc/splitmx
+SPOOLDIR = /var/spool/splitmx
+VERSION	 = $(shell sed -n 's/^\#define SPLITMX_VERSION[^"]*"\(.*\)"/\1/p' \
+	   smtpd/splitmx.h)
 OBJ	?= obj
 CC	?= cc
 PYTHON	 = /usr/bin/python3
@@ -11,7 +19,7 @@ SAN	?=
 WARN	 = -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes \
 	   -Wpointer-arith -Wcast-qual -fstack-protector-strong
 ALL_CFLAGS = $(OPT) $(SAN) $(WARN) -D_GNU_SOURCE -Ilib -Ismtpd -I$(OBJ) \
-	   $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(CFLAGS)
+	   $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(CPPFLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(SAN) $(LDFLAGS)
 LDLIBS	+= $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer \
@@ -38,11 +46,15 @@ DEB_BUILD = gcc make bison pkg-config libevent-dev libtls-dev libbsd-dev \
 	    libc-ares-dev libldap-dev libseccomp-dev libsystemd-dev
 DEB_TEST  = python3 python3-pytest python3-aiosmtpd python3-dnslib swaks \
 	    openssl procps slapd ldap-utils libnet-ssleay-perl
-DEB_ALL	  = $(DEB_BUILD) $(DEB_TEST)
+# make deb, and the test that builds the package and installs it
+DEB_PKG	  = debhelper dpkg-dev fakeroot lintian
+DEB_ALL	  = $(DEB_BUILD) $(DEB_TEST) $(DEB_PKG)
 
-.PHONY: all deps run test test-asan unit e2e install clean bench
+.PHONY: all progs deps run test test-asan unit e2e install deb clean bench
 
-all: $(OBJ)/splitmxd $(OBJ)/splitmxctl $(UNIT_BINS)
+all: progs $(UNIT_BINS)
+
+progs: $(OBJ)/splitmxd $(OBJ)/splitmxctl $(OBJ)/splitmx.service
 
 $(OBJ)/splitmxd: $(D_OBJS)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $(D_OBJS) $(LDLIBS)
@@ -50,6 +62,11 @@ $(OBJ)/splitmxd: $(D_OBJS)
 $(OBJ)/splitmxctl: $(CTL_OBJS)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $(CTL_OBJS) $(LDLIBS) \
 	    $(CTL_LIBS)
+
+# The unit names the programs where this install puts them.
+$(OBJ)/splitmx.service: etc/systemd/splitmx.service
+	@mkdir -p $(@D)
+	sed 's|/usr/sbin/|$(SBINDIR)/|g' $< > $@
 
 $(OBJ)/smtpd/parse.c: smtpd/parse.y
 	@mkdir -p $(@D)
@@ -102,13 +119,51 @@ test-asan:
 bench: deps all
 	@sh bench/run.sh $(OBJ)
 
-install: all
-	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man5 \
-	    $(DESTDIR)$(PREFIX)/share/man/man8
-	install -m 0755 $(OBJ)/splitmxd $(OBJ)/splitmxctl $(DESTDIR)$(PREFIX)/sbin
-	install -m 0644 man/splitmx.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5
-	install -m 0644 man/splitmxd.8 man/splitmxctl.8 \
-	    $(DESTDIR)$(PREFIX)/share/man/man8
+# The programs, man pages and systemd unit; the example configuration
+# and directory unless there are files of that name already (they are
+# kept, never overwritten); the spool and the children's empty root.
+# Without DESTDIR, as root, also the user _splitmx (given the spool) and
+# /run/splitmx; with DESTDIR (a package) that is the package's work.
+install: progs
+	install -d -m 0755 $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man5 \
+	    $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR) $(DESTDIR)$(CONFDIR)
+	install -m 0755 $(OBJ)/splitmxd $(OBJ)/splitmxctl $(DESTDIR)$(SBINDIR)
+	install -m 0644 man/splitmx.conf.5 $(DESTDIR)$(MANDIR)/man5
+	install -m 0644 man/splitmxd.8 man/splitmxctl.8 $(DESTDIR)$(MANDIR)/man8
+	install -m 0644 $(OBJ)/splitmx.service $(DESTDIR)$(UNITDIR)
+	@for f in splitmx.conf:0640 directory:0644; do \
+		n=$${f%%:*}; m=$${f##*:}; t=$(DESTDIR)$(CONFDIR)/$$n; \
+		if [ -e "$$t" ]; then \
+			echo "keeping $$t, the example is etc/$$n"; \
+		else \
+			echo "install -m $$m etc/$$n $$t"; \
+			install -m $$m etc/$$n "$$t" || exit 1; \
+		fi; \
+	done
+	[ -d $(DESTDIR)$(SPOOLDIR) ] || install -d -m 0700 $(DESTDIR)$(SPOOLDIR)
+	[ -d $(DESTDIR)/var/empty ] || install -d -m 0755 $(DESTDIR)/var/empty
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then \
+		if ! getent passwd _splitmx >/dev/null; then \
+			echo "useradd --system ... _splitmx"; \
+			useradd --system --user-group --no-create-home \
+			    --home-dir /nonexistent --shell /usr/sbin/nologin \
+			    _splitmx || exit 1; \
+		fi; \
+		chown _splitmx:_splitmx $(SPOOLDIR) && \
+		install -d -m 0755 /run/splitmx || exit 1; \
+	fi
+
+# The Debian package, built from a copy of this tree under $(OBJ)/deb
+# (debian/; no network while it builds), then checked with lintian.
+deb:
+	$(MAKE) deps DEB_ALL="$(DEB_BUILD) $(DEB_PKG)"
+	rm -rf $(OBJ)/deb
+	mkdir -p $(OBJ)/deb/splitmx-$(VERSION)
+	tar -cf - --exclude='./obj*' --exclude=./.git --exclude=__pycache__ \
+	    --exclude=.pytest_cache . | tar -xf - -C $(OBJ)/deb/splitmx-$(VERSION)
+	cd $(OBJ)/deb/splitmx-$(VERSION) && dpkg-buildpackage -us -uc -b
+	lintian --info $(OBJ)/deb/splitmx_*.changes || true
+	@ls $(OBJ)/deb/*.deb
 
 clean:
 	rm -rf obj obj-asan regress/__pycache__ regress/*/__pycache__ \

@@ -43,6 +43,7 @@ enum smtp_state {
 #define F_CHUNK_LAST	0x0200	/* ... the last one */
 #define F_CHUNK_ERROR	0x0400	/* ... and the skip reply is an error */
 #define F_STOP		0x0800	/* splitmxd stops: 421 at the next command */
+#define F_TRUSTED	0x1000	/* a trusted client: errors not delayed */
 
 /* The connection policy's verdict on a session (smtp_policy.c). */
 enum smtp_policy {
@@ -57,7 +58,8 @@ enum smtp_wait {
 	WAIT_NONE,
 	WAIT_LOOKUP,		/* IMSG_LOOKUP_RCPT */
 	WAIT_CREATE,		/* IMSG_QUEUE_MESSAGE_CREATE */
-	WAIT_COMMIT		/* IMSG_QUEUE_MESSAGE_COMMIT */
+	WAIT_COMMIT,		/* IMSG_QUEUE_MESSAGE_COMMIT */
+	WAIT_DELAY		/* the answer to an error is held back */
 };
 
 /* An accepted recipient with its route, for the commit. */
@@ -120,6 +122,9 @@ struct smtp_session {
 	short			 evflags;	/* registered */
 	short			 rwant, wwant, hwant;
 	struct event		 tmo;
+	struct event		 delay;		/* ends WAIT_DELAY */
+	int64_t			 cmd_deadline;	/* usec, 0: no command begun */
+	int64_t			 data_deadline;	/* usec, while data comes */
 	enum smtp_state		 state;
 	int			 flags;
 	enum smtp_wait		 wait;
@@ -194,6 +199,8 @@ void	smtp_session_rcpt_result(struct smtp_session *, uint32_t verdict,
 /* Take the input that is there, answer, write: may free the session. */
 void	smtp_session_run(struct smtp_session *);
 void	smtp_session_timer(struct smtp_session *);
+/* A message's data begins (354 or the first chunk): its deadline runs. */
+void	smtp_session_data_begin(struct smtp_session *);
 void	smtp_session_reply(struct smtp_session *, const char *, ...)
 	    __attribute__((__format__ (printf, 2, 3)));
 /* A client error: replied, counted, past the limit the session ends. */

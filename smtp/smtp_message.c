@@ -174,6 +174,7 @@ smtp_message_chunk_skip(struct smtp_session *s, int error, const char *reply)
 	else
 		s->flags &= ~F_CHUNK_ERROR;
 	strlcpy(s->chunk_reply, reply, sizeof(s->chunk_reply));
+	smtp_session_data_begin(s);
 	smtp_session_timer(s);
 }
 
@@ -596,6 +597,7 @@ smtp_message_create_result(struct smtp_session *s, int ok, const char *id,
 		tx->midline = 0;
 		smtp_session_reply(s, "354 End data with <CR><LF>.<CR><LF>");
 	}
+	smtp_session_data_begin(s);
  out:
 	smtp_session_timer(s);
 	smtp_session_run(s);

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <tls.h>
 #include <unistd.h>
 
@@ -39,6 +40,17 @@
  * get the banner at once.
  */
 #define SMTP_BANNER_DELAY	500	/* milliseconds */
+/*
+ * A client that keeps making errors (unknown recipients among them:
+ * directory harvesting) gets its answers more and more slowly: the
+ * first SMTP_ERRORS_AT_ONCE at once, then each held back one second
+ * more than the one before, up to SMTP_ERROR_DELAY_MAX, by a timer of
+ * its session (the process goes on with the others); at `limit
+ * errors` the session ends.  Trusted clients are never held back.
+ */
+#define SMTP_ERRORS_AT_ONCE	3
+#define SMTP_ERROR_DELAY_MAX	5	/* seconds */
+#define USEC			1000000LL
 
 #define S(st)		(1 << (st))
 #define S_ANY		(S(STATE_CONNECTED) | S(STATE_HELO) | S(STATE_MAIL) | \
@@ -59,6 +71,10 @@ RB_PROTOTYPE_INTERNAL(smtp_sessions, smtp_session, entry, smtp_session_cmp,
 
 static void	smtp_session_io(int, short, void *);
 static void	smtp_session_timeout(int, short, void *);
+static void	smtp_session_delay_done(int, short, void *);
+static int64_t	smtp_session_now(void);
+static int	smtp_session_receiving(const struct smtp_session *);
+static void	smtp_session_credit(struct smtp_session *, size_t);
 static void	smtp_session_update(struct smtp_session *);
 static int	smtp_session_can_read(struct smtp_session *);
 static ssize_t	smtp_session_read(struct smtp_session *);
@@ -154,9 +170,11 @@ smtp_session_new(int fd, const struct sockaddr_storage *ss, socklen_t sslen,
 		if (net_match(&n->ss, n->prefixlen,
 		    (const struct sockaddr *)&s->ss)) {
 			tv.tv_usec = 0;
+			s->flags |= F_TRUSTED;
 			break;
 		}
 	evtimer_set(&s->tmo, smtp_session_timeout, s);
+	evtimer_set(&s->delay, smtp_session_delay_done, s);
 	evtimer_add(&s->tmo, &tv);
 	log_info("session=%016llx event=connect client=%s port=%u "
 	    "local-port=%u", (unsigned long long)s->id, s->addr,
@@ -255,6 +273,7 @@ smtp_session_run(struct smtp_session *s)
 			s->flags |= F_EOF;
 			continue;
 		}
+		smtp_session_credit(s, (size_t)n);
 		smtp_session_timer(s);
 		if (s->state == STATE_BANNER)
 			smtp_session_early(s);
@@ -320,37 +339,105 @@ smtp_session_write(struct smtp_session *s)
 			return -1;
 		if (n == 0)
 			return 0;
+		/*
+		 * No new time for the client's reading our answers: one that
+		 * reads them slowly enough is a slowloris the other way.
+		 */
 		s->opos += (size_t)n;
-		smtp_session_timer(s);
 	}
 	s->opos = s->olen = 0;
 	return 0;
 }
 
-/* (Re)arm the timeout the current state calls for. */
+/*
+ * Time against slowloris clients (splitmx.conf(5), TIMEOUTS AND
+ * LIMITS).  What the client sends never buys it more time by itself:
+ *	- between commands it may be silent for `timeout command';
+ *	- a command line (and a TLS handshake) must be complete within
+ *	  `timeout command' of its first octet (cmd_deadline);
+ *	- a message (DATA, or BDAT from the first chunk to the last) has a
+ *	  deadline `timeout data' ahead when it begins, and every octet
+ *	  that arrives moves it 1/rate seconds later, but never more than
+ *	  `timeout data' ahead of now (data_deadline): the client must
+ *	  keep to `limit data-rate' on average and may fall behind by at
+ *	  most `timeout data'.
+ * While another process owes the next step, the client is not to blame:
+ * the idle time starts again.  The timer is (re)armed from these
+ * deadlines, so arming it again never extends one.
+ */
 void
 smtp_session_timer(struct smtp_session *s)
 {
 	struct smx_conf	*c = s->gen->conf;
-	struct timeval	 tv = { 0, 0 };
+	struct timeval	 tv;
+	int64_t		 now = smtp_session_now(), at;
 
 	if (s->flags & F_CLOSE)
-		tv.tv_sec = SMTP_CLOSE_TIMEOUT;
+		at = now + SMTP_CLOSE_TIMEOUT * USEC;
 	else if (s->state == STATE_BANNER)
 		return;		/* the banner timer runs */
-	else if (s->state == STATE_DATA || (s->flags & F_CHUNK))
-		tv.tv_sec = c->timeout_data ? c->timeout_data :
-		    DEF_TIMEOUT_DATA;
-	else
-		tv.tv_sec = c->timeout_command ? c->timeout_command :
-		    DEF_TIMEOUT_COMMAND;
+	else if (s->wait != WAIT_NONE)
+		at = now + c->timeout_command * USEC;
+	else {
+		at = s->cmd_deadline != 0 ? s->cmd_deadline :
+		    now + c->timeout_command * USEC;
+		if (smtp_session_receiving(s) &&
+		    (s->state != STATE_CHUNKING || s->data_deadline < at))
+			at = s->data_deadline;
+	}
+	if (at < now)
+		at = now;
+	tv.tv_sec = (time_t)((at - now) / USEC);
+	tv.tv_usec = (suseconds_t)((at - now) % USEC);
 	evtimer_add(&s->tmo, &tv);
+}
+
+static int64_t
+smtp_session_now(void)
+{
+	struct timespec	 ts;
+
+	if (clock_gettime(CLOCK_MONOTONIC, &ts) == -1)
+		fatal("clock_gettime");
+	return (int64_t)ts.tv_sec * USEC + ts.tv_nsec / 1000;
+}
+
+/* Is a message's data coming (its deadline applies)? */
+static int
+smtp_session_receiving(const struct smtp_session *s)
+{
+	return s->state == STATE_DATA || s->state == STATE_CHUNKING ||
+	    (s->flags & F_CHUNK);
+}
+
+void
+smtp_session_data_begin(struct smtp_session *s)
+{
+	s->data_deadline = smtp_session_now() +
+	    s->gen->conf->timeout_data * USEC;
+}
+
+/* n octets arrived: while a message comes, they buy it time. */
+static void
+smtp_session_credit(struct smtp_session *s, size_t n)
+{
+	struct smx_conf	*c = s->gen->conf;
+	int64_t		 cap;
+
+	if (!smtp_session_receiving(s))
+		return;
+	cap = smtp_session_now() + c->timeout_data * USEC;
+	s->data_deadline += (int64_t)n * USEC / (int64_t)c->min_data_rate;
+	if (s->data_deadline > cap)
+		s->data_deadline = cap;
 }
 
 static void
 smtp_session_timeout(int fd, short event, void *arg)
 {
 	struct smtp_session	*s = arg;
+	const char		*host = s->gen->conf->hostname;
+	int64_t			 now = smtp_session_now() + USEC / 100;
 
 	(void)fd;
 	(void)event;
@@ -362,9 +449,21 @@ smtp_session_timeout(int fd, short event, void *arg)
 		smtp_session_banner(s);
 		return;
 	}
-	smtp_session_reply(s, "421 4.4.2 %s Timeout, closing connection",
-	    s->gen->conf->hostname);
-	smtp_session_close(s, "timeout");
+	if (s->wait == WAIT_NONE && smtp_session_receiving(s) &&
+	    s->data_deadline <= now) {
+		smtp_session_reply(s, "421 4.4.2 %s Message data too slow, "
+		    "closing connection", host);
+		smtp_session_close(s, "data-timeout");
+	} else if (s->wait == WAIT_NONE && s->cmd_deadline != 0 &&
+	    s->cmd_deadline <= now) {
+		smtp_session_reply(s, "421 4.4.2 %s Command not complete in "
+		    "time, closing connection", host);
+		smtp_session_close(s, "command-timeout");
+	} else {
+		smtp_session_reply(s, "421 4.4.2 %s Timeout, closing "
+		    "connection", host);
+		smtp_session_close(s, "timeout");
+	}
 	smtp_session_run(s);
 }
 
@@ -415,6 +514,10 @@ smtp_session_tls_start(struct smtp_session *s)
 	}
 	s->flags |= F_HANDSHAKE;
 	s->hwant = EV_READ;
+	/* The handshake is a command: its time does not start again. */
+	s->cmd_deadline = smtp_session_now() +
+	    s->gen->conf->timeout_command * USEC;
+	smtp_session_timer(s);
 	return 0;
 }
 
@@ -440,6 +543,7 @@ smtp_session_handshake(struct smtp_session *s)
 	}
 	s->flags &= ~F_HANDSHAKE;
 	s->flags |= F_TLS;
+	s->cmd_deadline = 0;
 	if ((v = tls_conn_version(s->tls)) == NULL)
 		v = "unknown";
 	if ((c = tls_conn_cipher(s->tls)) == NULL)
@@ -484,6 +588,7 @@ smtp_session_free(struct smtp_session *s, const char *reason)
 	if (s->evflags)
 		event_del(&s->ev);
 	evtimer_del(&s->tmo);
+	evtimer_del(&s->delay);
 	if (s->tls != NULL) {
 		if (!(s->flags & F_HANDSHAKE))
 			(void)tls_close(s->tls);
@@ -558,19 +663,34 @@ smtp_session_reply(struct smtp_session *s, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* A protocol error of the client's: replied, counted, and past the limit
- * the session ends. */
+/*
+ * An error of the client's: replied and counted; after a few the
+ * answers are held back (see SMTP_ERRORS_AT_ONCE), and at the limit the
+ * session ends.
+ */
 void
 smtp_session_error(struct smtp_session *s, const char *fmt, ...)
 {
 	struct smx_conf	*c = s->gen->conf;
+	struct timeval	 tv = { 0, 0 };
 	va_list		 ap;
 
 	va_start(ap, fmt);
 	smtp_session_vreply(s, fmt, ap);
 	va_end(ap);
-	if (c->max_errors == 0 || ++s->errors < c->max_errors)
+	if (c->max_errors == 0 || ++s->errors < c->max_errors) {
+		if (s->errors <= SMTP_ERRORS_AT_ONCE ||
+		    (s->flags & (F_TRUSTED | F_CLOSE)) ||
+		    s->wait != WAIT_NONE)
+			return;
+		tv.tv_sec = s->errors - SMTP_ERRORS_AT_ONCE;
+		if (tv.tv_sec > SMTP_ERROR_DELAY_MAX)
+			tv.tv_sec = SMTP_ERROR_DELAY_MAX;
+		s->wait = WAIT_DELAY;
+		evtimer_add(&s->delay, &tv);
+		smtp_session_timer(s);
 		return;
+	}
 	log_info("session=%016llx event=too-many-errors client=%s errors=%u",
 	    (unsigned long long)s->id, s->addr, s->errors);
 	smtp_session_reply(s, "421 4.7.0 %s Too many errors, closing "
@@ -578,14 +698,30 @@ smtp_session_error(struct smtp_session *s, const char *fmt, ...)
 	smtp_session_close(s, "errors");
 }
 
+/* The error delay is over: the held answer goes out, input goes on. */
+static void
+smtp_session_delay_done(int fd, short event, void *arg)
+{
+	struct smtp_session	*s = arg;
+
+	(void)fd;
+	(void)event;
+	if (s->wait != WAIT_DELAY)
+		return;
+	s->wait = WAIT_NONE;
+	smtp_session_timer(s);
+	smtp_session_run(s);
+}
+
 /*
  * Input: command lines, DATA text, BDAT chunks, as long as nothing
- * needs an answer from another process first.
+ * needs an answer from another process first.  Then the timer, for the
+ * state the input left the session in.
  */
 static void
 smtp_session_process(struct smtp_session *s)
 {
-	int	 more;
+	int	 more, done = 0;
 
 	while (s->wait == WAIT_NONE && s->state != STATE_BANNER &&
 	    !(s->flags & (F_CLOSE | F_STARTTLS | F_HANDSHAKE)) &&
@@ -602,7 +738,10 @@ smtp_session_process(struct smtp_session *s)
 			more = smtp_session_line(s);
 		if (!more)
 			break;
+		done = 1;
 	}
+	if (done)
+		smtp_session_timer(s);
 }
 
 /* splitmxd stops (RFC 5321 §3.8: 421 before closing). */
@@ -657,6 +796,12 @@ smtp_session_line(struct smtp_session *s)
 	if (avail == 0)
 		return 0;
 	nl = memchr(p, '\n', avail);
+	if (nl == NULL && s->cmd_deadline == 0) {
+		/* The first octets of a command: its time runs from here. */
+		s->cmd_deadline = smtp_session_now() +
+		    s->gen->conf->timeout_command * USEC;
+		smtp_session_timer(s);
+	}
 	if (s->flags & F_DISCARD) {
 		if (nl == NULL) {
 			s->ipos = s->ilen;
@@ -664,6 +809,7 @@ smtp_session_line(struct smtp_session *s)
 		}
 		s->ipos += (size_t)(nl - p) + 1;
 		s->flags &= ~F_DISCARD;
+		s->cmd_deadline = 0;
 		smtp_session_error(s, "500 5.5.2 Error: line too long");
 		return 1;
 	}
@@ -675,6 +821,7 @@ smtp_session_line(struct smtp_session *s)
 		}
 		return 0;
 	}
+	s->cmd_deadline = 0;
 	linelen = (size_t)(nl - p) + 1;
 	s->ipos += linelen;
 	len = linelen - 1;
@@ -1210,7 +1357,11 @@ smtp_session_rcpt_result(struct smtp_session *s, uint32_t verdict,
 		if (clean[0] == '\0')
 			strlcpy(clean, code < 500 ? "4.3.0 Try again later" :
 			    "5.1.1 Recipient rejected", sizeof(clean));
-		smtp_session_reply(s, "%u %s", code, clean);
+		/* Refused recipients are errors (directory harvesting). */
+		if (code >= 500 && !(s->flags & F_TRUSTED))
+			smtp_session_error(s, "%u %s", code, clean);
+		else
+			smtp_session_reply(s, "%u %s", code, clean);
 		if (code >= 500)
 			stat_add("recipients.rejected", 1);
 		log_info("session=%016llx event=rcpt-rejected from=<%s> "

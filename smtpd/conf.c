@@ -64,6 +64,7 @@ conf_new(void)
 	c->max_errors = DEF_ERRORS;
 	c->timeout_command = DEF_TIMEOUT_COMMAND;
 	c->timeout_data = DEF_TIMEOUT_DATA;
+	c->min_data_rate = DEF_DATA_RATE;
 
 	/* outbound via mx tls opportunistic, not configured explicitly */
 	c->outbound.port = 25;
@@ -442,6 +443,8 @@ conf_print(FILE *fp, const struct smx_conf *c)
 	fprintf(fp, "timeout command %s\n", a);
 	duration_str(c->timeout_data, a, sizeof(a));
 	fprintf(fp, "timeout data %s\n", a);
+	size_str(c->min_data_rate, a, sizeof(a));
+	fprintf(fp, "limit data-rate %s\n", a);
 
 	if (!TAILQ_EMPTY(&c->pkis))
 		fputc('\n', fp);

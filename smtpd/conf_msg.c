@@ -183,6 +183,7 @@ conf_send_global(struct msgchan *ch, const struct smx_conf *c)
 	msg_add_u32(&m, c->max_errors);
 	msg_add_i64(&m, c->timeout_command);
 	msg_add_i64(&m, c->timeout_data);
+	msg_add_u64(&m, c->min_data_rate);
 	conf_add_host(&m, &c->outbound);
 	msg_add_i64(&m, c->retry_first);
 	msg_add_i64(&m, c->retry_cap);
@@ -369,7 +370,7 @@ static int
 conf_recv_global(struct msg *m, struct smx_conf *c)
 {
 	uint32_t	 metrics;
-	uint64_t	 size;
+	uint64_t	 size, rate;
 	int64_t		 loaded, tc, td, rf, rc, ex, wa;
 
 	if (msg_get_str(m, c->file, sizeof(c->file)) == -1 ||
@@ -398,6 +399,7 @@ conf_recv_global(struct msg *m, struct smx_conf *c)
 	    msg_get_u32(m, &c->max_errors) == -1 ||
 	    msg_get_i64(m, &tc) == -1 ||
 	    msg_get_i64(m, &td) == -1 ||
+	    msg_get_u64(m, &rate) == -1 ||
 	    conf_get_host(m, &c->outbound) == -1 ||
 	    msg_get_i64(m, &rf) == -1 ||
 	    msg_get_i64(m, &rc) == -1 ||
@@ -409,6 +411,7 @@ conf_recv_global(struct msg *m, struct smx_conf *c)
 	c->max_message_size = (size_t)size;
 	c->timeout_command = (time_t)tc;
 	c->timeout_data = (time_t)td;
+	c->min_data_rate = (size_t)rate;
 	c->retry_first = (time_t)rf;
 	c->retry_cap = (time_t)rc;
 	c->expire = (time_t)ex;

@@ -9,8 +9,10 @@
  *					disconnected (default 10)
  *	timeout command DURATION	idle time allowed between commands
  *					(default 5m)
- *	timeout data DURATION		idle time allowed while a message
- *					is received (default 10m)
+ *	timeout data DURATION		how far a message may fall behind
+ *					the data rate (default 10m)
+ *	limit data-rate SIZE		the least average rate, in octets
+ *					a second, of a message (default 1K)
  *	domain "x" { forward from NET... }
  *					the addresses the forward host sends
  *					from: an "unknown forward" recipient
@@ -106,6 +108,7 @@ enum once {
 	ONCE_WARN,
 	ONCE_THRESHOLD,
 	ONCE_CONNRATE,
+	ONCE_DATA_RATE,
 	ONCE_COUNT
 };
 
@@ -220,6 +223,7 @@ static void	 cleanup(void);
 %token	SESSIONS_PER_IP SHARED SOCKET STATUS TABLE TARGET_ATTRIBUTE TIMEOUT
 %token	TLS TLS_REQUIRE TO TRUSTED TYPE UNKNOWN URL USER VERIFY VIA WARN
 %token	CONNECTION_RATE DNSBL DNSWL THRESHOLD WEIGHT
+%token	DATA_RATE
 %token	ERROR
 %token	<string>	STRING
 %token	<number>	NUMBER
@@ -432,6 +436,12 @@ main		: HOSTNAME STRING		{
 			if (set_once(ONCE_TIMEOUT_DATA, "timeout data"))
 				set_time(&conf->timeout_data, $3, 1, 86400,
 				    "timeout data");
+		}
+		| LIMIT DATA_RATE size		{
+			if (set_once(ONCE_DATA_RATE, "limit data-rate") &&
+			    $3 != -1 && in_range($3, 1, 1024 * 1024 * 1024,
+			    "limit data-rate"))
+				conf->min_data_rate = (size_t)$3;
 		}
 		| TRUSTED			{
 			cur_nets = &conf->trusted;
@@ -681,6 +691,7 @@ static const struct keyword keywords[] = {
 	{ "connection-rate",	CONNECTION_RATE },
 	{ "control",		CONTROL },
 	{ "data",		DATA },
+	{ "data-rate",		DATA_RATE },
 	{ "directory",		DIRECTORY },
 	{ "dnsbl",		DNSBL },
 	{ "dnswl",		DNSWL },

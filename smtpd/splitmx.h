@@ -41,6 +41,7 @@
 #define DEF_ERRORS		10
 #define DEF_TIMEOUT_COMMAND	300	/* 5 minutes */
 #define DEF_TIMEOUT_DATA	600	/* 10 minutes */
+#define DEF_DATA_RATE		1024	/* octets a second */
 #define DEF_RETRY_FIRST		300
 #define DEF_RETRY_CAP		(4 * 3600)
 #define DEF_EXPIRE		(4 * 86400)
@@ -214,6 +215,7 @@ struct smx_conf {
 	uint32_t		 max_errors;		/* extension */
 	time_t			 timeout_command;	/* extension */
 	time_t			 timeout_data;		/* extension */
+	size_t			 min_data_rate;		/* extension */
 
 	/* outbound via mx | via "host": name empty means none configured. */
 	struct smx_host		 outbound;

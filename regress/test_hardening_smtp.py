@@ -1,0 +1,228 @@
+"""Hostile clients of the smtp process (issue 18, defects 4-7):
+
+- slowloris: a command has `timeout command` from its first octet,
+  octets that trickle in do not extend it; a message must come at
+  `limit data-rate` on average and may fall behind by at most
+  `timeout data` (splitmx.conf(5), TIMEOUTS AND LIMITS);
+- directory harvesting: unknown recipients are errors, answered more
+  slowly after a few (a timer per session, other sessions go on), and
+  the session ends at `limit errors`;
+- ORCPT is checked whole at RCPT;
+- log lines: a value a client chose cannot forge key=value fields, and
+  `log verbose` escapes the control octets of the protocol trace
+  (splitmxd(8), LOGS).
+"""
+import re
+import select
+import socket
+import time
+
+import pytest
+
+from conftest import wait_for
+from test_smtp import TLS_BODY, Client, nothing_queued, queue_id
+
+DIRECTORY = "alice@example.com local\n"
+
+# example.com from a directory: alice is known, everybody else unknown.
+DIR_BODY = """
+table people file "{tmp}/directory"
+domain "example.com" {{
+\ttype authoritative
+\tdirectory people
+\tlocal to "[127.0.0.1]:9" tls none
+\tunknown reject
+}}
+"""
+
+
+def start_dir(smx, extra=""):
+    with open(smx.tmp + "/directory", "w") as f:
+        f.write(DIRECTORY)
+    return smx.start(DIR_BODY + extra)
+
+
+def trickle(c, data, every, until):
+    """Send data an octet at a time, every `every` seconds, until the
+    server says something or `until` seconds have passed.  Returns
+    (seconds from the first octet to the reply or None, octets sent)."""
+    t0 = time.monotonic()
+    sent = 0
+    while time.monotonic() - t0 < until:
+        if sent < len(data):
+            try:
+                c.send(data[sent:sent + 1])
+            except OSError:
+                break
+            sent += 1
+        r, _, _ = select.select([c.sock], [], [], every)
+        if r:
+            return time.monotonic() - t0, sent
+    return None, sent
+
+
+# --- defect 4: slowloris ------------------------------------------------
+
+def test_command_trickled_in_meets_its_deadline(smx):
+    d = smx.start(TLS_BODY + "timeout command 2s\n")
+    c = Client(d.port)
+    c.ehlo()
+    took, sent = trickle(c, b"NOOP " + b"x" * 100, 0.3, 8)
+    assert took is not None, "no reply after 8 s of trickling"
+    assert 1.5 <= took < 4, took
+    code, text = c.reply()
+    assert (code, text[:5]) == (421, "4.4.2")
+    assert c.closed()
+    assert re.search(r"event=disconnect reason=command-timeout", d.log())
+
+
+def test_command_deadline_starts_again_with_each_command(smx):
+    d = smx.start(TLS_BODY + "timeout command 2s\n")
+    c = Client(d.port)
+    c.ehlo()
+    # Three commands, each well within its deadline, 4.5 s in all.
+    for i in range(3):
+        for b in b"NOOP":
+            c.send(bytes([b]))
+            time.sleep(0.25)
+        assert c.cmd("")[0] == 250
+    assert c.cmd("QUIT")[0] == 221
+
+
+def test_message_trickled_below_the_data_rate_is_421(smx):
+    # The default rate (1K a second) with a short grace.
+    d = smx.start(TLS_BODY + "timeout data 2s\n")
+    c = Client(d.port)
+    c.ehlo()
+    c.ok("MAIL FROM:<a@sender.org>")
+    c.ok("RCPT TO:<x@example.com>")
+    c.ok("DATA", 354)
+    took, sent = trickle(c, b"Subject: slow\r\n\r\n" + b"y" * 200, 0.3, 8)
+    assert took is not None, "no reply after 8 s of trickling"
+    assert 1.5 <= took < 4, took
+    code, text = c.reply()
+    assert (code, text[:5]) == (421, "4.4.2")
+    assert c.closed()
+    nothing_queued(d)
+    assert re.search(r"event=disconnect reason=data-timeout", d.log())
+
+
+def test_bdat_chunk_trickled_below_the_data_rate_is_421(smx):
+    d = smx.start(TLS_BODY + "timeout data 2s\n")
+    c = Client(d.port)
+    c.ehlo()
+    c.ok("MAIL FROM:<a@sender.org>")
+    c.ok("RCPT TO:<x@example.com>")
+    c.send(b"BDAT 1000 LAST\r\n")
+    took, sent = trickle(c, b"Subject: slow\r\n\r\n" + b"y" * 900, 0.3, 8)
+    assert took is not None, "no reply after 8 s of trickling"
+    code, text = c.reply()
+    assert (code, text[:5]) == (421, "4.4.2")
+    assert c.closed()
+    nothing_queued(d)
+
+
+def test_message_above_the_data_rate_may_outlast_timeout_data(smx):
+    d = smx.start(TLS_BODY + "timeout data 1s\nlimit data-rate 1K\n")
+    c = Client(d.port)
+    c.ehlo()
+    c.ok("MAIL FROM:<a@sender.org>")
+    c.ok("RCPT TO:<x@example.com>")
+    c.ok("DATA", 354)
+    c.send(b"Subject: steady\r\n\r\n")
+    # 4 KB a second for 3 s: three times the grace, four times the rate.
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 3:
+        c.send(b"z" * 98 + b"\r\n")
+        time.sleep(0.025)
+    c.send(b".\r\n")
+    code, text = c.reply()
+    assert code == 250, text
+    queue_id(text)
+
+
+def test_data_rate_is_a_configuration_option(smx):
+    text, _ = smx.config("limit data-rate 0\n")
+    import subprocess
+    from conftest import SPLITMXD
+    path = smx.tmp + "/rate.conf"
+    with open(path, "w") as f:
+        f.write(text)
+    r = subprocess.run([SPLITMXD, "-n", "-f", path], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 1
+    assert re.search(r"rate\.conf:\d+: limit data-rate must be between "
+                     r"1 and ", r.stderr), r.stderr
+
+
+# --- defect 5: directory harvesting ------------------------------------
+
+def test_unknown_recipients_count_as_errors_and_close_the_session(smx):
+    d = start_dir(smx, "limit errors 5\n")
+    c = Client(d.port)
+    c.ehlo()
+    c.ok("MAIL FROM:<a@sender.org>")
+    c.ok("RCPT TO:<alice@example.com>")
+    for i in range(5):
+        code, text = c.cmd("RCPT TO:<nobody%d@example.com>" % i)
+        assert (code, text[:5]) == (550, "5.1.1"), (i, code, text)
+    code, text = c.reply()
+    assert (code, text[:5]) == (421, "4.7.0")
+    assert c.closed()
+    d.wait_log(r"event=too-many-errors client=127\.0\.0\.1 errors=5")
+
+
+def test_answers_slow_down_after_a_few_errors_and_others_go_on(smx):
+    d = start_dir(smx, "limit errors 10\n")
+    c = Client(d.port)
+    c.ehlo()
+    c.ok("MAIL FROM:<a@sender.org>")
+    took = []
+    for i in range(5):
+        t0 = time.monotonic()
+        c.send("RCPT TO:<nobody%d@example.com>\r\n" % i)
+        if i == 4:
+            # While this answer waits, another session is answered at
+            # once: the smtp process does not sleep.
+            other = Client(d.port)
+            other.ehlo()
+            assert other.cmd("NOOP")[0] == 250
+            other.cmd("QUIT")
+            assert time.monotonic() - t0 < 1.5
+        code, text = c.reply()
+        took.append(time.monotonic() - t0)
+        assert code == 550
+    assert max(took[:3]) < 0.5, took
+    assert min(took[3:]) >= 0.9, took
+    # The delay holds the answers, not the transaction: a known
+    # recipient after them is accepted.
+    assert c.cmd("RCPT TO:<alice@example.com>")[0] == 250
+
+
+def test_pipelined_unknown_recipients_end_at_the_limit(smx):
+    d = start_dir(smx, "limit errors 4\n")
+    c = Client(d.port)
+    c.ehlo()
+    c.send("MAIL FROM:<a@sender.org>\r\n" + "".join(
+        "RCPT TO:<n%d@example.com>\r\n" % i for i in range(2000)))
+    assert c.reply()[0] == 250
+    codes = []
+    while True:
+        try:
+            codes.append(c.reply()[0])
+        except (EOFError, ConnectionResetError, socket.timeout):
+            break
+    assert codes == [550, 550, 550, 550, 421], codes
+
+
+def test_unknown_recipients_of_trusted_clients_are_not_counted(smx):
+    d = start_dir(smx, "limit errors 3\ntrusted 127.0.0.1\n")
+    c = Client(d.port)
+    c.ehlo()
+    c.ok("MAIL FROM:<a@sender.org>")
+    t0 = time.monotonic()
+    for i in range(6):
+        assert c.cmd("RCPT TO:<nobody%d@example.com>" % i)[0] == 550
+    assert time.monotonic() - t0 < 2
+    c.ok("RCPT TO:<alice@example.com>")
+    assert c.cmd("QUIT")[0] == 221

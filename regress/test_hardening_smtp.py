@@ -226,3 +226,51 @@ def test_unknown_recipients_of_trusted_clients_are_not_counted(smx):
     assert time.monotonic() - t0 < 2
     c.ok("RCPT TO:<alice@example.com>")
     assert c.cmd("QUIT")[0] == 221
+
+
+# --- defect 6: ORCPT ----------------------------------------------------
+
+BAD_ORCPT = [
+    b"rfc\x1b822;x@example.com",        # a control octet in the type
+    b"rfc\xff822;x@example.com",        # an 8-bit octet in the type
+    b"rfc822:;x@example.com",           # not an atom
+    b";x@example.com",                  # no type
+    b"rfc822;",                         # no address
+    b"rfc822;x+1B@example.com",         # decodes to a control octet
+    b"rfc822;x+FF@example.com",         # decodes to an 8-bit octet
+    b"rfc822;x+7F@example.com",         # DEL
+    b"rfc822;x+00@example.com",         # NUL
+    b"rfc822;x+G1@example.com",         # not hex
+    b"rfc822;x=y@example.com",          # "=" must be +3D
+    b"rfc822;\xc3\xa5se@example.com",   # raw UTF-8 is not xtext
+]
+
+GOOD_ORCPT = [
+    b"rfc822;x@example.com",
+    b"RFC822;Bob+2B1@Example.COM",
+    b"rfc822;+22john+20doe+22@example.com",
+    b"utf-8;j\\x{E9}r\\x{F4}me@example.com",
+    b"x-private-type;anything!#$%&'*-/?^_`{|}~@example.com",
+]
+
+
+@pytest.mark.parametrize("orcpt", BAD_ORCPT)
+def test_bad_orcpt_is_501_at_rcpt(smx, orcpt):
+    d = smx.start(TLS_BODY + "limit errors 100\n")
+    c = Client(d.port)
+    c.ehlo()
+    c.ok("MAIL FROM:<a@sender.org>")
+    c.send(b"RCPT TO:<x@example.com> ORCPT=" + orcpt + b"\r\n")
+    code, text = c.reply()
+    assert (code, text[:5]) == (501, "5.5.4"), (orcpt, code, text)
+
+
+def test_good_orcpt_is_accepted(smx):
+    d = smx.start(TLS_BODY)
+    c = Client(d.port)
+    c.ehlo()
+    c.ok("MAIL FROM:<a@sender.org>")
+    for o in GOOD_ORCPT:
+        c.send(b"RCPT TO:<x@example.com> ORCPT=" + o + b"\r\n")
+        code, text = c.reply()
+        assert code == 250, (o, code, text)

@@ -251,5 +251,6 @@ int	smtp_parse_helo(const char *);
 char	*smtp_parse_param(char **, char **);
 int	smtp_parse_keyword(const char *);
 int	smtp_parse_xtext(const char *, size_t);
+int	smtp_parse_orcpt(const char *, size_t);
 
 #endif

@@ -22,6 +22,7 @@
 #define SMTP_PATH_MAX		256	/* RFC 5321 §4.5.3.1.3, <> included */
 
 static size_t	smtp_parse_utf8(const unsigned char *);
+static int	smtp_parse_hex(char);
 
 /*
  * A Reverse-path or Forward-path (RFC 5321 §4.1.2), with RFC 6531's
@@ -250,4 +251,49 @@ smtp_parse_xtext(const char *s, size_t max)
 			return 0;
 	}
 	return 1;
+}
+
+/*
+ * The value of ORCPT (RFC 3461 §4.2), whole: addr-type ";" xtext.  The
+ * type is an atom (RFC 5322 atext: no control, space or 8-bit octet);
+ * the address is well-formed xtext that decodes to printable US-ASCII
+ * (a space included, for quoted local parts): no control or 8-bit
+ * octet for a DSN, the envelope file or a log line to make safe later.
+ * An RFC 6533 "utf-8" address is ASCII too, its characters written as
+ * \x{HEX}.
+ */
+int
+smtp_parse_orcpt(const char *s, size_t max)
+{
+	const char	*semi, *p;
+	int		 c;
+
+	if (strlen(s) > max || (semi = strchr(s, ';')) == NULL || semi == s)
+		return 0;
+	for (p = s; p < semi; p++)
+		if (!isalnum((unsigned char)*p) &&
+		    strchr("!#$%&'*+-/=?^_`{|}~", *p) == NULL)
+			return 0;
+	if (!smtp_parse_xtext(semi + 1, max))
+		return 0;
+	for (p = semi + 1; *p != '\0'; p++) {
+		if (*p != '+')
+			continue;
+		c = smtp_parse_hex(p[1]) << 4 | smtp_parse_hex(p[2]);
+		if (c < 0x20 || c > 0x7e)
+			return 0;
+		p += 2;
+	}
+	return 1;
+}
+
+/* A hex digit's value (either case; smtp_parse_xtext() checked it). */
+static int
+smtp_parse_hex(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return c - 'A' + 10;
 }

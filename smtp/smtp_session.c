@@ -1241,7 +1241,7 @@ static int
 smtp_session_rcpt_params(struct smtp_session *s, char *p, uint32_t *notify,
     char *orcpt, size_t orcptsz)
 {
-	char		*key, *val, *semi, *w, *next;
+	char		*key, *val, *w, *next;
 	int		 seen = 0;
 
 	while ((key = smtp_parse_param(&p, &val)) != NULL) {
@@ -1271,10 +1271,7 @@ smtp_session_rcpt_params(struct smtp_session *s, char *p, uint32_t *notify,
 				goto syntax;
 		} else if (strcasecmp(key, "ORCPT") == 0) {
 			if ((seen & 0x02) || val == NULL ||
-			    (semi = strchr(val, ';')) == NULL ||
-			    semi == val ||
-			    !smtp_parse_xtext(semi + 1, SMTP_ORCPT_MAX) ||
-			    strlen(val) > SMTP_ORCPT_MAX)
+			    !smtp_parse_orcpt(val, SMTP_ORCPT_MAX))
 				goto syntax;
 			seen |= 0x02;
 			strlcpy(orcpt, val, orcptsz);

@@ -173,6 +173,39 @@ test_words(void)
 	ok(smtp_parse_param(&p, &val) == NULL, "no more parameters");
 }
 
+/* ORCPT checked whole (issue 18): type, xtext, what it decodes to. */
+static void
+test_orcpt(void)
+{
+	static const char *good[] = {
+		"rfc822;a@example.com", "RFC822;Bob+2B1@Example.COM",
+		"rfc822;+22john+20doe+22@example.com", "rfc822;a+2bb@x",
+		"utf-8;j\\x{E9}rome@example.com", "x-type!#$%&'*/=?^_`{|}~;a",
+	};
+	static const char *bad[] = {
+		"rfc\x1b" "822;a@example.com", "rfc\xff" "822;a@example.com",
+		"rfc822:;a@example.com", "(rfc822);a", ";a@example.com",
+		"rfc822;", "rfc822", "rfc822;a+1B@example.com",
+		"rfc822;a+FF@example.com", "rfc822;a+7F@x", "rfc822;a+00@x",
+		"rfc822;a+0@x", "rfc822;a+G1@x", "rfc822;a=b@x",
+		"rfc822;\xc3\xa5se@example.com", "rfc822;a\x7f@x",
+	};
+	char	 big[600];
+	size_t	 i;
+
+	for (i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		ok(smtp_parse_orcpt(good[i], 500), "orcpt %s", good[i]);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ok(!smtp_parse_orcpt(bad[i], 500), "orcpt %zu refused", i);
+	memset(big, 'a', sizeof(big));
+	memcpy(big, "rfc822;", 7);
+	big[500] = '\0';
+	ok(smtp_parse_orcpt(big, 500), "orcpt of 500 octets");
+	big[500] = 'a';
+	big[501] = '\0';
+	ok(!smtp_parse_orcpt(big, 500), "orcpt of 501 octets");
+}
+
 int
 main(void)
 {
@@ -180,5 +213,6 @@ main(void)
 	test_paths();
 	test_bounds();
 	test_words();
+	test_orcpt();
 	return done();
 }

@@ -467,3 +467,86 @@ fatalx(const char *fmt, ...)
 	va_end(ap);
 	exit(1);
 }
+
+/*
+ * Values for key=value log lines, so that nothing a client, a peer or
+ * a directory chose can forge a field (splitmxd(8), LOGS): a value is
+ * written bare when it is printable ASCII without space, '"' or '\',
+ * else in double quotes with \" and \\, and \xHH for a control or
+ * 8-bit octet.  The results live in a ring of LOG_VALUE_SLOTS buffers,
+ * for the log call at hand: at most that many in one call.
+ */
+#define LOG_VALUE_SLOTS	8
+#define LOG_VALUE_SIZE	4100
+
+static const char	*log_escape(const char *, size_t, const char *,
+			    const char *, int);
+
+static const char *
+log_escape(const char *s, size_t len, const char *pre, const char *post,
+    int quote)
+{
+	static char	 ring[LOG_VALUE_SLOTS][LOG_VALUE_SIZE];
+	static int	 next;
+	char		*buf = ring[next], *p;
+	unsigned char	 c;
+	size_t		 i, room;
+
+	next = (next + 1) % LOG_VALUE_SLOTS;
+	if (!quote) {
+		for (i = 0; i < len; i++) {
+			c = (unsigned char)s[i];
+			if (c <= ' ' || c >= 0x7f || c == '"' || c == '\\')
+				break;
+		}
+		/* An empty value is written "" (a bare one would vanish). */
+		quote = i < len || (len == 0 && *pre == '\0');
+	}
+	p = buf;
+	if (quote)
+		*p++ = '"';
+	p += strlcpy(p, pre, 8);
+	/* Room for the longest escape, the suffix and the closing quote. */
+	room = LOG_VALUE_SIZE - 16;
+	for (i = 0; i < len && (size_t)(p - buf) < room; i++) {
+		c = (unsigned char)s[i];
+		if (c == '"' || c == '\\') {
+			*p++ = '\\';
+			*p++ = (char)c;
+		} else if (c < ' ' || c >= 0x7f)
+			p += snprintf(p, 5, "\\x%02x", c);
+		else
+			*p++ = (char)c;
+	}
+	if (i < len)
+		p += strlcpy(p, "...", 4);
+	p += strlcpy(p, post, 8);
+	if (quote)
+		*p++ = '"';
+	*p = '\0';
+	return buf;
+}
+
+const char *
+log_value(const char *s)
+{
+	return log_escape(s, strlen(s), "", "", 0);
+}
+
+const char *
+log_text(const char *s)
+{
+	return log_escape(s, strlen(s), "", "", 1);
+}
+
+const char *
+log_textn(const char *s, size_t len)
+{
+	return log_escape(s, len, "", "", 1);
+}
+
+const char *
+log_addr(const char *s)
+{
+	return log_escape(s, strlen(s), "<", ">", 0);
+}

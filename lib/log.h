@@ -38,4 +38,15 @@ void	fatal(const char *, ...)
 void	fatalx(const char *, ...)
 	    __attribute__((__format__ (printf, 1, 2), __noreturn__));
 
+/*
+ * A value for a key=value field, quoted and escaped where it must be
+ * (log.c, splitmxd(8) LOGS); valid until LOG_VALUE_SLOTS more calls.
+ * log_text() always quotes (free text: replies, errors); log_addr()
+ * writes an address in angle brackets, "<a@example.com>".
+ */
+const char	*log_value(const char *);
+const char	*log_text(const char *);
+const char	*log_textn(const char *, size_t);
+const char	*log_addr(const char *);
+
 #endif

@@ -522,8 +522,8 @@ dns_mx_hosts(struct dns_req *req, struct ares_mx_reply *list)
 			name[len - 1] = '\0';
 		str_lower(name);
 		if (!valid_domain(name)) {
-			log_debug("event=dns name=%s ignored-mx=\"%s\"",
-			    req->name, name);
+			log_debug("event=dns name=%s ignored-mx=%s",
+			    log_value(req->name), log_text(name));
 			continue;
 		}
 		for (j = 0; j < req->nhosts; j++)
@@ -714,7 +714,7 @@ dns_finish(struct dns_req *req)
 	if (status != DNS_OK)
 		n = 0;
 	log_debug("event=dns name=%s mx=%d status=%s hosts=%d addresses=%d"
-	    "%s%s%s", req->name, req->mx, dns_status_name(status),
+	    "%s%s%s", log_value(req->name), req->mx, dns_status_name(status),
 	    req->nhosts, n, *error ? " error=\"" : "", error,
 	    *error ? "\"" : "");
 

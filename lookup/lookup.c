@@ -291,20 +291,23 @@ lookup_rcpt_done(const struct route_result *rr,
 {
 	struct lookup_ask	*a = arg;
 	struct msg		 r;
+	char			 reply[512];
 
 	(void)ex;
+	(void)snprintf(reply, sizeof(reply), "%u %s", rr->code, rr->text);
 	if (rr->verdict == LOOKUP_ACCEPT)
-		log_info("session=%016llx event=route from=<%s> rcpt=<%s> "
-		    "verdict=accept class=%s rewritten=<%s> destination=%s "
-		    "reply=\"%u %s\"", (unsigned long long)a->reqid,
-		    a->sender, a->rcpt, route_class_name(rr->rclass),
-		    rr->rewritten[0] ? rr->rewritten : a->rcpt,
-		    rr->dest[0] ? rr->dest : "mx", rr->code, rr->text);
+		log_info("session=%016llx event=route from=%s rcpt=%s "
+		    "verdict=accept class=%s rewritten=%s destination=%s "
+		    "reply=%s", (unsigned long long)a->reqid,
+		    log_addr(a->sender), log_addr(a->rcpt),
+		    route_class_name(rr->rclass),
+		    log_addr(rr->rewritten[0] ? rr->rewritten : a->rcpt),
+		    log_value(rr->dest[0] ? rr->dest : "mx"), log_text(reply));
 	else
-		log_info("session=%016llx event=route from=<%s> rcpt=<%s> "
-		    "verdict=%s reply=\"%u %s\"", (unsigned long long)a->reqid,
-		    a->sender, a->rcpt, lookup_verdict_name(rr->verdict),
-		    rr->code, rr->text);
+		log_info("session=%016llx event=route from=%s rcpt=%s "
+		    "verdict=%s reply=%s", (unsigned long long)a->reqid,
+		    log_addr(a->sender), log_addr(a->rcpt),
+		    lookup_verdict_name(rr->verdict), log_text(reply));
 	/* Rejections are counted by the smtp process, which sends them. */
 	if (rr->verdict == LOOKUP_ACCEPT) {
 		switch (rr->rclass) {

@@ -466,7 +466,8 @@ route_follow(struct route_req *req, const char *target)
 	    at[1] == '\0' || strlcpy(req->cur, target, sizeof(req->cur)) >=
 	    sizeof(req->cur)) {
 		log_warnx("table %s: custom recipient %s has an invalid target "
-		    "\"%s\"", req->dom->directory, req->q.key, target);
+		    "%s", req->dom->directory, log_value(req->q.key),
+		    log_text(target));
 		route_explain(req, "invalid target in the directory");
 		route_policy(req, "the directory %s gives %s an invalid target",
 		    req->dom->directory, req->q.key);

@@ -298,7 +298,7 @@ tl_op_send(struct tl_op *op)
 	    sizeof(filter)) == -1) {
 		TAILQ_REMOVE(&c->sent, op, entry);
 		log_warnx("table %s: %s: the filter is too long", op->tl->name,
-		    op->q->key);
+		    log_value(op->q->key));
 		tl_op_unavailable(op, "filter too long");
 		return;
 	}
@@ -314,7 +314,8 @@ tl_op_send(struct tl_op *op)
 	if (rc == LDAP_FILTER_ERROR || rc == LDAP_PARAM_ERROR) {
 		TAILQ_REMOVE(&c->sent, op, entry);
 		log_warnx("table %s: %s: filter %s: %s", op->tl->name,
-		    op->q->key, filter, ldap_err2string(rc));
+		    log_value(op->q->key), log_text(filter),
+		    ldap_err2string(rc));
 		tl_op_unavailable(op, ldap_err2string(rc));
 		return;
 	}
@@ -340,7 +341,8 @@ tl_op_timeout(int fd, short event, void *arg)
 	if (op->msgid != -1) {
 		TAILQ_REMOVE(&c->sent, op, entry);
 		(void)ldap_abandon_ext(c->ld, op->msgid, NULL, NULL);
-		log_info("table %s: %s: %s", op->tl->name, op->q->key, why);
+		log_info("table %s: %s: %s", op->tl->name,
+		    log_value(op->q->key), why);
 	} else
 		TAILQ_REMOVE(&c->waiting, op, entry);
 	/* Nothing at all from the server since it was asked: hung. */
@@ -444,8 +446,9 @@ tl_op_result(struct tl_conn *c, struct tl_op *op, LDAPMessage *msg)
 	if (op->nentries >= 2) {
 		log_warnx("table %s: %s: ambiguous, %s entries match (%s; %s"
 		    "): fix the directory; recipients get 451 4.3.0 until then",
-		    tl->name, q->key, err == LDAP_SIZELIMIT_EXCEEDED ?
-		    "more than one" : "several", op->dn[0], op->dn[1]);
+		    tl->name, log_value(q->key),
+		    err == LDAP_SIZELIMIT_EXCEEDED ? "more than one" :
+		    "several", op->dn[0], op->dn[1]);
 		ldap_memfree(diag);
 		q->status = TABLE_TEMPFAIL;
 		strlcpy(q->reply, "4.3.0 ambiguous directory entry",
@@ -460,14 +463,16 @@ tl_op_result(struct tl_conn *c, struct tl_op *op, LDAPMessage *msg)
 		    ldap_err2string(err), diag != NULL && *diag ? ": " : "",
 		    diag != NULL ? diag : "");
 		ldap_memfree(diag);
-		log_warnx("table %s: %s: %s", tl->name, q->key, why);
+		log_warnx("table %s: %s: %s", tl->name, log_value(q->key),
+		    why);
 		tl_op_unavailable(op, why);
 		return;
 	}
 	ldap_memfree(diag);
 	if (op->bad[0] != '\0') {
 		log_warnx("table %s: %s: entry %s: %s: recipients get 451 "
-		    "until it is fixed", tl->name, q->key, op->dn[0], op->bad);
+		    "until it is fixed", tl->name, log_value(q->key),
+		    op->dn[0], op->bad);
 		tl_fmt(why, sizeof(why), "%s dn=%s: %s", url, op->dn[0],
 		    op->bad);
 		q->status = TABLE_TEMPFAIL;
@@ -485,7 +490,8 @@ tl_op_result(struct tl_conn *c, struct tl_op *op, LDAPMessage *msg)
 		strlcpy(q->target, op->target, sizeof(q->target));
 		tl_source(q, url, op->dn[0], NULL);
 	}
-	log_debug("table %s: %s: %s", tl->name, q->key, q->source);
+	log_debug("table %s: %s: %s", tl->name, log_value(q->key),
+	    q->source);
 	if (tl->cache != NULL)
 		tl_cache_put(tl->cache, q);
 	tl_op_free(op);

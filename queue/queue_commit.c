@@ -366,9 +366,9 @@ queue_commit_flush(int fd, short event, void *arg)
 		} else {
 			queue_fs_commit_done(&in->fc);
 			log_info("id=%s event=queued size=%llu rcpts=%u "
-			    "from=<%s>", in->id,
+			    "from=%s", in->id,
 			    (unsigned long long)in->env->size,
-			    in->env->nrcpt, in->env->sender);
+			    in->env->nrcpt, log_addr(in->env->sender));
 			qm = queue_msg_add(in->env);
 			(void)snprintf(text, sizeof(text),
 			    "250 2.0.0 Ok: queued as %s", in->id);

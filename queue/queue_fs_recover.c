@@ -441,8 +441,8 @@ fs_recover_one(struct queue_fs *fs, const char *name,
 	    errno == ENOENT)
 		return 0;
 	if (fs_load_one(fs, id, &e, err, sizeof(err)) == -1) {
-		log_warnx("id=%s event=corrupt reason=\"%s\" moved=%s/", id,
-		    err, DIR_CORRUPT);
+		log_warnx("id=%s event=corrupt reason=%s moved=%s/", id,
+		    log_text(err), DIR_CORRUPT);
 		fs_set_aside(fs, name);
 		counts->corrupt++;
 		return 1;

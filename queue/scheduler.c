@@ -112,7 +112,6 @@ static time_t	sched_next_try(const struct queue_envelope *, uint32_t);
 static int	sched_final(const struct queue_rcpt *);
 static const char *sched_domain(const char *);
 static void	sched_set_error(struct queue_rcpt *, const char *);
-static const char *sched_logtext(char *, size_t, const char *);
 static void	sched_history(struct queue_envelope *, struct sched_batch *,
 		    const uint32_t *, const char **, const char *);
 
@@ -227,19 +226,6 @@ sched_set_error(struct queue_rcpt *r, const char *text)
 {
 	free(r->last_error);
 	r->last_error = str_dup(text);
-}
-
-/* A reply inside a log line's quotes: its own quotes become apostrophes. */
-static const char *
-sched_logtext(char *buf, size_t len, const char *s)
-{
-	char	*p;
-
-	strlcpy(buf, s, len);
-	for (p = buf; *p != '\0'; p++)
-		if (*p == '"' || (unsigned char)*p < 0x20)
-			*p = (*p == '"') ? '\'' : '?';
-	return buf;
 }
 
 /*
@@ -381,7 +367,7 @@ sched_fail(struct queue_msg *qm, const char *remote, time_t now)
 	struct queue_rcpt	*r;
 	uint32_t		*idx;
 	size_t			 n = 0, k;
-	char			 dsnid[QUEUE_IDSZ], why[64], text[1024];
+	char			 dsnid[QUEUE_IDSZ], why[64];
 	const char		*dsn;
 	int			 rc;
 
@@ -412,9 +398,9 @@ sched_fail(struct queue_msg *qm, const char *remote, time_t now)
 		else
 			dsn = *e->sender == '\0' ? "none (null sender)" :
 			    "none (NOTIFY)";
-		log_info("id=%s event=failed to=<%s> reason=\"%s\" "
-		    "error=\"%s\" dsn=%s%s", e->id, r->rewritten, why,
-		    sched_logtext(text, sizeof(text), r->last_error), dsn,
+		log_info("id=%s event=failed to=%s reason=%s error=%s dsn=%s%s",
+		    e->id, log_addr(r->rewritten), log_text(why),
+		    log_text(r->last_error), log_value(dsn),
 		    *e->sender == '\0' ? " dropped=yes" : "");
 		sched_event(e, "%s <%s>: %s; DSN %s", why, r->rewritten,
 		    r->last_error, dsn);
@@ -766,8 +752,8 @@ sched_send_failed(struct sched_batch *b, int error)
 	char			 text[128];
 	uint32_t		 i;
 
-	log_warnx("id=%s event=open-failed error=\"%s\"", e->id,
-	    strerror(error));
+	log_warnx("id=%s event=open-failed error=%s", e->id,
+	    log_text(strerror(error)));
 	(void)snprintf(text, sizeof(text), "4.3.0 cannot open the message "
 	    "file: %s", strerror(error));
 	for (i = 0; i < b->n; i++) {
@@ -823,7 +809,6 @@ sched_result(struct msg *m)
 	uint32_t		*status, nrcpt, i, j, index, st;
 	uint64_t		 reqid;
 	time_t			 now = time(NULL);
-	char			 text[1024];
 	int			 deferred = 0, relayed = 0;
 
 	if (msg_get_u64(m, &reqid) == -1 || msg_get_strp(m, &remote) == -1 ||
@@ -877,8 +862,8 @@ sched_result(struct msg *m)
 	for (j = 0; j < b->n; j++) {
 		r = &e->rcpts[b->idx[j]];
 		if (replies[j] == NULL) {
-			log_warnx("id=%s event=no-result to=<%s>", e->id,
-			    r->rewritten);
+			log_warnx("id=%s event=no-result to=%s", e->id,
+			    log_addr(r->rewritten));
 			status[j] = DELIVERY_TEMPFAIL;
 			replies[j] = "4.3.0 no result from the relay";
 		}
@@ -901,10 +886,11 @@ sched_result(struct msg *m)
 			}
 			r->state = STATE_DEFERRED;
 			r->next_try = sched_next_try(e, r->tries);
-			log_info("id=%s event=deferred to=<%s> tries=%u "
-			    "next=%llds error=\"%s\"", e->id, r->rewritten,
-			    r->tries, (long long)(r->next_try - now),
-			    sched_logtext(text, sizeof(text), r->last_error));
+			log_info("id=%s event=deferred to=%s tries=%u "
+			    "next=%llds error=%s", e->id,
+			    log_addr(r->rewritten), r->tries,
+			    (long long)(r->next_try - now),
+			    log_text(r->last_error));
 			break;
 		default:
 			sched_set_error(r, replies[j]);

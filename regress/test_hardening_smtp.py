@@ -274,3 +274,80 @@ def test_good_orcpt_is_accepted(smx):
         c.send(b"RCPT TO:<x@example.com> ORCPT=" + o + b"\r\n")
         code, text = c.reply()
         assert code == 250, (o, code, text)
+
+
+# --- defect 7: log lines ------------------------------------------------
+
+FIELD = re.compile(r'([A-Za-z][\w.-]*)=("(?:[^"\\]|\\.)*"|[^\s"]*)(?=\s|$)')
+
+
+def fields(line):
+    """The key=value fields of a log line, by the grammar of
+    splitmxd(8): a value is a token without space or '"', or a quoted
+    string with backslash escapes.  A quoted value is returned as
+    written."""
+    out = []
+    pos = 0
+    while pos < len(line):
+        m = FIELD.match(line, pos)
+        if m:
+            out.append((m.group(1), m.group(2)))
+            pos = m.end()
+            continue
+        # Not a field: skip this word (a quoted run as a whole).
+        m = re.compile(r'"(?:[^"\\]|\\.)*"|\S+').match(line, pos)
+        pos = m.end() if m else pos + 1
+        while pos < len(line) and line[pos] == " ":
+            pos += 1
+    return out
+
+
+def unquote(v):
+    if not v.startswith('"'):
+        return v
+    return re.sub(r'\\(x([0-9a-fA-F]{2})|.)',
+                  lambda m: chr(int(m.group(2), 16)) if m.group(2)
+                  else m.group(1), v[1:-1])
+
+
+def test_quoted_local_part_cannot_forge_log_fields(smx):
+    d = smx.start(TLS_BODY)
+    c = Client(d.port)
+    c.ehlo()
+    forged = '"x event=message id=FORGED"@example.com'
+    c.ok('MAIL FROM:<"y event=message id=FORGED2 from=<z>"@sender.org>')
+    c.ok("RCPT TO:<%s>" % forged)
+    c.ok("DATA", 354)
+    c.send(b"Subject: forge\r\n\r\nx\r\n.\r\n")
+    code, text = c.reply()
+    assert code == 250
+    qid = queue_id(text)
+    # Every process has logged it: smtp, lookup, queue, relay.
+    d.wait_log(r"id=%s event=deferred" % qid, 20)
+    seen_to = False
+    for line in d.log().splitlines():
+        f = fields(line)
+        ids = [v for k, v in f if k == "id"]
+        events = [v for k, v in f if k == "event"]
+        assert not any("FORGED" in v for v in ids), line
+        assert len(events) <= 1, line
+        for k, v in f:
+            if k == "to" and "FORGED" in v:
+                assert unquote(v) == "<%s>" % forged, line
+                seen_to = True
+    assert seen_to
+
+
+def test_verbose_log_escapes_control_octets(smx):
+    d = smx.start(TLS_BODY)
+    c = Client(d.port)
+    c.ehlo()
+    c.send(b"NOOP \x1b[2J\x07bell\ttab\xff\\\r\n")
+    assert c.reply()[0] == 250
+    c.send(b"VRFY \x1b]0;owned\x07\r\n")
+    assert c.reply()[0] == 252
+    d.wait_log(r'<<< "VRFY ')
+    log = open(d.log_path, "rb").read()
+    for bad in (b"\x1b", b"\x07", b"\xff", b"bell\ttab"):
+        assert bad not in log, bad
+    assert b'<<< "NOOP \\x1b[2J\\x07bell\\x09tab\\xff\\\\"' in log

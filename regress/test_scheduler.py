@@ -377,8 +377,8 @@ def test_no_dsn_to_the_null_sender(smx, servers):
     dsn = server(servers)
     d = start(smx, sink, dsn)
     qid = send(d.port, message("nullsender"), sender="")
-    d.wait_log(r"id=%s event=failed to=<bob@example.com> .*dsn=none "
-               r"\(null sender\) dropped=yes" % qid)
+    d.wait_log(r"id=%s event=failed to=<bob@example.com> .*dsn=\"none "
+               r"\(null sender\)\" dropped=yes" % qid)
     wait_gone(d, qid)
     assert queue(d) == [] and spool_ids(d) == []
     time.sleep(1)
@@ -398,7 +398,7 @@ def test_notify_never_and_notify_failure(smx, servers):
         "rfc822; loud@example.com"]
     wait_gone(d, qid)
     assert re.search(r"id=%s event=failed to=<quiet@example.com> .*"
-                     r"dsn=none \(NOTIFY\)" % qid, d.log())
+                     r"dsn=\"none \(NOTIFY\)\"" % qid, d.log())
 
     # NOTIFY=NEVER alone: nothing at all.
     qid = send(d.port, message("never"), rcpts=("quiet@example.com",),

@@ -226,8 +226,6 @@ relay_rcpt_set(struct relay_msg *m, struct relay_rcpt *r, uint32_t status,
     const char *reply, const char *relay, const char *tls)
 {
 	char	 text[RELAY_REPLY_TEXT_MAX + 1];
-	char	 logtext[RELAY_REPLY_TEXT_MAX + 1];
-	char	*p;
 
 	str_printable(text, sizeof(text), reply);
 	free(r->reply);
@@ -235,16 +233,11 @@ relay_rcpt_set(struct relay_msg *m, struct relay_rcpt *r, uint32_t status,
 	r->status = status;
 	if (status != DELIVERY_TEMPFAIL)
 		r->done = 1;
-	/* The log line quotes the reply: its quotes become apostrophes. */
-	strlcpy(logtext, text, sizeof(logtext));
-	for (p = logtext; *p != '\0'; p++)
-		if (*p == '"')
-			*p = '\'';
-	log_info("msgid=%s event=delivery to=<%s> relay=%s status=%s "
-	    "reply=\"%s\" tls=%s", m->msgid, r->addr, relay,
+	log_info("msgid=%s event=delivery to=%s relay=%s status=%s "
+	    "reply=%s tls=%s", m->msgid, log_addr(r->addr), log_value(relay),
 	    status == DELIVERY_OK || status == DELIVERY_RELAYED ? "sent" :
 	    status == DELIVERY_PERMFAIL ? "bounced" : "deferred",
-	    logtext, tls);
+	    log_text(text), log_value(tls));
 	if (status == DELIVERY_OK || status == DELIVERY_RELAYED)
 		stat_add("relay.recipients.sent", 1);
 	else if (status == DELIVERY_PERMFAIL)

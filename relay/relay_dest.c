@@ -239,7 +239,7 @@ relay_dest_dns_result(struct msg *m)
 	if (d->naddrs > 0) {
 		/* A failed refresh: the addresses we had still do. */
 		log_info("destination=%s event=dns-refresh-failed "
-		    "error=\"%s\"", d->key, error);
+		    "error=%s", log_value(d->key), log_text(error));
 		relay_dest_dispatch(d);
 		return;
 	}

@@ -508,8 +508,10 @@ relay_session_reply(struct relay_session *s)
 	struct relay_dest	*d = s->dest;
 	int			 code = s->rcode;
 
-	log_debug("session=%016llx state=%s reply=\"%s\"",
-	    (unsigned long long)s->id, relay_state_names[s->state], s->rtext);
+	if (log_getverbose())
+		log_debug("session=%016llx state=%s reply=%s",
+		    (unsigned long long)s->id, relay_state_names[s->state],
+		    log_text(s->rtext));
 	switch (s->state) {
 	case RELAY_STATE_GREETING:
 		if (code != 220) {
@@ -551,8 +553,8 @@ relay_session_reply(struct relay_session *s)
 			relay_session_tls_start(s);
 		} else if (d->tls == TLSP_OPPORTUNISTIC) {
 			log_info("session=%016llx event=starttls-refused "
-			    "relay=%s reply=\"%s\"", (unsigned long long)s->id,
-			    s->name, s->rtext);
+			    "relay=%s reply=%s", (unsigned long long)s->id,
+			    log_value(s->name), log_text(s->rtext));
 			relay_session_ready(s);
 		} else
 			relay_session_fail(s, "4.7.4 TLS required but "
@@ -712,9 +714,9 @@ relay_session_handshake(struct relay_session *s)
 static void
 relay_session_clear_retry(struct relay_session *s, const char *why)
 {
-	log_info("session=%016llx event=tls-failed relay=%s error=\"%s\" "
-	    "action=retry-without-tls", (unsigned long long)s->id, s->name,
-	    why);
+	log_info("session=%016llx event=tls-failed relay=%s error=%s "
+	    "action=retry-without-tls", (unsigned long long)s->id,
+	    log_value(s->name), log_text(why));
 	if (s->evflags)
 		event_del(&s->ev);
 	s->evflags = 0;
@@ -1251,7 +1253,9 @@ relay_session_cmd(struct relay_session *s, const char *fmt, ...)
 		relay_session_fail(s, "4.3.0 command too long");
 		return -1;
 	}
-	log_debug("session=%016llx >>> %s", (unsigned long long)s->id, buf);
+	if (log_getverbose())
+		log_debug("session=%016llx >>> %s", (unsigned long long)s->id,
+		    log_text(buf));
 	memcpy(buf + n, "\r\n", 2);
 	return relay_session_out(s, buf, (size_t)n + 2);
 }
@@ -1282,10 +1286,10 @@ relay_session_fail(struct relay_session *s, const char *fmt, ...)
 	va_end(ap);
 	str_printable(text, sizeof(text), text);
 
-	log_info("session=%016llx event=%s relay=%s state=\"%s\" "
-	    "error=\"%s\"", (unsigned long long)s->id,
-	    s->up ? "failed" : "connect-failed", s->name,
-	    relay_state_names[s->state], text);
+	log_info("session=%016llx event=%s relay=%s state=%s error=%s",
+	    (unsigned long long)s->id, s->up ? "failed" : "connect-failed",
+	    log_value(s->name), log_text(relay_state_names[s->state]),
+	    log_text(text));
 	if (m != NULL) {
 		s->msg = NULL;
 		m->session = NULL;
@@ -1353,9 +1357,9 @@ relay_session_unlink(struct relay_session *s, const char *reason)
 	struct relay_dest	*d = s->dest;
 	struct timeval		 now = { 0, 0 };
 
-	log_info("session=%016llx event=disconnect relay=%s reason=\"%s\" "
-	    "messages=%u", (unsigned long long)s->id, s->name, reason,
-	    s->nmsgs);
+	log_info("session=%016llx event=disconnect relay=%s reason=%s "
+	    "messages=%u", (unsigned long long)s->id, log_value(s->name),
+	    log_text(reason), s->nmsgs);
 	if (s->msg != NULL)
 		fatalx("session ends with a delivery");
 	if (s->evflags)

@@ -584,8 +584,8 @@ smtp_queue_commit_result(struct msg *m)
 		return;
 	}
 	/* The client left before hearing the answer; RFC 5321 §4.1.1.4. */
-	log_info("session=%016llx event=commit-orphan ok=%u reply=\"%s\"",
-	    (unsigned long long)reqid, ok, reply);
+	log_info("session=%016llx event=commit-orphan ok=%u reply=%s",
+	    (unsigned long long)reqid, ok, log_text(reply));
 }
 
 void

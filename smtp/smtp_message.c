@@ -442,9 +442,9 @@ smtp_message_refuse(struct smtp_session *s)
 		    "998 octets";
 		reason = "line-length";
 	}
-	log_info("session=%016llx event=message-refused id=%s from=<%s> "
+	log_info("session=%016llx event=message-refused id=%s from=%s "
 	    "size=%zu reason=%s", (unsigned long long)s->id, tx->id,
-	    tx->sender, tx->datalen, reason);
+	    log_addr(tx->sender), tx->datalen, reason);
 	smtp_session_reply(s, "%s", reply);
 	smtp_message_abort(s);
 	s->state = STATE_HELO;
@@ -497,7 +497,6 @@ smtp_message_commit_result(struct smtp_session *s, int ok, const char *reply)
 {
 	struct smtp_tx		*tx = s->tx;
 	struct smtp_rcpt	*r;
-	char			 text[256];
 
 	if (s->wait != WAIT_COMMIT || tx == NULL || !tx->committed) {
 		log_warnx("session=%016llx: unexpected commit result",
@@ -509,21 +508,22 @@ smtp_message_commit_result(struct smtp_session *s, int ok, const char *reply)
 		smtp_session_reply(s, "250 2.0.0 Ok: queued as %s", tx->id);
 		stat_add("messages.accepted", 1);
 		s->nmsgs++;
-		log_info("session=%016llx event=message id=%s from=<%s> "
+		log_info("session=%016llx event=message id=%s from=%s "
 		    "size=%zu rcpts=%u%s%s", (unsigned long long)s->id,
-		    tx->id, tx->sender, tx->written, tx->nrcpt,
+		    tx->id, log_addr(tx->sender), tx->written, tx->nrcpt,
 		    (s->flags & F_TLS) ? " tls=" : "",
 		    (s->flags & F_TLS) ? s->tls_version : "");
 		TAILQ_FOREACH(r, &tx->rcpts, entry)
-			log_info("session=%016llx event=rcpt id=%s to=<%s> "
+			log_info("session=%016llx event=rcpt id=%s to=%s "
 			    "route=%s destination=%s",
-			    (unsigned long long)s->id, tx->id, r->rewritten,
+			    (unsigned long long)s->id, tx->id,
+			    log_addr(r->rewritten),
 			    route_class_name(r->rclass),
-			    r->dest[0] ? r->dest : "mx");
+			    log_value(r->dest[0] ? r->dest : "mx"));
 	} else {
-		str_printable(text, sizeof(text), reply);
 		log_warnx("session=%016llx event=commit-failed id=%s "
-		    "reply=\"%s\"", (unsigned long long)s->id, tx->id, text);
+		    "reply=%s", (unsigned long long)s->id, tx->id,
+		    log_text(reply));
 		smtp_session_reply(s, "451 4.3.0 Error: message not queued, "
 		    "try again later");
 	}

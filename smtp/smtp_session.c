@@ -537,8 +537,8 @@ smtp_session_handshake(struct smtp_session *s)
 		s->hwant = EV_WRITE;
 		return 0;
 	default:
-		log_info("session=%016llx event=tls-failed error=\"%s\"",
-		    (unsigned long long)s->id, tls_error(s->tls));
+		log_info("session=%016llx event=tls-failed error=%s",
+		    (unsigned long long)s->id, log_text(tls_error(s->tls)));
 		return -1;
 	}
 	s->flags &= ~F_HANDSHAKE;
@@ -646,8 +646,9 @@ smtp_session_vreply(struct smtp_session *s, const char *fmt, va_list ap)
 		fatalx("smtp reply format");
 	if ((size_t)n >= sizeof(buf) - 2)
 		n = sizeof(buf) - 3;
-	log_debug("session=%016llx >>> %.*s", (unsigned long long)s->id, n,
-	    buf);
+	if (log_getverbose())
+		log_debug("session=%016llx >>> %s", (unsigned long long)s->id,
+		    log_textn(buf, (size_t)n));
 	buf[n++] = '\r';
 	buf[n++] = '\n';
 	smtp_session_out(s, buf, (size_t)n);
@@ -848,7 +849,9 @@ smtp_session_command(struct smtp_session *s, char *line, size_t len,
 		smtp_session_error(s, "500 5.5.2 Error: NUL octet in command");
 		return;
 	}
-	log_debug("session=%016llx <<< %s", (unsigned long long)s->id, line);
+	if (log_getverbose())
+		log_debug("session=%016llx <<< %s", (unsigned long long)s->id,
+		    log_textn(line, len));
 	if (memchr(line, '\r', len) != NULL) {
 		smtp_session_error(s, "500 5.5.2 Error: bare CR in command");
 		return;
@@ -1324,7 +1327,7 @@ smtp_session_rcpt_result(struct smtp_session *s, uint32_t verdict,
 {
 	struct smtp_tx		*tx = s->tx;
 	struct smtp_rcpt	*r;
-	char			 clean[256];
+	char			 clean[256], reply[264];
 
 	if (s->wait != WAIT_LOOKUP || tx == NULL || tx->pending == NULL) {
 		log_warnx("session=%016llx: unexpected lookup result",
@@ -1361,9 +1364,10 @@ smtp_session_rcpt_result(struct smtp_session *s, uint32_t verdict,
 			smtp_session_reply(s, "%u %s", code, clean);
 		if (code >= 500)
 			stat_add("recipients.rejected", 1);
-		log_info("session=%016llx event=rcpt-rejected from=<%s> "
-		    "to=<%s> reply=\"%u %s\"", (unsigned long long)s->id,
-		    tx->sender, r->addr, code, clean);
+		(void)snprintf(reply, sizeof(reply), "%u %s", code, clean);
+		log_info("session=%016llx event=rcpt-rejected from=%s to=%s "
+		    "reply=%s", (unsigned long long)s->id,
+		    log_addr(tx->sender), log_addr(r->addr), log_text(reply));
 		free(r->addr);
 		free(r->orcpt);
 		free(r);

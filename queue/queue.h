@@ -231,7 +231,10 @@ int		 bounce_wanted(const struct queue_envelope *,
 /* "5.1.1" from a reply ("550 5.1.1 ...", "5.1.1 ...") or a default. */
 void		 bounce_status(const char *reply, enum bounce_action,
 		    int expired, char *, size_t);
-/* Writes the DSN's text to fd (for bounce_create and the unit test). */
+/*
+ * Writes the DSN's text to fd (for bounce_create and the unit test);
+ * returns the BODY_* it needs, or -1.
+ */
 int		 bounce_write(int fd, int msgfd, const struct queue_envelope *,
 		    enum bounce_action, const uint32_t *rcpts, size_t n,
 		    const char *remote, const char *dsnid, time_t now);

@@ -36,7 +36,7 @@ class Server:
     long the end of data takes.  attempts holds (monotonic time,
     address) for every RCPT."""
 
-    def __init__(self, rcpt=None, eom=None, delay=0.0):
+    def __init__(self, rcpt=None, eom=None, delay=0.0, **smtp_kw):
         from aiosmtpd.controller import Controller
         self.rcpt_hook, self.eom_hook, self.delay = rcpt, eom, delay
         self.messages, self.attempts = [], []
@@ -45,7 +45,7 @@ class Server:
         self.lock = threading.Lock()
         self.port = free_port()
         self.controller = Controller(self, hostname="127.0.0.1",
-                                     port=self.port)
+                                     port=self.port, **smtp_kw)
         self.controller.start()
 
     async def handle_RCPT(self, server, session, envelope, address,
@@ -344,7 +344,8 @@ def test_rcpt_5xx_bounces_to_the_sender(smx, servers):
     diag = " ".join(r["Diagnostic-Code"].split())
     assert diag.startswith("smtp; 550 5.1.1 <nobody@example.com>: no such "
                            "user here"), diag
-    text = msg.get_payload()[0].get_content()
+    # Text for people is wrapped at 78 columns.
+    text = " ".join(msg.get_payload()[0].get_content().split())
     assert "nobody@example.com" in text and "no such user here" in text
     assert orig.get_content_type() == "message/rfc822"
     inner = orig.get_payload()[0]
@@ -433,7 +434,8 @@ def test_notify_success_to_a_server_without_dsn_gets_a_relayed_dsn(
     assert r["Status"] == "2.0.0"
     assert r["Remote-MTA"] == "dns; 127.0.0.1"
     assert " ".join(r["Diagnostic-Code"].split()) == "smtp; 250 2.0.0 OK"
-    text = msg.get_payload()[0].get_content()
+    # Text for people is wrapped at 78 columns.
+    text = " ".join(msg.get_payload()[0].get_content().split())
     assert "bob@example.com" in text and "250 2.0.0 OK" in text
     assert orig.get_content_type() == "text/rfc822-headers"
     raw = orig.get_payload() if isinstance(orig.get_payload(), str) else \
@@ -468,6 +470,109 @@ def test_ret_hdrs_envid_and_orcpt(smx, servers):
         orig.as_string()
     assert "Subject: hdrs" in raw
     assert "filler line" not in raw and "Hello, this is" not in raw
+
+
+def mime_parts(raw):
+    """[(what, declared encoding, content)] of a DSN as it arrived: the
+    DSN itself, then each part, split on the boundary as bytes; an
+    encoding not declared is 7bit (RFC 2045 §6.1)."""
+    def cte(head):
+        m = re.search(rb"(?im)^Content-Transfer-Encoding:[ \t]*(\S+)", head)
+        return m.group(1).decode().lower() if m else "7bit"
+    head, _, body = raw.partition(b"\r\n\r\n")
+    boundary = re.search(rb'boundary="([^"]+)"', head).group(1)
+    out = [("dsn", cte(head), body)]
+    chunks = body.split(b"--" + boundary)
+    assert chunks[-1].startswith(b"--"), chunks[-1][:20]
+    for c in chunks[1:-1]:
+        h, _, content = c[2:].partition(b"\r\n\r\n")
+        ctype = re.search(rb"(?im)^Content-Type:[ \t]*([^;\r\n]+)", h)
+        out.append((ctype.group(1).decode(), cte(h), content))
+    return out
+
+
+def check_encodings(raw):
+    """Every part holds what it declares; the DSN declares the most
+    demanding of its parts; no line is over 998 octets."""
+    rank = {"7bit": 0, "8bit": 1, "binary": 2}
+    parts = mime_parts(raw)
+    for what, enc, content in parts:
+        assert enc in rank, (what, enc)
+        if enc == "7bit":
+            bad = [b for b in content if b > 0x7f]
+            assert not bad, "%s declares 7bit, holds %r" % (what, bad[:5])
+    assert rank[parts[0][1]] == max(rank[e] for _, e, _ in parts[1:])
+    for line in raw.split(b"\r\n"):
+        assert len(line) <= 998, line[:100]
+    return parts
+
+
+def test_dsn_parts_declare_their_true_encoding(smx, servers):
+    """Issue 18: an 8-bit original was returned in a part that declared
+    7bit (none at all)."""
+    sink = server(servers, rcpt=lambda a, n: "550 5.1.1 no such user")
+    dsn = server(servers)
+    d = start(smx, sink, dsn)
+    data = ("From: Alice <%s>\r\nTo: <bob@example.com>\r\n"
+            "Subject: caf\u00e9\r\n\r\nGr\u00fc\u00dfe, "
+            "\u00e5se.\r\n" % SENDER).encode()
+    send(d.port, data, mail_opts=["BODY=8BITMIME"])
+    [m] = dsn.wait(1)
+    parts = check_encodings(m["data"])
+    assert [(w, e) for w, e, _ in parts] == [
+        ("dsn", "8bit"), ("text/plain", "7bit"),
+        ("message/delivery-status", "7bit"), ("message/rfc822", "8bit")]
+    assert "Gr\u00fc\u00dfe".encode() in parts[3][2]
+
+
+def test_smtputf8_dsn_keeps_its_report_ascii(smx, servers):
+    sink = server(servers, rcpt=lambda a, n: "550 5.1.1 no such user",
+                  enable_SMTPUTF8=True)
+    dsn = server(servers, enable_SMTPUTF8=True)
+    d = start(smx, sink, dsn)
+    send(d.port, message("utf8"), rcpts=("j\u00f6rg@example.com",),
+         mail_opts=["SMTPUTF8", "BODY=8BITMIME"])
+    [m] = dsn.wait(1)
+    parts = check_encodings(m["data"])
+    assert [(w, e) for w, e, _ in parts] == [
+        ("dsn", "8bit"), ("text/plain", "8bit"),
+        ("message/delivery-status", "7bit"), ("message/rfc822", "8bit")]
+    # (8bit: our Received header says "for <j\u00f6rg@example.com>".)
+    assert "<j\u00f6rg@example.com>".encode() in parts[1][2]
+    assert b"Final-Recipient: utf-8; j\\x{F6}rg@example.com\r\n" in \
+        parts[2][2]
+
+
+def unfold(field_and_rest):
+    """A header field's value unfolded (RFC 5322 §2.2.3), from bytes
+    that start with it."""
+    m = re.match(rb"([^\r\n]*(?:\r\n[ \t][^\r\n]*)*)", field_and_rest)
+    return m.group(1).replace(b"\r\n", b"")
+
+
+def test_long_multiline_reply_is_folded_in_the_dsn(smx, servers):
+    """Issue 18: a 9-line 550 made a 1,015-octet line in the DSN, which
+    a strict next hop (splitmx among them) refuses."""
+    texts = ["5.1.1 line %d of what this server has to say about that "
+             "recipient, at length: %s" % (i, "x" * 40) for i in range(9)]
+    texts[4] = "5.1.1 " + "y" * 120          # a word too long for 78
+    reply = "\r\n".join("550%s%s" % ("-" if i < 8 else " ", t)
+                         for i, t in enumerate(texts))
+    sink = server(servers, rcpt=lambda a, n: reply)
+    dsn = server(servers)
+    d = start(smx, sink, dsn)
+    send(d.port, message("long"))
+    [m] = dsn.wait(1)
+    raw = m["data"]
+    parts = check_encodings(raw)
+    # Text for people: 78 columns, but for a word longer than that.
+    for line in parts[1][2].split(b"\r\n"):
+        assert len(line) <= 78 or b" " not in line.strip(), line
+    # The relay keeps 1000 octets of a reply, its lines joined by "; ".
+    kept = ("550 " + "; ".join(texts))[:1000]
+    i = raw.index(b"Diagnostic-Code: ")
+    assert unfold(raw[i:]) == ("Diagnostic-Code: smtp; " + kept).encode()
+    d.wait_log(r"event=dsn for=")
 
 
 def test_expiry_sends_a_dsn(smx, servers):

@@ -172,9 +172,22 @@ env_sample(struct queue_envelope *e, uint32_t ret)
 	e->rcpts[1].fail = FAIL_EXPIRED;
 }
 
+static char	*dsn_text_of(const struct queue_envelope *, enum bounce_action,
+		    const char *, int *);
+
 /* The DSN bounce_write makes, as a string. */
 static char *
 dsn_text(const struct queue_envelope *e, enum bounce_action a)
+{
+	int	 body;
+
+	return dsn_text_of(e, a, ORIGINAL, &body);
+}
+
+/* ... of a message with that text; *body is what bounce_write said. */
+static char *
+dsn_text_of(const struct queue_envelope *e, enum bounce_action a,
+    const char *original, int *body)
 {
 	static const uint32_t	 idx[2] = { 0, 1 };
 	char			 path[] = "/tmp/sched_testXXXXXX";
@@ -187,10 +200,12 @@ dsn_text(const struct queue_envelope *e, enum bounce_action a)
 		exit(2);
 	unlink(path);
 	unlink(mpath);
-	if (write(mfd, ORIGINAL, strlen(ORIGINAL)) != (ssize_t)strlen(ORIGINAL))
+	if (write(mfd, original, strlen(original)) !=
+	    (ssize_t)strlen(original))
 		exit(2);
-	if (bounce_write(fd, mfd, e, a, idx, 2, "mx.example [192.0.2.1]",
-	    "fedcba9876543210fedcba98", 1700000200) == -1) {
+	if ((*body = bounce_write(fd, mfd, e, a, idx, 2,
+	    "mx.example [192.0.2.1]", "fedcba9876543210fedcba98",
+	    1700000200)) == -1) {
 		diag("bounce_write failed");
 		return xstrdup("");
 	}
@@ -250,8 +265,9 @@ test_dsn(void)
 	    NULL, "expiry after local failures: our own diagnostic");
 	ok(strstr(t, "delivery time expired after 3 attempts") != NULL,
 	    "the explanation says it expired");
-	ok(strstr(t, "Content-Type: message/rfc822\r\n\r\n" ORIGINAL) !=
-	    NULL, "the whole original without RET");
+	ok(strstr(t, "Content-Type: message/rfc822\r\n"
+	    "Content-Transfer-Encoding: 7bit\r\n\r\n" ORIGINAL) != NULL,
+	    "the whole original without RET");
 	ok(lines_ok(t), "CRLF everywhere, no line over 998 octets");
 	ok(strstr(t, "Recipient address\r\n rejected: User") != NULL,
 	    "a long diagnostic is folded at a space");
@@ -260,7 +276,8 @@ test_dsn(void)
 
 	env_sample(&e, RET_HDRS);
 	t = dsn_text(&e, BOUNCE_FAILED);
-	ok(strstr(t, "Content-Type: text/rfc822-headers\r\n\r\n"
+	ok(strstr(t, "Content-Type: text/rfc822-headers\r\n"
+	    "Content-Transfer-Encoding: 7bit\r\n\r\n"
 	    "Received: from x") != NULL &&
 	    strstr(t, "Subject: the original\r\n") != NULL &&
 	    strstr(t, "The body") == NULL, "RET=HDRS: the header only");
@@ -278,10 +295,121 @@ test_dsn(void)
 	queue_fs_envelope_free(&e);
 }
 
+/*
+ * The longest line of more than one word over 78 columns in the part
+ * after marker (0: none).
+ */
+static size_t
+part_overlong(const char *s, const char *marker)
+{
+	const char	*p, *end, *nl;
+	size_t		 longest = 0, n;
+
+	if ((p = strstr(s, marker)) == NULL ||
+	    (p = strstr(p, "\r\n\r\n")) == NULL ||
+	    (end = strstr(p, "\r\n--fedcba98")) == NULL)
+		return (size_t)-1;
+	for (p += 4; p < end && (nl = strstr(p, "\r\n")) != NULL;
+	    p = nl + 2) {
+		n = (size_t)(nl - p);
+		if (n > 78 && memchr(p, ' ', n) != NULL && n > longest)
+			longest = n;
+	}
+	return longest;
+}
+
+/* Issue 18: lines of a long reply, and encodings that say the truth. */
+static void
+test_dsn_hardening(void)
+{
+	static const char	 eight[] = "Received: from x by y; 1 Jan "
+	    "2026 00:00:00 +0000\r\nSubject: caf\xc3\xa9\r\n\r\n"
+	    "Gr\xc3\xbc\xc3\x9f" "e.\r\n";
+	struct queue_envelope	 e;
+	char			 reply[1001], *t, *p, *q, *diag;
+	size_t			 i, n, longest;
+	int			 body, ascii;
+
+	/* 9 reply lines joined as the relay keeps them, 1000 octets. */
+	n = (size_t)snprintf(reply, sizeof(reply), "550 5.1.1 <bob@example."
+	    "com>: no such user");
+	for (i = 0; n < sizeof(reply) - 1; i++)
+		n += (size_t)snprintf(reply + n, sizeof(reply) - n, "; 5.1.1 "
+		    "line %zu of a long explanation from a server that says "
+		    "a lot", i + 2);
+	env_sample(&e, RET_UNSET);
+	free(e.rcpts[0].last_error);
+	e.rcpts[0].last_error = xstrdup(reply);
+	t = dsn_text_of(&e, BOUNCE_FAILED, ORIGINAL, &body);
+	ok(lines_ok(t), "a 1000-octet reply: no line over 998 octets");
+	longest = part_overlong(t, "Content-Description: Notification");
+	ok(longest == 0, "the text for people within 78 columns (%zu)",
+	    longest);
+	/* Unfolded, the Diagnostic-Code holds the reply whole. */
+	diag = NULL;
+	if ((p = strstr(t, "Diagnostic-Code: smtp; 550")) != NULL &&
+	    (q = strstr(p, "\r\nLast-Attempt-Date")) != NULL &&
+	    (diag = calloc(1, (size_t)(q - p) + 1)) != NULL) {
+		for (n = 0; p < q; p++)
+			if (!(p[0] == '\r' && p[1] == '\n')) {
+				if (*p != '\n')
+					diag[n++] = *p;
+			}
+	}
+	ok(diag != NULL && strcmp(diag + strlen("Diagnostic-Code: smtp; "),
+	    reply) == 0, "the Diagnostic-Code unfolds to the whole reply");
+	ok(body == BODY_7BIT && strstr(t, "Content-Transfer-Encoding: "
+	    "7bit\r\n\r\nThis is a MIME") != NULL, "7bit all through");
+	free(diag);
+	free(t);
+	queue_fs_envelope_free(&e);
+
+	/* 8-bit octets in the original, whatever its BODY said. */
+	env_sample(&e, RET_UNSET);
+	e.size = strlen(eight);
+	e.body = BODY_7BIT;
+	t = dsn_text_of(&e, BOUNCE_FAILED, eight, &body);
+	ok(strstr(t, "Content-Type: message/rfc822\r\n"
+	    "Content-Transfer-Encoding: 8bit\r\n\r\n") != NULL,
+	    "an 8-bit original is declared 8bit");
+	ok(strstr(t, "Content-Transfer-Encoding: 8bit\r\n\r\nThis is a MIME")
+	    != NULL && body == BODY_8BITMIME,
+	    "and so is the DSN, sent with BODY=8BITMIME");
+	free(t);
+	queue_fs_envelope_free(&e);
+
+	/* SMTPUTF8: the text is utf-8 and 8bit, the report stays ASCII. */
+	env_sample(&e, RET_HDRS);
+	e.flags |= F_MSG_SMTPUTF8;
+	free(e.rcpts[0].rewritten);
+	e.rcpts[0].rewritten = xstrdup("j\xc3\xb6rg+x@ex\xc3\xa4mple.com");
+	free(e.rcpts[0].orcpt);
+	e.rcpts[0].orcpt = xstrdup("rfc822;a+FF@example.com");
+	t = dsn_text_of(&e, BOUNCE_FAILED, ORIGINAL, &body);
+	ok(strstr(t, "Content-Type: text/plain; charset=utf-8\r\n"
+	    "Content-Transfer-Encoding: 8bit\r\n") != NULL &&
+	    strstr(t, "<j\xc3\xb6rg+x@ex\xc3\xa4mple.com>") != NULL,
+	    "SMTPUTF8: the text for people is utf-8, 8bit");
+	ok(strstr(t, "Final-Recipient: utf-8; j\\x{F6}rg\\x{2B}x@ex"
+	    "\\x{E4}mple.com\r\n") != NULL,
+	    "SMTPUTF8: Final-Recipient in RFC 6533's utf-8 type");
+	ascii = 1;
+	if ((p = strstr(t, "message/delivery-status")) != NULL &&
+	    (q = strstr(p, "\r\n--fedcba98")) != NULL)
+		for (; p < q; p++)
+			if ((unsigned char)*p > 0x7f)
+				ascii = 0;
+	ok(p != NULL && ascii, "the report is US-ASCII (an ORCPT with +FF "
+	    "too)");
+	ok(body == BODY_8BITMIME, "an SMTPUTF8 DSN goes as 8BITMIME");
+	free(t);
+	queue_fs_envelope_free(&e);
+}
+
 int
 main(void)
 {
-	plan(42);
+	plan(52);
 	setenv("TZ", "UTC", 1);
 	tzset();
 	if ((env->conf = conf_new()) == NULL)
@@ -292,5 +420,6 @@ main(void)
 	test_status();
 	test_wanted();
 	test_dsn();
+	test_dsn_hardening();
 	return done();
 }

@@ -20,10 +20,13 @@
 #define QUEUE_BATCH_MAX		128	/* commits per flush: bounds open fds */
 #define QUEUE_CREATE_TRIES	8
 #define REPLY_TEMPFAIL	"451 4.3.0 Queue write failed, try again later"
+#define REPLY_NOSPACE	"452 4.3.1 Insufficient system storage"
+#define NOSPACE(e)	((e) == ENOSPC || (e) == EDQUOT)
 
 /* A message file handed to the smtp process, not committed yet. */
 #define F_IN_COMMITTING	0x01
 #define F_IN_FAILED	0x02
+#define F_IN_NOSPACE	0x04	/* ... because the spool is full */
 struct queue_incoming {
 	RB_ENTRY(queue_incoming) node;
 	TAILQ_ENTRY(queue_incoming) batch;
@@ -268,6 +271,7 @@ queue_commit_message(struct msgchan *ch, struct msg *m)
 	struct timeval		 tv = { 0, 0 };
 	uint64_t		 reqid;
 	char			 id[QUEUE_IDSZ];
+	int			 nospace;
 
 	proc_expect(ch, m, PROC_SMTP);
 	e = queue_commit_envelope(m, &reqid, id);
@@ -281,6 +285,7 @@ queue_commit_message(struct msgchan *ch, struct msg *m)
 	}
 	clock_gettime(CLOCK_MONOTONIC, &in->t0);
 	if (queue_fs_commit_prepare(&queue_spool, e, &in->fc) == -1) {
+		nospace = NOSPACE(errno);
 		log_warn("id=%s event=commit-failed", id);
 		queue_fs_commit_abort(&queue_spool, &in->fc);
 		queue_fs_envelope_free(e);
@@ -288,7 +293,8 @@ queue_commit_message(struct msgchan *ch, struct msg *m)
 		RB_REMOVE(incoming_tree, &incoming, in);
 		free(in);
 		stat_add("queue.commit_failures", 1);
-		queue_commit_reply(reqid, 0, REPLY_TEMPFAIL);
+		queue_commit_reply(reqid, 0, nospace ? REPLY_NOSPACE :
+		    REPLY_TEMPFAIL);
 		return;
 	}
 	in->flags |= F_IN_COMMITTING;
@@ -328,6 +334,8 @@ queue_commit_flush(int fd, short event, void *arg)
 		queue_fs_commit_writeback(&in->fc);
 	TAILQ_FOREACH(in, &pending, batch)
 		if (queue_fs_commit_sync(&queue_spool, &in->fc) == -1) {
+			if (NOSPACE(errno))
+				in->flags |= F_IN_NOSPACE;
 			log_warn("id=%s event=commit-failed step=fsync",
 			    in->id);
 			in->flags |= F_IN_FAILED;
@@ -362,7 +370,9 @@ queue_commit_flush(int fd, short event, void *arg)
 			queue_fs_envelope_free(in->env);
 			free(in->env);
 			failed++;
-			queue_commit_reply(in->reqid, 0, REPLY_TEMPFAIL);
+			queue_commit_reply(in->reqid, 0,
+			    (in->flags & F_IN_NOSPACE) ? REPLY_NOSPACE :
+			    REPLY_TEMPFAIL);
 		} else {
 			queue_fs_commit_done(&in->fc);
 			log_info("id=%s event=queued size=%llu rcpts=%u "

@@ -650,3 +650,42 @@ def test_reload_to_another_server(smx, slapd, ldap_pki):
         assert r["steps"][0]["source"].startswith(other.url)
     finally:
         other.cleanup()
+
+
+def test_every_ldap_path_runs_under_the_seccomp_filter(smx, slapd):
+    """Issue 18: the lookup process' system call list holds on the LDAP
+    paths: ldaps with a CA and a bind, the cache, an outage and the
+    reconnection, a reload to StartTLS, lookups over SMTP and splitmxctl.
+    A call outside the list would end the process (and the daemon)."""
+    from conftest import OBJ
+    from test_privsep import child_by_name, proc_status
+    if "asan" in OBJ:
+        pytest.skip("sanitizer builds load no filter")
+    extra = ('\tca "%s"\n\tbind "cn=splitmx,%s" password "s3cret"\n'
+             '\tcache 1m\n\ttimeout 2s' % (slapd.ca, BASE))
+    d = smx.start(conf(slapd.tls_url, extra))
+    kids = child_by_name(d)
+    for name, pid in kids.items():
+        assert proc_status(pid)["Seccomp"].strip() == "2", name
+    assert lookup(d, "carol@example.com")["route"] == "local"
+    assert rcpt(d, "bob@example.com")[0][0] == 250
+    slapd.stop()
+    assert lookup(d, "carol@example.com")["steps"][0]["source"].endswith(
+        "(cache)")
+    assert rcpt(d, "alice@example.com")[0][0] == 451
+    slapd.start()
+    wait_for(lambda: lookup(d, "alice@example.com")["route"] == "local",
+             30, interval=0.5, what="recovery")
+    with open(d.conf_path) as f:
+        text = f.read()
+    with open(d.conf_path, "w") as f:
+        f.write(text.replace(slapd.tls_url, slapd.url).replace(
+            '\tca "', '\ttls require\n\tca "'))
+    r = d.ctl("reload")
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = lookup(d, "dave@example.com")
+    assert r["rc"] in (0, 1) and r["steps"][0]["source"].startswith(
+        slapd.url), r
+    assert rcpt(d, "bob@example.com")[0][0] == 250
+    assert child_by_name(d) == kids
+    assert "forbidden system call" not in d.log()

@@ -524,8 +524,13 @@ smtp_message_commit_result(struct smtp_session *s, int ok, const char *reply)
 		log_warnx("session=%016llx event=commit-failed id=%s "
 		    "reply=%s", (unsigned long long)s->id, tx->id,
 		    log_text(reply));
-		smtp_session_reply(s, "451 4.3.0 Error: message not queued, "
-		    "try again later");
+		/* A full spool is worth telling (RFC 3463 4.3.1). */
+		if (strncmp(reply, "452 4.3.1", 9) == 0)
+			smtp_session_reply(s, "452 4.3.1 Insufficient system "
+			    "storage");
+		else
+			smtp_session_reply(s, "451 4.3.0 Error: message not "
+			    "queued, try again later");
 	}
 	/* Committed or failed, the file is the queue's business now. */
 	smtp_message_free(s);

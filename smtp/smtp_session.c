@@ -422,12 +422,13 @@ static void
 smtp_session_credit(struct smtp_session *s, size_t n)
 {
 	struct smx_conf	*c = s->gen->conf;
-	int64_t		 cap;
+	int64_t		 cap, rate;
 
 	if (!smtp_session_receiving(s))
 		return;
 	cap = smtp_session_now() + c->timeout_data * USEC;
-	s->data_deadline += (int64_t)n * USEC / (int64_t)c->min_data_rate;
+	rate = c->min_data_rate > 0 ? (int64_t)c->min_data_rate : 1;
+	s->data_deadline += (int64_t)n * USEC / rate;
 	if (s->data_deadline > cap)
 		s->data_deadline = cap;
 }

@@ -286,6 +286,7 @@ int
 smtp_policy_rcpt(struct smtp_session *s, const char *addr)
 {
 	const char	*at;
+	char		 reply[512];
 	size_t		 len;
 
 	if (s->policy != POLICY_REFUSED)
@@ -297,9 +298,11 @@ smtp_policy_rcpt(struct smtp_session *s, const char *addr)
 	smtp_session_reply(s, "550 %s", s->policy_reply);
 	stat_add("recipients.rejected", 1);
 	stat_add("recipients.dnsbl_rejected", 1);
-	log_info("session=%016llx event=rcpt-rejected from=<%s> to=<%s> "
-	    "reason=dnsbl reply=\"550 %s\"", (unsigned long long)s->id,
-	    s->tx != NULL ? s->tx->sender : "", addr, s->policy_reply);
+	(void)snprintf(reply, sizeof(reply), "550 %s", s->policy_reply);
+	log_info("session=%016llx event=rcpt-rejected from=%s to=%s "
+	    "reason=dnsbl reply=%s", (unsigned long long)s->id,
+	    log_addr(s->tx != NULL ? s->tx->sender : ""), log_addr(addr),
+	    log_text(reply));
 	return 1;
 }
 

@@ -470,7 +470,7 @@ fatalx(const char *fmt, ...)
 
 /*
  * Values for key=value log lines, so that nothing a client, a peer or
- * a directory chose can forge a field (splitmxd(8), LOGS): a value is
+ * a directory chose can forge a field (splitmxd(8), LOGGING): a value is
  * written bare when it is printable ASCII without space, '"' or '\',
  * else in double quotes with \" and \\, and \xHH for a control or
  * 8-bit octet.  The results live in a ring of LOG_VALUE_SLOTS buffers,

@@ -40,7 +40,7 @@ void	fatalx(const char *, ...)
 
 /*
  * A value for a key=value field, quoted and escaped where it must be
- * (log.c, splitmxd(8) LOGS); valid until LOG_VALUE_SLOTS more calls.
+ * (log.c, splitmxd(8) LOGGING); valid until LOG_VALUE_SLOTS more calls.
  * log_text() always quotes (free text: replies, errors); log_addr()
  * writes an address in angle brackets, "<a@example.com>".
  */

@@ -10,7 +10,7 @@
 - ORCPT is checked whole at RCPT;
 - log lines: a value a client chose cannot forge key=value fields, and
   `log verbose` escapes the control octets of the protocol trace
-  (splitmxd(8), LOGS).
+  (splitmxd(8), LOGGING).
 """
 import re
 import select

@@ -20,6 +20,7 @@
 
 static void	 conf_free_nets(struct smx_netlist *);
 static void	 print_str(FILE *, const char *);
+static void	 print_name(FILE *, const char *);
 static void	 print_host(FILE *, const char *, const struct smx_host *);
 static void	 print_net(FILE *, const struct smx_net *);
 static void	 print_table(FILE *, const struct smx_table *);
@@ -256,6 +257,16 @@ print_str(FILE *fp, const char *s)
 	fputc('"', fp);
 }
 
+/* A pki or table name: bare, unless the lexer would take it for a keyword. */
+static void
+print_name(FILE *fp, const char *s)
+{
+	if (parse_keyword(s))
+		print_str(fp, s);
+	else
+		fputs(s, fp);
+}
+
 static void
 print_host(FILE *fp, const char *what, const struct smx_host *h)
 {
@@ -281,13 +292,15 @@ print_table(FILE *fp, const struct smx_table *t)
 {
 	char	 buf[32];
 
+	fprintf(fp, "table ");
+	print_name(fp, t->name);
 	if (t->type == TABLE_FILE) {
-		fprintf(fp, "table %s file ", t->name);
+		fprintf(fp, " file ");
 		print_str(fp, t->path);
 		fputc('\n', fp);
 		return;
 	}
-	fprintf(fp, "table %s ldap {\n", t->name);
+	fprintf(fp, " ldap {\n");
 	fprintf(fp, "\turl ");
 	print_str(fp, t->url);
 	fprintf(fp, "\n\tbase ");
@@ -352,8 +365,11 @@ print_domain(FILE *fp, const struct smx_domain *d)
 	fprintf(fp, "domain ");
 	print_str(fp, d->name);
 	fprintf(fp, " {\n\ttype %s\n", type);
-	if (d->directory[0] != '\0')
-		fprintf(fp, "\tdirectory %s\n", d->directory);
+	if (d->directory[0] != '\0') {
+		fprintf(fp, "\tdirectory ");
+		print_name(fp, d->directory);
+		fputc('\n', fp);
+	}
 	if (d->local.set)
 		print_host(fp, "\tlocal to", &d->local);
 	if (d->forward.set)
@@ -449,7 +465,9 @@ conf_print(FILE *fp, const struct smx_conf *c)
 	if (!TAILQ_EMPTY(&c->pkis))
 		fputc('\n', fp);
 	TAILQ_FOREACH(pki, &c->pkis, entry) {
-		fprintf(fp, "pki %s cert ", pki->name);
+		fprintf(fp, "pki ");
+		print_name(fp, pki->name);
+		fprintf(fp, " cert ");
 		print_str(fp, pki->cert_file);
 		fprintf(fp, " key ");
 		print_str(fp, pki->key_file);
@@ -466,8 +484,10 @@ conf_print(FILE *fp, const struct smx_conf *c)
 			fprintf(fp, " tls-require");
 		else if (l->flags & F_LISTEN_TLS)
 			fprintf(fp, " tls");
-		if (l->pki[0] != '\0')
-			fprintf(fp, " pki %s", l->pki);
+		if (l->pki[0] != '\0') {
+			fprintf(fp, " pki ");
+			print_name(fp, l->pki);
+		}
 		fputc('\n', fp);
 	}
 

@@ -123,6 +123,7 @@ struct listen_opts {
 /* The domain block being read. */
 struct domain_ctx {
 	struct smx_domain	*d;
+	const char		*file;
 	int			 line;
 	int			 errors;	/* at the opening line */
 	int			 type_set, type_line;
@@ -142,6 +143,7 @@ struct domain_ctx {
 #define LDAP_FAILBACK	0x200
 struct table_ctx {
 	struct smx_table	*t;
+	const char		*file;
 	int			 line;
 	int			 errors;
 	int			 seen;
@@ -163,11 +165,15 @@ static struct smx_netlist	*cur_nets;
 /* Where the connection policy was set, for check_dnsbl(). */
 static const char		*dnsbl_file;
 static int			 dnsbl_line;
+static char			 lex_last[48];	/* the last token, shown */
 
 int		 yyparse(void);
 static int	 yylex(void);
 static int	 yyerror(const char *, ...)
 		    __attribute__((__format__ (printf, 1, 2)));
+static const char *show_word(char *, size_t, const char *);
+static void	 lex_remember(const char *, int);
+static const char *kw_name(int);
 static void	 conf_error(const char *, int, const char *, ...)
 		    __attribute__((__format__ (printf, 3, 4)));
 static int	 kw_lookup(const char *);
@@ -208,6 +214,14 @@ static void	 check_dnsbl(void);
 static void	 cleanup(void);
 
 %}
+
+/*
+ * Syntax errors are reported by yyreport_syntax_error(), which names
+ * the word the parser stopped at; LAC makes the expected tokens it
+ * lists exact.
+ */
+%define parse.error custom
+%define parse.lac full
 
 %union {
 	int64_t		 number;
@@ -767,14 +781,98 @@ kw_lookup(const char *s)
 	return kw == NULL ? -1 : kw->token;
 }
 
+/* The keyword of a token kind, or NULL. */
+static const char *
+kw_name(int kind)
+{
+	size_t	 i;
+
+	for (i = 0; i < sizeof(keywords) / sizeof(keywords[0]); i++)
+		if (YYTRANSLATE(keywords[i].token) == kind)
+			return keywords[i].name;
+	return NULL;
+}
+
+/* Whether the lexer reads s as a keyword: a name spelt so is quoted. */
+int
+parse_keyword(const char *s)
+{
+	return kw_lookup(s) != -1;
+}
+
+/*
+ * A syntax error names the word the parser stopped at and, when few
+ * things could have come there, what those are.  A keyword where a
+ * string was expected is the commonest: a name or a value that happens
+ * to be spelt like a keyword ("mx", "relay", "tls").
+ */
+static int
+yyreport_syntax_error(const yypcontext_t *ctx)
+{
+	yysymbol_kind_t	 tok = yypcontext_token(ctx);
+	yysymbol_kind_t	 exp[YYNTOKENS];
+	const char	*name, *sep;
+	char		 alt[160];
+	int		 n, i;
+
+	/* The lexer has already said what is wrong with its ERROR. */
+	if (tok == YYSYMBOL_ERROR)
+		return 0;
+	n = yypcontext_expected_tokens(ctx, exp, YYNTOKENS);
+	if (kw_name(tok) != NULL)
+		for (i = 0; i < n; i++)
+			if (exp[i] == YYSYMBOL_STRING) {
+				yyerror("%s is a keyword; quote it or choose "
+				    "another name", lex_last);
+				return 0;
+			}
+	if (tok == YYSYMBOL_YYEOF) {
+		/* A block left open: where it began is the useful line. */
+		if (dctx.d != NULL)
+			conf_error(dctx.file, dctx.line, "domain \"%s\": "
+			    "the block is not closed with \"}\"", dctx.d->name);
+		else if (tctx.t != NULL)
+			conf_error(tctx.file, tctx.line, "table \"%s\": "
+			    "the block is not closed with \"}\"", tctx.t->name);
+		else
+			yyerror("unexpected end of file");
+		return 0;
+	}
+	/* The alternatives, when they are few enough to be a hint. */
+	alt[0] = '\0';
+	for (i = 0; i < n && n <= 5; i++) {
+		if (exp[i] == YYSYMBOL_YYEMPTY)
+			break;
+		if ((name = kw_name(exp[i])) == NULL) {
+			if (exp[i] == YYSYMBOL_STRING)
+				name = "a string";
+			else if (exp[i] == YYSYMBOL_NUMBER)
+				name = "a number";
+			else if (exp[i] == YYTRANSLATE('\n'))
+				name = "end of line";
+			else if (exp[i] == YYTRANSLATE('{'))
+				name = "\"{\"";
+			else if (exp[i] == YYTRANSLATE('}'))
+				name = "\"}\"";
+			else
+				name = yysymbol_name(exp[i]);
+		}
+		sep = i == 0 ? "" : i == n - 1 ? " or " : ", ";
+		strlcat(alt, sep, sizeof(alt));
+		strlcat(alt, name, sizeof(alt));
+	}
+	if (alt[0] != '\0')
+		yyerror("syntax error at %s; expected %s", lex_last, alt);
+	else
+		yyerror("syntax error at %s", lex_last);
+	return 0;
+}
+
 static int
 yyerror(const char *fmt, ...)
 {
 	va_list	 ap;
 
-	/* The lexer already said what is wrong with an ERROR token. */
-	if (yychar == ERROR && strcmp(fmt, "syntax error") == 0)
-		return 0;
 	errors++;
 	fprintf(errfp, "%s:%d: ", file->name, file->lineno);
 	va_start(ap, fmt);
@@ -796,6 +894,49 @@ conf_error(const char *name, int line, const char *fmt, ...)
 	vfprintf(errfp, fmt, ap);
 	va_end(ap);
 	fputc('\n', errfp);
+}
+
+/*
+ * A word as an error message shows it: in quotes, octets that are not
+ * printable as \xHH, cut short with "..." if long.  len is at least 16.
+ */
+static const char *
+show_word(char *dst, size_t len, const char *s)
+{
+	size_t	 off = 0;
+	char	 hex[5];
+
+	dst[off++] = '"';
+	for (; *s != '\0'; s++) {
+		if (off + 4 + 5 >= len) {
+			strlcpy(dst + off, "...", len - off);
+			off += 3;
+			break;
+		}
+		if ((unsigned char)*s < 0x20 || (unsigned char)*s >= 0x7f) {
+			(void)snprintf(hex, sizeof(hex), "\\x%02x",
+			    (unsigned char)*s);
+			memcpy(dst + off, hex, 4);
+			off += 4;
+		} else if (*s == '"' || *s == '\\') {
+			dst[off++] = '\\';
+			dst[off++] = *s;
+		} else
+			dst[off++] = *s;
+	}
+	dst[off++] = '"';
+	dst[off] = '\0';
+	return dst;
+}
+
+/* The token just read, for a syntax error: a word, or what it was. */
+static void
+lex_remember(const char *s, int quote)
+{
+	if (quote)
+		show_word(lex_last, sizeof(lex_last), s);
+	else
+		strlcpy(lex_last, s, sizeof(lex_last));
 }
 
 static int
@@ -841,6 +982,7 @@ yylex(void)
 top:
 	if (file->startnl) {
 		file->startnl = 0;
+		lex_remember("end of line", 0);
 		return '\n';
 	}
 	do {
@@ -860,15 +1002,19 @@ top:
 		/* A last line without a newline still ends. */
 		if (!file->eof) {
 			file->eof = 1;
+			lex_remember("end of line", 0);
 			return '\n';
 		}
-		if (popfile() == EOF)
+		if (popfile() == EOF) {
+			lex_remember("end of file", 0);
 			return 0;
+		}
 		goto top;
 	}
 
 	if (c == '\n') {
 		file->nlpending = 1;
+		lex_remember("end of line", 0);
 		return '\n';
 	}
 
@@ -904,6 +1050,7 @@ top:
 			*p++ = (char)c;
 		}
 		*p = '\0';
+		lex_remember(buf, 1);
 		if ((yylval.string = strdup(buf)) == NULL)
 			fatal("strdup");
 		return STRING;
@@ -926,6 +1073,7 @@ top:
 		} while (is_word(c = lgetc()));
 		ungetc(c, file->stream);
 		*p = '\0';
+		lex_remember(buf, 1);
 		if ((tok = kw_lookup(buf)) != -1)
 			return tok;
 		if (alldigits) {
@@ -940,6 +1088,9 @@ top:
 		return STRING;
 	}
 
+	buf[0] = (char)c;
+	buf[1] = '\0';
+	lex_remember(buf, 1);
 	return c;
 }
 
@@ -1032,14 +1183,19 @@ in_range(int64_t v, int64_t min, int64_t max, const char *what)
 	return 1;
 }
 
-/* pki and table names: printed back bare, so never a keyword. */
+/*
+ * pki and table names: printed back bare, or quoted when spelt like a
+ * keyword (which the lexer only takes for a name in quotes).
+ */
 static int
 valid_name(const char *s, const char *what)
 {
 	const char	*p;
+	char		 shown[48];
 
 	if (strlen(s) >= SMX_NAMESZ) {
-		yyerror("%s name \"%s\" is too long", what, s);
+		yyerror("%s name %s is too long", what,
+		    show_word(shown, sizeof(shown), s));
 		return 0;
 	}
 	if (!isalpha((unsigned char)s[0]))
@@ -1048,14 +1204,10 @@ valid_name(const char *s, const char *what)
 		if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' &&
 		    *p != '.')
 			goto bad;
-	if (kw_lookup(s) != -1) {
-		yyerror("%s name \"%s\" is a reserved word", what, s);
-		return 0;
-	}
 	return 1;
 bad:
-	yyerror("invalid %s name \"%s\": a letter, then letters, digits, "
-	    "'-', '_' or '.'", what, s);
+	yyerror("invalid %s name %s: a letter, then letters, digits, "
+	    "'-', '_' or '.'", what, show_word(shown, sizeof(shown), s));
 	return 0;
 }
 
@@ -1390,6 +1542,7 @@ ldap_begin(const char *name)
 {
 	memset(&tctx, 0, sizeof(tctx));
 	tctx.errors = errors;
+	tctx.file = file->name;
 	tctx.line = file->lineno;
 	tctx.t = new_table(name, TABLE_LDAP);
 }
@@ -1504,6 +1657,7 @@ domain_begin(const char *name)
 	int			 ok = 1;
 
 	memset(&dctx, 0, sizeof(dctx));
+	dctx.file = file->name;
 	dctx.line = dctx.type_line = file->lineno;
 	dctx.errors = errors;
 	if ((d = calloc(1, sizeof(*d))) == NULL)

@@ -577,6 +577,8 @@ const char	*route_class_name(enum route_class);
 
 /* parse.y: every error is written to errfp as "FILE:LINE: message" */
 struct smx_conf	*parse_config(const char *file, FILE *errfp);
+/* A word the lexer takes for a keyword: a name spelt so is quoted. */
+int		 parse_keyword(const char *);
 
 /* conf.c: building, freeing, printing, looking up a configuration */
 struct smx_conf	*conf_new(void);

@@ -211,6 +211,7 @@ static void	 domain_end(void);
 static void	 check_refs(void);
 static void	 add_dnsbl(const char *, int, int64_t);
 static void	 check_dnsbl(void);
+static void	 drop_pending(void);
 static void	 cleanup(void);
 
 %}
@@ -253,7 +254,10 @@ grammar		: /* empty */
 		| grammar '\n'
 		| grammar include '\n'
 		| grammar main '\n'
-		| grammar error '\n'		{ yyerrok; }
+		| grammar error '\n'		{
+			yyerrok;
+			drop_pending();
+		}
 		;
 
 include		: INCLUDE STRING		{
@@ -385,6 +389,7 @@ main		: HOSTNAME STRING		{
 		}
 		| LISTEN ON STRING		{
 			listen_seen = 1;
+			drop_pending();
 			memset(&lopts, 0, sizeof(lopts));
 			lopts.port = -1;
 		} listenopts			{
@@ -1540,6 +1545,7 @@ add_file_table(const char *name, const char *path)
 static void
 ldap_begin(const char *name)
 {
+	drop_pending();
 	memset(&tctx, 0, sizeof(tctx));
 	tctx.errors = errors;
 	tctx.file = file->name;
@@ -1656,6 +1662,7 @@ domain_begin(const char *name)
 	struct smx_domain	*d;
 	int			 ok = 1;
 
+	drop_pending();
 	memset(&dctx, 0, sizeof(dctx));
 	dctx.file = file->name;
 	dctx.line = dctx.type_line = file->lineno;
@@ -1836,6 +1843,27 @@ check_refs(void)
 	}
 }
 
+/*
+ * What a statement holds while it is read and owns until its end: the
+ * table of an ldap block (until ldap_end() puts it in the configuration
+ * or frees it), the pki name of a listen line; and the domain a block
+ * is about (the configuration owns it).  A statement that a syntax
+ * error cut short never reaches its end; error recovery, the next
+ * statement and cleanup() let go of it here.
+ */
+static void
+drop_pending(void)
+{
+	if (tctx.t != NULL && conf_table(conf, tctx.t->name) != tctx.t) {
+		explicit_bzero(tctx.t->bindpw, sizeof(tctx.t->bindpw));
+		free(tctx.t);
+	}
+	tctx.t = NULL;
+	free(lopts.pki);
+	lopts.pki = NULL;
+	dctx.d = NULL;
+}
+
 static void
 cleanup(void)
 {
@@ -1858,9 +1886,7 @@ cleanup(void)
 		TAILQ_REMOVE(&refs, r, entry);
 		free(r);
 	}
-	if (tctx.t != NULL && conf_table(conf, tctx.t->name) != tctx.t)
-		free(tctx.t);
-	free(lopts.pki);
+	drop_pending();
 	memset(&lopts, 0, sizeof(lopts));
 	memset(&dctx, 0, sizeof(dctx));
 	memset(&tctx, 0, sizeof(tctx));

@@ -3,10 +3,13 @@ may not do to the running daemon.  The parser lets go of everything on
 every error path (the parent parses each reload), a bad pki is refused
 before anything is applied, a refused reload never loses a socket."""
 import os
+import smtplib
 import socket
+import ssl
+import subprocess
 import time
 
-from conftest import wait_for
+from conftest import SPLITMXD, port_open
 
 # Statements that a syntax error cuts short, each of a kind that once
 # left its allocation behind (issue 18, defect 9): an ldap table line
@@ -25,6 +28,10 @@ domain "x.example" {{
 	type nonsense
 }}
 """
+
+
+FILES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "config",
+                     "files")
 
 
 def vm_rss_kb(pid):
@@ -70,8 +77,107 @@ def test_refused_reloads_do_not_grow_the_parent(smx):
     elapsed = time.monotonic() - t0
     # Each of these reloads leaked some 40 KB before the fix.
     assert after - before < 1024, (before, after, elapsed)
+    # Refused later, by the parent's pki check (libtls contexts).
+    with open(d.conf_path, "w") as f:
+        f.write(good + 'pki bad cert "%s/mx1.crt" key "%s/mx2.key"\n' %
+                (FILES, FILES))
+    for _ in range(50):
+        assert ctl_request(d.control, "text reload")[0] == 1
+    before = vm_rss_kb(d.pid)
+    for _ in range(1000):
+        status, text = ctl_request(d.control, "text reload")
+        assert status == 1 and "does not match" in text, text
+    after = vm_rss_kb(d.pid)
+    assert after - before < 1024, (before, after)
     with open(d.conf_path, "w") as f:
         f.write(good)
     status, text = ctl_request(d.control, "text reload")
     assert status == 0, text
     assert d.running()
+
+
+# --- defect 1: a bad pki is refused, and the running TLS stays --------
+
+PKI_TLS = ("pki mx1 cert \"{cert}\" key \"{key}\"\n"
+           "listen on 127.0.0.1 port {port} tls-require pki mx1\n")
+
+
+def starttls_mail_works(port):
+    """A tls-require listener: STARTTLS, then MAIL and RCPT accepted."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+        s.ehlo("client.example")
+        assert s.has_extn("starttls"), "STARTTLS not offered"
+        s.starttls(context=ctx)
+        s.ehlo("client.example")
+        assert s.mail("a@sender.example")[0] == 250
+        code, text = s.rcpt("someone@example.com")
+        assert code == 250, (code, text)
+        s.rset()
+
+
+def bad_pairs(cert, key):
+    """(what, cert file, key file, what the error must say)"""
+    return [
+        ("mismatch", cert, os.path.join(FILES, "mx2.key"),
+         "does not match cert"),
+        ("not PEM", cert, os.path.join(FILES, "directory"),
+         "holds no PEM private key"),
+        ("swapped", key, cert, "are cert and key swapped?"),
+    ]
+
+
+def pki_line(conf_path):
+    with open(conf_path) as f:
+        for n, line in enumerate(f, 1):
+            if line.startswith("pki mx1 "):
+                return n
+    raise AssertionError("no pki line")
+
+
+def test_reload_with_a_bad_pki_is_refused_and_tls_stays(smx, certs):
+    cert, key = certs
+    d = smx.start(PKI_TLS)
+    starttls_mail_works(d.port)
+    good = open(d.conf_path).read()
+    for what, c, k, says in bad_pairs(cert, key):
+        with open(d.conf_path, "w") as f:
+            f.write(good.replace('cert "%s" key "%s"' % (cert, key),
+                                 'cert "%s" key "%s"' % (c, k)))
+        r = d.ctl("reload")
+        assert r.returncode == 1, (what, r.stdout)
+        where = "%s:%d: pki \"mx1\": " % (d.conf_path, pki_line(d.conf_path))
+        assert where in r.stderr, (what, r.stderr)
+        assert says in r.stderr, (what, r.stderr)
+        assert "No such file" not in r.stderr, (what, r.stderr)
+        assert d.ctl_json("show", "status")["generation"] == 1
+        starttls_mail_works(d.port)
+    assert "STARTTLS is off" not in d.log()
+    with open(d.conf_path, "w") as f:
+        f.write(good)
+    r = d.ctl("reload")
+    assert r.returncode == 0, r.stderr
+    starttls_mail_works(d.port)
+
+
+def test_check_and_start_refuse_a_bad_pki_with_file_line(smx, certs):
+    cert, key = certs
+    for what, c, k, says in bad_pairs(cert, key):
+        text, port = smx.config(PKI_TLS.replace("{cert}", c)
+                                .replace("{key}", k))
+        conf = os.path.join(smx.tmp, "bad.conf")
+        with open(conf, "w") as f:
+            f.write(text)
+        where = "%s:%d: pki \"mx1\": " % (conf, pki_line(conf))
+        r = subprocess.run([SPLITMXD, "-n", "-f", conf], capture_output=True,
+                           text=True, timeout=30)
+        assert r.returncode == 1, (what, r.stdout)
+        assert where in r.stderr and says in r.stderr, (what, r.stderr)
+        assert "No such file" not in r.stderr, (what, r.stderr)
+        r = subprocess.run([SPLITMXD, "-d", "-f", conf], capture_output=True,
+                           text=True, timeout=30)
+        assert r.returncode == 1, (what, r.stdout)
+        assert where in r.stderr and says in r.stderr, (what, r.stderr)
+        assert not port_open(port)

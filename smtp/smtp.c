@@ -137,6 +137,36 @@ smtp_conf_apply(struct msg *m)
 	smtp_listen_update();
 }
 
+/*
+ * Before a new configuration is accepted: each pki a TLS listener names
+ * must make a server context here as well (the parent has tried them
+ * already), or the configuration is refused and the running listeners
+ * keep their STARTTLS.
+ */
+int
+smtp_conf_prepare(struct smx_conf *c, char *err, size_t len)
+{
+	struct smx_listener	*l;
+	struct smx_pki		*pki;
+	char			 why[512];
+
+	TAILQ_FOREACH(l, &c->listeners, entry) {
+		if (!(l->flags & F_LISTEN_TLS))
+			continue;
+		if ((pki = conf_pki(c, l->pki)) == NULL || pki->cert == NULL ||
+		    pki->key == NULL) {
+			(void)snprintf(err, len, "pki %s: no certificate or "
+			    "key", l->pki);
+			return -1;
+		}
+		if (pki_check(pki, why, sizeof(why)) == -1) {
+			(void)snprintf(err, len, "pki %s: %s", l->pki, why);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static void
 smtp_pause(struct msg *m)
 {
@@ -192,9 +222,10 @@ smtp_gen_new(struct smx_conf *c, int startup)
 
 /*
  * The server context of a pki, shared by the listeners that name it.
- * At startup a bad key is fatal; on reload the listener goes on without
- * STARTTLS (and a tls-require listener refuses mail) rather than taking
- * the gateway down.
+ * The parent and smtp_conf_prepare() have tried every pair, so this
+ * fails only when memory runs out: at startup that is fatal; on reload
+ * the listener goes on without STARTTLS (and a tls-require listener
+ * refuses mail) rather than taking the gateway down.
  */
 static struct tls *
 smtp_gen_tls(struct smtp_gen *gen, const char *name, int startup)

@@ -1438,6 +1438,8 @@ add_pki(const char *name, const char *cert, const char *key)
 	if ((pki = calloc(1, sizeof(*pki))) == NULL)
 		fatal("add_pki");
 	strlcpy(pki->name, name, sizeof(pki->name));
+	strlcpy(pki->def_file, file->name, sizeof(pki->def_file));
+	pki->def_line = file->lineno;
 	if (!copy_path(pki->cert_file, sizeof(pki->cert_file), cert,
 	    "cert") ||
 	    !copy_path(pki->key_file, sizeof(pki->key_file), key, "key")) {

@@ -45,6 +45,7 @@ static const struct proc_ident	proc_idents[PROC_COUNT] = {
 		.name = "smtp",
 		.main = smtp,
 		.imsg = smtp_imsg,
+		.prepare = smtp_conf_prepare,
 		.root = ROOT_EMPTY,
 		.syscalls = sandbox_smtp,
 		.nofile = PROC_MAXFILES,

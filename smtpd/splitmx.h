@@ -103,6 +103,9 @@ struct smx_pki {
 	size_t			 cert_len;
 	uint8_t			*key;
 	size_t			 key_len;
+	/* Where it is defined, for "FILE:LINE:" (the parent's only). */
+	char			 def_file[PATH_MAX];
+	int			 def_line;
 };
 
 #define F_LISTEN_TLS		0x01	/* STARTTLS offered */
@@ -580,6 +583,13 @@ struct smx_conf	*parse_config(const char *file, FILE *errfp);
 /* A word the lexer takes for a keyword: a name spelt so is quoted. */
 int		 parse_keyword(const char *);
 
+/*
+ * pki.c: every certificate and key read and tried with libtls (the
+ * parent, with privilege); "FILE:LINE: pki NAME: why" to errfp.
+ */
+int		 pki_load(struct smx_conf *, FILE *errfp);
+int		 pki_check(const struct smx_pki *, char *why, size_t);
+
 /* conf.c: building, freeing, printing, looking up a configuration */
 struct smx_conf	*conf_new(void);
 void		 conf_free(struct smx_conf *);
@@ -709,6 +719,7 @@ void		 stat_flush(void);
 void		 smtp(void);
 void		 smtp_imsg(struct msgchan *, struct msg *, void *);
 void		 smtp_stop(unsigned int);
+int		 smtp_conf_prepare(struct smx_conf *, char *errbuf, size_t);
 void		 lookup(void);
 void		 lookup_imsg(struct msgchan *, struct msg *, void *);
 int		 lookup_conf_prepare(struct smx_conf *, char *errbuf, size_t);

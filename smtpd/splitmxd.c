@@ -38,7 +38,6 @@ static void	parent_wipe_pki(struct smx_conf *);
 static int	parent_bind(struct smx_conf *, FILE *);
 static int	parent_bind_listener(struct smx_listener *, FILE *);
 static int	parent_bind_unix(const char *, const char *, mode_t, FILE *);
-static int	parent_read_pki(struct smx_conf *, FILE *);
 static int	parent_open_tables(struct smx_conf *, FILE *);
 static void	parent_close_tables(struct smx_conf *);
 static void	parent_send_conf(struct smx_conf *);
@@ -166,7 +165,7 @@ main(int argc, char *argv[], char *envp[])
 	return 0;
 }
 
-/* splitmxd -n: parse, load every directory, report. */
+/* splitmxd -n: parse, try every pki, load every directory, report. */
 static int
 check_config(const char *file, int verbose)
 {
@@ -174,7 +173,7 @@ check_config(const char *file, int verbose)
 
 	if ((c = parse_config(file, stderr)) == NULL)
 		return 1;
-	if (lookup_check_config(c, stderr) == -1 ||
+	if (pki_load(c, stderr) == -1 || lookup_check_config(c, stderr) == -1 ||
 	    startup_check(c, stderr) == -1) {
 		conf_free(c);
 		return 1;
@@ -361,28 +360,6 @@ parent_bind(struct smx_conf *c, FILE *errfp)
 	return 0;
 }
 
-/* Certificates and keys are read here, with privilege, into memory. */
-static int
-parent_read_pki(struct smx_conf *c, FILE *errfp)
-{
-	struct smx_pki	*pki;
-
-	TAILQ_FOREACH(pki, &c->pkis, entry) {
-		if ((pki->cert = tls_load_file(pki->cert_file, &pki->cert_len,
-		    NULL)) == NULL) {
-			fprintf(errfp, "%s: cannot read certificate\n",
-			    pki->cert_file);
-			return -1;
-		}
-		if ((pki->key = tls_load_file(pki->key_file, &pki->key_len,
-		    NULL)) == NULL) {
-			fprintf(errfp, "%s: cannot read key\n", pki->key_file);
-			return -1;
-		}
-	}
-	return 0;
-}
-
 /* Wipe key material once every child has its copy. */
 static void
 parent_wipe_pki(struct smx_conf *c)
@@ -497,7 +474,7 @@ parent_start(void)
 	startup_dirs(c);
 	if (startup_pidfile_lock(c, stderr) == -1)
 		exit(1);
-	if (parent_read_pki(c, stderr) == -1 || parent_bind(c, stderr) == -1 ||
+	if (pki_load(c, stderr) == -1 || parent_bind(c, stderr) == -1 ||
 	    parent_open_tables(c, stderr) == -1)
 		fatalx("cannot start");
 
@@ -749,7 +726,7 @@ parent_reload(uint64_t reqid)
 			    "restart of splitmxd\n", conffile);
 			conf_free(c);
 			c = NULL;
-		} else if (parent_read_pki(c, errfp) == -1 ||
+		} else if (pki_load(c, errfp) == -1 ||
 		    parent_bind(c, errfp) == -1 ||
 		    parent_open_tables(c, errfp) == -1) {
 			conf_close_fds(c);

@@ -9,7 +9,11 @@ import ssl
 import subprocess
 import time
 
+import pytest
+
 from conftest import SPLITMXD, port_open
+
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
 # Statements that a syntax error cuts short, each of a kind that once
 # left its allocation behind (issue 18, defect 9): an ldap table line
@@ -181,3 +185,60 @@ def test_check_and_start_refuse_a_bad_pki_with_file_line(smx, certs):
         assert r.returncode == 1, (what, r.stdout)
         assert where in r.stderr and says in r.stderr, (what, r.stderr)
         assert not port_open(port)
+
+
+# --- defect 2: a refused reload never loses the control socket --------
+
+@root_only
+def test_refused_reload_keeps_control_and_status_sockets(smx):
+    import grp
+    nogroup = grp.getgrnam("nogroup").gr_gid
+    d = smx.start()
+    good = open(d.conf_path).read()
+    before = {p: os.stat(p) for p in (d.control, d.status)}
+    blocker = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen(1)
+    busy = blocker.getsockname()[1]
+    # New groups for both sockets, and a metrics port that is taken.
+    changed = good.replace(
+        'control socket "%s"' % d.control,
+        'control socket "%s" group "nogroup"' % d.control).replace(
+        'status socket "%s"' % d.status,
+        'status socket "%s" group "nogroup"' % d.status)
+    assert changed != good
+    try:
+        with open(d.conf_path, "w") as f:
+            f.write(changed + "metrics listen on 127.0.0.1 port %d\n" % busy)
+        for _ in range(3):
+            r = d.ctl("reload")
+            assert r.returncode == 1, r.stdout
+            assert "port %d" % busy in r.stderr, r.stderr
+            # The running sockets are where they were, and answer.
+            assert d.ctl("show", "status").returncode == 0
+            assert d.status_json()["generation"] == 1
+            for p in (d.control, d.status):
+                st = os.stat(p)
+                assert (st.st_ino, st.st_gid) == (before[p].st_ino,
+                                                  before[p].st_gid)
+            assert not [n for n in os.listdir(smx.tmp) if ".new" in n]
+    finally:
+        blocker.close()
+    # The next good reload applies the new groups.
+    with open(d.conf_path, "w") as f:
+        f.write(changed)
+    r = d.ctl("reload")
+    assert r.returncode == 0, r.stderr
+    for p in (d.control, d.status):
+        st = os.stat(p)
+        assert st.st_gid == nogroup and oct(st.st_mode & 0o777) == "0o660"
+    assert d.ctl("show", "status").returncode == 0
+    assert d.ctl("show", "status", user="nobody").returncode == 0
+    assert d.status_json()["generation"] == 2
+    assert not [n for n in os.listdir(smx.tmp) if ".new" in n]
+    # And back: the sockets change again, and still answer.
+    with open(d.conf_path, "w") as f:
+        f.write(good)
+    assert d.ctl("reload").returncode == 0
+    assert os.stat(d.control).st_gid == 0
+    assert d.ctl_json("show", "status")["generation"] == 3

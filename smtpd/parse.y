@@ -1236,15 +1236,17 @@ copy_path(char *dst, size_t len, const char *s, const char *what)
 	return copy_str(dst, len, s, what);
 }
 
-/* A socket path must fit in sun_path. */
+/* A socket path must fit in sun_path, with the suffix it is bound under. */
 static int
 copy_sock(char *dst, size_t len, const char *s, const char *what)
 {
 	struct sockaddr_un	 sun;
+	size_t			 max;
 
-	if (strlen(s) >= sizeof(sun.sun_path)) {
+	max = sizeof(sun.sun_path) - sizeof(SMX_SOCK_NEW);
+	if (strlen(s) > max) {
 		yyerror("%s \"%s\" is too long for a socket (at most %zu)",
-		    what, s, sizeof(sun.sun_path) - 1);
+		    what, s, max);
 		return 0;
 	}
 	return copy_path(dst, len, s, what);

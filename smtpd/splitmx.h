@@ -28,6 +28,8 @@
 #define SPLITMX_CONTROL		"/run/splitmx/control.sock"
 #define SPLITMX_STATUS		"/run/splitmx/status.sock"
 #define SPLITMX_EMPTY		"/var/empty"	/* chroot of most children */
+/* A new control or status socket is bound as PATH.new, renamed to PATH. */
+#define SMX_SOCK_NEW		".new"
 
 #define SMX_NAMESZ		64	/* pki, table names */
 #define SMX_HOSTSZ		256	/* a domain or host name and its NUL */

@@ -37,7 +37,12 @@ static int	parent_bind_metrics(struct smx_conf *, FILE *);
 static void	parent_wipe_pki(struct smx_conf *);
 static int	parent_bind(struct smx_conf *, FILE *);
 static int	parent_bind_listener(struct smx_listener *, FILE *);
-static int	parent_bind_unix(const char *, const char *, mode_t, FILE *);
+static int	parent_bind_unix(const char *, const char *, mode_t, char *,
+		    size_t, FILE *);
+static int	parent_sockets_commit(const struct smx_conf *,
+		    const struct smx_conf *);
+static int	parent_socket_rename(char *, const char *);
+static void	parent_sockets_discard(void);
 static int	parent_open_tables(struct smx_conf *, FILE *);
 static void	parent_close_tables(struct smx_conf *);
 static void	parent_send_conf(struct smx_conf *);
@@ -76,6 +81,17 @@ static struct {
 	char		*reports[PROC_COUNT];	/* ... and the children's */
 	struct smx_conf	*conf;
 } reload;
+
+/*
+ * A control or status socket bound for a configuration that is not in
+ * force yet waits under PATH.new (SMX_SOCK_NEW); it is renamed over PATH
+ * when the configuration is applied.  A refused reload thus leaves the
+ * running sockets where their clients find them.
+ */
+static struct {
+	char		 control[PATH_MAX];	/* PATH.new, or "" */
+	char		 status[PATH_MAX];
+} newsock;
 
 static const char	*conffile = SPLITMX_CONF;
 static char		 selfpath[PATH_MAX];	/* re-executed as children */
@@ -215,21 +231,27 @@ parent_bind_listener(struct smx_listener *l, FILE *errfp)
 	return -1;
 }
 
-/* A unix socket for control or status, mode and group as configured. */
+/*
+ * A unix socket for control or status, mode and group as configured,
+ * bound under its temporary name (tmp, PATH.new) until it is renamed.
+ */
 static int
 parent_bind_unix(const char *path, const char *group, mode_t mode,
-    FILE *errfp)
+    char *tmp, size_t tmplen, FILE *errfp)
 {
 	struct sockaddr_un	 sun;
 	struct group		*gr;
+	struct stat		 st;
 	gid_t			 gid = (gid_t)-1;
 	mode_t			 old;
-	int			 fd;
+	int			 fd, n;
 
+	tmp[0] = '\0';
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
-	if (strlcpy(sun.sun_path, path, sizeof(sun.sun_path)) >=
-	    sizeof(sun.sun_path)) {
+	n = snprintf(sun.sun_path, sizeof(sun.sun_path), "%s%s", path,
+	    SMX_SOCK_NEW);
+	if (n < 0 || (size_t)n >= sizeof(sun.sun_path) || (size_t)n >= tmplen) {
 		fprintf(errfp, "%s: socket path too long\n", path);
 		return -1;
 	}
@@ -241,13 +263,24 @@ parent_bind_unix(const char *path, const char *group, mode_t mode,
 		}
 		gid = gr->gr_gid;
 	}
+	/* The rename replaces a socket, never a file that is something else. */
+	if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+		fprintf(errfp, "%s: exists and is not a socket\n", path);
+		return -1;
+	}
+	if (lstat(sun.sun_path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+		fprintf(errfp, "%s: exists and is not a socket\n",
+		    sun.sun_path);
+		return -1;
+	}
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
 	    0)) == -1) {
 		fprintf(errfp, "socket: %s\n", strerror(errno));
 		return -1;
 	}
-	if (unlink(path) == -1 && errno != ENOENT) {
-		fprintf(errfp, "%s: %s\n", path, strerror(errno));
+	/* A PATH.new left by a parent that died is ours to replace. */
+	if (unlink(sun.sun_path) == -1 && errno != ENOENT) {
+		fprintf(errfp, "%s: %s\n", sun.sun_path, strerror(errno));
 		close(fd);
 		return -1;
 	}
@@ -259,14 +292,67 @@ parent_bind_unix(const char *path, const char *group, mode_t mode,
 		return -1;
 	}
 	umask(old);
-	if ((gid != (gid_t)-1 && chown(path, (uid_t)-1, gid) == -1) ||
-	    chmod(path, mode) == -1 || listen(fd, 128) == -1) {
+	if ((gid != (gid_t)-1 && chown(sun.sun_path, (uid_t)-1, gid) == -1) ||
+	    chmod(sun.sun_path, mode) == -1 || listen(fd, 128) == -1) {
 		fprintf(errfp, "%s: %s\n", path, strerror(errno));
-		unlink(path);
+		unlink(sun.sun_path);
 		close(fd);
 		return -1;
 	}
+	strlcpy(tmp, sun.sun_path, tmplen);
 	return fd;
+}
+
+/*
+ * The configuration c is now in force: its new sockets take their
+ * names, and the names of old ones that moved elsewhere go.
+ */
+static int
+parent_sockets_commit(const struct smx_conf *c, const struct smx_conf *old)
+{
+	int	 rv = 0;
+
+	if (parent_socket_rename(newsock.control, c->control_sock) == -1)
+		rv = -1;
+	if (parent_socket_rename(newsock.status, c->status_sock) == -1)
+		rv = -1;
+	if (old == NULL)
+		return rv;
+	if (strcmp(old->control_sock, c->control_sock) != 0 &&
+	    strcmp(old->control_sock, c->status_sock) != 0)
+		(void)unlink(old->control_sock);
+	if (strcmp(old->status_sock, c->status_sock) != 0 &&
+	    strcmp(old->status_sock, c->control_sock) != 0)
+		(void)unlink(old->status_sock);
+	return rv;
+}
+
+/* rename(2) replaces path at once: a client finds the old or the new. */
+static int
+parent_socket_rename(char *tmp, const char *path)
+{
+	int	 rv = 0;
+
+	if (tmp[0] == '\0')
+		return 0;
+	if (rename(tmp, path) == -1) {
+		log_warn("rename %s to %s", tmp, path);
+		(void)unlink(tmp);
+		rv = -1;
+	}
+	tmp[0] = '\0';
+	return rv;
+}
+
+/* The configuration was refused: its sockets never get their names. */
+static void
+parent_sockets_discard(void)
+{
+	if (newsock.control[0] != '\0')
+		(void)unlink(newsock.control);
+	if (newsock.status[0] != '\0')
+		(void)unlink(newsock.status);
+	newsock.control[0] = newsock.status[0] = '\0';
 }
 
 static int
@@ -337,7 +423,8 @@ parent_bind(struct smx_conf *c, FILE *errfp)
 		if ((c->control_fd = dup(old->control_fd)) == -1)
 			return -1;
 	} else if ((c->control_fd = parent_bind_unix(c->control_sock,
-	    c->control_group, 0660, errfp)) == -1)
+	    c->control_group, 0660, newsock.control, sizeof(newsock.control),
+	    errfp)) == -1)
 		return -1;
 	if (old != NULL && strcmp(old->status_sock, c->status_sock) == 0 &&
 	    strcmp(old->status_group, c->status_group) == 0 &&
@@ -345,7 +432,8 @@ parent_bind(struct smx_conf *c, FILE *errfp)
 		if ((c->status_fd = dup(old->status_fd)) == -1)
 			return -1;
 	} else if ((c->status_fd = parent_bind_unix(c->status_sock,
-	    c->status_group, c->status_group[0] ? 0660 : 0666, errfp)) == -1)
+	    c->status_group, c->status_group[0] ? 0660 : 0666,
+	    newsock.status, sizeof(newsock.status), errfp)) == -1)
 		return -1;
 	if (c->metrics) {
 		if (old != NULL && old->metrics && old->metrics_fd != -1 &&
@@ -475,8 +563,11 @@ parent_start(void)
 	if (startup_pidfile_lock(c, stderr) == -1)
 		exit(1);
 	if (pki_load(c, stderr) == -1 || parent_bind(c, stderr) == -1 ||
-	    parent_open_tables(c, stderr) == -1)
+	    parent_open_tables(c, stderr) == -1 ||
+	    parent_sockets_commit(c, NULL) == -1) {
+		parent_sockets_discard();
 		fatalx("cannot start");
+	}
 
 	if (!env->debug) {
 		parent_syslog_warn();
@@ -730,6 +821,7 @@ parent_reload(uint64_t reqid)
 		    parent_bind(c, errfp) == -1 ||
 		    parent_open_tables(c, errfp) == -1) {
 			conf_close_fds(c);
+			parent_sockets_discard();
 			conf_free(c);
 			c = NULL;
 		}
@@ -804,6 +896,7 @@ parent_conf_done(struct msgchan *ch, struct msg *m)
 			msgchan_compose(env->chan[i], IMSG_CONF_ABORT, 0, -1,
 			    NULL, 0);
 		conf_close_fds(reload.conf);
+		parent_sockets_discard();
 		conf_free(reload.conf);
 		log_warnx("reload refused: %s", reload.error);
 		parent_reload_reply(reload.reqid, 1, reload.error);
@@ -814,6 +907,7 @@ parent_conf_done(struct msgchan *ch, struct msg *m)
 		msgchan_compose(env->chan[i], IMSG_CONF_APPLY, 0, -1, NULL, 0);
 	old = env->conf;
 	env->conf = reload.conf;
+	(void)parent_sockets_commit(env->conf, old);
 	conf_close_fds(old);
 	conf_free(old);
 	log_info("reload generation=%u applied", env->conf->generation);
@@ -935,6 +1029,7 @@ parent_shutdown(int failed)
 	startup_notify("STOPPING=1");
 	parent_close_children(-1);
 	parent_log_drain();
+	parent_sockets_discard();
 	if (env->conf != NULL) {
 		unlink(env->conf->control_sock);
 		unlink(env->conf->status_sock);

@@ -6,19 +6,26 @@
  */
 #include <sys/types.h>
 
+#include <errno.h>
 #include <event.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "splitmx.h"
 #include "control.h"
 
 static void	control_listen(void);
+static void	control_accept_update(void);
+static void	control_accept_resume(int, short, void *);
 static void	control_conf_apply(struct msg *);
 
-static struct event		 ev_control, ev_status;
-static int			 listening;
+static struct event		 ev_control, ev_status, ev_resume;
+static int			 listening;	/* events set on the sockets */
+static int			 accepting;	/* ... and added */
+static int			 starved;	/* out of descriptors */
 
 void
 control(void)
@@ -26,6 +33,7 @@ control(void)
 	control_ctl_init();
 	control_counters_init();
 	proc_drop_privileges();
+	evtimer_set(&ev_resume, control_accept_resume, NULL);
 	control_listen();
 	event_dispatch();
 	fatalx("event loop ended");
@@ -34,21 +42,100 @@ control(void)
 static void
 control_listen(void)
 {
-	if (listening) {
+	if (accepting) {
 		event_del(&ev_control);
 		event_del(&ev_status);
-		listening = 0;
+		accepting = 0;
 	}
 	if (env->conf->control_fd == -1 || env->conf->status_fd == -1)
 		fatalx("control: sockets missing from the configuration");
 	event_set(&ev_control, env->conf->control_fd, EV_READ | EV_PERSIST,
 	    control_ctl_accept, NULL);
-	event_add(&ev_control, NULL);
 	event_set(&ev_status, env->conf->status_fd, EV_READ | EV_PERSIST,
 	    control_status_accept, NULL);
-	event_add(&ev_status, NULL);
 	listening = 1;
 	control_metrics_listen(env->conf->metrics_fd);
+	control_accept_update();
+}
+
+/* Accept on every socket unless out of descriptors. */
+static void
+control_accept_update(void)
+{
+	int	 on = listening && !starved;
+
+	if (on && !accepting) {
+		event_add(&ev_control, NULL);
+		event_add(&ev_status, NULL);
+	} else if (!on && accepting) {
+		event_del(&ev_control);
+		event_del(&ev_status);
+	}
+	accepting = on;
+	control_metrics_pause(!on);
+}
+
+/*
+ * accept(2) failed for want of a descriptor (EMFILE, ENFILE; err).  The
+ * listening socket stays readable, so accepting again at once would
+ * spin: every socket of the process rests for CTL_ACCEPT_PAUSE, the
+ * connections waiting keep their place in the backlog, and the
+ * condition is logged once per CTL_WARN_INTERVAL, whichever socket
+ * (what) met it.
+ */
+void
+control_starved(const char *what, int err)
+{
+	static struct control_warn	 w;
+	struct timeval			 tv = { CTL_ACCEPT_PAUSE, 0 };
+
+	control_warn(&w, "control: out of descriptors accepting on the %s "
+	    "socket (%s): accepting paused for %ds", what, strerror(err),
+	    CTL_ACCEPT_PAUSE);
+	if (starved)
+		return;
+	starved = 1;
+	control_accept_update();
+	evtimer_add(&ev_resume, &tv);
+}
+
+static void
+control_accept_resume(int fd, short event, void *arg)
+{
+	(void)fd;
+	(void)event;
+	(void)arg;
+	starved = 0;
+	control_accept_update();
+}
+
+/*
+ * A warning that a flood could repeat thousands of times a second goes
+ * to the log once per CTL_WARN_INTERVAL, with the count of the times it
+ * was held back.
+ */
+void
+control_warn(struct control_warn *w, const char *fmt, ...)
+{
+	char	 buf[512];
+	time_t	 now = time(NULL);
+	va_list	 ap;
+
+	if (w->last != 0 && now - w->last < CTL_WARN_INTERVAL) {
+		w->more++;
+		return;
+	}
+	va_start(ap, fmt);
+	if (vsnprintf(buf, sizeof(buf), fmt, ap) < 0)
+		strlcpy(buf, fmt, sizeof(buf));
+	va_end(ap);
+	if (w->more > 0)
+		log_warnx("%s (%lu more times since the last report)", buf,
+		    w->more);
+	else
+		log_warnx("%s", buf);
+	w->last = now;
+	w->more = 0;
 }
 
 void

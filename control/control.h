@@ -9,8 +9,27 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <time.h>
 
 #define CTL_ARGSZ	64
+
+/*
+ * Limits on the control socket (an extension, splitmxctl(8)): the
+ * connections of one user (root too) and of all users but root, so
+ * that one user cannot lock the others out and root always gets in.
+ * The status socket answers and closes at once; evhttp closes a
+ * metrics connection idle for 10 seconds.
+ */
+#define CTL_CLIENTS_PER_UID	16
+#define CTL_CLIENTS_MAX		64
+#define CTL_ACCEPT_PAUSE	1	/* s: out of descriptors, no accept */
+#define CTL_WARN_INTERVAL	60	/* s: a flood is logged once in it */
+
+/* A condition logged at most once per CTL_WARN_INTERVAL. */
+struct control_warn {
+	time_t		 last;
+	unsigned long	 more;		/* times since it was logged */
+};
 
 /* Requests to the queue that take an id: a client's kind. */
 #define CTL_Q_SHOW	1	/* show message */
@@ -34,6 +53,14 @@ struct ctl_client {
 	size_t			 nevents;	/* show message: history */
 	char			 arg[CTL_ARGSZ]; /* its id, for errors */
 };
+
+/*
+ * control.c: the process; accepting is paused on every socket for
+ * CTL_ACCEPT_PAUSE when the process is out of descriptors.
+ */
+void		 control_warn(struct control_warn *, const char *, ...)
+		    __attribute__((__format__ (printf, 2, 3)));
+void		 control_starved(const char *, int);
 
 /*
  * control_ctl.c: the control socket.  A request's handler (the table
@@ -99,5 +126,6 @@ void		 control_check_client_result(struct msg *);
 
 /* control_metrics.c: Prometheus text over HTTP, evhttp's server */
 void		 control_metrics_listen(int fd);
+void		 control_metrics_pause(int);
 
 #endif

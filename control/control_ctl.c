@@ -25,6 +25,7 @@
 #define CTL_TIMEOUT	60
 
 static int	control_is_admin(int, uid_t, gid_t);
+static int	control_room(int, uid_t);
 static void	control_read(struct bufferevent *, void *);
 static void	control_written(struct bufferevent *, void *);
 static void	control_error(struct bufferevent *, short, void *);
@@ -96,29 +97,68 @@ control_is_admin(int fd, uid_t uid, gid_t gid)
 	return 0;
 }
 
+/*
+ * Whether a connection of uid fits the limits (CTL_CLIENTS_PER_UID of
+ * one user, CTL_CLIENTS_MAX of all users but root); if not it is told
+ * so and closed, and the refusal logged once per CTL_WARN_INTERVAL.
+ */
+static int
+control_room(int fd, uid_t uid)
+{
+	static struct control_warn	 w;
+	static const char		 msg[] = "1\ntoo many connections "
+	    "to the control socket; try again later\n";
+	struct ctl_client		*c;
+	unsigned int			 mine = 0, others = 0;
+
+	TAILQ_FOREACH(c, &clients, entry) {
+		if (c->uid == uid)
+			mine++;
+		if (c->uid != 0)
+			others++;
+	}
+	if (mine < CTL_CLIENTS_PER_UID &&
+	    (uid == 0 || others < CTL_CLIENTS_MAX))
+		return 1;
+	control_warn(&w, "control uid=%u refused: %u connections of this "
+	    "user, %u of all users but root (at most %d and %d)",
+	    (unsigned)uid, mine, others, CTL_CLIENTS_PER_UID,
+	    CTL_CLIENTS_MAX);
+	/* Into an empty socket buffer: it cannot block. */
+	(void)send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+	close(fd);
+	return 0;
+}
+
 void
 control_ctl_accept(int lfd, short event, void *arg)
 {
-	struct ctl_client	*c;
-	struct ucred		 cred;
-	socklen_t		 len = sizeof(cred);
-	struct timeval		 tv = { CTL_TIMEOUT, 0 };
-	int			 fd;
+	static struct control_warn	 w;
+	struct ctl_client		*c;
+	struct ucred			 cred;
+	socklen_t			 len = sizeof(cred);
+	struct timeval			 tv = { CTL_TIMEOUT, 0 };
+	int				 fd;
 
 	(void)event;
 	(void)arg;
 	if ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) ==
 	    -1) {
-		if (errno != EAGAIN && errno != EINTR &&
+		if (errno == EMFILE || errno == ENFILE)
+			control_starved("control", errno);
+		else if (errno != EAGAIN && errno != EINTR &&
 		    errno != ECONNABORTED)
-			log_warn("control accept");
+			control_warn(&w, "control accept: %s",
+			    strerror(errno));
 		return;
 	}
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1) {
-		log_warn("control SO_PEERCRED");
+		control_warn(&w, "control SO_PEERCRED: %s", strerror(errno));
 		close(fd);
 		return;
 	}
+	if (!control_room(fd, cred.uid))
+		return;
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		fatal("calloc");
 	c->uid = cred.uid;

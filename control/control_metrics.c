@@ -4,9 +4,11 @@
  */
 #include <sys/types.h>
 
+#include <errno.h>
 #include <event.h>
 #include <event2/buffer.h>
 #include <event2/http.h>
+#include <event2/listener.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,16 +19,22 @@
 static void	metrics_request(struct evhttp_request *, void *);
 static void	metrics_any(struct evhttp_request *, void *);
 static void	metrics_name(const char *, char *, size_t);
+static void	metrics_accept_error(struct evconnlistener *, void *);
 
-static struct evhttp	*http;
-static int		 http_fd = -1;
+static struct evhttp		*http;
+static struct evconnlistener	*listener;	/* evhttp's, on http_fd */
+static int			 http_fd = -1;
+static int			 paused;	/* out of descriptors */
 
 void
 control_metrics_listen(int fd)
 {
+	struct evhttp_bound_socket	*bound;
+
 	if (fd == http_fd)
 		return;
 	if (http != NULL) {
+		listener = NULL;
 		evhttp_free(http);
 		http = NULL;
 		http_fd = -1;
@@ -42,9 +50,45 @@ control_metrics_listen(int fd)
 	if (evhttp_set_cb(http, "/metrics", metrics_request, NULL) != 0)
 		fatalx("evhttp_set_cb");
 	evhttp_set_gencb(http, metrics_any, NULL);
-	if (evhttp_accept_socket(http, fd) != 0)
+	if ((bound = evhttp_accept_socket_with_handle(http, fd)) == NULL)
 		fatalx("evhttp_accept_socket");
+	listener = evhttp_bound_socket_get_listener(bound);
+	evconnlistener_set_error_cb(listener, metrics_accept_error);
+	if (paused)
+		evconnlistener_disable(listener);
 	http_fd = fd;
+}
+
+/* control_starved(): no accepting on any socket for a moment. */
+void
+control_metrics_pause(int p)
+{
+	if (listener != NULL && p != paused) {
+		if (p)
+			evconnlistener_disable(listener);
+		else
+			evconnlistener_enable(listener);
+	}
+	paused = p;
+}
+
+/*
+ * evhttp sets no error callback of its own: without this one, a listener
+ * out of descriptors would log and try again at once, for ever.
+ */
+static void
+metrics_accept_error(struct evconnlistener *lev, void *arg)
+{
+	static struct control_warn	 w;
+	int				 err = EVUTIL_SOCKET_ERROR();
+
+	(void)lev;
+	(void)arg;
+	if (err == EMFILE || err == ENFILE || err == ENOBUFS ||
+	    err == ENOMEM)
+		control_starved("metrics", err);
+	else
+		control_warn(&w, "metrics accept: %s", strerror(err));
 }
 
 /* "messages.accepted" -> "splitmx_messages_accepted" */

@@ -144,19 +144,23 @@ control_status_json(FILE *out)
 void
 control_status_accept(int lfd, short event, void *arg)
 {
-	struct timeval	 tv = { 1, 0 };
-	char		*buf = NULL;
-	size_t		 len = 0, off = 0;
-	ssize_t		 n;
-	FILE		*out;
-	int		 fd;
+	static struct control_warn	 w;
+	struct timeval			 tv = { 1, 0 };
+	char				*buf = NULL;
+	size_t				 len = 0, off = 0;
+	ssize_t				 n;
+	FILE				*out;
+	int				 fd;
 
 	(void)event;
 	(void)arg;
+	/* Answered and closed here: never more than one connection held. */
 	if ((fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) == -1) {
-		if (errno != EAGAIN && errno != EINTR &&
+		if (errno == EMFILE || errno == ENFILE)
+			control_starved("status", errno);
+		else if (errno != EAGAIN && errno != EINTR &&
 		    errno != ECONNABORTED)
-			log_warn("status accept");
+			control_warn(&w, "status accept: %s", strerror(errno));
 		return;
 	}
 	if ((out = open_memstream(&buf, &len)) == NULL)

@@ -108,11 +108,18 @@ ctl_send(int fd, const char *req, size_t len, FILE *err)
 	ssize_t	 n;
 
 	for (off = 0; off < len; off += (size_t)n)
-		if ((n = write(fd, req + off, len - off)) == -1) {
+		if ((n = send(fd, req + off, len - off, MSG_NOSIGNAL)) == -1) {
 			if (errno == EINTR) {
 				n = 0;
 				continue;
 			}
+			/*
+			 * Closed before our request was read, perhaps with
+			 * a reason (too many connections): ctl_answer()
+			 * reads it.
+			 */
+			if (errno == EPIPE || errno == ECONNRESET)
+				return 0;
 			fprintf(err, "splitmxctl: write: %s\n",
 			    strerror(errno));
 			return -1;
@@ -137,6 +144,9 @@ ctl_answer(int fd, FILE *ok, FILE *fail, FILE *err)
 		n = read(fd, buf, sizeof(buf));
 		if (n == -1 && errno == EINTR)
 			continue;
+		/* A refusal closed before our request was read: it ended. */
+		if (n == -1 && errno == ECONNRESET && status != -1)
+			break;
 		if (n == -1) {
 			fprintf(err, "splitmxctl: read: %s\n",
 			    strerror(errno));

@@ -133,11 +133,16 @@ class Daemon:
     def pid(self):
         return self.proc.pid
 
-    def start(self, wait_port=True, timeout=10):
+    def start(self, wait_port=True, timeout=10, nofile=None):
+        """nofile: a descriptor limit (soft and hard) to start under."""
+        def limit():
+            import resource
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
         self.logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [SPLITMXD, "-d", "-v", "-f", self.conf_path],
-            stdin=subprocess.DEVNULL, stdout=self.logf, stderr=self.logf)
+            stdin=subprocess.DEVNULL, stdout=self.logf, stderr=self.logf,
+            preexec_fn=limit if nofile else None)
         try:
             wait_for(lambda: self.proc.poll() is not None or (
                 os.path.exists(self.control) and self.ctl_ok()),
@@ -298,11 +303,12 @@ class Splitmx:
                         '\tforward to "[127.0.0.1]:9"\n}')
         return "\n".join(head) + "\n" + body + "\n", port
 
-    def start(self, body="", port=None, wait_port=True, workdir=None):
+    def start(self, body="", port=None, wait_port=True, workdir=None,
+              nofile=None):
         text, port = self.config(body, port, workdir)
         d = Daemon(workdir or str(self.tmp), text, port)
         self.daemons.append(d)
-        return d.start(wait_port=wait_port)
+        return d.start(wait_port=wait_port, nofile=nofile)
 
     def cleanup(self):
         for d in self.daemons:

@@ -177,6 +177,8 @@ control_queue_end(struct msg *m)
 		return;
 	if (c->json)
 		fputs("]}\n", control_out(c));
+	else if (c->nitems == 0)
+		fputs("queue is empty\n", control_out(c));
 	control_reply(c, 0);
 }
 

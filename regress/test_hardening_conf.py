@@ -242,3 +242,35 @@ def test_refused_reload_keeps_control_and_status_sockets(smx):
     assert d.ctl("reload").returncode == 0
     assert os.stat(d.control).st_gid == 0
     assert d.ctl_json("show", "status")["generation"] == 3
+
+
+# --- defect 8: what reload says, and an empty queue ---------------------
+
+def test_reload_changes_have_no_stray_braces(smx):
+    d = smx.start('domain "example.com" {{\n\ttype relay\n'
+                  '\tforward to "[127.0.0.1]:9"\n'
+                  '\tforward from 192.0.2.0/24\n}}\n'
+                  'domain "gone.example" {{\n\ttype relay\n'
+                  '\tforward to "[127.0.0.1]:9"\n}}\n')
+    text = open(d.conf_path).read()
+    text = text.replace('\tforward from 192.0.2.0/24\n}',
+                        '\tunknown bounce\n}')
+    text = text.replace('domain "gone.example"', 'domain "new.example"')
+    with open(d.conf_path, "w") as f:
+        f.write(text)
+    r = d.ctl("reload")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert not [l for l in lines if l.rstrip().endswith("{")], r.stdout
+    assert 'changed: domain "example.com" (unknown bounce, without ' \
+        'forward from 192.0.2.0/24)' in lines, r.stdout
+    assert 'added: domain "new.example"' in lines, r.stdout
+    assert 'removed: domain "gone.example"' in lines, r.stdout
+
+
+def test_show_queue_on_an_empty_queue_says_so(smx):
+    d = smx.start()
+    r = d.ctl("show", "queue")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "queue is empty\n"
+    assert d.ctl_json("show", "queue") == {"queue": []}

@@ -121,7 +121,7 @@ def test_show_queue_empty(smx):
     d = start_paused(smx)
     r = d.ctl("show", "queue")
     assert r.returncode == 0, r.stderr
-    assert r.stdout == ""
+    assert r.stdout == "queue is empty\n"
     assert d.ctl_json("show", "queue") == {"queue": []}
 
 

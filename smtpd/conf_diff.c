@@ -20,6 +20,10 @@ static int	conf_stmts(const struct smx_conf *, struct stmt **, size_t *);
 static void	stmt_key(const char *, char *, size_t);
 static struct stmt *stmt_find(struct stmt *, size_t, const char *);
 static void	stmts_free(struct stmt *, size_t);
+static void	stmt_head(FILE *, const char *);
+static void	stmt_delta(FILE *, const char *, const char *);
+static int	stmt_has_line(const char *, const char *, size_t, int);
+static size_t	stmt_opt_key(const char *, size_t);
 
 /*
  * The key of a statement: blocks and named things by their first two
@@ -131,10 +135,92 @@ stmts_free(struct stmt *s, size_t n)
 	free(s);
 }
 
+/* A statement by its first line, a block without its " {". */
+static void
+stmt_head(FILE *out, const char *text)
+{
+	size_t	 n = strcspn(text, "\n");
+
+	if (n >= 2 && text[n - 1] == '{' && text[n - 2] == ' ')
+		n -= 2;
+	fprintf(out, "%.*s", (int)n, text);
+}
+
+/*
+ * Whether the block text has the line (len bytes, tab-indented), or
+ * with word set, a line that begins with those bytes and a space.
+ */
+static int
+stmt_has_line(const char *text, const char *line, size_t len, int word)
+{
+	const char	*p = text;
+
+	while ((p = strchr(p, '\n')) != NULL) {
+		p++;
+		if (strncmp(p, line, len) != 0)
+			continue;
+		if (word ? p[len] == ' ' : (p[len] == '\n' || p[len] == '\0'))
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * The length of what names an option line of a block: its first word,
+ * with the second for "local to", "forward to", "forward from".
+ */
+static size_t
+stmt_opt_key(const char *line, size_t len)
+{
+	size_t	 n = strcspn(line, " \n");
+
+	if (n < len && (strncmp(line + n, " to ", 4) == 0 ||
+	    strncmp(line + n, " from ", 6) == 0))
+		n += strcspn(line + n + 1, " \n") + 1;
+	return n;
+}
+
+/*
+ * What changed inside a block, in parentheses: its lines that are new,
+ * and "without" those that went and have no new value ("(unknown
+ * bounce, without forward from 192.0.2.0/24)").
+ */
+static void
+stmt_delta(FILE *out, const char *old, const char *new)
+{
+	const char	*texts[2] = { new, old };
+	const char	*p, *line;
+	size_t		 len;
+	int		 i, n = 0;
+
+	if (strchr(old, '\n') == NULL || strchr(new, '\n') == NULL)
+		return;		/* not two blocks: the head says it all */
+	for (i = 0; i < 2; i++) {
+		for (p = strchr(texts[i], '\n'); p != NULL;
+		    p = strchr(p, '\n')) {
+			line = ++p;
+			len = strcspn(line, "\n");
+			if (*line != '\t' || stmt_has_line(texts[1 - i], line,
+			    len, 0))
+				continue;
+			/* An option given a new value is shown once. */
+			if (i == 1 && stmt_has_line(new, line,
+			    stmt_opt_key(line, len), 1))
+				continue;
+			fprintf(out, "%s%s%.*s", n++ ? ", " : " (",
+			    i ? "without " : "", (int)len - 1, line + 1);
+		}
+	}
+	if (n)
+		fputc(')', out);
+}
+
 /*
  * "changed: limit recipients 50", "added: domain "x.example"", one per
- * line; "no change to the configuration" when there is none.  Directory
- * contents are reported by the caller (entries per table).
+ * line, a changed block with what changed in it ("changed: domain
+ * "x.example" (unknown bounce)"); "no change to the configuration" when
+ * there is none.  Directory contents are reported by the caller
+ * (entries per table).
  */
 void
 conf_changes(FILE *out, const struct smx_conf *old,
@@ -143,7 +229,6 @@ conf_changes(FILE *out, const struct smx_conf *old,
 	struct stmt	*a, *b, *o;
 	size_t		 na, nb, i;
 	int		 any = 0;
-	char		*nl;
 
 	if (conf_stmts(old, &a, &na) == -1 || conf_stmts(new, &b, &nb) == -1)
 		fatal("conf_changes");
@@ -151,18 +236,19 @@ conf_changes(FILE *out, const struct smx_conf *old,
 		o = stmt_find(a, na, b[i].key);
 		if (o != NULL && strcmp(o->text, b[i].text) == 0)
 			continue;
-		/* Show a changed block by its first line only. */
-		if ((nl = strchr(b[i].text, '\n')) != NULL)
-			*nl = '\0';
-		fprintf(out, "%s: %s\n", o ? "changed" : "added", b[i].text);
+		fprintf(out, "%s: ", o ? "changed" : "added");
+		stmt_head(out, b[i].text);
+		if (o != NULL)
+			stmt_delta(out, o->text, b[i].text);
+		fputc('\n', out);
 		any = 1;
 	}
 	for (i = 0; i < na; i++) {
 		if (stmt_find(b, nb, a[i].key) != NULL)
 			continue;
-		if ((nl = strchr(a[i].text, '\n')) != NULL)
-			*nl = '\0';
-		fprintf(out, "removed: %s\n", a[i].text);
+		fprintf(out, "removed: ");
+		stmt_head(out, a[i].text);
+		fputc('\n', out);
 		any = 1;
 	}
 	if (!any)

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import SPLITMXD, port_open
+from conftest import OBJ, SPLITMXD, port_open
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
@@ -36,6 +36,11 @@ domain "x.example" {{
 
 FILES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "config",
                      "files")
+
+
+# Under AddressSanitizer freed memory waits in quarantine: RSS means
+# nothing there, the reloads still run for the sanitizers' sake.
+SANITIZED = "asan" in os.path.basename(OBJ)
 
 
 def vm_rss_kb(pid):
@@ -80,7 +85,7 @@ def test_refused_reloads_do_not_grow_the_parent(smx):
     after = vm_rss_kb(d.pid)
     elapsed = time.monotonic() - t0
     # Each of these reloads leaked some 40 KB before the fix.
-    assert after - before < 1024, (before, after, elapsed)
+    assert SANITIZED or after - before < 1024, (before, after, elapsed)
     # Refused later, by the parent's pki check (libtls contexts).
     with open(d.conf_path, "w") as f:
         f.write(good + 'pki bad cert "%s/mx1.crt" key "%s/mx2.key"\n' %
@@ -92,7 +97,7 @@ def test_refused_reloads_do_not_grow_the_parent(smx):
         status, text = ctl_request(d.control, "text reload")
         assert status == 1 and "does not match" in text, text
     after = vm_rss_kb(d.pid)
-    assert after - before < 1024, (before, after)
+    assert SANITIZED or after - before < 1024, (before, after)
     with open(d.conf_path, "w") as f:
         f.write(good)
     status, text = ctl_request(d.control, "text reload")

@@ -167,3 +167,34 @@ def test_control_connections_capped_per_user_and_in_total(smx):
     log = d.log()
     assert log.count("refused: ") == 1, log[-3000:]
     assert d.running()
+
+
+def test_metrics_flood_at_the_descriptor_limit_pauses(smx):
+    from conftest import free_port
+    import urllib.request
+    mport = free_port()
+    d = smx.start("metrics listen on 127.0.0.1 port %d" % mport, nofile=64)
+    pid = control_pid(d)
+    socks = []
+    try:
+        # evhttp holds each connection until it has been idle 10s.
+        for _ in range(80):
+            socks.append(socket.create_connection(("127.0.0.1", mport),
+                                                  timeout=2))
+        d.wait_log(r"Too many open files")
+        t0 = cpu_seconds(pid)
+        time.sleep(2)
+        used = cpu_seconds(pid) - t0
+        assert used < 0.4, "control used %.2fs of CPU in 2s" % used
+        log = d.log()
+        assert log.count("out of descriptors accepting on the metrics "
+                         "socket") == 1, log[-2000:]
+        assert log.count("Too many open files") == 1, log[-2000:]
+    finally:
+        for s in socks:
+            s.close()
+    body = wait_for(lambda: urllib.request.urlopen(
+        "http://127.0.0.1:%d/metrics" % mport, timeout=5).read(), 10,
+        what="/metrics after the flood")
+    assert b"splitmx_config_generation 1" in body
+    assert d.ctl("show", "status").returncode == 0

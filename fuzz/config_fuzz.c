@@ -20,6 +20,7 @@
 int	LLVMFuzzerInitialize(int *, char ***);
 int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
+static void	config_fuzz_cleanup(void);
 static void	config_fuzz_write(const char *, const void *, size_t);
 static char	*config_fuzz_print(const struct smx_conf *, size_t *);
 
@@ -32,24 +33,33 @@ static char	*config_fuzz_print(const struct smx_conf *, size_t *);
  * (libFuzzer runs LeakSanitizer after inputs that allocated more than
  * they freed unless -detect_leaks=0 is given).
  */
+static char	 dir[] = "/tmp/config_fuzz.XXXXXX";
 static char	 input[64], again[64];
 static FILE	*sink;
 
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	static char	 dir[] = "/tmp/config_fuzz.XXXXXX";
-
 	(void)argc;
 	(void)argv;
 	if (mkdtemp(dir) == NULL)
 		err(1, "mkdtemp");
+	atexit(config_fuzz_cleanup);
 	(void)snprintf(input, sizeof(input), "%s/input.conf", dir);
 	(void)snprintf(again, sizeof(again), "%s/printout.conf", dir);
 	if ((sink = fopen("/dev/null", "w")) == NULL)
 		err(1, "/dev/null");
 	log_init(1, 0);
 	return 0;
+}
+
+/* The inputs' directory goes with the run (libFuzzer exits, or a -runs). */
+static void
+config_fuzz_cleanup(void)
+{
+	(void)unlink(input);
+	(void)unlink(again);
+	(void)rmdir(dir);
 }
 
 static void

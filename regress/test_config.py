@@ -194,9 +194,10 @@ def test_config_errors_in_every_line_are_all_reported(tmp_path):
                 if ERRLINE.match(l)]) == 6
 
 
-def test_config_directory_with_a_million_entries_is_quick(tmp_path):
+def test_config_directory_with_a_million_entries_loads(tmp_path):
+    # Its speed is measured by bench/route_bench.py, not asserted here.
     if "asan" in OBJ:
-        pytest.skip("timing under the sanitizers means nothing")
+        pytest.skip("memory under the sanitizers means nothing")
     d = tmp_path / "directory"
     with open(d, "w") as fp:
         for i in range(1000000):
@@ -219,5 +220,4 @@ def test_config_directory_with_a_million_entries_is_quick(tmp_path):
                          text=True, timeout=120)
     rc, secs, kbytes = res.stdout.split()
     assert rc == "0"
-    assert float(secs) < 2.0
     assert int(kbytes) < 200 * 1024

@@ -397,8 +397,12 @@ control_queue_rcpt(struct msg *m)
 	}
 	fputs(" dest=", out);
 	control_put_safe(out, *dest ? dest : "mx");
-	/* Shown where it forbids clear text, like orcpt where there is one. */
-	if (strcmp(tls, "require") == 0 || strcmp(tls, "verify") == 0) {
+	/*
+	 * Shown where it asks more than opportunistic encryption, like
+	 * orcpt where there is one.
+	 */
+	if (strcmp(tls, "none") != 0 && strcmp(tls, "opportunistic") != 0 &&
+	    strcmp(tls, "unknown") != 0) {
 		fputs(" tls=", out);
 		control_put_safe(out, tls);
 	}

@@ -8,11 +8,18 @@
 #include "splitmx.h"
 
 /*
- * dns.c: asynchronous DNS (c-ares) for the relay's destinations.
- * dns_init() runs before the privilege drop: c-ares reads
- * /etc/resolv.conf and seeds its query ids from /dev/urandom then.
+ * dns.c: asynchronous, validating DNS (libunbound on the process' event
+ * loop) for the relay's destinations and the lookup process itself.
+ * Every answer carries its DNSSEC status; a bogus one is a temporary
+ * failure, never "no record".  dns_init() runs before the privilege
+ * drop (it reads /etc/resolv.conf); dns_conf_prepare() makes the
+ * resolver context of a configuration (a new one when the resolver or
+ * the trust anchors change), dns_conf_apply() switches to it.
  */
 void	dns_init(void);
+int	dns_conf_prepare(const struct smx_conf *, char *err, size_t errlen);
+void	dns_conf_apply(void);
+void	dns_conf_abort(void);
 /* IMSG_LOOKUP_DNS_HOST: see "relay protocol" in splitmx.h. */
 void	dns_host(struct msgchan *, struct msg *);
 /*
@@ -44,6 +51,74 @@ void	dns_query_a(const char *name, dns_query_cb, void *arg);
  */
 void	dnsbl_client(struct msgchan *, struct msg *);
 void	dnsbl_ctl(struct msgchan *, struct msg *);
+
+/* One question, for the lookup process' own modules (mta_sts.c). */
+enum dns_sec {
+	DNS_SEC_INSECURE,
+	DNS_SEC_BOGUS,
+	DNS_SEC_SECURE
+};
+struct dns_answer {
+	int		 status;	/* DNS_OK (rcode 0), DNS_NXDOMAIN, */
+					/* DNS_TEMPFAIL (bogus included) */
+	enum dns_sec	 sec;
+	const char	*why;		/* what failed, or "" */
+	const uint8_t	*pkt;		/* the answer, for dns_parse() */
+	size_t		 len;
+};
+/* cb is called from the event loop, never before dns_query() returns. */
+void	dns_query(const char *name, uint16_t type,
+	    void (*cb)(void *, const struct dns_answer *), void *arg);
+
+/*
+ * splitmxctl lookup: the destination's exchangers, addresses and what
+ * the one order of outbound TLS (tls_policy.c) makes of each host.
+ * The lines go to cb, one per host, then cb gets NULL; the summary
+ * says what went wrong, or the domain's MTA-STS state.
+ */
+struct dns_explain_host {
+	const char	*host;
+	uint32_t	 pref;
+	const char	*addrs;		/* "192.0.2.1, 2001:db8::1" */
+	const char	*mode;		/* tls_mode_name() */
+	const char	*why;
+};
+void	dns_explain(const char *name, int mx, uint16_t port, enum smx_tls,
+	    void (*cb)(void *, const struct dns_explain_host *,
+	    const char *summary), void *arg);
+
+/*
+ * dns_parse.c: the records of one answer, strictly bounded (the bytes
+ * came from the network).
+ */
+#define DNS_T_A		1
+#define DNS_T_CNAME	5
+#define DNS_T_MX	15
+#define DNS_T_TXT	16
+#define DNS_T_AAAA	28
+#define DNS_T_TLSA	52
+#define DNS_TXT_MAX	1024	/* longer TXT text is cut: toolong */
+#define DNS_MAXCNAME	8	/* CNAMEs followed in one answer */
+struct dns_rr {
+	uint16_t	 type;
+	uint32_t	 ttl;
+	const uint8_t	*rdata;		/* in the packet */
+	uint16_t	 rdlen;
+	/* By type: */
+	struct in_addr	 a;
+	struct in6_addr	 aaaa;
+	uint16_t	 pref;			/* MX */
+	char		 name[SMX_HOSTSZ];	/* MX, CNAME; "?" unusable */
+	uint8_t		 usage, selector, mtype;	/* TLSA */
+	const uint8_t	*data;
+	size_t		 datalen;
+	char		 text[DNS_TXT_MAX + 1];	/* TXT, strings joined */
+	size_t		 textlen;
+	int		 toolong;
+};
+int	dns_parse(const uint8_t *pkt, size_t len, const char *qname,
+	    uint16_t qtype, int *rcode,
+	    int (*cb)(void *, const struct dns_rr *), void *arg);
 
 /*
  * table.c: the directory tables ("table NAME file|ldap", SPEC §4).

@@ -36,10 +36,13 @@ enum queue_state {
 /* The policy of a recipient from an envelope older than tls= */
 #define QUEUE_TLS_UNKNOWN	UINT32_MAX
 
-/* Routed with a policy that forbids clear text: worth showing. */
+/*
+ * Routed with a policy that asks more than opportunistic encryption
+ * (dane, or one that forbids clear text): worth showing.
+ */
 #define QUEUE_TLS_STRICT(r)	((r)->class != ROUTE_BOUNCE && \
 				    (r)->tls != QUEUE_TLS_UNKNOWN && \
-				    (r)->tls >= TLSP_REQUIRE)
+				    (r)->tls >= TLSP_DANE)
 
 struct queue_rcpt {
 	char		*rcpt;		/* as given in RCPT TO */

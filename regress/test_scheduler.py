@@ -791,7 +791,8 @@ def test_show_message_history(smx, servers):
     assert re.match(r"  \S+Z received from 127.0.0.1 size \d+$", hist[0])
     assert re.match(r"  \S+Z routed <bob@example.com> as forward to "
                     r"\[127.0.0.1\]:\d+$", hist[1])
-    assert re.match(r'  \S+Z deferred via 127.0.0.1 \[127.0.0.1\]: '
+    assert re.match(r'  \S+Z deferred via 127.0.0.1 \[127.0.0.1\] '
+                    r'tls=none verified=none: '
                     r'"451 4.7.1 greylisted, come back later" '
                     r'<bob@example.com>, <carol@example.com>$', hist[-1]), hist
 

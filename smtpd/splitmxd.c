@@ -39,6 +39,7 @@ static int	parent_bind(struct smx_conf *, FILE *);
 static int	parent_bind_listener(struct smx_listener *, FILE *);
 static int	parent_bind_unix(const char *, const char *, mode_t, FILE *);
 static int	parent_read_pki(struct smx_conf *, FILE *);
+static int	parent_read_trust(struct smx_conf *, FILE *);
 static int	parent_open_tables(struct smx_conf *, FILE *);
 static void	parent_close_tables(struct smx_conf *);
 static void	parent_send_conf(struct smx_conf *);
@@ -383,6 +384,52 @@ parent_read_pki(struct smx_conf *c, FILE *errfp)
 	return 0;
 }
 
+/*
+ * The DNSSEC trust anchors (their text goes to the lookup process) and
+ * the CA file (a descriptor to lookup and relay, which read it), with
+ * privilege, as the keys.  The default CA store may be missing: only
+ * what verifies then fails, as it says.
+ */
+#define PARENT_ANCHORS_MAX	(64 * 1024)
+static int
+parent_read_trust(struct smx_conf *c, FILE *errfp)
+{
+	FILE	*fp;
+	size_t	 n;
+
+	if ((fp = fopen(c->trust_anchor, "re")) == NULL) {
+		fprintf(errfp, "%s: cannot read the DNSSEC trust anchor: %s%s\n",
+		    c->trust_anchor, strerror(errno),
+		    strcmp(c->trust_anchor, DEF_TRUST_ANCHOR) == 0 ?
+		    " (install dns-root-data, or give trust-anchor)" : "");
+		return -1;
+	}
+	if ((c->anchors = calloc(1, PARENT_ANCHORS_MAX + 1)) == NULL)
+		fatal("calloc");
+	n = fread(c->anchors, 1, PARENT_ANCHORS_MAX + 1, fp);
+	if (ferror(fp) || n > PARENT_ANCHORS_MAX || n == 0 ||
+	    memchr(c->anchors, '\0', n) != NULL) {
+		fprintf(errfp, "%s: %s\n", c->trust_anchor, ferror(fp) ?
+		    strerror(errno) : n == 0 ? "no trust anchor in it" :
+		    "not a trust anchor file (too large, or binary)");
+		fclose(fp);
+		return -1;
+	}
+	fclose(fp);
+	c->anchors[n] = '\0';
+	if ((c->ca_fd = open(c->ca_file, O_RDONLY | O_CLOEXEC)) == -1) {
+		if (c->ca_set) {
+			fprintf(errfp, "%s: cannot read the CA file: %s\n",
+			    c->ca_file, strerror(errno));
+			return -1;
+		}
+		log_warnx("cannot read the CA store %s: %s; outbound "
+		    "certificate verification will fail", c->ca_file,
+		    strerror(errno));
+	}
+	return 0;
+}
+
 /* Wipe key material once every child has its copy. */
 static void
 parent_wipe_pki(struct smx_conf *c)
@@ -444,6 +491,9 @@ parent_send_conf(struct smx_conf *c)
 			    proc_name(i));
 	parent_wipe_pki(c);
 	parent_close_tables(c);
+	if (c->ca_fd != -1)
+		close(c->ca_fd);
+	c->ca_fd = -1;
 }
 
 static void
@@ -459,6 +509,9 @@ conf_close_fds(struct smx_conf *c)
 			l->fd = -1;
 		}
 	parent_close_tables(c);
+	if (c->ca_fd != -1)
+		close(c->ca_fd);
+	c->ca_fd = -1;
 	if (c->control_fd != -1)
 		close(c->control_fd);
 	if (c->status_fd != -1)
@@ -498,7 +551,8 @@ parent_start(void)
 	if (startup_pidfile_lock(c, stderr) == -1)
 		exit(1);
 	if (parent_read_pki(c, stderr) == -1 || parent_bind(c, stderr) == -1 ||
-	    parent_open_tables(c, stderr) == -1)
+	    parent_open_tables(c, stderr) == -1 ||
+	    parent_read_trust(c, stderr) == -1)
 		fatalx("cannot start");
 
 	if (!env->debug) {
@@ -751,7 +805,8 @@ parent_reload(uint64_t reqid)
 			c = NULL;
 		} else if (parent_read_pki(c, errfp) == -1 ||
 		    parent_bind(c, errfp) == -1 ||
-		    parent_open_tables(c, errfp) == -1) {
+		    parent_open_tables(c, errfp) == -1 ||
+		    parent_read_trust(c, errfp) == -1) {
 			conf_close_fds(c);
 			conf_free(c);
 			c = NULL;

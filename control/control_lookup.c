@@ -329,6 +329,32 @@ control_lookup_tls(struct msg *m, FILE *out, int json)
 	}
 }
 
+/*
+ * IMSG_CTL_LOOKUP_TLS_RESULT: one destination of show message (see
+ * control_queue_tls_next()), printed as lookup prints its own.
+ */
+void
+control_lookup_tls_result(struct msg *m)
+{
+	struct ctl_client	*c;
+	uint64_t		 reqid;
+	FILE			*out = NULL;
+
+	if (msg_get_u64(m, &reqid) == -1)
+		fatalx("bad %s", imsg_name(m->type));
+	if ((c = control_client_find(reqid)) != NULL && c->kind == CTL_Q_SHOW)
+		out = control_out(c);
+	control_lookup_tls(m, out, out != NULL && c->json);
+	if (msg_end(m) == -1)
+		fatalx("bad %s", imsg_name(m->type));
+	if (out == NULL)
+		return;
+	if (c->json)
+		fputs("}", out);
+	c->tlsnext++;
+	control_queue_tls_next(c);
+}
+
 /* IMSG_CTL_LOOKUP_RESULT: read to the end even if the client is gone. */
 void
 control_lookup_result(struct msg *m)

@@ -3,6 +3,7 @@
  * (the bytes libunbound hands on come from the network).  The first
  * byte picks the question's type, the rest is the answer to a question
  * for "x.example" of that type (the seed corpus has such answers).
+ * It links lookup/dns_parse.c and lib/.
  */
 #include <sys/types.h>
 

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unbound.h>
 #include <unbound-event.h>
 
@@ -133,6 +134,11 @@ struct dns_req {
 	char			 error[DNS_ERRSZ];
 	struct dns_host		 hosts[DNS_MAX_MX];
 	int			 nhosts;
+	/* The domain's MTA-STS policy (RFC 8461), when one applies. */
+	int			 sts_asked;
+	int			 sts_have;
+	struct sts_policy	 sts;
+	char			 sts_note[DNS_ERRSZ];
 };
 
 /* An MX record while sorting. */
@@ -203,6 +209,8 @@ static void	dns_send_result(struct dns_req *, struct dns_host **,
 		    struct sockaddr_storage **, int);
 static void	dns_explain_result(struct dns_req *);
 static void	dns_req_free(struct dns_req *);
+static void	dns_sts_answer(void *, const struct sts_answer *);
+static const char *dns_sts_mode(enum sts_mode);
 static const char *dns_status_name(int);
 static const char *dns_sec_name(enum dns_sec);
 static void	dns_qa_answer(void *, const struct dns_answer *);
@@ -437,6 +445,32 @@ dns_ctx_anchors(struct ub_ctx *ub, const char *anchors, char *err,
 		return -1;
 	}
 	return 0;
+}
+
+int
+dns_check_anchors(const char *anchors, char *err, size_t errlen)
+{
+	struct ub_ctx	*ub;
+	int		 r = -1, e;
+
+	/* Made and finalized, never asked: no thread, no socket. */
+	if ((ub = ub_ctx_create()) == NULL) {
+		(void)snprintf(err, errlen, "cannot create a libunbound "
+		    "context");
+		return -1;
+	}
+	(void)ub_ctx_debugout(ub, NULL);
+	(void)ub_ctx_debuglevel(ub, 0);
+	if (dns_ctx_anchors(ub, anchors, err, errlen) == 0) {
+		if ((e = ub_ctx_zone_remove(ub, "test.")) != 0)
+			(void)snprintf(err, errlen, "DNSSEC trust anchors "
+			    "refused by libunbound (%s): DS or DNSKEY records "
+			    "in zone file syntax expected", ub_strerror(e));
+		else
+			r = 0;
+	}
+	ub_ctx_delete(ub);
+	return r;
 }
 
 /* Replaced: deleted once libunbound owes it nothing, from the loop. */
@@ -851,10 +885,66 @@ dns_start(struct dns_req *req)
 	else if (!valid_domain(req->name))
 		dns_fail(req, DNS_NXDOMAIN, "5.1.2 invalid domain name %s",
 		    req->name);
-	else if (req->mx)
-		dns_ask(req, req->name, DNS_T_MX, dns_mx_answer, req);
-	else if ((h = dns_host_add(req, req->name, 0)) != NULL)
-		dns_addrs(h);
+	else {
+		/*
+		 * RFC 8461 is for destinations reached by MX, and "tls
+		 * none" wants no TLS at all.  Its answer comes with the
+		 * MX records', only this destination waiting for it.
+		 */
+		if (req->mx && req->asker != ASK_RESOLVE &&
+		    env->conf->mta_sts && req->tls != TLSP_NONE) {
+			req->sts_asked = 1;
+			req->pending++;
+			mta_sts_get(req->name, dns_sts_answer, req);
+		}
+		if (req->mx)
+			dns_ask(req, req->name, DNS_T_MX, dns_mx_answer, req);
+		else if ((h = dns_host_add(req, req->name, 0)) != NULL)
+			dns_addrs(h);
+	}
+}
+
+/* The domain's MTA-STS policy; "none" is no policy. */
+static void
+dns_sts_answer(void *arg, const struct sts_answer *a)
+{
+	struct dns_req	*req = arg;
+	char		 until[32];
+	struct tm	 tm;
+	time_t		 t;
+
+	if (a->policy != NULL && a->policy->mode != STS_NONE) {
+		req->sts_have = 1;
+		req->sts = *a->policy;
+		t = a->expires;
+		if (gmtime_r(&t, &tm) == NULL ||
+		    strftime(until, sizeof(until), "%Y-%m-%dT%H:%M:%SZ",
+		    &tm) == 0)
+			strlcpy(until, "?", sizeof(until));
+		(void)snprintf(req->sts_note, sizeof(req->sts_note),
+		    "%s, valid until %s: %s", dns_sts_mode(req->sts.mode),
+		    until, a->note);
+	} else if (a->policy != NULL)
+		(void)snprintf(req->sts_note, sizeof(req->sts_note), "mode "
+		    "none: %s", a->note);
+	else
+		strlcpy(req->sts_note, a->note, sizeof(req->sts_note));
+	log_debug("event=mta-sts domain=%s policy=%s", log_value(req->name),
+	    log_text(req->sts_note));
+	dns_release(req);
+}
+
+static const char *
+dns_sts_mode(enum sts_mode mode)
+{
+	switch (mode) {
+	case STS_ENFORCE:
+		return "enforce";
+	case STS_TESTING:
+		return "testing";
+	default:
+		return "none";
+	}
 }
 
 /* A name that is an address: 0 and the answer is there, else -1. */
@@ -1340,7 +1430,9 @@ dns_tls_host(const struct dns_host *h, struct tls_host *th)
 		    h->tlsas[i].mtype, h->tlsas[i].len))
 			th->nusable++;
 	th->tlsa_error = h->tlsa_error;
-	th->sts = STS_NONE;
+	th->sts = h->req->sts_have ? h->req->sts.mode : STS_NONE;
+	th->sts_match = h->req->sts_have && sts_mx_match(&h->req->sts,
+	    h->name);
 }
 
 static void
@@ -1415,10 +1507,11 @@ dns_send_result(struct dns_req *req, struct dns_host **hosts,
 			msg_add_u32(&r, h->tlsas[j].mtype);
 			msg_add_data(&r, h->tlsas[j].data, h->tlsas[j].len);
 		}
-		msg_add_u32(&r, 0);	/* sts_match */
+		msg_add_u32(&r, req->sts_have && sts_mx_match(&req->sts,
+		    h->name));
 	}
-	msg_add_u32(&r, STS_NONE);
-	msg_add_str(&r, "");		/* the MTA-STS policy, in words */
+	msg_add_u32(&r, req->sts_have ? req->sts.mode : STS_NONE);
+	msg_add_str(&r, req->sts_note);
 	if (r.error)
 		fatalx("%s too large", imsg_name(r.type));
 	proc_send(req->peer, &r);
@@ -1462,9 +1555,20 @@ dns_explain_result(struct dns_req *req)
 		}
 		req->xcb(req->cbarg, &x, NULL);
 	}
-	req->xcb(req->cbarg, NULL, req->status == DNS_OK ? req->mx_secure ?
-	    "DNSSEC: MX records validated" : "DNSSEC: not validated "
-	    "(insecure)" : req->error);
+	(void)snprintf(why, sizeof(why), "DNSSEC: %s%s%s",
+	    !req->mx ? "no MX lookup" : req->mx_secure ?
+	    "MX records validated" : "not validated (insecure)",
+	    req->sts_asked ? "; MTA-STS: " : "",
+	    req->sts_asked ? req->sts_note : "");
+	if (req->sts_have) {
+		strlcat(why, " (mx:", sizeof(why));
+		for (i = 0; i < req->sts.nmx; i++) {
+			strlcat(why, " ", sizeof(why));
+			strlcat(why, req->sts.mx[i], sizeof(why));
+		}
+		strlcat(why, ")", sizeof(why));
+	}
+	req->xcb(req->cbarg, NULL, req->status == DNS_OK ? why : req->error);
 }
 
 static void

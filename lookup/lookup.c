@@ -32,6 +32,8 @@ struct lookup_ctl_tls {
 	struct lookup_ask	*ask;
 	struct route_result	 rr;
 	struct route_explain	 ex;
+	int			 tlsonly;	/* IMSG_CTL_LOOKUP_TLS */
+	enum smx_tls		 tls;
 	struct {
 		char		*host, *addrs, *mode, *why;
 		uint32_t	 pref;
@@ -59,6 +61,9 @@ static void	lookup_ctl_tls(void *, const struct dns_explain_host *,
 static void	lookup_ctl_send(struct lookup_ask *,
 		    const struct route_result *, const struct route_explain *,
 		    struct lookup_ctl_tls *, const char *);
+static void	lookup_ctl_tlsreq(struct msgchan *, struct msg *);
+static void	lookup_ctl_tls_part(struct msg *, enum smx_tls,
+		    const struct lookup_ctl_tls *, const char *);
 
 /*
  * The configuration in force with its tables, and the one prepared by
@@ -71,6 +76,7 @@ void
 lookup(void)
 {
 	dns_init();
+	mta_sts_init();
 	proc_drop_privileges();
 	/* The first configuration was prepared, and applied at once. */
 	if (pending == NULL || pending->conf != env->conf)
@@ -111,6 +117,15 @@ lookup_imsg(struct msgchan *ch, struct msg *m, void *arg)
 		break;
 	case IMSG_CTL_CHECK_CLIENT:
 		dnsbl_ctl(ch, m);
+		break;
+	case IMSG_LOOKUP_STS_LOAD:
+		mta_sts_load(ch, m);
+		break;
+	case IMSG_CTL_LOOKUP_TLS:
+		lookup_ctl_tlsreq(ch, m);
+		break;
+	case IMSG_LOOKUP_STS_LOADED:
+		mta_sts_loaded(ch, m);
 		break;
 	default:
 		fatalx("unexpected %s from %s", imsg_name(m->type),
@@ -440,6 +455,7 @@ lookup_ctl_tls(void *arg, const struct dns_explain_host *x,
     const char *summary)
 {
 	struct lookup_ctl_tls	*t = arg;
+	struct msg		 r;
 	int			 i;
 
 	if (x != NULL) {
@@ -453,7 +469,14 @@ lookup_ctl_tls(void *arg, const struct dns_explain_host *x,
 		t->h[i].pref = x->pref;
 		return;
 	}
-	lookup_ctl_send(t->ask, &t->rr, &t->ex, t, summary);
+	if (t->tlsonly) {
+		msg_init(&r, IMSG_CTL_LOOKUP_TLS_RESULT, 0);
+		msg_add_u64(&r, t->ask->reqid);
+		lookup_ctl_tls_part(&r, t->tls, t, summary);
+		proc_send(PROC_CONTROL, &r);
+		free(t->ask);
+	} else
+		lookup_ctl_send(t->ask, &t->rr, &t->ex, t, summary);
 	for (i = 0; i < t->nh; i++) {
 		free(t->h[i].host);
 		free(t->h[i].addrs);
@@ -496,16 +519,66 @@ lookup_ctl_send(struct lookup_ask *a, const struct route_result *rr,
 		msg_add_u32(&r, st->kind);
 		msg_add_str(&r, st->target);
 	}
-	msg_add_str(&r, t != NULL ? tls_policy_name(rr->tls) : "");
-	msg_add_u32(&r, t != NULL ? (uint32_t)t->nh : 0);
-	for (i = 0; t != NULL && i < t->nh; i++) {
-		msg_add_str(&r, t->h[i].host);
-		msg_add_u32(&r, t->h[i].pref);
-		msg_add_str(&r, t->h[i].addrs);
-		msg_add_str(&r, t->h[i].mode);
-		msg_add_str(&r, t->h[i].why);
-	}
-	msg_add_str(&r, summary);
+	lookup_ctl_tls_part(&r, rr->tls, t, summary);
 	proc_send(PROC_CONTROL, &r);
 	free(a);
+}
+
+/* The TLS part of IMSG_CTL_LOOKUP_RESULT, and of _TLS_RESULT. */
+static void
+lookup_ctl_tls_part(struct msg *r, enum smx_tls tls,
+    const struct lookup_ctl_tls *t, const char *summary)
+{
+	int	 i;
+
+	msg_add_str(r, t != NULL ? tls_policy_name(tls) : "");
+	msg_add_u32(r, t != NULL ? (uint32_t)t->nh : 0);
+	for (i = 0; t != NULL && i < t->nh; i++) {
+		msg_add_str(r, t->h[i].host);
+		msg_add_u32(r, t->h[i].pref);
+		msg_add_str(r, t->h[i].addrs);
+		msg_add_str(r, t->h[i].mode);
+		msg_add_str(r, t->h[i].why);
+	}
+	msg_add_str(r, summary);
+}
+
+/*
+ * show message: the TLS policy of a queued recipient's destination,
+ * resolved and explained now; see "Lookup protocol" in splitmx.h.
+ */
+static void
+lookup_ctl_tlsreq(struct msgchan *ch, struct msg *m)
+{
+	struct lookup_ctl_tls	*t;
+	struct smx_host		 h;
+	const char		*dest, *domain, *tls, *errstr;
+	uint64_t		 reqid;
+	int			 i;
+
+	proc_expect(ch, m, PROC_CONTROL);
+	if (msg_get_u64(m, &reqid) == -1 || msg_get_strp(m, &dest) == -1 ||
+	    msg_get_strp(m, &domain) == -1 || msg_get_strp(m, &tls) == -1 ||
+	    msg_end(m) == -1 || dest == NULL || domain == NULL || tls == NULL)
+		fatalx("bad %s", imsg_name(m->type));
+	if ((t = calloc(1, sizeof(*t))) == NULL)
+		fatal("calloc");
+	t->ask = lookup_ask_new(reqid, "", "");
+	t->tlsonly = 1;
+	t->tls = TLSP_OPPORTUNISTIC;
+	for (i = 0; i < TLSP_COUNT; i++)
+		if (strcmp(tls, tls_policy_name((enum smx_tls)i)) == 0)
+			t->tls = (enum smx_tls)i;
+	memset(&h, 0, sizeof(h));
+	if (*dest != '\0' ? parse_host(dest, &h, &errstr) == -1 :
+	    strlcpy(h.name, domain, sizeof(h.name)) >= sizeof(h.name)) {
+		lookup_ctl_tls(t, NULL, "not a destination");
+		return;
+	}
+	if (*dest == '\0') {
+		h.port = 25;
+		h.flags = F_HOST_MX;
+	}
+	dns_explain(h.name, (h.flags & F_HOST_MX) != 0, h.port, t->tls,
+	    lookup_ctl_tls, t);
 }

@@ -121,6 +121,43 @@ int	dns_parse(const uint8_t *pkt, size_t len, const char *qname,
 	    int (*cb)(void *, const struct dns_rr *), void *arg);
 
 /*
+ * mta_sts_parse.c: the MTA-STS TXT record and policy (RFC 8461), which
+ * come from the network, and its MX patterns.
+ */
+#define STS_MAX_MX	32		/* mx lines in a policy */
+#define STS_POLICY_MAX	(64 * 1024)	/* octets of a policy */
+#define STS_IDSZ	33		/* 1 to 32 letters and digits */
+struct sts_policy {
+	enum sts_mode	 mode;		/* "none" is STS_NONE */
+	uint32_t	 max_age;	/* seconds, at most a year */
+	char		 mx[STS_MAX_MX][SMX_HOSTSZ];	/* "*.x" patterns */
+	int		 nmx;
+};
+int	sts_parse_txt(const char *, size_t, char *id, size_t idlen);
+int	sts_parse_policy(const char *, size_t, struct sts_policy *,
+	    char *err, size_t errlen);
+int	sts_mx_match(const struct sts_policy *, const char *host);
+
+/*
+ * mta_sts.c: the MTA-STS policy of a domain (RFC 8461): its TXT record,
+ * the policy in memory or fetched over HTTPS, kept on disk by the queue
+ * (IMSG_QUEUE_STS_STORE, IMSG_LOOKUP_STS_LOAD).  mta_sts_init() runs
+ * before the privilege drop.  The answer's policy is NULL when none
+ * applies; note says what happened, for the logs and splitmxctl.
+ */
+struct sts_answer {
+	const struct sts_policy	*policy;
+	const char		*id;
+	time_t			 expires;
+	const char		*note;
+};
+void	mta_sts_init(void);
+void	mta_sts_get(const char *domain,
+	    void (*cb)(void *, const struct sts_answer *), void *arg);
+void	mta_sts_load(struct msgchan *, struct msg *);
+void	mta_sts_loaded(struct msgchan *, struct msg *);
+
+/*
  * table.c: the directory tables ("table NAME file|ldap", SPEC §4).
  * A lookup may be answered at once (file) or later (LDAP): the caller
  * fills a table_query and keeps it in place; table_lookup() calls

@@ -254,4 +254,11 @@ const char	*queue_fs_state_name(enum queue_state);
 const char	*queue_fs_class_name(uint32_t);
 const char	*queue_fs_tls_name(uint32_t);	/* "unknown" if not recorded */
 
+/*
+ * queue_sts.c: the MTA-STS policies kept for the lookup process in the
+ * spool's sts/: handed back at the start, stored when it asks.
+ */
+void		 queue_sts_init(void);
+void		 queue_sts_store(struct msgchan *, struct msg *);
+
 #endif

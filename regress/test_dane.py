@@ -299,7 +299,8 @@ def test_lookup_shows_the_policy_of_each_mx_host(world, zones, pki, sinks):
     assert ("host 2       20 backup.dane.example [127.0.0.1]: "
             "opportunistic (tls dane: no TLSA record, no MTA-STS policy: "
             "opportunistic)\n") in out, out
-    assert "dns          DNSSEC: MX records validated\n" in out
+    assert ("dns          DNSSEC: MX records validated; MTA-STS: no "
+            "MTA-STS policy\n") in out
     j = d.ctl_json("lookup", "bob@example.com")
     assert j["tls"]["policy"] == "dane"
     assert [h["check"] for h in j["tls"]["hosts"]] == ["dane",
@@ -319,3 +320,24 @@ def test_resolver_without_dnssec_is_named_at_start(smx, zones):
                    r"validate" % re.escape(plain.addr), 30)
     finally:
         plain.stop()
+
+
+def test_reload_with_a_bad_trust_anchor_is_refused(world, zones, pki, sinks):
+    cert = pki.issue("mx.dane.example", selfsigned=True)
+    s = sink(sinks, cert=cert)
+    zones.add_tlsa("dane.example", "mx.dane.example", s.port, cert[0],
+                   3, 1, 1)
+    zones.start()
+    d = world.start("dane.example:%d" % s.port, "dane")
+    with open(zones.anchor_file) as f:
+        good = f.read()
+    with open(zones.anchor_file, "w") as f:
+        f.write("example. IN DS 1 13 2 not-a-digest\n")
+    r = d.ctl("reload")
+    assert r.returncode == 1
+    assert "DNSSEC trust anchors refused by libunbound" in r.stdout + r.stderr
+    with open(zones.anchor_file, "w") as f:
+        f.write(good)
+    world.send()
+    s.wait(1)
+    assert world.delivery(status="sent")["verified"] == "dane"

@@ -24,6 +24,7 @@ static int	relay_xtext_ok(const char *);
 
 struct tls_config	*relay_tls_verify;
 struct tls_config	*relay_tls_noverify;
+struct x509_store_st	*relay_ca_store;
 static uint32_t		 ndeliveries;
 
 void
@@ -87,6 +88,8 @@ relay_tls_ca(const struct smx_conf *c)
 	if (relay_tls_verify != NULL)
 		tls_config_free(relay_tls_verify);
 	relay_tls_verify = cfg;
+	relay_dane_store_free(relay_ca_store);
+	relay_ca_store = relay_dane_store(c->ca, c->ca_len);
 }
 
 void

@@ -252,6 +252,7 @@ struct relay_session {
 
 /* relay.c */
 extern struct tls_config	*relay_tls_verify;	/* NULL: no CA store */
+extern struct x509_store_st	*relay_ca_store;	/* the same, libcrypto */
 extern struct tls_config	*relay_tls_noverify;
 /* Sends IMSG_RELAY_RESULT and frees the delivery. */
 void	relay_result(struct relay_msg *);
@@ -296,6 +297,17 @@ enum relay_dane {
 enum relay_dane relay_dane_match(const uint8_t *pem, size_t pemlen,
 	    const struct relay_tlsa *, int nrecs, const char **names,
 	    int nnames, char *why, size_t whylen);
+/*
+ * The CA store (PEM) as libcrypto's X509_STORE, and a chain checked
+ * against it for a name as a verifying handshake would: 0, or -1 and
+ * why.  For reports on MTA-STS policies in testing mode.
+ */
+struct x509_store_st;
+struct x509_store_st *relay_dane_store(const uint8_t *, size_t);
+void	relay_dane_store_free(struct x509_store_st *);
+int	relay_dane_pkix(const uint8_t *pem, size_t pemlen,
+	    struct x509_store_st *, const char *name, char *why,
+	    size_t whylen);
 
 /* relay_session.c */
 struct relay_session *relay_session_new(struct relay_dest *, int addr,

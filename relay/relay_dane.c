@@ -8,7 +8,8 @@
  * that is not in a CA file, nor to skip the name check for DANE-EE.
  * So the handshake is made without libtls' verification and the chain
  * is checked here with OpenSSL's libcrypto, which libretls is built on:
- * this file is the only one that uses it.
+ * this file is the only one that uses it (also for what an MTA-STS
+ * policy in testing mode would have refused).
  */
 #include <sys/types.h>
 
@@ -171,6 +172,98 @@ relay_dane_bykey(const struct relay_tlsa *t, X509 *leaf,
 	}
 	ERR_clear_error();
 	EVP_PKEY_free(key);
+	return ok;
+}
+
+/*
+ * The CA store of a configuration ("ca", or the system's), for the
+ * checks libtls does not make itself: an MTA-STS policy in testing
+ * mode is reported on, not enforced, so the handshake cannot verify.
+ */
+X509_STORE *
+relay_dane_store(const uint8_t *ca, size_t len)
+{
+	X509_STORE		*store;
+	STACK_OF(X509_INFO)	*infos;
+	X509_INFO		*xi;
+	BIO			*bio;
+	int			 i, n = 0;
+
+	if (ca == NULL || len == 0 || len > INT32_MAX ||
+	    (bio = BIO_new_mem_buf(ca, (int)len)) == NULL)
+		return NULL;
+	infos = PEM_X509_INFO_read_bio(bio, NULL, NULL, NULL);
+	BIO_free(bio);
+	if (infos == NULL || (store = X509_STORE_new()) == NULL) {
+		sk_X509_INFO_pop_free(infos, X509_INFO_free);
+		ERR_clear_error();
+		return NULL;
+	}
+	for (i = 0; i < sk_X509_INFO_num(infos); i++) {
+		xi = sk_X509_INFO_value(infos, i);
+		if (xi->x509 != NULL && X509_STORE_add_cert(store,
+		    xi->x509) == 1)
+			n++;
+	}
+	sk_X509_INFO_pop_free(infos, X509_INFO_free);
+	ERR_clear_error();
+	if (n == 0) {
+		X509_STORE_free(store);
+		return NULL;
+	}
+	return store;
+}
+
+void
+relay_dane_store_free(X509_STORE *store)
+{
+	X509_STORE_free(store);
+}
+
+/*
+ * What a verifying handshake would have said (RFC 8461 §4.2): the chain
+ * to the store, the dates, and the name of the MX host.  0 or -1 with
+ * why.
+ */
+int
+relay_dane_pkix(const uint8_t *pem, size_t pemlen, X509_STORE *store,
+    const char *name, char *why, size_t whylen)
+{
+	STACK_OF(X509)		*chain;
+	X509_STORE_CTX		*vc;
+	X509_VERIFY_PARAM	*param;
+	int			 ok = -1;
+
+	if (store == NULL) {
+		(void)snprintf(why, whylen, "no CA store");
+		return -1;
+	}
+	if ((chain = relay_dane_chain(pem, pemlen)) == NULL) {
+		(void)snprintf(why, whylen, "no certificate from the server");
+		return -1;
+	}
+	if ((vc = X509_STORE_CTX_new()) == NULL ||
+	    X509_STORE_CTX_init(vc, store, sk_X509_value(chain, 0),
+	    chain) != 1) {
+		(void)snprintf(why, whylen, "cannot verify");
+		goto done;
+	}
+	param = X509_STORE_CTX_get0_param(vc);
+	X509_STORE_CTX_set_purpose(vc, X509_PURPOSE_SSL_SERVER);
+	if (X509_VERIFY_PARAM_set1_host(param, name, 0) != 1) {
+		(void)snprintf(why, whylen, "cannot verify");
+		goto done;
+	}
+	if (X509_verify_cert(vc) == 1)
+		ok = 0;
+	else
+		(void)snprintf(why, whylen, "%s at depth %d",
+		    X509_verify_cert_error_string(X509_STORE_CTX_get_error(vc)),
+		    X509_STORE_CTX_get_error_depth(vc));
+ done:
+	X509_STORE_CTX_free(vc);
+	sk_X509_pop_free(chain, X509_free);
+	ERR_clear_error();
 	return ok;
 }
 

@@ -85,6 +85,8 @@ static const char *relay_session_tlsname(struct relay_session *);
 static const char *relay_session_verified(struct relay_session *);
 static void	relay_session_policy(struct relay_session *);
 static int	relay_session_dane(struct relay_session *);
+static void	relay_session_sts_report(struct relay_session *,
+		    const char *);
 
 int				 relay_nsessions;
 static TAILQ_HEAD(, relay_session) graveyard =
@@ -589,6 +591,8 @@ relay_session_reply(struct relay_session *s)
 			log_info("session=%016llx event=starttls-refused "
 			    "relay=%s reply=%s", (unsigned long long)s->id,
 			    log_value(s->name), log_text(s->rtext));
+			if (s->testing)
+				relay_session_sts_report(s, "STARTTLS refused");
 			relay_session_ready(s);
 		} else {
 			stat_add("relay.tls.downgrade", 1);
@@ -659,6 +663,8 @@ relay_session_ehlo_done(struct relay_session *s)
 			    tls_mode_name(s->mode), s->why);
 			return;
 		}
+		if (s->testing)
+			relay_session_sts_report(s, "STARTTLS not offered");
 	}
 	relay_session_ready(s);
 }
@@ -738,6 +744,8 @@ relay_session_handshake(struct relay_session *s)
 	str_printable(s->tls_version, sizeof(s->tls_version), v);
 	if (s->mode == TLSM_DANE && relay_session_dane(s) == -1)
 		return -1;
+	if (s->testing)
+		relay_session_sts_report(s, NULL);
 	s->flags |= F_RELAY_TLS;
 	log_info("session=%016llx event=starttls relay=%s version=%s "
 	    "cipher=%s verified=%s check=%s", (unsigned long long)s->id,
@@ -777,6 +785,8 @@ relay_session_clear_retry(struct relay_session *s, const char *why)
 	log_info("session=%016llx event=tls-failed relay=%s error=%s "
 	    "action=retry-without-tls", (unsigned long long)s->id,
 	    log_value(s->name), log_text(why));
+	if (s->testing)
+		relay_session_sts_report(s, "TLS handshake failed");
 	if (s->evflags)
 		event_del(&s->ev);
 	s->evflags = 0;
@@ -1487,6 +1497,39 @@ relay_session_verified(struct relay_session *s)
 {
 	return (s->flags & F_RELAY_TLS) ? tls_mode_verified(s->mode) :
 	    "none";
+}
+
+/*
+ * An MTA-STS policy in testing mode (RFC 8461 §5): what enforcing it
+ * would have refused is logged and counted, and the delivery goes on
+ * under the configured policy.  failure is what already went wrong
+ * (no STARTTLS), or NULL after a handshake: then the host must be one
+ * of the policy's and its certificate valid for its name.
+ */
+static void
+relay_session_sts_report(struct relay_session *s, const char *failure)
+{
+	const struct relay_hostinfo	*hi;
+	const uint8_t			*pem;
+	char				 why[256];
+	size_t				 len = 0;
+
+	hi = relay_dest_hostinfo(s->dest, s->a.host);
+	if (failure == NULL && (hi == NULL || !hi->th.sts_match))
+		failure = "the MX host is not in the policy";
+	if (failure == NULL) {
+		if ((pem = tls_peer_cert_chain_pem(s->tls, &len)) == NULL)
+			failure = "no certificate";
+		else if (relay_dane_pkix(pem, len, relay_ca_store, s->a.host,
+		    why, sizeof(why)) == -1)
+			failure = why;
+	}
+	log_info("session=%016llx event=mta-sts-testing domain=%s relay=%s "
+	    "result=%s%s%s", (unsigned long long)s->id, s->dest->host.name,
+	    s->name, failure ? "fail" : "pass", failure ? " error=" : "",
+	    failure ? log_text(failure) : "");
+	stat_add(failure ? "relay.tls.mta_sts_testing_failed" :
+	    "relay.tls.mta_sts_testing_passed", 1);
 }
 
 /*

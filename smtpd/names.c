@@ -76,6 +76,11 @@ static const char *imsg_names[IMSG_TYPE_COUNT] = {
 	NAME(IMSG_PROC_STOP),
 	NAME(IMSG_PROC_STOPPED),
 	NAME(IMSG_CONF_OUTBOUND_TLS),
+	NAME(IMSG_QUEUE_STS_STORE),
+	NAME(IMSG_LOOKUP_STS_LOAD),
+	NAME(IMSG_LOOKUP_STS_LOADED),
+	NAME(IMSG_CTL_LOOKUP_TLS),
+	NAME(IMSG_CTL_LOOKUP_TLS_RESULT),
 };
 
 /* As the envelope files, the logs and splitmxctl spell them. */

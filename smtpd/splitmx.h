@@ -349,6 +349,11 @@ enum imsg_type {
 	IMSG_CTL_CHECK_CLIENT_RESULT,
 	/* authenticated outbound TLS (SPEC §11) */
 	IMSG_CONF_OUTBOUND_TLS,		/* see "outbound TLS" below */
+	IMSG_QUEUE_STS_STORE,		/* lookup -> queue: keep a policy */
+	IMSG_LOOKUP_STS_LOAD,		/* queue -> lookup: one kept */
+	IMSG_LOOKUP_STS_LOADED,		/* queue -> lookup: u32 n, the end */
+	IMSG_CTL_LOOKUP_TLS,		/* control -> lookup: see below */
+	IMSG_CTL_LOOKUP_TLS_RESULT,
 
 	/* splitmxctl stop: the daemon drains and exits */
 	IMSG_CTL_STOP,			/* control -> parent: u64 reqid, */
@@ -408,6 +413,12 @@ enum imsg_type {
  *	    str check (tls_mode_name(): "dane", "mta-sts"...), str why
  *	then str summary (DNSSEC and MTA-STS state, or the DNS failure)
  * The kind is a number; the control process has the names.
+ *
+ * IMSG_CTL_LOOKUP_TLS, control -> lookup (show message, for its queued
+ * recipients): u64 reqid, str destination (host syntax, "" by MX),
+ * str domain (the recipients'), str tls (the policy routed with, by
+ * name).  IMSG_CTL_LOOKUP_TLS_RESULT: u64 reqid, then the TLS part of
+ * IMSG_CTL_LOOKUP_RESULT above (str policy ... str summary).
  */
 enum lookup_verdict {
 	LOOKUP_ACCEPT,
@@ -538,6 +549,13 @@ enum lookup_step {
  * configuration item: u32 mta-sts, str trust-anchor file, str its text
  * ("" but to lookup), str ca file, u32 ca configured, and to lookup
  * and relay (F_PROC_TLS_TRUST) the ca file's descriptor, read there.
+ *
+ * MTA-STS policies are fetched by the lookup process and kept on disk
+ * by the queue (the spool is its own): IMSG_QUEUE_STS_STORE, lookup ->
+ * queue, and IMSG_LOOKUP_STS_LOAD, queue -> lookup at the queue's
+ * start, one per policy: str domain, str id, i64 fetched, i64 expires,
+ * str policy (as fetched; "" in a STORE removes it); then
+ * IMSG_LOOKUP_STS_LOADED: u32 the number sent.
  */
 enum delivery_status {
 	DELIVERY_OK,
@@ -794,6 +812,11 @@ struct route_result {
  * table is bad.  Sets t->entries.
  */
 int		 lookup_check_config(struct smx_conf *, FILE *errfp);
+/*
+ * dns.c, for the parent: do these DNSSEC trust anchors (a file's text)
+ * load in libunbound?  0, or -1 with the reason.
+ */
+int		 dns_check_anchors(const char *, char *err, size_t errlen);
 
 /* table_file.c: the directory file (SPEC §4) */
 enum dir_kind {

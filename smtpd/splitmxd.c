@@ -176,7 +176,8 @@ check_config(const char *file, int verbose)
 	if ((c = parse_config(file, stderr)) == NULL)
 		return 1;
 	if (lookup_check_config(c, stderr) == -1 ||
-	    startup_check(c, stderr) == -1) {
+	    startup_check(c, stderr) == -1 ||
+	    parent_read_trust(c, stderr) == -1) {
 		conf_free(c);
 		return 1;
 	}
@@ -396,6 +397,7 @@ parent_read_trust(struct smx_conf *c, FILE *errfp)
 {
 	FILE	*fp;
 	size_t	 n;
+	char	 err[256];
 
 	if ((fp = fopen(c->trust_anchor, "re")) == NULL) {
 		fprintf(errfp, "%s: cannot read the DNSSEC trust anchor: %s%s\n",
@@ -417,6 +419,10 @@ parent_read_trust(struct smx_conf *c, FILE *errfp)
 	}
 	fclose(fp);
 	c->anchors[n] = '\0';
+	if (dns_check_anchors(c->anchors, err, sizeof(err)) == -1) {
+		fprintf(errfp, "%s: %s\n", c->trust_anchor, err);
+		return -1;
+	}
 	if ((c->ca_fd = open(c->ca_file, O_RDONLY | O_CLOEXEC)) == -1) {
 		if (c->ca_set) {
 			fprintf(errfp, "%s: cannot read the CA file: %s\n",

@@ -340,6 +340,8 @@ dns_ctx_new(const char *resolver, const char *anchors, char *err,
 	(void)ub_ctx_debuglevel(ub, 0);
 	/* No queries about which anchors we trust (RFC 8145). */
 	(void)ub_ctx_set_option(ub, "trust-anchor-signaling:", "no");
+	/* Records in the order the server gave them: it rotates them. */
+	(void)ub_ctx_set_option(ub, "rrset-roundrobin:", "no");
 	if (dns_ctx_servers(ub, resolver, err, errlen) == -1 ||
 	    dns_ctx_anchors(ub, anchors, err, errlen) == -1)
 		goto fail;

@@ -13,7 +13,8 @@ OBJ	?= obj
 CC	?= cc
 PYTHON	 = /usr/bin/python3
 
-PKGS	 = libbsd-overlay libevent libtls libcares ldap libseccomp libsystemd
+PKGS	 = libbsd-overlay libevent libtls libunbound libcrypto libcurl ldap \
+	   libseccomp libsystemd
 OPT	?= -O2 -g
 SAN	?=
 WARN	 = -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes \
@@ -43,9 +44,10 @@ UNIT_SRCS = $(wildcard regress/lib/*_test.c)
 UNIT_BINS = $(patsubst regress/lib/%.c,$(OBJ)/regress/%,$(UNIT_SRCS))
 
 DEB_BUILD = gcc make bison pkg-config libevent-dev libtls-dev libbsd-dev \
-	    libc-ares-dev libldap-dev libseccomp-dev libsystemd-dev
+	    libunbound-dev libssl-dev libcurl4-openssl-dev libldap-dev \
+	    libseccomp-dev libsystemd-dev dns-root-data
 DEB_TEST  = python3 python3-pytest python3-aiosmtpd python3-dnslib swaks \
-	    openssl procps slapd ldap-utils libnet-ssleay-perl
+	    openssl procps slapd ldap-utils libnet-ssleay-perl nsd ldnsutils
 # make deb, and the test that builds the package and installs it
 DEB_PKG	  = debhelper dpkg-dev fakeroot lintian
 DEB_ALL	  = $(DEB_BUILD) $(DEB_TEST) $(DEB_PKG)

@@ -184,6 +184,9 @@ control_imsg(struct msgchan *ch, struct msg *m, void *arg)
 	case IMSG_CTL_CHECK_CLIENT_RESULT:
 		control_check_client_result(m);
 		break;
+	case IMSG_CTL_LOOKUP_TLS_RESULT:
+		control_lookup_tls_result(m);
+		break;
 	default:
 		fatalx("unexpected %s from %s", imsg_name(m->type),
 		    proc_name(ch->peer));

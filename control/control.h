@@ -12,6 +12,7 @@
 #include <time.h>
 
 #define CTL_ARGSZ	64
+#define CTL_TLSDESTS	8	/* show message: destinations explained */
 
 /*
  * Limits on the control socket (an extension, splitmxctl(8)): the
@@ -52,6 +53,14 @@ struct ctl_client {
 	int			 kind;		/* CTL_Q_*: the queue request */
 	size_t			 nevents;	/* show message: history */
 	char			 arg[CTL_ARGSZ]; /* its id, for errors */
+	/* show message: where its queued recipients go, and with what. */
+	struct {
+		char		 dest[SMX_HOSTSZ + 16];
+		char		 domain[SMX_HOSTSZ];
+		char		 tls[16];
+	}			 tlsdests[CTL_TLSDESTS];
+	int			 ntlsdests;
+	int			 tlsnext;	/* the one being asked */
 };
 
 /*
@@ -112,10 +121,13 @@ void		 control_queue_message(struct msg *);
 void		 control_queue_rcpt(struct msg *);
 void		 control_queue_event(struct msg *);
 void		 control_queue_result(struct msg *);
+/* The next destination's TLS policy, or the end of show message. */
+void		 control_queue_tls_next(struct ctl_client *);
 
 /* control_lookup.c: lookup ADDRESS, explained */
 void		 control_lookup(struct ctl_client *, char **);
 void		 control_lookup_result(struct msg *);
+void		 control_lookup_tls_result(struct msg *);
 
 /* control_import.c: import-info TABLE, for splitmxctl import */
 void		 control_import_info(struct ctl_client *, char **);

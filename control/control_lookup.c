@@ -58,6 +58,7 @@ static void	control_lookup_head_out(FILE *, int,
 		    const struct lookup_answer *);
 static void	control_lookup_tail_out(FILE *, int,
 		    const struct lookup_answer *);
+static void	control_lookup_tls(struct msg *, FILE *, int);
 
 /*
  * lookup ADDRESS: the lookup process decides as it would for a RCPT
@@ -240,7 +241,7 @@ static void
 control_lookup_tail_out(FILE *out, int json, const struct lookup_answer *a)
 {
 	if (json) {
-		fputs("]}\n", out);
+		fputs("}\n", out);
 		return;
 	}
 	if (a->verdict == LOOKUP_ACCEPT) {
@@ -257,6 +258,103 @@ control_lookup_tail_out(FILE *out, int json, const struct lookup_answer *a)
 	fputs("\n", out);
 }
 
+/*
+ * The destination's hosts and the TLS policy each gets (SPEC §11): the
+ * route's policy by name, then per host its preference, name,
+ * addresses, mode (tls_mode_name()) and why, then a summary (DNSSEC,
+ * MTA-STS, or why nothing was resolved).  Printed to out unless NULL.
+ */
+static void
+control_lookup_tls(struct msg *m, FILE *out, int json)
+{
+	const char	*policy, *host, *addrs, *mode, *why, *summary;
+	uint32_t	 n, i, pref;
+
+	if (msg_get_strp(m, &policy) == -1 || policy == NULL ||
+	    msg_get_u32(m, &n) == -1 || n > 64)
+		fatalx("bad %s", imsg_name(m->type));
+	if (out != NULL && json) {
+		fputs(", \"tls\": {\"policy\": ", out);
+		json_str(out, policy);
+		fputs(", \"hosts\": [", out);
+	} else if (out != NULL && *policy != '\0') {
+		fputs("tls          ", out);
+		control_put_safe(out, policy);
+		fputs(" (the route's policy)\n", out);
+	}
+	for (i = 0; i < n; i++) {
+		if (msg_get_strp(m, &host) == -1 || host == NULL ||
+		    msg_get_u32(m, &pref) == -1 ||
+		    msg_get_strp(m, &addrs) == -1 || addrs == NULL ||
+		    msg_get_strp(m, &mode) == -1 || mode == NULL ||
+		    msg_get_strp(m, &why) == -1 || why == NULL)
+			fatalx("bad %s", imsg_name(m->type));
+		if (out == NULL)
+			continue;
+		if (json) {
+			fprintf(out, "%s{\"host\": ", i ? ", " : "");
+			json_str(out, host);
+			fprintf(out, ", \"preference\": %u, \"addresses\": ",
+			    pref);
+			json_str(out, addrs);
+			fputs(", \"check\": ", out);
+			json_str(out, mode);
+			fputs(", \"why\": ", out);
+			json_str(out, why);
+			fputs("}", out);
+			continue;
+		}
+		fprintf(out, "host %-7u %u ", i + 1, pref);
+		control_put_safe(out, host);
+		fputs(" [", out);
+		control_put_safe(out, addrs);
+		fputs("]: ", out);
+		control_put_safe(out, mode);
+		fputs(" (", out);
+		control_put_safe(out, why);
+		fputs(")\n", out);
+	}
+	if (msg_get_strp(m, &summary) == -1 || summary == NULL)
+		fatalx("bad %s", imsg_name(m->type));
+	if (out == NULL)
+		return;
+	if (json) {
+		fputs("], \"summary\": ", out);
+		json_str(out, summary);
+		fputs("}", out);
+	} else if (*summary != '\0') {
+		fputs("dns          ", out);
+		control_put_safe(out, summary);
+		fputs("\n", out);
+	}
+}
+
+/*
+ * IMSG_CTL_LOOKUP_TLS_RESULT: one destination of show message (see
+ * control_queue_tls_next()), printed as lookup prints its own.
+ */
+void
+control_lookup_tls_result(struct msg *m)
+{
+	struct ctl_client	*c;
+	uint64_t		 reqid;
+	FILE			*out = NULL;
+
+	if (msg_get_u64(m, &reqid) == -1)
+		fatalx("bad %s", imsg_name(m->type));
+	if ((c = control_client_find(reqid)) != NULL && c->kind == CTL_Q_SHOW)
+		out = control_out(c);
+	control_lookup_tls(m, out, out != NULL && c->json);
+	if (msg_end(m) == -1)
+		fatalx("bad %s", imsg_name(m->type));
+	if (out == NULL)
+		return;
+	if (c->json)
+		fputs("}", out);
+	c->tlsnext++;
+	control_queue_tls_next(c);
+}
+
 /* IMSG_CTL_LOOKUP_RESULT: read to the end even if the client is gone. */
 void
 control_lookup_result(struct msg *m)
@@ -266,7 +364,9 @@ control_lookup_result(struct msg *m)
 	const char		*s[ST_NFIELDS];
 	uint64_t		 reqid;
 	uint32_t		 i, kind;
-	FILE			*out;
+	FILE			*out, *tls;
+	char			*tlsbuf = NULL;
+	size_t			 tlslen = 0;
 
 	memset(&a, 0, sizeof(a));
 	control_lookup_head(m, &reqid, &a);
@@ -285,10 +385,27 @@ control_lookup_result(struct msg *m)
 			control_lookup_step_text(out, s, kind);
 		}
 	}
+	/* Text: the hosts after the route's summary lines. */
+	tls = NULL;
+	if (out != NULL && c->json) {
+		fputs("]", out);
+		control_lookup_tls(m, out, 1);
+	} else if (out != NULL) {
+		if ((tls = open_memstream(&tlsbuf, &tlslen)) == NULL)
+			fatal("open_memstream");
+		control_lookup_tls(m, tls, 0);
+		if (fclose(tls) != 0)
+			fatal("fclose");
+	} else
+		control_lookup_tls(m, NULL, 0);
 	if (msg_end(m) == -1)
 		fatalx("bad %s", imsg_name(m->type));
 	if (out == NULL)
 		return;		/* the client went away */
 	control_lookup_tail_out(out, c->json, &a);
+	if (tls != NULL) {
+		fwrite(tlsbuf, 1, tlslen, out);
+		free(tlsbuf);
+	}
 	control_reply(c, a.routable ? 0 : 1);
 }

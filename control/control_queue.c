@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "splitmx.h"
@@ -20,6 +21,8 @@ static void	control_queue_request(struct ctl_client *, int, uint32_t,
 static void	control_time(char *, size_t, int64_t);
 static struct ctl_client *control_queue_client(uint64_t, int);
 static void	control_queue_history(struct ctl_client *, FILE *);
+static void	control_queue_tlsdest(struct ctl_client *, const char *,
+		    const char *, const char *);
 
 /*
  * show queue: the queue process streams one IMSG_CTL_QUEUE_ITEM per
@@ -195,6 +198,7 @@ control_queue_request(struct ctl_client *c, int kind, uint32_t type,
 	c->reqid = control_reqid();
 	c->kind = kind;
 	c->nitems = c->nevents = 0;
+	c->ntlsdests = c->tlsnext = 0;
 	strlcpy(c->arg, id, sizeof(c->arg));
 	msg_init(&m, type, 0);
 	msg_add_u64(&m, c->reqid);
@@ -345,6 +349,8 @@ control_queue_rcpt(struct msg *m)
 		fatalx("bad %s", imsg_name(m->type));
 	if ((c = control_queue_client(reqid, CTL_Q_SHOW)) == NULL)
 		return;
+	if (strcmp(state, "queued") == 0 || strcmp(state, "deferred") == 0)
+		control_queue_tlsdest(c, dest, rewritten, tls);
 	out = control_out(c);
 	control_time(last, sizeof(last), last_try);
 	if (c->json) {
@@ -399,8 +405,12 @@ control_queue_rcpt(struct msg *m)
 	}
 	fputs(" dest=", out);
 	control_put_safe(out, *dest ? dest : "mx");
-	/* Shown where it forbids clear text, like orcpt where there is one. */
-	if (strcmp(tls, "require") == 0 || strcmp(tls, "verify") == 0) {
+	/*
+	 * Shown where it asks more than opportunistic encryption, like
+	 * orcpt where there is one.
+	 */
+	if (strcmp(tls, "none") != 0 && strcmp(tls, "opportunistic") != 0 &&
+	    strcmp(tls, "unknown") != 0) {
 		fputs(" tls=", out);
 		control_put_safe(out, tls);
 	}
@@ -498,10 +508,82 @@ control_queue_result(struct msg *m)
 			fputs("\n", out);
 		}
 	} else {
-		/* show message: the end of the stream. */
+		/* show message: the history ends, the TLS policies follow. */
 		control_queue_history(c, out);
 		if (c->json)
-			fputs("]}\n", out);
+			fputs("], \"tls\": [", out);
+		c->tlsnext = 0;
+		control_queue_tls_next(c);
+		return;
 	}
 	control_reply(c, 0);
+}
+
+/*
+ * A queued recipient's destination (host syntax, "" for the MX of the
+ * rewritten address' domain) and its policy, once per destination.
+ */
+static void
+control_queue_tlsdest(struct ctl_client *c, const char *dest,
+    const char *rewritten, const char *tls)
+{
+	const char	*domain = "";
+	int		 i;
+
+	if (*dest == '\0' && (domain = strrchr(rewritten, '@')) != NULL)
+		domain++;
+	if (domain == NULL || (*dest == '\0' && *domain == '\0'))
+		return;
+	for (i = 0; i < c->ntlsdests; i++)
+		if (strcmp(c->tlsdests[i].dest, dest) == 0 &&
+		    strcasecmp(c->tlsdests[i].domain, domain) == 0 &&
+		    strcmp(c->tlsdests[i].tls, tls) == 0)
+			return;
+	if (c->ntlsdests == CTL_TLSDESTS)
+		return;
+	strlcpy(c->tlsdests[i].dest, dest, sizeof(c->tlsdests[i].dest));
+	strlcpy(c->tlsdests[i].domain, domain, sizeof(c->tlsdests[i].domain));
+	strlcpy(c->tlsdests[i].tls, tls, sizeof(c->tlsdests[i].tls));
+	c->ntlsdests++;
+}
+
+/*
+ * show message, after the history: for each destination of a queued
+ * recipient, the TLS check each of its hosts gets now and why (the
+ * lookup process resolves and explains it, IMSG_CTL_LOOKUP_TLS), one
+ * after the other; then the answer is complete.
+ */
+void
+control_queue_tls_next(struct ctl_client *c)
+{
+	struct msg	 m;
+	FILE		*out = control_out(c);
+	int		 i = c->tlsnext;
+
+	if (i >= c->ntlsdests) {
+		fputs(c->json ? "]}\n" : "", out);
+		control_reply(c, 0);
+		return;
+	}
+	if (c->json) {
+		fprintf(out, "%s{\"destination\": ", i ? ", " : "");
+		json_str(out, c->tlsdests[i].dest);
+		fputs(", \"domain\": ", out);
+		json_str(out, c->tlsdests[i].domain);
+	} else {
+		fputs("tls for ", out);
+		if (*c->tlsdests[i].dest != '\0')
+			control_put_safe(out, c->tlsdests[i].dest);
+		else {
+			fputs("the MX of ", out);
+			control_put_safe(out, c->tlsdests[i].domain);
+		}
+		fputs(" (now)\n", out);
+	}
+	msg_init(&m, IMSG_CTL_LOOKUP_TLS, 0);
+	msg_add_u64(&m, c->reqid);
+	msg_add_str(&m, c->tlsdests[i].dest);
+	msg_add_str(&m, c->tlsdests[i].domain);
+	msg_add_str(&m, c->tlsdests[i].tls);
+	proc_send(PROC_LOOKUP, &m);
 }

@@ -1,8 +1,10 @@
 /*
- * Asynchronous DNS for the relay's destinations: MX records in
- * preference order, then each exchanger's A and AAAA records (RFC 5321
- * §5.1), with c-ares driven by the process' libevent loop; and the A
- * records with their TTL of one name, for the DNS lists (dns_query_a).
+ * Asynchronous, validating DNS for the relay's destinations: MX records
+ * in preference order, each exchanger's A and AAAA records (RFC 5321
+ * §5.1), and for the dane policies the TLSA records of each exchanger
+ * (RFC 7672), with libunbound driven by the process' libevent loop; and
+ * the A records with their TTL of one name, for the DNS lists
+ * (dns_query_a).
  */
 #include <sys/types.h>
 #include <sys/queue.h>
@@ -10,13 +12,17 @@
 
 #include <netinet/in.h>
 #include <arpa/inet.h>
-#include <arpa/nameser.h>
 
-#include <ares.h>
+#include <ctype.h>
+#include <errno.h>
 #include <event.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unbound.h>
+#include <unbound-event.h>
 
 #include "splitmx.h"
 #include "lookup.h"
@@ -25,10 +31,13 @@
 #define DNS_MAX_MX		10	/* exchangers resolved */
 #define DNS_MAX_HOST_ADDRS	4	/* addresses per exchanger and family */
 #define DNS_MAX_ADDRS		16	/* addresses in one answer */
+#define DNS_MAX_TLSA		8	/* TLSA records kept per exchanger */
+#define DNS_TLSA_DATA_MAX	2048	/* octets of one record's data */
 #define DNS_MAX_REQS		1000	/* requests in flight */
-#define DNS_TIMEOUT_MS		2000	/* first try; c-ares backs off */
-#define DNS_TRIES		3
+#define DNS_MAX_SERVERS		3	/* nameservers of resolv.conf */
+#define DNS_TIMEOUT		10	/* seconds for one question */
 #define DNS_ERRSZ		256
+#define DNS_RESOLV_CONF		"/etc/resolv.conf"
 
 enum {
 	FAM_V4,
@@ -36,266 +45,724 @@ enum {
 };
 
 /*
- * One c-ares channel.  There are two, both made before the privilege
- * drop: c-ares 1.18 seeds its query ids from /dev/urandom when a channel
- * is made, and there is no /dev in the chroot.  A channel's servers can
- * only be changed while it has no query in flight, so a new "resolver"
- * goes to whichever channel is idle, and new requests follow it.
+ * One libunbound context: where questions go (the configured resolver
+ * or the nameservers of resolv.conf) and what answers are validated
+ * against (the trust anchors).  Neither can change once the context
+ * has answered anything, so a reload that changes them makes a new
+ * one; the old one answers what it was asked and goes.
  */
-struct dns_chan {
-	ares_channel	 ares;
-	int		 nqueries;	/* callbacks still to come */
-	char		 servers[128];	/* as configured, "" resolv.conf */
-	struct event	 tmo;
+struct dns_ctx {
+	TAILQ_ENTRY(dns_ctx)	 entry;
+	struct ub_ctx		*ub;
+	char			 resolver[128];	/* "" resolv.conf */
+	char			*anchors;
+	int			 nqueries;	/* libunbound still owes */
+	int			 retired;
+	int			 probed;
 };
 
-/* A socket c-ares wants watched. */
-struct dns_sock {
-	TAILQ_ENTRY(dns_sock)	 entry;
-	struct dns_chan		*chan;
-	int			 fd;
-	short			 events;
-	struct event		 ev;
+/*
+ * One question.  libunbound calls back once, maybe from inside
+ * ub_resolve_event() or ub_ctx_delete(): the answer is copied and
+ * handed on from the event loop.  A question that times out is
+ * answered as such at once and freed when libunbound lets go of it.
+ */
+struct dns_q {
+	struct dns_ctx	*ctx;
+	char		 name[SMX_HOSTSZ];
+	uint16_t	 type;
+	void		(*cb)(void *, const struct dns_answer *);
+	void		*arg;
+	struct event	 ev;		/* the timeout, then the delivery */
+	int		 answered;	/* libunbound called back */
+	int		 delivered;	/* cb called (answer or timeout) */
+	int		 rcode;
+	int		 sec;		/* libunbound's: 0, 1 bogus, 2 */
+	char		 why[DNS_ERRSZ];
+	uint8_t		*pkt;
+	size_t		 len;
 };
 
 struct dns_req;
 
-/* An exchanger (or the name itself) and what its A/AAAA gave. */
+/* A TLSA record of an exchanger (RFC 6698 §2.1). */
+struct dns_tlsa {
+	uint8_t		 usage, selector, mtype;
+	uint8_t		*data;
+	size_t		 len;
+};
+
+/* An exchanger (or the name itself) and what DNS said of it. */
 struct dns_host {
 	struct dns_req		*req;
 	char			 name[SMX_HOSTSZ];
 	uint32_t		 pref;
 	int			 status[2];	/* DNS_* per family */
+	enum dns_sec		 sec[2];
 	int			 naddrs[2];
 	struct sockaddr_storage	 addrs[2][DNS_MAX_HOST_ADDRS];
+	int			 nanswers;	/* families answered */
+	enum tlsa_state		 tlsa;
+	struct dns_tlsa		 tlsas[DNS_MAX_TLSA];
+	int			 ntlsa;
+	char			 tlsa_error[DNS_ERRSZ];
+};
+
+/* Who asked, and what is done with the answer. */
+enum dns_asker {
+	ASK_RELAY,		/* IMSG_LOOKUP_DNS_HOST_RESULT */
+	ASK_RESOLVE,		/* dns_resolve(): addresses only */
+	ASK_EXPLAIN		/* dns_explain(): every host, in words */
 };
 
 struct dns_req {
+	enum dns_asker		 asker;
 	uint64_t		 reqid;
-	int			 peer;		/* the asker, or... */
-	dns_cb			 cb;		/* ... for ourselves */
+	int			 peer;
+	dns_cb			 cb;
+	void			(*xcb)(void *, const struct dns_explain_host *,
+				    const char *);
 	void			*cbarg;
 	char			 name[SMX_HOSTSZ];
 	int			 mx;
+	uint16_t		 port;
+	enum smx_tls		 tls;
 	int			 implicit;	/* no MX: the name itself */
-	struct dns_chan		*chan;
-	int			 pending;	/* queries, +1 while sending */
+	int			 mx_secure;	/* MX RRset (or its denial) */
+	int			 pending;	/* questions, +1 while asking */
 	int			 status;	/* DNS_OK until it failed */
 	char			 error[DNS_ERRSZ];
 	struct dns_host		 hosts[DNS_MAX_MX];
 	int			 nhosts;
+	/* The domain's MTA-STS policy (RFC 8461), when one applies. */
+	int			 sts_asked;
+	int			 sts_have;
+	struct sts_policy	 sts;
+	char			 sts_note[DNS_ERRSZ];
 };
 
 /* An MX record while sorting. */
 struct dns_mxrr {
-	const char	*host;
+	char		 host[SMX_HOSTSZ];
 	uint32_t	 pref;
 	uint32_t	 rnd;
 };
 
-static void	dns_chan_init(struct dns_chan *);
-static int	dns_chan_servers(struct dns_chan *, const char *);
-static void	dns_resolver_check(void);
-static void	dns_sock_state(void *, ares_socket_t, int, int);
-static void	dns_sock_io(int, short, void *);
-static void	dns_timeout(int, short, void *);
-static void	dns_timer(struct dns_chan *);
+/* What dns_parse() hands back for the MX, address and TLSA answers. */
+struct dns_collect {
+	struct dns_mxrr	*mx;
+	size_t		 nmx, maxmx;
+	int		 null;		/* "0 ." seen */
+	struct dns_host	*host;
+	int		 fam;
+	int		 toobig;	/* a TLSA record over the limit */
+};
+
+static void	dns_sysservers(void);
+static struct dns_ctx *dns_ctx_new(const char *, const char *, char *,
+		    size_t);
+static int	dns_ctx_servers(struct ub_ctx *, const char *, char *, size_t);
+static int	dns_ctx_anchors(struct ub_ctx *, const char *, char *, size_t);
+static void	dns_ctx_retire(struct dns_ctx *);
+static void	dns_ctx_gc(int, short, void *);
+static void	dns_ctx_probe(struct dns_ctx *);
+static void	dns_probe_answer(void *, const struct dns_answer *);
+static void	dns_q_start(struct dns_ctx *, const char *, uint16_t,
+		    void (*)(void *, const struct dns_answer *), void *);
+static void	dns_q_answer(void *, int, void *, int, int, char *, int);
+static void	dns_q_event(int, short, void *);
+static void	dns_q_free(struct dns_q *);
 static struct dns_req *dns_req_new(const char *, int);
 static void	dns_start(struct dns_req *);
 static void	dns_release_later(int, short, void *);
 static int	dns_literal(struct dns_req *);
-static void	dns_send(struct dns_req *, const char *, int, ares_callback,
-		    void *);
-static void	dns_mx_cb(void *, int, int, unsigned char *, int);
+static void	dns_ask(struct dns_req *, const char *, uint16_t,
+		    void (*)(void *, const struct dns_answer *), void *);
+static const char *dns_type_name(uint16_t);
+static int	dns_failed(const struct dns_answer *, const char *, uint16_t,
+		    char *, size_t);
+static void	dns_mx_answer(void *, const struct dns_answer *);
+static int	dns_mx_rr(void *, const struct dns_rr *);
 static int	dns_mx_cmp(const void *, const void *);
-static void	dns_mx_hosts(struct dns_req *, struct ares_mx_reply *);
+static void	dns_mx_hosts(struct dns_req *, struct dns_mxrr *, size_t,
+		    int);
 static struct dns_host *dns_host_add(struct dns_req *, const char *,
 		    uint32_t);
 static void	dns_addrs(struct dns_host *);
-static void	dns_a_cb(void *, int, int, unsigned char *, int);
-static void	dns_aaaa_cb(void *, int, int, unsigned char *, int);
-static int	dns_status(int);
+static void	dns_a_answer(void *, const struct dns_answer *);
+static void	dns_aaaa_answer(void *, const struct dns_answer *);
+static void	dns_addr_answer(struct dns_host *, int, uint16_t,
+		    const struct dns_answer *);
+static int	dns_addr_rr(void *, const struct dns_rr *);
+static int	dns_host_secure(const struct dns_host *);
+static void	dns_tlsa(struct dns_host *);
+static void	dns_tlsa_answer(void *, const struct dns_answer *);
+static int	dns_tlsa_rr(void *, const struct dns_rr *);
 static void	dns_fail(struct dns_req *, int, const char *, ...)
 		    __attribute__((__format__ (printf, 3, 4)));
 static void	dns_release(struct dns_req *);
 static void	dns_finish(struct dns_req *);
+static int	dns_order(struct dns_req *, struct dns_host **,
+		    struct sockaddr_storage **);
+static void	dns_tls_host(const struct dns_host *, struct tls_host *);
+static void	dns_send_result(struct dns_req *, struct dns_host **,
+		    struct sockaddr_storage **, int);
+static void	dns_explain_result(struct dns_req *);
+static void	dns_req_free(struct dns_req *);
+static void	dns_sts_answer(void *, const struct sts_answer *);
+static const char *dns_sts_mode(enum sts_mode);
 static const char *dns_status_name(int);
-static void	dns_a_answer(void *, int, int, unsigned char *, int);
-static void	dns_a_deliver(int, short, void *);
+static const char *dns_sec_name(enum dns_sec);
+static void	dns_qa_answer(void *, const struct dns_answer *);
+static int	dns_qa_rr(void *, const struct dns_rr *);
+static void	dns_qa_deliver(int, short, void *);
 
-static struct dns_chan		 chans[2];
-static struct dns_chan		*cur;
-static struct ares_addr_port_node *sysservers;	/* from resolv.conf */
-static TAILQ_HEAD(, dns_sock)	 socks = TAILQ_HEAD_INITIALIZER(socks);
+static char			 sysservers[DNS_MAX_SERVERS][INET6_ADDRSTRLEN +
+				    16];
+static int			 nsysservers = -1;	/* not read yet */
+static TAILQ_HEAD(, dns_ctx)	 ctxs = TAILQ_HEAD_INITIALIZER(ctxs);
+static struct dns_ctx		*cur;		/* in force */
+static struct dns_ctx		*next;		/* prepared by a reload */
+static struct event		 ev_gc;
 static int			 nreqs;
-static char			 badresolver[128];	/* logged once */
 
+/*
+ * Before the privilege drop: the nameservers of resolv.conf, which the
+ * chroot does not have, for whenever no "resolver" is configured.
+ */
 void
 dns_init(void)
 {
-	int	 r;
-
-	if ((r = ares_library_init(ARES_LIB_INIT_ALL)) != ARES_SUCCESS)
-		fatalx("ares_library_init: %s", ares_strerror(r));
-	dns_chan_init(&chans[0]);
-	dns_chan_init(&chans[1]);
-	/* Kept to go back to once a "resolver" line is removed. */
-	if ((r = ares_get_servers_ports(chans[0].ares, &sysservers)) !=
-	    ARES_SUCCESS)
-		fatalx("ares_get_servers_ports: %s", ares_strerror(r));
-	cur = &chans[0];
-	if (env->conf->resolver[0] != '\0' &&
-	    dns_chan_servers(cur, env->conf->resolver) == -1)
-		fatalx("cannot use resolver %s", env->conf->resolver);
-	log_debug("event=dns-init c-ares=%s resolver=%s", ares_version(NULL),
-	    env->conf->resolver[0] ? env->conf->resolver : "resolv.conf");
+	dns_sysservers();
+	log_debug("event=dns-init libunbound=%s servers=%d", ub_version(),
+	    nsysservers);
 }
 
+/*
+ * The "nameserver" lines of resolv.conf (resolv.conf(5)); none, or no
+ * file, means the local host, as the C library's resolver does.
+ */
 static void
-dns_chan_init(struct dns_chan *c)
+dns_sysservers(void)
 {
-	struct ares_options	 opts;
-	int			 r, mask;
+	FILE		*fp;
+	char		 line[512], *p, *addr;
+	struct in6_addr	 in6;
 
-	memset(&opts, 0, sizeof(opts));
-	opts.timeout = DNS_TIMEOUT_MS;
-	opts.tries = DNS_TRIES;
-	opts.sock_state_cb = dns_sock_state;
-	opts.sock_state_cb_data = c;
-	mask = ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_SOCK_STATE_CB;
-	if ((r = ares_init_options(&c->ares, &opts, mask)) != ARES_SUCCESS)
-		fatalx("ares_init_options: %s", ares_strerror(r));
-	c->servers[0] = '\0';
-	evtimer_set(&c->tmo, dns_timeout, c);
+	if (nsysservers != -1)
+		return;
+	nsysservers = 0;
+	if ((fp = fopen(DNS_RESOLV_CONF, "re")) != NULL) {
+		while (fgets(line, sizeof(line), fp) != NULL &&
+		    nsysservers < DNS_MAX_SERVERS) {
+			p = line;
+			if (strncmp(p, "nameserver", 10) != 0 ||
+			    !isspace((unsigned char)p[10]))
+				continue;
+			p += 10;
+			p += strspn(p, " \t");
+			addr = p;
+			p += strcspn(p, " \t\r\n#;");
+			*p = '\0';
+			/* An IPv6 address may carry a scope: "fe80::1%eth0". */
+			if (inet_pton(AF_INET, addr, &in6) != 1 &&
+			    inet_pton(AF_INET6, addr, &in6) != 1 &&
+			    strchr(addr, '%') == NULL)
+				continue;
+			(void)snprintf(sysservers[nsysservers++],
+			    sizeof(sysservers[0]), "%s", addr);
+		}
+		fclose(fp);
+	}
+	if (nsysservers == 0)
+		strlcpy(sysservers[nsysservers++], "127.0.0.1",
+		    sizeof(sysservers[0]));
 }
 
-/* Point an idle channel at the servers of a "resolver" line, or back. */
-static int
-dns_chan_servers(struct dns_chan *c, const char *servers)
+/*
+ * A new configuration: the context in force serves it if it asks the
+ * same servers with the same anchors; else a new context is made now,
+ * so that a bad anchor file refuses the reload with the reason.
+ */
+int
+dns_conf_prepare(const struct smx_conf *c, char *err, size_t errlen)
 {
-	int	 r;
+	const char	*anchors = c->anchors != NULL ? c->anchors : "";
 
-	if (*servers == '\0')
-		r = ares_set_servers_ports(c->ares, sysservers);
-	else
-		r = ares_set_servers_ports_csv(c->ares, servers);
-	if (r == ARES_ENOTIMP)
-		return -1;	/* a query in flight after all: later */
-	if (r != ARES_SUCCESS) {
-		if (strcmp(badresolver, servers) != 0)
-			log_warnx("cannot use resolver \"%s\": %s",
-			    servers, ares_strerror(r));
-		strlcpy(badresolver, servers, sizeof(badresolver));
+	dns_sysservers();
+	dns_conf_abort();
+	if (cur != NULL && strcmp(cur->resolver, c->resolver) == 0 &&
+	    strcmp(cur->anchors, anchors) == 0)
+		return 0;
+	if ((next = dns_ctx_new(c->resolver, anchors, err, errlen)) == NULL)
+		return -1;
+	return 0;
+}
+
+void
+dns_conf_apply(void)
+{
+	if (next == NULL)
+		return;
+	if (cur != NULL) {
+		log_info("event=dns-resolver resolver=%s", *next->resolver ?
+		    next->resolver : "resolv.conf");
+		dns_ctx_retire(cur);
+	}
+	cur = next;
+	next = NULL;
+	dns_ctx_probe(cur);
+}
+
+void
+dns_conf_abort(void)
+{
+	if (next != NULL)
+		dns_ctx_retire(next);
+	next = NULL;
+}
+
+static struct dns_ctx *
+dns_ctx_new(const char *resolver, const char *anchors, char *err,
+    size_t errlen)
+{
+	struct dns_ctx	*c;
+	struct ub_ctx	*ub;
+	int		 r;
+
+	if ((ub = ub_ctx_create_event(env->evbase)) == NULL) {
+		(void)snprintf(err, errlen, "cannot create a libunbound "
+		    "context");
+		return NULL;
+	}
+	/* Its own log would go to stderr, past ours. */
+	(void)ub_ctx_debugout(ub, NULL);
+	(void)ub_ctx_debuglevel(ub, 0);
+	/* No queries about which anchors we trust (RFC 8145). */
+	(void)ub_ctx_set_option(ub, "trust-anchor-signaling:", "no");
+	/* Records in the order the server gave them: it rotates them. */
+	(void)ub_ctx_set_option(ub, "rrset-roundrobin:", "no");
+	if (dns_ctx_servers(ub, resolver, err, errlen) == -1 ||
+	    dns_ctx_anchors(ub, anchors, err, errlen) == -1)
+		goto fail;
+	/*
+	 * RFC 6761 §6.2 lets a resolver answer "test." itself, and
+	 * libunbound does (NXDOMAIN).  The configured resolver answers
+	 * it here, as the C library would; invalid., localhost. and onion.
+	 * stay libunbound's.  This also finalizes the context: the
+	 * anchors are read now, and refused now.
+	 */
+	if ((r = ub_ctx_zone_remove(ub, "test.")) != 0) {
+		(void)snprintf(err, errlen, "DNSSEC trust anchors: %s",
+		    ub_strerror(r));
+		goto fail;
+	}
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		fatal("calloc");
+	c->ub = ub;
+	strlcpy(c->resolver, resolver, sizeof(c->resolver));
+	c->anchors = str_dup(anchors);
+	TAILQ_INSERT_TAIL(&ctxs, c, entry);
+	return c;
+ fail:
+	ub_ctx_delete(ub);
+	return NULL;
+}
+
+/*
+ * Forwarding to the configured resolver ("ADDR", "ADDR:PORT",
+ * "[IPv6]:PORT"; libunbound says "ADDR@PORT") or to resolv.conf's.
+ */
+static int
+dns_ctx_servers(struct ub_ctx *ub, const char *resolver, char *err,
+    size_t errlen)
+{
+	char	 buf[128], fwd[160], *addr, *port = NULL, *end;
+	int	 i, r;
+
+	if (*resolver == '\0') {
+		for (i = 0; i < nsysservers; i++)
+			if ((r = ub_ctx_set_fwd(ub, sysservers[i])) != 0) {
+				(void)snprintf(err, errlen, "nameserver %s "
+				    "of %s: %s", sysservers[i],
+				    DNS_RESOLV_CONF, ub_strerror(r));
+				return -1;
+			}
+		return 0;
+	}
+	strlcpy(buf, resolver, sizeof(buf));
+	addr = buf;
+	if (buf[0] == '[') {
+		addr = buf + 1;
+		if ((end = strchr(addr, ']')) != NULL) {
+			*end++ = '\0';
+			if (*end == ':')
+				port = end + 1;
+		}
+	} else if ((end = strchr(buf, ':')) != NULL &&
+	    strchr(end + 1, ':') == NULL) {
+		*end = '\0';
+		port = end + 1;
+	}
+	(void)snprintf(fwd, sizeof(fwd), "%s%s%s", addr, port ? "@" : "",
+	    port ? port : "");
+	if ((r = ub_ctx_set_fwd(ub, fwd)) != 0) {
+		(void)snprintf(err, errlen, "resolver \"%s\": %s", resolver,
+		    ub_strerror(r));
 		return -1;
 	}
-	if (strlcpy(c->servers, servers, sizeof(c->servers)) >=
-	    sizeof(c->servers))
-		fatalx("resolver too long");
 	return 0;
 }
 
 /*
- * A reload may have changed the "resolver" line; the new servers are
- * taken at the first request after it that finds a channel idle (the
- * other channel drains within one query timeout).
+ * The anchors' text, as the parent read it (DS or DNSKEY records, one
+ * a line, ";" comments), one ub_ctx_add_ta() per record: libunbound
+ * could not open the file from the chroot.
  */
-static void
-dns_resolver_check(void)
+static int
+dns_ctx_anchors(struct ub_ctx *ub, const char *anchors, char *err,
+    size_t errlen)
 {
-	const char	*want = env->conf->resolver;
-	struct dns_chan	*c, *other;
+	char	*copy, *line, *p, *rest;
+	int	 r, n = 0;
 
-	if (strcmp(cur->servers, want) == 0)
-		return;
-	other = cur == &chans[0] ? &chans[1] : &chans[0];
-	if (strcmp(other->servers, want) == 0)
-		c = other;
-	else if (cur->nqueries == 0)
-		c = cur;
-	else if (other->nqueries == 0)
-		c = other;
-	else
-		return;
-	if (strcmp(c->servers, want) != 0 && dns_chan_servers(c, want) == -1)
-		return;
-	cur = c;
-	log_info("event=dns-resolver resolver=%s",
-	    *want ? want : "resolv.conf");
-}
-
-/* c-ares tells which of its sockets to watch for what; 0, 0: forget. */
-static void
-dns_sock_state(void *arg, ares_socket_t fd, int readable, int writable)
-{
-	struct dns_chan	*c = arg;
-	struct dns_sock	*s;
-	short		 events = 0;
-
-	TAILQ_FOREACH(s, &socks, entry)
-		if (s->fd == fd)
-			break;
-	if (readable)
-		events |= EV_READ;
-	if (writable)
-		events |= EV_WRITE;
-	if (events == 0) {
-		if (s != NULL) {
-			event_del(&s->ev);
-			TAILQ_REMOVE(&socks, s, entry);
-			free(s);
+	copy = str_dup(anchors);
+	for (rest = copy; (line = strsep(&rest, "\n")) != NULL;) {
+		line[strcspn(line, "\r")] = '\0';
+		p = line + strspn(line, " \t");
+		if (*p == '\0' || *p == ';' || *p == '$')
+			continue;
+		if ((r = ub_ctx_add_ta(ub, p)) != 0) {
+			(void)snprintf(err, errlen, "DNSSEC trust anchor "
+			    "\"%.60s\": %s", p, ub_strerror(r));
+			free(copy);
+			return -1;
 		}
-		return;
+		n++;
 	}
-	if (s == NULL) {
-		if ((s = calloc(1, sizeof(*s))) == NULL)
-			fatal("calloc");
-		s->fd = fd;
-		TAILQ_INSERT_TAIL(&socks, s, entry);
-	} else if (s->events == events && s->chan == c)
-		return;
-	else
-		event_del(&s->ev);
-	s->chan = c;
-	s->events = events;
-	event_set(&s->ev, fd, events | EV_PERSIST, dns_sock_io, s);
-	if (event_add(&s->ev, NULL) == -1)
-		fatal("event_add dns");
+	free(copy);
+	if (n == 0) {
+		(void)snprintf(err, errlen, "no DNSSEC trust anchor in the "
+		    "trust-anchor file");
+		return -1;
+	}
+	return 0;
+}
+
+int
+dns_check_anchors(const char *anchors, char *err, size_t errlen)
+{
+	struct ub_ctx	*ub;
+	int		 r = -1, e;
+
+	/* Made and finalized, never asked: no thread, no socket. */
+	if ((ub = ub_ctx_create()) == NULL) {
+		(void)snprintf(err, errlen, "cannot create a libunbound "
+		    "context");
+		return -1;
+	}
+	(void)ub_ctx_debugout(ub, NULL);
+	(void)ub_ctx_debuglevel(ub, 0);
+	if (dns_ctx_anchors(ub, anchors, err, errlen) == 0) {
+		if ((e = ub_ctx_zone_remove(ub, "test.")) != 0)
+			(void)snprintf(err, errlen, "DNSSEC trust anchors "
+			    "refused by libunbound (%s): DS or DNSKEY records "
+			    "in zone file syntax expected", ub_strerror(e));
+		else
+			r = 0;
+	}
+	ub_ctx_delete(ub);
+	return r;
+}
+
+/* Replaced: deleted once libunbound owes it nothing, from the loop. */
+static void
+dns_ctx_retire(struct dns_ctx *c)
+{
+	struct timeval	 now = { 0, 0 };
+
+	c->retired = 1;
+	if (!event_initialized(&ev_gc))
+		evtimer_set(&ev_gc, dns_ctx_gc, NULL);
+	evtimer_add(&ev_gc, &now);
 }
 
 static void
-dns_sock_io(int fd, short events, void *arg)
+dns_ctx_gc(int fd, short event, void *arg)
 {
-	struct dns_sock	*s = arg;
-	struct dns_chan	*c = s->chan;
-
-	/* s may be gone once c-ares has closed the socket. */
-	ares_process_fd(c->ares, (events & EV_READ) ? fd : ARES_SOCKET_BAD,
-	    (events & EV_WRITE) ? fd : ARES_SOCKET_BAD);
-	dns_timer(c);
-}
-
-static void
-dns_timeout(int fd, short events, void *arg)
-{
-	struct dns_chan	*c = arg;
+	struct dns_ctx	*c, *nc;
 
 	(void)fd;
-	(void)events;
-	ares_process_fd(c->ares, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
-	dns_timer(c);
+	(void)event;
+	(void)arg;
+	TAILQ_FOREACH_SAFE(c, &ctxs, entry, nc) {
+		if (!c->retired || c->nqueries > 0)
+			continue;
+		TAILQ_REMOVE(&ctxs, c, entry);
+		ub_ctx_delete(c->ub);
+		free(c->anchors);
+		free(c);
+	}
 }
 
-/* Arm the timer for the channel's next retransmission or timeout. */
+/*
+ * A resolver that strips DNSSEC records (or a middlebox that does) makes
+ * every signed answer bogus: every delivery by MX would be deferred.
+ * One question at the start says so, naming the resolver, rather than
+ * a bogus answer per delivery.
+ */
 static void
-dns_timer(struct dns_chan *c)
+dns_ctx_probe(struct dns_ctx *c)
 {
-	struct timeval	 tv, *tvp;
+	char	 owner[SMX_HOSTSZ], *p;
+	size_t	 len;
 
-	if ((tvp = ares_timeout(c->ares, NULL, &tv)) == NULL) {
-		evtimer_del(&c->tmo);
+	if (c->probed)
+		return;
+	c->probed = 1;
+	/* The owner of the first anchor: its DNSKEY must validate. */
+	p = c->anchors + strspn(c->anchors, " \t\r\n");
+	while (*p == ';' || *p == '$') {
+		p += strcspn(p, "\n");
+		p += strspn(p, " \t\r\n");
+	}
+	len = strcspn(p, " \t\r\n");
+	if (len == 0 || len >= sizeof(owner))
+		return;
+	memcpy(owner, p, len);
+	owner[len] = '\0';
+	dns_q_start(c, owner, 48 /* DNSKEY */, dns_probe_answer, c);
+}
+
+static void
+dns_probe_answer(void *arg, const struct dns_answer *a)
+{
+	struct dns_ctx	*c = arg;
+
+	if (a->sec == DNS_SEC_BOGUS)
+		log_warnx("DNSSEC: resolver %s gives answers that do not "
+		    "validate (%s): every signed answer is bogus, and mail "
+		    "to signed domains is deferred; use a resolver that "
+		    "passes DNSSEC records", *c->resolver ? c->resolver :
+		    "of " DNS_RESOLV_CONF, log_text(a->why));
+	else
+		log_debug("event=dns-probe resolver=%s dnssec=%s error=%s",
+		    *c->resolver ? c->resolver : "resolv.conf",
+		    dns_sec_name(a->sec), log_text(a->why));
+}
+
+static void
+dns_q_start(struct dns_ctx *c, const char *name, uint16_t type,
+    void (*cb)(void *, const struct dns_answer *), void *arg)
+{
+	struct dns_q	*q;
+	struct timeval	 tv = { DNS_TIMEOUT, 0 };
+	int		 r, id;
+
+	if ((q = calloc(1, sizeof(*q))) == NULL)
+		fatal("calloc");
+	q->ctx = c;
+	strlcpy(q->name, name, sizeof(q->name));
+	q->type = type;
+	q->cb = cb;
+	q->arg = arg;
+	evtimer_set(&q->ev, dns_q_event, q);
+	evtimer_add(&q->ev, &tv);
+	c->nqueries++;
+	if ((r = ub_resolve_event(c->ub, name, type, 1, q, dns_q_answer,
+	    &id)) != 0) {
+		/* Not asked: answered as a failure, from the loop. */
+		q->answered = 1;
+		q->rcode = 2;
+		(void)snprintf(q->why, sizeof(q->why), "%s", ub_strerror(r));
+		c->nqueries--;
+		tv.tv_sec = 0;
+		evtimer_add(&q->ev, &tv);
+	}
+}
+
+/* libunbound's callback: keep the answer, hand it on from the loop. */
+static void
+dns_q_answer(void *arg, int rcode, void *pkt, int len, int sec, char *why,
+    int ratelimited)
+{
+	struct dns_q	*q = arg;
+	struct timeval	 now = { 0, 0 };
+
+	(void)ratelimited;
+	q->answered = 1;
+	q->ctx->nqueries--;
+	if (q->ctx->retired && q->ctx->nqueries == 0)
+		dns_ctx_retire(q->ctx);
+	if (q->delivered) {
+		dns_q_free(q);	/* timed out long ago */
 		return;
 	}
-	evtimer_add(&c->tmo, tvp);
+	q->rcode = rcode;
+	q->sec = sec;
+	if (why != NULL)
+		str_printable(q->why, sizeof(q->why), why);
+	if (rcode == 0 && pkt != NULL && len > 0) {
+		if ((q->pkt = malloc((size_t)len)) == NULL)
+			fatal("malloc");
+		memcpy(q->pkt, pkt, (size_t)len);
+		q->len = (size_t)len;
+	}
+	evtimer_del(&q->ev);
+	evtimer_add(&q->ev, &now);
+}
+
+/* The answer, or the timeout, goes to the asker. */
+static void
+dns_q_event(int fd, short event, void *arg)
+{
+	struct dns_q		*q = arg;
+	struct dns_answer	 a;
+
+	(void)fd;
+	(void)event;
+	memset(&a, 0, sizeof(a));
+	a.why = q->why;
+	if (q->answered && q->sec == 1)
+		a.sec = DNS_SEC_BOGUS;
+	if (!q->answered) {
+		a.status = DNS_TEMPFAIL;
+		a.why = "timeout";
+	} else if (q->rcode != 0) {
+		a.status = DNS_TEMPFAIL;
+		if (*q->why == '\0')
+			(void)snprintf(q->why, sizeof(q->why), "%s",
+			    q->rcode == 2 ? "SERVFAIL" : q->rcode == 5 ?
+			    "REFUSED" : "error");
+	} else if (q->sec == 1) {
+		a.status = DNS_TEMPFAIL;
+		a.sec = DNS_SEC_BOGUS;
+		if (*q->why == '\0')
+			strlcpy(q->why, "DNSSEC validation failed",
+			    sizeof(q->why));
+	} else if (q->pkt == NULL || q->len < 12) {
+		a.status = DNS_TEMPFAIL;
+		strlcpy(q->why, "no answer", sizeof(q->why));
+	} else {
+		/* Event mode reports NXDOMAIN as rcode 0: the header says. */
+		a.status = (q->pkt[3] & 0x0f) == 3 ? DNS_NXDOMAIN :
+		    (q->pkt[3] & 0x0f) == 0 ? DNS_OK : DNS_TEMPFAIL;
+		a.sec = q->sec == 2 ? DNS_SEC_SECURE : DNS_SEC_INSECURE;
+		a.pkt = q->pkt;
+		a.len = q->len;
+		if (a.status == DNS_TEMPFAIL)
+			strlcpy(q->why, "error in the answer", sizeof(q->why));
+	}
+	q->delivered = 1;
+	q->cb(q->arg, &a);
+	if (q->answered)
+		dns_q_free(q);
+}
+
+static void
+dns_q_free(struct dns_q *q)
+{
+	evtimer_del(&q->ev);
+	free(q->pkt);
+	free(q);
+}
+
+void
+dns_query(const char *name, uint16_t type,
+    void (*cb)(void *, const struct dns_answer *), void *arg)
+{
+	if (cur == NULL)
+		fatalx("dns_query before the first configuration");
+	dns_q_start(cur, name, type, cb, arg);
+}
+
+/* One question of dns_query_a(), and its answer. */
+struct dns_areq {
+	dns_query_cb	 cb;
+	void		*arg;
+	char		 name[SMX_HOSTSZ];
+	int		 status;	/* DNS_* */
+	struct in_addr	 addrs[DNS_MAX_A];
+	int		 naddrs;
+	uint32_t	 ttl;
+};
+
+/*
+ * See lookup.h.  The name is asked as it is (libunbound has no search
+ * list); a bogus answer is a temporary failure, as a timeout is.  The
+ * negative TTL of NXDOMAIN and NODATA is not read: 0, unknown.
+ */
+void
+dns_query_a(const char *name, dns_query_cb cb, void *arg)
+{
+	struct dns_areq	*q;
+	struct timeval	 now = { 0, 0 };
+
+	if ((q = calloc(1, sizeof(*q))) == NULL)
+		fatal("calloc");
+	nreqs++;
+	q->cb = cb;
+	q->arg = arg;
+	q->status = DNS_TEMPFAIL;
+	if (cur == NULL || nreqs > DNS_MAX_REQS)
+		log_debug("event=dns name=%s type=A status=tempfail "
+		    "error=\"resolver busy\"", log_value(name));
+	else if (!valid_domain(name) || strlen(name) > 253)
+		q->status = DNS_NXDOMAIN;
+	else {
+		strlcpy(q->name, name, sizeof(q->name));
+		str_lower(q->name);
+		dns_q_start(cur, q->name, DNS_T_A, dns_qa_answer, q);
+		return;
+	}
+	if (event_base_once(env->evbase, -1, EV_TIMEOUT, dns_qa_deliver, q,
+	    &now) == -1)
+		fatalx("event_base_once failed");
+}
+
+static void
+dns_qa_answer(void *arg, const struct dns_answer *a)
+{
+	struct dns_areq	*q = arg;
+	char		 why[DNS_ERRSZ];
+	int		 rcode;
+
+	if (dns_failed(a, q->name, DNS_T_A, why, sizeof(why)))
+		q->status = DNS_TEMPFAIL;
+	else if (a->status == DNS_NXDOMAIN)
+		q->status = DNS_NXDOMAIN;
+	else if (dns_parse(a->pkt, a->len, q->name, DNS_T_A, &rcode,
+	    dns_qa_rr, q) == -1)
+		q->status = DNS_TEMPFAIL;
+	else
+		q->status = q->naddrs > 0 ? DNS_OK : DNS_NODATA;
+	dns_qa_deliver(-1, 0, q);
+}
+
+static int
+dns_qa_rr(void *arg, const struct dns_rr *rr)
+{
+	struct dns_areq	*q = arg;
+
+	if (q->naddrs == DNS_MAX_A)
+		return -1;
+	if (q->naddrs == 0 || rr->ttl < q->ttl)
+		q->ttl = rr->ttl;
+	q->addrs[q->naddrs++] = rr->a;
+	return 0;
+}
+
+static void
+dns_qa_deliver(int fd, short event, void *arg)
+{
+	struct dns_areq	*q = arg;
+
+	(void)fd;
+	(void)event;
+	q->cb(q->arg, q->status, q->addrs, q->naddrs,
+	    q->status == DNS_OK ? q->ttl : 0);
+	nreqs--;
+	free(q);
 }
 
 /* IMSG_LOOKUP_DNS_HOST: see "relay protocol" in splitmx.h. */
@@ -304,17 +771,23 @@ dns_host(struct msgchan *ch, struct msg *m)
 {
 	struct dns_req	*req;
 	uint64_t	 reqid;
-	uint32_t	 mx;
+	uint32_t	 mx, tls;
+	uint16_t	 port;
 	char		 name[SMX_HOSTSZ];
 
 	proc_expect(ch, m, PROC_RELAY);
 	if (msg_get_u64(m, &reqid) == -1 ||
 	    msg_get_str(m, name, sizeof(name)) == -1 ||
-	    msg_get_u32(m, &mx) == -1 || msg_end(m) == -1 || mx > 1)
+	    msg_get_u32(m, &mx) == -1 || msg_get_u16(m, &port) == -1 ||
+	    msg_get_u32(m, &tls) == -1 || msg_end(m) == -1 || mx > 1 ||
+	    tls >= TLSP_COUNT)
 		fatalx("bad %s", imsg_name(m->type));
 	req = dns_req_new(name, (int)mx);
+	req->asker = ASK_RELAY;
 	req->reqid = reqid;
 	req->peer = ch->peer;
+	req->port = port;
+	req->tls = (enum smx_tls)tls;
 	dns_start(req);
 	dns_release(req);
 }
@@ -327,11 +800,36 @@ dns_resolve(const char *name, int mx, dns_cb cb, void *arg)
 	struct timeval	 now = { 0, 0 };
 
 	req = dns_req_new(name, mx);
-	req->peer = -1;
+	req->asker = ASK_RESOLVE;
 	req->cb = cb;
 	req->cbarg = arg;
+	req->tls = TLSP_OPPORTUNISTIC;
 	dns_start(req);
 	/* Answered already (an address, a bad name): not on cb's stack. */
+	if (req->pending == 1) {
+		if (event_base_once(env->evbase, -1, EV_TIMEOUT,
+		    dns_release_later, req, &now) == -1)
+			fatalx("event_base_once failed");
+		return;
+	}
+	dns_release(req);
+}
+
+void
+dns_explain(const char *name, int mx, uint16_t port, enum smx_tls tls,
+    void (*cb)(void *, const struct dns_explain_host *, const char *),
+    void *arg)
+{
+	struct dns_req	*req;
+	struct timeval	 now = { 0, 0 };
+
+	req = dns_req_new(name, mx);
+	req->asker = ASK_EXPLAIN;
+	req->xcb = cb;
+	req->cbarg = arg;
+	req->port = port;
+	req->tls = tls;
+	dns_start(req);
 	if (req->pending == 1) {
 		if (event_base_once(env->evbase, -1, EV_TIMEOUT,
 		    dns_release_later, req, &now) == -1)
@@ -355,14 +853,15 @@ dns_req_new(const char *name, int mx)
 	struct dns_req	*req;
 	size_t		 len;
 
-	dns_resolver_check();
 	if ((req = calloc(1, sizeof(*req))) == NULL)
 		fatal("calloc");
 	nreqs++;
 	req->mx = mx;
-	req->chan = cur;
+	req->port = 25;
 	req->status = DNS_OK;
-	req->pending = 1;	/* until every query is sent */
+	req->pending = 1;	/* until every question is asked */
+	/* Without MX there is no MX RRset to validate: the host's count. */
+	req->mx_secure = !mx;
 	strlcpy(req->name, name, sizeof(req->name));
 	/* The root's dot is implied: "example.com." is "example.com". */
 	len = strlen(req->name);
@@ -380,16 +879,74 @@ dns_start(struct dns_req *req)
 	/* An address is its own answer. */
 	if (dns_literal(req) == 0)
 		return;
-	if (nreqs > DNS_MAX_REQS)
+	if (cur == NULL)
+		dns_fail(req, DNS_TEMPFAIL, "4.4.3 resolver not ready");
+	else if (nreqs > DNS_MAX_REQS)
 		dns_fail(req, DNS_TEMPFAIL, "4.4.3 resolver busy, %d requests "
 		    "in flight", nreqs - 1);
 	else if (!valid_domain(req->name))
 		dns_fail(req, DNS_NXDOMAIN, "5.1.2 invalid domain name %s",
 		    req->name);
-	else if (req->mx)
-		dns_send(req, req->name, ns_t_mx, dns_mx_cb, req);
-	else if ((h = dns_host_add(req, req->name, 0)) != NULL)
-		dns_addrs(h);
+	else {
+		/*
+		 * RFC 8461 is for destinations reached by MX, and "tls
+		 * none" wants no TLS at all.  Its answer comes with the
+		 * MX records', only this destination waiting for it.
+		 */
+		if (req->mx && req->asker != ASK_RESOLVE &&
+		    env->conf->mta_sts && req->tls != TLSP_NONE) {
+			req->sts_asked = 1;
+			req->pending++;
+			mta_sts_get(req->name, dns_sts_answer, req);
+		}
+		if (req->mx)
+			dns_ask(req, req->name, DNS_T_MX, dns_mx_answer, req);
+		else if ((h = dns_host_add(req, req->name, 0)) != NULL)
+			dns_addrs(h);
+	}
+}
+
+/* The domain's MTA-STS policy; "none" is no policy. */
+static void
+dns_sts_answer(void *arg, const struct sts_answer *a)
+{
+	struct dns_req	*req = arg;
+	char		 until[32];
+	struct tm	 tm;
+	time_t		 t;
+
+	if (a->policy != NULL && a->policy->mode != STS_NONE) {
+		req->sts_have = 1;
+		req->sts = *a->policy;
+		t = a->expires;
+		if (gmtime_r(&t, &tm) == NULL ||
+		    strftime(until, sizeof(until), "%Y-%m-%dT%H:%M:%SZ",
+		    &tm) == 0)
+			strlcpy(until, "?", sizeof(until));
+		(void)snprintf(req->sts_note, sizeof(req->sts_note),
+		    "%s, valid until %s: %s", dns_sts_mode(req->sts.mode),
+		    until, a->note);
+	} else if (a->policy != NULL)
+		(void)snprintf(req->sts_note, sizeof(req->sts_note), "mode "
+		    "none: %s", a->note);
+	else
+		strlcpy(req->sts_note, a->note, sizeof(req->sts_note));
+	log_debug("event=mta-sts domain=%s policy=%s", log_value(req->name),
+	    log_text(req->sts_note));
+	dns_release(req);
+}
+
+static const char *
+dns_sts_mode(enum sts_mode mode)
+{
+	switch (mode) {
+	case STS_ENFORCE:
+		return "enforce";
+	case STS_TESTING:
+		return "testing";
+	default:
+		return "none";
+	}
 }
 
 /* A name that is an address: 0 and the answer is there, else -1. */
@@ -424,51 +981,110 @@ dns_literal(struct dns_req *req)
 }
 
 static void
-dns_send(struct dns_req *req, const char *name, int type, ares_callback cb,
-    void *arg)
+dns_ask(struct dns_req *req, const char *name, uint16_t type,
+    void (*cb)(void *, const struct dns_answer *), void *arg)
 {
 	req->pending++;
-	req->chan->nqueries++;
-	/* May call back at once (a bad name, no memory). */
-	ares_query(req->chan->ares, name, ns_c_in, type, cb, arg);
-	dns_timer(req->chan);
+	dns_q_start(cur, name, type, cb, arg);
+}
+
+static const char *
+dns_type_name(uint16_t type)
+{
+	switch (type) {
+	case DNS_T_A:
+		return "A";
+	case DNS_T_AAAA:
+		return "AAAA";
+	case DNS_T_MX:
+		return "MX";
+	case DNS_T_TLSA:
+		return "TLSA";
+	case DNS_T_TXT:
+		return "TXT";
+	}
+	return "?";
+}
+
+/*
+ * A temporary failure of one answer, in words, into buf: 1, and bogus
+ * answers logged (RFC 7672 §2.1.1: they are never "no record").
+ */
+static int
+dns_failed(const struct dns_answer *a, const char *name, uint16_t type,
+    char *buf, size_t len)
+{
+	if (a->status != DNS_TEMPFAIL)
+		return 0;
+	if (a->sec == DNS_SEC_BOGUS) {
+		log_warnx("event=dnssec-bogus name=%s type=%s why=%s",
+		    log_value(name), dns_type_name(type), log_text(a->why));
+		stat_add("dns.bogus", 1);
+		(void)snprintf(buf, len, "DNSSEC validation failed for the "
+		    "%s records of %s: %s", dns_type_name(type), name, a->why);
+	} else
+		(void)snprintf(buf, len, "%s", a->why);
+	return 1;
 }
 
 static void
-dns_mx_cb(void *arg, int status, int timeouts, unsigned char *abuf,
-    int alen)
+dns_mx_answer(void *arg, const struct dns_answer *a)
 {
 	struct dns_req		*req = arg;
-	struct ares_mx_reply	*mxs = NULL;
+	struct dns_mxrr		 rr[DNS_MAX_MXRR];
+	struct dns_collect	 col;
 	struct dns_host		*h;
+	char			 why[DNS_ERRSZ];
+	int			 n, rcode;
 
-	(void)timeouts;
-	req->chan->nqueries--;
-	if (status == ARES_SUCCESS)
-		status = ares_parse_mx_reply(abuf, alen, &mxs);
-	switch (status) {
-	case ARES_SUCCESS:
-		dns_mx_hosts(req, mxs);
-		break;
-	case ARES_ENODATA:
+	if (dns_failed(a, req->name, DNS_T_MX, why, sizeof(why))) {
+		dns_fail(req, DNS_TEMPFAIL, "4.4.3 temporary DNS failure "
+		    "looking up MX of %s: %s", req->name, why);
+		goto done;
+	}
+	if (a->status == DNS_NXDOMAIN) {
+		dns_fail(req, DNS_NXDOMAIN, "5.1.2 domain %s not found",
+		    req->name);
+		goto done;
+	}
+	req->mx_secure = a->sec == DNS_SEC_SECURE;
+	memset(&col, 0, sizeof(col));
+	col.mx = rr;
+	col.maxmx = DNS_MAX_MXRR;
+	if ((n = dns_parse(a->pkt, a->len, req->name, DNS_T_MX, &rcode,
+	    dns_mx_rr, &col)) == -1) {
+		dns_fail(req, DNS_TEMPFAIL, "4.4.3 temporary DNS failure "
+		    "looking up MX of %s: malformed answer", req->name);
+		goto done;
+	}
+	if (n == 0) {
 		/* RFC 5321 §5.1: no MX, the name is its own exchanger. */
 		req->implicit = 1;
 		if ((h = dns_host_add(req, req->name, 0)) != NULL)
 			dns_addrs(h);
-		break;
-	case ARES_ENOTFOUND:
-		dns_fail(req, DNS_NXDOMAIN, "5.1.2 domain %s not found",
-		    req->name);
-		break;
-	default:
-		dns_fail(req, DNS_TEMPFAIL, "4.4.3 temporary DNS failure "
-		    "looking up MX of %s: %s", req->name,
-		    ares_strerror(status));
-		break;
+		goto done;
 	}
-	if (mxs != NULL)
-		ares_free_data(mxs);
+	dns_mx_hosts(req, rr, col.nmx, col.null);
+ done:
 	dns_release(req);
+}
+
+static int
+dns_mx_rr(void *arg, const struct dns_rr *rr)
+{
+	struct dns_collect	*col = arg;
+
+	if (rr->name[0] == '\0') {
+		col->null = 1;	/* "0 ." */
+		return 0;
+	}
+	if (col->nmx == col->maxmx)
+		return 0;
+	strlcpy(col->mx[col->nmx].host, rr->name, sizeof(col->mx[0].host));
+	col->mx[col->nmx].pref = rr->pref;
+	col->mx[col->nmx].rnd = arc4random();
+	col->nmx++;
+	return 0;
 }
 
 /* By preference; equal preferences in random order (RFC 5321 §5.1). */
@@ -485,25 +1101,11 @@ dns_mx_cmp(const void *a, const void *b)
 }
 
 static void
-dns_mx_hosts(struct dns_req *req, struct ares_mx_reply *list)
+dns_mx_hosts(struct dns_req *req, struct dns_mxrr *rr, size_t n, int null)
 {
-	struct dns_mxrr		 rr[DNS_MAX_MXRR];
-	struct ares_mx_reply	*mx;
-	char			 name[SMX_HOSTSZ];
-	size_t			 n = 0, i, len;
-	int			 null = 0, j;
+	size_t	 i;
+	int	 j;
 
-	for (mx = list; mx != NULL && n < DNS_MAX_MXRR; mx = mx->next) {
-		if (mx->host == NULL || mx->host[0] == '\0' ||
-		    strcmp(mx->host, ".") == 0) {
-			null++;
-			continue;
-		}
-		rr[n].host = mx->host;
-		rr[n].pref = mx->priority;
-		rr[n].rnd = arc4random();
-		n++;
-	}
 	/*
 	 * RFC 7505: "0 ." alone says the domain takes no mail.  Next to
 	 * real exchangers (which it must not be) it is ignored.
@@ -515,23 +1117,17 @@ dns_mx_hosts(struct dns_req *req, struct ares_mx_reply *list)
 	}
 	qsort(rr, n, sizeof(rr[0]), dns_mx_cmp);
 	for (i = 0; i < n && req->nhosts < DNS_MAX_MX; i++) {
-		if (strlcpy(name, rr[i].host, sizeof(name)) >= sizeof(name))
-			continue;
-		len = strlen(name);
-		if (len > 1 && name[len - 1] == '.')
-			name[len - 1] = '\0';
-		str_lower(name);
-		if (!valid_domain(name)) {
+		if (!valid_domain(rr[i].host)) {
 			log_debug("event=dns name=%s ignored-mx=%s",
-			    log_value(req->name), log_text(name));
+			    log_value(req->name), log_text(rr[i].host));
 			continue;
 		}
 		for (j = 0; j < req->nhosts; j++)
-			if (strcmp(req->hosts[j].name, name) == 0)
+			if (strcmp(req->hosts[j].name, rr[i].host) == 0)
 				break;
 		if (j < req->nhosts)
 			continue;	/* the better preference stays */
-		(void)dns_host_add(req, name, rr[i].pref);
+		(void)dns_host_add(req, rr[i].host, rr[i].pref);
 	}
 	if (req->nhosts == 0) {
 		dns_fail(req, DNS_NODATA, "5.1.2 no valid MX host name for "
@@ -555,94 +1151,202 @@ dns_host_add(struct dns_req *req, const char *name, uint32_t pref)
 	strlcpy(h->name, name, sizeof(h->name));
 	h->pref = pref;
 	h->status[FAM_V4] = h->status[FAM_V6] = DNS_NODATA;
+	h->tlsa = TLSA_UNASKED;
 	return h;
 }
 
 static void
 dns_addrs(struct dns_host *h)
 {
-	dns_send(h->req, h->name, ns_t_a, dns_a_cb, h);
-	dns_send(h->req, h->name, ns_t_aaaa, dns_aaaa_cb, h);
+	dns_ask(h->req, h->name, DNS_T_A, dns_a_answer, h);
+	dns_ask(h->req, h->name, DNS_T_AAAA, dns_aaaa_answer, h);
 }
 
 static void
-dns_a_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+dns_a_answer(void *arg, const struct dns_answer *a)
 {
-	struct dns_host		*h = arg;
-	struct ares_addrttl	 ttls[DNS_MAX_HOST_ADDRS];
-	struct sockaddr_in	*sin;
-	int			 n = DNS_MAX_HOST_ADDRS, i;
-
-	(void)timeouts;
-	h->req->chan->nqueries--;
-	if (status == ARES_SUCCESS)
-		status = ares_parse_a_reply(abuf, alen, NULL, ttls, &n);
-	if (status == ARES_SUCCESS && n == 0)
-		status = ARES_ENODATA;
-	h->status[FAM_V4] = dns_status(status);
-	if (status == ARES_SUCCESS) {
-		for (i = 0; i < n && i < DNS_MAX_HOST_ADDRS; i++) {
-			sin = (struct sockaddr_in *)&h->addrs[FAM_V4][i];
-			sin->sin_family = AF_INET;
-			sin->sin_addr = ttls[i].ipaddr;
-		}
-		h->naddrs[FAM_V4] = i;
-	}
-	dns_release(h->req);
+	dns_addr_answer(arg, FAM_V4, DNS_T_A, a);
 }
 
 static void
-dns_aaaa_cb(void *arg, int status, int timeouts, unsigned char *abuf,
-    int alen)
+dns_aaaa_answer(void *arg, const struct dns_answer *a)
 {
-	struct dns_host		*h = arg;
-	struct ares_addr6ttl	 ttls[DNS_MAX_HOST_ADDRS];
-	struct sockaddr_in6	*sin6;
-	int			 n = DNS_MAX_HOST_ADDRS, i;
-
-	(void)timeouts;
-	h->req->chan->nqueries--;
-	if (status == ARES_SUCCESS)
-		status = ares_parse_aaaa_reply(abuf, alen, NULL, ttls, &n);
-	if (status == ARES_SUCCESS && n == 0)
-		status = ARES_ENODATA;
-	h->status[FAM_V6] = dns_status(status);
-	if (status == ARES_SUCCESS) {
-		for (i = 0; i < n && i < DNS_MAX_HOST_ADDRS; i++) {
-			sin6 = (struct sockaddr_in6 *)&h->addrs[FAM_V6][i];
-			sin6->sin6_family = AF_INET6;
-			memcpy(&sin6->sin6_addr, &ttls[i].ip6addr,
-			    sizeof(sin6->sin6_addr));
-		}
-		h->naddrs[FAM_V6] = i;
-	}
-	dns_release(h->req);
+	dns_addr_answer(arg, FAM_V6, DNS_T_AAAA, a);
 }
 
-/* What a c-ares status means for delivery. */
+static void
+dns_addr_answer(struct dns_host *h, int fam, uint16_t type,
+    const struct dns_answer *a)
+{
+	struct dns_req		*req = h->req;
+	struct dns_collect	 col;
+	char			 why[DNS_ERRSZ];
+	int			 rcode;
+
+	h->sec[fam] = a->sec;
+	if (dns_failed(a, h->name, type, why, sizeof(why))) {
+		h->status[fam] = DNS_TEMPFAIL;
+		if (a->sec == DNS_SEC_BOGUS)
+			dns_fail(req, DNS_OK, "%s", why);	/* noted */
+	} else if (a->status == DNS_NXDOMAIN)
+		h->status[fam] = DNS_NXDOMAIN;
+	else {
+		memset(&col, 0, sizeof(col));
+		col.host = h;
+		col.fam = fam;
+		if (dns_parse(a->pkt, a->len, h->name, type, &rcode,
+		    dns_addr_rr, &col) == -1)
+			h->status[fam] = DNS_TEMPFAIL;
+		else
+			h->status[fam] = h->naddrs[fam] > 0 ? DNS_OK :
+			    DNS_NODATA;
+	}
+	if (++h->nanswers == 2 && (req->tls == TLSP_DANE ||
+	    req->tls == TLSP_DANE_ONLY) && req->mx_secure) {
+		/*
+		 * Under a validated MX, an address lookup that failed
+		 * leaves the host unusable for DANE rather than "not
+		 * signed": dropping the answer must not drop DANE.
+		 */
+		if (h->status[FAM_V4] == DNS_TEMPFAIL ||
+		    h->status[FAM_V6] == DNS_TEMPFAIL) {
+			h->tlsa = TLSA_FAILED;
+			strlcpy(h->tlsa_error, "its address lookup failed",
+			    sizeof(h->tlsa_error));
+		} else if (dns_host_secure(h))
+			dns_tlsa(h);
+	}
+	dns_release(req);
+}
+
 static int
-dns_status(int status)
+dns_addr_rr(void *arg, const struct dns_rr *rr)
 {
-	switch (status) {
-	case ARES_SUCCESS:
-		return DNS_OK;
-	case ARES_ENODATA:
-		return DNS_NODATA;
-	case ARES_ENOTFOUND:
-	case ARES_EBADNAME:
-		return DNS_NXDOMAIN;
-	default:
-		/* SERVFAIL, REFUSED, timeouts, garbage: try later. */
-		return DNS_TEMPFAIL;
+	struct dns_collect	*col = arg;
+	struct dns_host		*h = col->host;
+	struct sockaddr_in	*sin;
+	struct sockaddr_in6	*sin6;
+	int			 i = h->naddrs[col->fam];
+
+	if (i == DNS_MAX_HOST_ADDRS)
+		return -1;
+	if (col->fam == FAM_V4) {
+		sin = (struct sockaddr_in *)&h->addrs[FAM_V4][i];
+		sin->sin_family = AF_INET;
+		sin->sin_addr = rr->a;
+	} else {
+		sin6 = (struct sockaddr_in6 *)&h->addrs[FAM_V6][i];
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_addr = rr->aaaa;
 	}
+	h->naddrs[col->fam]++;
+	return 0;
 }
 
+/*
+ * RFC 7672 §2.2: TLSA records count only when the MX RRset (or the
+ * absence of one) and the host's address records are all validated.
+ */
+static int
+dns_host_secure(const struct dns_host *h)
+{
+	int	 f;
+
+	if (!h->req->mx_secure || h->naddrs[FAM_V4] + h->naddrs[FAM_V6] == 0)
+		return 0;
+	for (f = FAM_V4; f <= FAM_V6; f++)
+		if (h->status[f] == DNS_TEMPFAIL || h->sec[f] != DNS_SEC_SECURE)
+			return 0;
+	return 1;
+}
+
+/* _PORT._tcp.HOST (RFC 6698 §3, RFC 7672 §2.2.3). */
+static void
+dns_tlsa(struct dns_host *h)
+{
+	char	 name[SMX_HOSTSZ + 16];
+
+	if ((size_t)snprintf(name, sizeof(name), "_%u._tcp.%s",
+	    (unsigned)h->req->port, h->name) >= SMX_HOSTSZ) {
+		h->tlsa = TLSA_FAILED;
+		strlcpy(h->tlsa_error, "name too long", sizeof(h->tlsa_error));
+		return;
+	}
+	dns_ask(h->req, name, DNS_T_TLSA, dns_tlsa_answer, h);
+}
+
+/*
+ * RFC 7672 §2.2: a validated denial is "no TLSA"; an answer that is not
+ * validated is ignored (as none); anything else leaves the host unusable.
+ */
+static void
+dns_tlsa_answer(void *arg, const struct dns_answer *a)
+{
+	struct dns_host		*h = arg;
+	struct dns_collect	 col;
+	char			 name[SMX_HOSTSZ + 16], why[DNS_ERRSZ];
+	int			 rcode, n;
+
+	(void)snprintf(name, sizeof(name), "_%u._tcp.%s",
+	    (unsigned)h->req->port, h->name);
+	if (dns_failed(a, name, DNS_T_TLSA, why, sizeof(why))) {
+		h->tlsa = TLSA_FAILED;
+		strlcpy(h->tlsa_error, why, sizeof(h->tlsa_error));
+	} else if (a->sec != DNS_SEC_SECURE || a->status == DNS_NXDOMAIN)
+		h->tlsa = TLSA_NONE;
+	else {
+		memset(&col, 0, sizeof(col));
+		col.host = h;
+		if ((n = dns_parse(a->pkt, a->len, name, DNS_T_TLSA, &rcode,
+		    dns_tlsa_rr, &col)) == -1 || col.toobig) {
+			h->tlsa = TLSA_FAILED;
+			strlcpy(h->tlsa_error, n == -1 ? "malformed answer" :
+			    "a TLSA record too large or too many",
+			    sizeof(h->tlsa_error));
+		} else
+			h->tlsa = n > 0 ? TLSA_FOUND : TLSA_NONE;
+	}
+	log_debug("event=dns-tlsa name=%s dnssec=%s tlsa=%s records=%d "
+	    "error=%s", log_value(name), dns_sec_name(a->sec),
+	    h->tlsa == TLSA_FOUND ? "found" : h->tlsa == TLSA_FAILED ?
+	    "failed" : "none", h->ntlsa, log_text(h->tlsa_error));
+	dns_release(h->req);
+}
+
+static int
+dns_tlsa_rr(void *arg, const struct dns_rr *rr)
+{
+	struct dns_collect	*col = arg;
+	struct dns_host		*h = col->host;
+	struct dns_tlsa		*t;
+
+	if (h->ntlsa == DNS_MAX_TLSA || rr->datalen > DNS_TLSA_DATA_MAX ||
+	    rr->datalen == 0) {
+		col->toobig = 1;
+		return -1;
+	}
+	t = &h->tlsas[h->ntlsa++];
+	t->usage = rr->usage;
+	t->selector = rr->selector;
+	t->mtype = rr->mtype;
+	t->len = rr->datalen;
+	if ((t->data = malloc(t->len)) == NULL)
+		fatal("malloc");
+	memcpy(t->data, rr->data, t->len);
+	return 0;
+}
+
+/*
+ * The request's failure (the first one counts).  DNS_OK with a text
+ * only notes what went wrong on the way, for the answer's error should
+ * no address come of it.
+ */
 static void
 dns_fail(struct dns_req *req, int status, const char *fmt, ...)
 {
 	va_list	 ap;
 
-	if (req->status != DNS_OK)
+	if (req->status != DNS_OK || (status == DNS_OK && *req->error))
 		return;
 	req->status = status;
 	va_start(ap, fmt);
@@ -659,31 +1363,27 @@ dns_release(struct dns_req *req)
 }
 
 /*
- * The answer: exchangers in order, each with its addresses, IPv4 and
- * IPv6 alternating (IPv4 first, so that a host without an IPv6 route
- * loses no time), at most DNS_MAX_HOST_ADDRS of each family per
- * exchanger and DNS_MAX_ADDRS in all.
+ * The addresses in the order to try: exchangers in order, each with its
+ * addresses, IPv4 and IPv6 alternating (IPv4 first, so that a host
+ * without an IPv6 route loses no time), at most DNS_MAX_HOST_ADDRS of
+ * each family per exchanger and DNS_MAX_ADDRS in all.  Sets the
+ * request's failure when there is none.
  */
-static void
-dns_finish(struct dns_req *req)
+static int
+dns_order(struct dns_req *req, struct dns_host **hosts,
+    struct sockaddr_storage **addrs)
 {
-	struct {
-		struct dns_host		*h;
-		struct sockaddr_storage	*ss;
-	}			 out[DNS_MAX_ADDRS];
-	struct sockaddr_storage	 addrs[DNS_MAX_ADDRS];
-	struct msg		 r;
-	struct dns_host		*h;
-	int			 n = 0, i, j, f, temp = 0, nx = 0, status;
-	const char		*error;
+	struct dns_host	*h;
+	int		 n = 0, i, j, f, temp = 0, nx = 0;
+	char		 noted[DNS_ERRSZ];
 
 	for (i = 0; i < req->nhosts && req->status == DNS_OK; i++) {
 		h = &req->hosts[i];
 		for (j = 0; j < DNS_MAX_HOST_ADDRS; j++)
 			for (f = FAM_V4; f <= FAM_V6; f++)
 				if (j < h->naddrs[f] && n < DNS_MAX_ADDRS) {
-					out[n].h = h;
-					out[n].ss = &h->addrs[f][j];
+					hosts[n] = h;
+					addrs[n] = &h->addrs[f][j];
 					n++;
 				}
 		for (f = FAM_V4; f <= FAM_V6; f++) {
@@ -694,11 +1394,14 @@ dns_finish(struct dns_req *req)
 		}
 	}
 	if (req->status == DNS_OK && n == 0) {
+		/* A bogus answer on the way is the reason worth giving. */
+		strlcpy(noted, req->error, sizeof(noted));
+		req->error[0] = '\0';
 		if (temp)
 			dns_fail(req, DNS_TEMPFAIL, "4.4.3 temporary DNS "
-			    "failure looking up the address of %s%s",
+			    "failure looking up the address of %s%s%s%s",
 			    req->mx && !req->implicit ? "the MX hosts of " :
-			    "", req->name);
+			    "", req->name, *noted ? ": " : "", noted);
 		else if (req->mx && !req->implicit)
 			dns_fail(req, DNS_NODATA, "5.4.4 no address for the "
 			    "MX hosts of %s", req->name);
@@ -709,36 +1412,175 @@ dns_finish(struct dns_req *req)
 			dns_fail(req, DNS_NODATA, "5.1.2 %s has no %sA or AAAA "
 			    "record", req->name, req->implicit ? "MX, " : "");
 	}
-	status = req->status;
-	error = status == DNS_OK ? "" : req->error;
-	if (status != DNS_OK)
-		n = 0;
-	log_debug("event=dns name=%s mx=%d status=%s hosts=%d addresses=%d"
-	    "%s%s%s", log_value(req->name), req->mx, dns_status_name(status),
-	    req->nhosts, n, *error ? " error=\"" : "", error,
-	    *error ? "\"" : "");
+	if (req->status != DNS_OK)
+		return 0;
+	return n;
+}
 
-	if (req->cb != NULL) {
+/* What tls_policy_decide() needs to know of a host. */
+static void
+dns_tls_host(const struct dns_host *h, struct tls_host *th)
+{
+	int	 i;
+
+	memset(th, 0, sizeof(*th));
+	th->secure = dns_host_secure(h);
+	th->tlsa = h->tlsa;
+	th->ntlsa = h->ntlsa;
+	for (i = 0; i < h->ntlsa; i++)
+		if (tls_tlsa_usable(h->tlsas[i].usage, h->tlsas[i].selector,
+		    h->tlsas[i].mtype, h->tlsas[i].len))
+			th->nusable++;
+	th->tlsa_error = h->tlsa_error;
+	th->sts = h->req->sts_have ? h->req->sts.mode : STS_NONE;
+	th->sts_match = h->req->sts_have && sts_mx_match(&h->req->sts,
+	    h->name);
+}
+
+static void
+dns_finish(struct dns_req *req)
+{
+	struct dns_host		*hosts[DNS_MAX_ADDRS];
+	struct sockaddr_storage	*addrs[DNS_MAX_ADDRS];
+	struct sockaddr_storage	 out[DNS_MAX_ADDRS];
+	int			 n, i;
+
+	n = dns_order(req, hosts, addrs);
+	log_debug("event=dns name=%s mx=%d status=%s hosts=%d addresses=%d "
+	    "dnssec=%s error=%s", log_value(req->name), req->mx,
+	    dns_status_name(req->status), req->nhosts, n,
+	    req->mx_secure ? "secure" : "insecure",
+	    log_text(req->status != DNS_OK ? req->error : ""));
+	switch (req->asker) {
+	case ASK_RESOLVE:
 		for (i = 0; i < n; i++)
-			addrs[i] = *out[i].ss;
-		req->cb(req->cbarg, status, addrs, n);
-		nreqs--;
-		free(req);
-		return;
+			out[i] = *addrs[i];
+		req->cb(req->cbarg, req->status, out, n);
+		break;
+	case ASK_EXPLAIN:
+		dns_explain_result(req);
+		break;
+	case ASK_RELAY:
+		dns_send_result(req, hosts, addrs, n);
+		break;
 	}
+	dns_req_free(req);
+}
+
+/*
+ * IMSG_LOOKUP_DNS_HOST_RESULT (see "relay protocol" in splitmx.h): the
+ * addresses, then what the relay needs to know of each host for its
+ * TLS policy.  TLSA data is bounded (DNS_MAX_TLSA, DNS_TLSA_DATA_MAX):
+ * the message stays within MSG_MAXPAYLOAD.
+ */
+static void
+dns_send_result(struct dns_req *req, struct dns_host **hosts,
+    struct sockaddr_storage **addrs, int n)
+{
+	struct msg	 r;
+	struct dns_host	*h;
+	int		 i, j, nh = 0;
+
 	msg_init(&r, IMSG_LOOKUP_DNS_HOST_RESULT, 0);
 	msg_add_u64(&r, req->reqid);
-	msg_add_u32(&r, (uint32_t)status);
-	msg_add_str(&r, error);
+	msg_add_u32(&r, (uint32_t)req->status);
+	msg_add_str(&r, req->status == DNS_OK ? "" : req->error);
 	msg_add_u32(&r, (uint32_t)n);
 	for (i = 0; i < n; i++) {
-		msg_add_str(&r, out[i].h->name);
-		msg_add_u32(&r, out[i].h->pref);
-		msg_add_sockaddr(&r, (struct sockaddr *)out[i].ss,
-		    out[i].ss->ss_family == AF_INET ?
+		msg_add_str(&r, hosts[i]->name);
+		msg_add_u32(&r, hosts[i]->pref);
+		msg_add_sockaddr(&r, (struct sockaddr *)addrs[i],
+		    addrs[i]->ss_family == AF_INET ?
 		    sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6));
 	}
+	if (n > 0)
+		nh = req->nhosts;
+	msg_add_u32(&r, (uint32_t)nh);
+	for (i = 0; i < nh; i++) {
+		h = &req->hosts[i];
+		msg_add_str(&r, h->name);
+		msg_add_u32(&r, (uint32_t)dns_host_secure(h));
+		msg_add_u32(&r, (uint32_t)h->tlsa);
+		msg_add_str(&r, h->tlsa_error);
+		msg_add_u32(&r, (uint32_t)h->ntlsa);
+		for (j = 0; j < h->ntlsa; j++) {
+			msg_add_u32(&r, h->tlsas[j].usage);
+			msg_add_u32(&r, h->tlsas[j].selector);
+			msg_add_u32(&r, h->tlsas[j].mtype);
+			msg_add_data(&r, h->tlsas[j].data, h->tlsas[j].len);
+		}
+		msg_add_u32(&r, req->sts_have && sts_mx_match(&req->sts,
+		    h->name));
+	}
+	msg_add_u32(&r, req->sts_have ? req->sts.mode : STS_NONE);
+	msg_add_str(&r, req->sts_note);
+	if (r.error)
+		fatalx("%s too large", imsg_name(r.type));
 	proc_send(req->peer, &r);
+}
+
+/* splitmxctl lookup: one line per host, then the summary. */
+static void
+dns_explain_result(struct dns_req *req)
+{
+	struct dns_explain_host	 x;
+	struct tls_host		 th;
+	struct dns_host		*h;
+	char			 addrs[512], a[INET6_ADDRSTRLEN], why[512];
+	int			 i, j, f, testing;
+	enum tls_mode		 mode;
+
+	for (i = 0; i < req->nhosts && req->status == DNS_OK; i++) {
+		h = &req->hosts[i];
+		addrs[0] = '\0';
+		for (f = FAM_V4; f <= FAM_V6; f++)
+			for (j = 0; j < h->naddrs[f]; j++) {
+				if (*addrs)
+					strlcat(addrs, ", ", sizeof(addrs));
+				strlcat(addrs, sa_str((struct sockaddr *)
+				    &h->addrs[f][j], a, sizeof(a)),
+				    sizeof(addrs));
+			}
+		memset(&x, 0, sizeof(x));
+		x.host = h->name;
+		x.pref = h->pref;
+		x.addrs = *addrs ? addrs : "none";
+		dns_tls_host(h, &th);
+		mode = tls_policy_decide(req->tls, h->name, &th, &testing, why,
+		    sizeof(why));
+		if (h->naddrs[FAM_V4] + h->naddrs[FAM_V6] == 0) {
+			x.mode = "unusable";
+			x.why = "no address";
+		} else {
+			x.mode = tls_mode_name(mode);
+			x.why = why;
+		}
+		req->xcb(req->cbarg, &x, NULL);
+	}
+	(void)snprintf(why, sizeof(why), "DNSSEC: %s%s%s",
+	    !req->mx ? "no MX lookup" : req->mx_secure ?
+	    "MX records validated" : "not validated (insecure)",
+	    req->sts_asked ? "; MTA-STS: " : "",
+	    req->sts_asked ? req->sts_note : "");
+	if (req->sts_have) {
+		strlcat(why, " (mx:", sizeof(why));
+		for (i = 0; i < req->sts.nmx; i++) {
+			strlcat(why, " ", sizeof(why));
+			strlcat(why, req->sts.mx[i], sizeof(why));
+		}
+		strlcat(why, ")", sizeof(why));
+	}
+	req->xcb(req->cbarg, NULL, req->status == DNS_OK ? why : req->error);
+}
+
+static void
+dns_req_free(struct dns_req *req)
+{
+	int	 i, j;
+
+	for (i = 0; i < req->nhosts; i++)
+		for (j = 0; j < req->hosts[i].ntlsa; j++)
+			free(req->hosts[i].tlsas[j].data);
 	nreqs--;
 	free(req);
 }
@@ -759,102 +1601,16 @@ dns_status_name(int status)
 	return "?";
 }
 
-/*
- * One A query of dns_query_a(): what it will answer, kept until it can
- * be delivered from the event loop.
- */
-struct dns_areq {
-	dns_query_cb	 cb;
-	void		*arg;
-	struct dns_chan	*chan;
-	int		 sending;	/* inside ares_query() */
-	int		 status;	/* DNS_* */
-	struct in_addr	 addrs[DNS_MAX_A];
-	int		 naddrs;
-	uint32_t	 ttl;
-};
-
-/* See lookup.h.  The name is asked as it is: no search list. */
-void
-dns_query_a(const char *name, dns_query_cb cb, void *arg)
+static const char *
+dns_sec_name(enum dns_sec sec)
 {
-	struct dns_areq	*q;
-	struct timeval	 now = { 0, 0 };
-
-	dns_resolver_check();
-	if ((q = calloc(1, sizeof(*q))) == NULL)
-		fatal("calloc");
-	nreqs++;
-	q->cb = cb;
-	q->arg = arg;
-	q->chan = cur;
-	q->status = DNS_TEMPFAIL;
-	if (nreqs > DNS_MAX_REQS)
-		log_debug("event=dns name=%s type=A status=tempfail "
-		    "error=\"resolver busy\"", name);
-	else if (!valid_domain(name) || strlen(name) > 253)
-		q->status = DNS_NXDOMAIN;
-	else {
-		q->sending = 1;
-		q->chan->nqueries++;
-		/* Calls back at once for a bad name or no memory. */
-		ares_query(q->chan->ares, name, ns_c_in, ns_t_a,
-		    dns_a_answer, q);
-		dns_timer(q->chan);
-		if (q->sending == 1) {
-			q->sending = 0;
-			return;		/* the answer comes later */
-		}
+	switch (sec) {
+	case DNS_SEC_SECURE:
+		return "secure";
+	case DNS_SEC_BOGUS:
+		return "bogus";
+	case DNS_SEC_INSECURE:
+		break;
 	}
-	if (event_base_once(env->evbase, -1, EV_TIMEOUT, dns_a_deliver, q,
-	    &now) == -1)
-		fatalx("event_base_once failed");
-}
-
-static void
-dns_a_answer(void *arg, int status, int timeouts, unsigned char *abuf,
-    int alen)
-{
-	struct dns_areq		*q = arg;
-	struct ares_addrttl	 ttls[DNS_MAX_A];
-	uint32_t		 ttl;
-	int			 n = DNS_MAX_A, i;
-
-	(void)timeouts;
-	q->chan->nqueries--;
-	if (status == ARES_SUCCESS)
-		status = ares_parse_a_reply(abuf, alen, NULL, ttls, &n);
-	if (status == ARES_SUCCESS && n == 0)
-		status = ARES_ENODATA;
-	q->status = dns_status(status);
-	if (status == ARES_SUCCESS) {
-		for (i = 0; i < n && i < DNS_MAX_A; i++) {
-			q->addrs[i] = ttls[i].ipaddr;
-			ttl = ttls[i].ttl < 0 ? 0 : (uint32_t)ttls[i].ttl;
-			if (i == 0 || ttl < q->ttl)
-				q->ttl = ttl;
-		}
-		q->naddrs = i;
-	}
-	/*
-	 * c-ares does not give the negative TTL of an NXDOMAIN or NODATA
-	 * answer (its SOA is in the authority section): 0, unknown.
-	 */
-	if (q->sending) {
-		q->sending = 2;		/* dns_query_a() delivers it */
-		return;
-	}
-	dns_a_deliver(-1, 0, q);
-}
-
-static void
-dns_a_deliver(int fd, short event, void *arg)
-{
-	struct dns_areq	*q = arg;
-
-	(void)fd;
-	(void)event;
-	q->cb(q->arg, q->status, q->addrs, q->naddrs, q->ttl);
-	nreqs--;
-	free(q);
+	return "insecure";
 }

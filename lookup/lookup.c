@@ -23,6 +23,24 @@ struct lookup_ask {
 	char		 rcpt[SMX_ADDRSZ];
 };
 
+/*
+ * splitmxctl lookup, once routed: the decision waits while the
+ * destination's hosts are resolved and their TLS policy explained.
+ */
+#define LOOKUP_CTL_MAXHOSTS	16
+struct lookup_ctl_tls {
+	struct lookup_ask	*ask;
+	struct route_result	 rr;
+	struct route_explain	 ex;
+	int			 tlsonly;	/* IMSG_CTL_LOOKUP_TLS */
+	enum smx_tls		 tls;
+	struct {
+		char		*host, *addrs, *mode, *why;
+		uint32_t	 pref;
+	}			 h[LOOKUP_CTL_MAXHOSTS];
+	int			 nh;
+};
+
 static struct table_set *lookup_tables_open(struct smx_conf *, int,
 		    struct table_set *, FILE *, FILE *);
 static void	lookup_conf_apply(struct msg *);
@@ -36,6 +54,16 @@ static void	lookup_ctl_done(const struct route_result *,
 static struct lookup_ask *lookup_ask_new(uint64_t, const char *,
 		    const char *);
 static const char *lookup_verdict_name(enum lookup_verdict);
+static int	lookup_ctl_dest(const struct route_result *, const char *,
+		    struct smx_host *);
+static void	lookup_ctl_tls(void *, const struct dns_explain_host *,
+		    const char *);
+static void	lookup_ctl_send(struct lookup_ask *,
+		    const struct route_result *, const struct route_explain *,
+		    struct lookup_ctl_tls *, const char *);
+static void	lookup_ctl_tlsreq(struct msgchan *, struct msg *);
+static void	lookup_ctl_tls_part(struct msg *, enum smx_tls,
+		    const struct lookup_ctl_tls *, const char *);
 
 /*
  * The configuration in force with its tables, and the one prepared by
@@ -48,6 +76,7 @@ void
 lookup(void)
 {
 	dns_init();
+	mta_sts_init();
 	proc_drop_privileges();
 	/* The first configuration was prepared, and applied at once. */
 	if (pending == NULL || pending->conf != env->conf)
@@ -55,6 +84,7 @@ lookup(void)
 	current = pending;
 	current->owns_conf = 1;
 	pending = NULL;
+	dns_conf_apply();
 	route_fwd_update(current->conf);
 	event_dispatch();
 	fatalx("event loop ended");
@@ -87,6 +117,15 @@ lookup_imsg(struct msgchan *ch, struct msg *m, void *arg)
 		break;
 	case IMSG_CTL_CHECK_CLIENT:
 		dnsbl_ctl(ch, m);
+		break;
+	case IMSG_LOOKUP_STS_LOAD:
+		mta_sts_load(ch, m);
+		break;
+	case IMSG_CTL_LOOKUP_TLS:
+		lookup_ctl_tlsreq(ch, m);
+		break;
+	case IMSG_LOOKUP_STS_LOADED:
+		mta_sts_loaded(ch, m);
 		break;
 	default:
 		fatalx("unexpected %s from %s", imsg_name(m->type),
@@ -165,6 +204,9 @@ lookup_conf_prepare(struct smx_conf *c, char *err, size_t errlen)
 		lookup_gen_unref(pending);
 		pending = NULL;
 	}
+	/* The resolver first: a bad trust anchor file refuses it all. */
+	if (dns_conf_prepare(c, err, errlen) == -1)
+		return -1;
 	if ((errfp = open_memstream(&ebuf, &elen)) == NULL ||
 	    (warnfp = open_memstream(&wbuf, &wlen)) == NULL)
 		fatal("open_memstream");
@@ -183,6 +225,7 @@ lookup_conf_prepare(struct smx_conf *c, char *err, size_t errlen)
 			log_warnx("%s", line);
 	free(wbuf);
 	if (set == NULL) {
+		dns_conf_abort();
 		elen = strlen(ebuf);
 		while (elen > 0 && ebuf[elen - 1] == '\n')
 			ebuf[--elen] = '\0';
@@ -223,12 +266,14 @@ lookup_conf_apply(struct msg *m)
 	current->owns_conf = 1;
 	pending = NULL;
 	lookup_gen_unref(prev);
+	dns_conf_apply();
 	route_fwd_update(current->conf);
 }
 
 static void
 lookup_conf_abort(void)
 {
+	dns_conf_abort();
 	if (pending == NULL)
 		return;
 	/* The configuration itself is proc_imsg()'s to free. */
@@ -361,6 +406,92 @@ lookup_ctl_done(const struct route_result *rr, const struct route_explain *ex,
     void *arg)
 {
 	struct lookup_ask	*a = arg;
+	struct lookup_ctl_tls	*t;
+	struct smx_host		 h;
+
+	if (lookup_ctl_dest(rr, a->rcpt, &h) == -1) {
+		lookup_ctl_send(a, rr, ex, NULL, "");
+		return;
+	}
+	if ((t = calloc(1, sizeof(*t))) == NULL)
+		fatal("calloc");
+	t->ask = a;
+	t->rr = *rr;
+	t->ex = *ex;
+	dns_explain(h.name, (h.flags & F_HOST_MX) != 0, h.port, rr->tls,
+	    lookup_ctl_tls, t);
+}
+
+/*
+ * Where an accepted recipient's mail goes, as the relay will see it:
+ * the route's destination, or the MX of the address' domain.  -1 for a
+ * recipient that goes nowhere (refused, a bounce).
+ */
+static int
+lookup_ctl_dest(const struct route_result *rr, const char *rcpt,
+    struct smx_host *h)
+{
+	const char	*addr, *dom, *errstr;
+
+	if (rr->verdict != LOOKUP_ACCEPT || rr->rclass == ROUTE_BOUNCE)
+		return -1;
+	if (rr->dest[0] != '\0')
+		return parse_host(rr->dest, h, &errstr);
+	addr = rr->rewritten[0] != '\0' ? rr->rewritten : rcpt;
+	if ((dom = strrchr(addr, '@')) == NULL || *++dom == '\0' ||
+	    *dom == '[')
+		return -1;
+	memset(h, 0, sizeof(*h));
+	if (strlcpy(h->name, dom, sizeof(h->name)) >= sizeof(h->name))
+		return -1;
+	h->port = 25;
+	h->flags = F_HOST_MX;
+	return 0;
+}
+
+/* One host of the destination, or (x NULL) the end with its summary. */
+static void
+lookup_ctl_tls(void *arg, const struct dns_explain_host *x,
+    const char *summary)
+{
+	struct lookup_ctl_tls	*t = arg;
+	struct msg		 r;
+	int			 i;
+
+	if (x != NULL) {
+		if (t->nh == LOOKUP_CTL_MAXHOSTS)
+			return;
+		i = t->nh++;
+		t->h[i].host = str_dup(x->host);
+		t->h[i].addrs = str_dup(x->addrs);
+		t->h[i].mode = str_dup(x->mode);
+		t->h[i].why = str_dup(x->why);
+		t->h[i].pref = x->pref;
+		return;
+	}
+	if (t->tlsonly) {
+		msg_init(&r, IMSG_CTL_LOOKUP_TLS_RESULT, 0);
+		msg_add_u64(&r, t->ask->reqid);
+		lookup_ctl_tls_part(&r, t->tls, t, summary);
+		proc_send(PROC_CONTROL, &r);
+		free(t->ask);
+	} else
+		lookup_ctl_send(t->ask, &t->rr, &t->ex, t, summary);
+	for (i = 0; i < t->nh; i++) {
+		free(t->h[i].host);
+		free(t->h[i].addrs);
+		free(t->h[i].mode);
+		free(t->h[i].why);
+	}
+	free(t);
+}
+
+/* IMSG_CTL_LOOKUP_RESULT: see "Lookup protocol" in splitmx.h. */
+static void
+lookup_ctl_send(struct lookup_ask *a, const struct route_result *rr,
+    const struct route_explain *ex, struct lookup_ctl_tls *t,
+    const char *summary)
+{
 	const struct route_step	*st;
 	struct msg		 r;
 	int			 i;
@@ -388,6 +519,66 @@ lookup_ctl_done(const struct route_result *rr, const struct route_explain *ex,
 		msg_add_u32(&r, st->kind);
 		msg_add_str(&r, st->target);
 	}
+	lookup_ctl_tls_part(&r, rr->tls, t, summary);
 	proc_send(PROC_CONTROL, &r);
 	free(a);
+}
+
+/* The TLS part of IMSG_CTL_LOOKUP_RESULT, and of _TLS_RESULT. */
+static void
+lookup_ctl_tls_part(struct msg *r, enum smx_tls tls,
+    const struct lookup_ctl_tls *t, const char *summary)
+{
+	int	 i;
+
+	msg_add_str(r, t != NULL ? tls_policy_name(tls) : "");
+	msg_add_u32(r, t != NULL ? (uint32_t)t->nh : 0);
+	for (i = 0; t != NULL && i < t->nh; i++) {
+		msg_add_str(r, t->h[i].host);
+		msg_add_u32(r, t->h[i].pref);
+		msg_add_str(r, t->h[i].addrs);
+		msg_add_str(r, t->h[i].mode);
+		msg_add_str(r, t->h[i].why);
+	}
+	msg_add_str(r, summary);
+}
+
+/*
+ * show message: the TLS policy of a queued recipient's destination,
+ * resolved and explained now; see "Lookup protocol" in splitmx.h.
+ */
+static void
+lookup_ctl_tlsreq(struct msgchan *ch, struct msg *m)
+{
+	struct lookup_ctl_tls	*t;
+	struct smx_host		 h;
+	const char		*dest, *domain, *tls, *errstr;
+	uint64_t		 reqid;
+	int			 i;
+
+	proc_expect(ch, m, PROC_CONTROL);
+	if (msg_get_u64(m, &reqid) == -1 || msg_get_strp(m, &dest) == -1 ||
+	    msg_get_strp(m, &domain) == -1 || msg_get_strp(m, &tls) == -1 ||
+	    msg_end(m) == -1 || dest == NULL || domain == NULL || tls == NULL)
+		fatalx("bad %s", imsg_name(m->type));
+	if ((t = calloc(1, sizeof(*t))) == NULL)
+		fatal("calloc");
+	t->ask = lookup_ask_new(reqid, "", "");
+	t->tlsonly = 1;
+	t->tls = TLSP_OPPORTUNISTIC;
+	for (i = 0; i < TLSP_COUNT; i++)
+		if (strcmp(tls, tls_policy_name((enum smx_tls)i)) == 0)
+			t->tls = (enum smx_tls)i;
+	memset(&h, 0, sizeof(h));
+	if (*dest != '\0' ? parse_host(dest, &h, &errstr) == -1 :
+	    strlcpy(h.name, domain, sizeof(h.name)) >= sizeof(h.name)) {
+		lookup_ctl_tls(t, NULL, "not a destination");
+		return;
+	}
+	if (*dest == '\0') {
+		h.port = 25;
+		h.flags = F_HOST_MX;
+	}
+	dns_explain(h.name, (h.flags & F_HOST_MX) != 0, h.port, t->tls,
+	    lookup_ctl_tls, t);
 }

@@ -8,11 +8,18 @@
 #include "splitmx.h"
 
 /*
- * dns.c: asynchronous DNS (c-ares) for the relay's destinations.
- * dns_init() runs before the privilege drop: c-ares reads
- * /etc/resolv.conf and seeds its query ids from /dev/urandom then.
+ * dns.c: asynchronous, validating DNS (libunbound on the process' event
+ * loop) for the relay's destinations and the lookup process itself.
+ * Every answer carries its DNSSEC status; a bogus one is a temporary
+ * failure, never "no record".  dns_init() runs before the privilege
+ * drop (it reads /etc/resolv.conf); dns_conf_prepare() makes the
+ * resolver context of a configuration (a new one when the resolver or
+ * the trust anchors change), dns_conf_apply() switches to it.
  */
 void	dns_init(void);
+int	dns_conf_prepare(const struct smx_conf *, char *err, size_t errlen);
+void	dns_conf_apply(void);
+void	dns_conf_abort(void);
 /* IMSG_LOOKUP_DNS_HOST: see "relay protocol" in splitmx.h. */
 void	dns_host(struct msgchan *, struct msg *);
 /*
@@ -44,6 +51,111 @@ void	dns_query_a(const char *name, dns_query_cb, void *arg);
  */
 void	dnsbl_client(struct msgchan *, struct msg *);
 void	dnsbl_ctl(struct msgchan *, struct msg *);
+
+/* One question, for the lookup process' own modules (mta_sts.c). */
+enum dns_sec {
+	DNS_SEC_INSECURE,
+	DNS_SEC_BOGUS,
+	DNS_SEC_SECURE
+};
+struct dns_answer {
+	int		 status;	/* DNS_OK (rcode 0), DNS_NXDOMAIN, */
+					/* DNS_TEMPFAIL (bogus included) */
+	enum dns_sec	 sec;
+	const char	*why;		/* what failed, or "" */
+	const uint8_t	*pkt;		/* the answer, for dns_parse() */
+	size_t		 len;
+};
+/* cb is called from the event loop, never before dns_query() returns. */
+void	dns_query(const char *name, uint16_t type,
+	    void (*cb)(void *, const struct dns_answer *), void *arg);
+
+/*
+ * splitmxctl lookup: the destination's exchangers, addresses and what
+ * the one order of outbound TLS (tls_policy.c) makes of each host.
+ * The lines go to cb, one per host, then cb gets NULL; the summary
+ * says what went wrong, or the domain's MTA-STS state.
+ */
+struct dns_explain_host {
+	const char	*host;
+	uint32_t	 pref;
+	const char	*addrs;		/* "192.0.2.1, 2001:db8::1" */
+	const char	*mode;		/* tls_mode_name() */
+	const char	*why;
+};
+void	dns_explain(const char *name, int mx, uint16_t port, enum smx_tls,
+	    void (*cb)(void *, const struct dns_explain_host *,
+	    const char *summary), void *arg);
+
+/*
+ * dns_parse.c: the records of one answer, strictly bounded (the bytes
+ * came from the network).
+ */
+#define DNS_T_A		1
+#define DNS_T_CNAME	5
+#define DNS_T_MX	15
+#define DNS_T_TXT	16
+#define DNS_T_AAAA	28
+#define DNS_T_TLSA	52
+#define DNS_TXT_MAX	1024	/* longer TXT text is cut: toolong */
+#define DNS_MAXCNAME	8	/* CNAMEs followed in one answer */
+struct dns_rr {
+	uint16_t	 type;
+	uint32_t	 ttl;
+	const uint8_t	*rdata;		/* in the packet */
+	uint16_t	 rdlen;
+	/* By type: */
+	struct in_addr	 a;
+	struct in6_addr	 aaaa;
+	uint16_t	 pref;			/* MX */
+	char		 name[SMX_HOSTSZ];	/* MX, CNAME; "?" unusable */
+	uint8_t		 usage, selector, mtype;	/* TLSA */
+	const uint8_t	*data;
+	size_t		 datalen;
+	char		 text[DNS_TXT_MAX + 1];	/* TXT, strings joined */
+	size_t		 textlen;
+	int		 toolong;
+};
+int	dns_parse(const uint8_t *pkt, size_t len, const char *qname,
+	    uint16_t qtype, int *rcode,
+	    int (*cb)(void *, const struct dns_rr *), void *arg);
+
+/*
+ * mta_sts_parse.c: the MTA-STS TXT record and policy (RFC 8461), which
+ * come from the network, and its MX patterns.
+ */
+#define STS_MAX_MX	32		/* mx lines in a policy */
+#define STS_POLICY_MAX	(64 * 1024)	/* octets of a policy */
+#define STS_IDSZ	33		/* 1 to 32 letters and digits */
+struct sts_policy {
+	enum sts_mode	 mode;		/* "none" is STS_NONE */
+	uint32_t	 max_age;	/* seconds, at most a year */
+	char		 mx[STS_MAX_MX][SMX_HOSTSZ];	/* "*.x" patterns */
+	int		 nmx;
+};
+int	sts_parse_txt(const char *, size_t, char *id, size_t idlen);
+int	sts_parse_policy(const char *, size_t, struct sts_policy *,
+	    char *err, size_t errlen);
+int	sts_mx_match(const struct sts_policy *, const char *host);
+
+/*
+ * mta_sts.c: the MTA-STS policy of a domain (RFC 8461): its TXT record,
+ * the policy in memory or fetched over HTTPS, kept on disk by the queue
+ * (IMSG_QUEUE_STS_STORE, IMSG_LOOKUP_STS_LOAD).  mta_sts_init() runs
+ * before the privilege drop.  The answer's policy is NULL when none
+ * applies; note says what happened, for the logs and splitmxctl.
+ */
+struct sts_answer {
+	const struct sts_policy	*policy;
+	const char		*id;
+	time_t			 expires;
+	const char		*note;
+};
+void	mta_sts_init(void);
+void	mta_sts_get(const char *domain,
+	    void (*cb)(void *, const struct sts_answer *), void *arg);
+void	mta_sts_load(struct msgchan *, struct msg *);
+void	mta_sts_loaded(struct msgchan *, struct msg *);
 
 /*
  * table.c: the directory tables ("table NAME file|ldap", SPEC §4).

@@ -1,6 +1,6 @@
 /*
  * The LDAP tables' connections: one per server list, to the first
- * server that answers (resolved by c-ares, StartTLS or ldaps, always a
+ * server that answers (resolved by dns.c, StartTLS or ldaps, always a
  * bind), failover to the next, fail-back to the first, and the outage
  * state in which searches are answered at once.
  */
@@ -335,7 +335,7 @@ tl_conn_try(struct tl_conn *c)
 	c->res = r;
 	c->state = TL_RESOLVING;
 	tl_conn_arm(c, c->timeout);
-	/* Names are resolved by c-ares: the chroot has no resolv.conf. */
+	/* Names are resolved by dns.c: the chroot has no resolv.conf. */
 	dns_resolve(c->urls[c->cur].host, 0, tl_conn_resolved, r);
 }
 

@@ -2,7 +2,8 @@
  * The queue process: its start and its messages.  The work is in
  * queue_commit.c (message files, commits), queue_index.c (the queue in
  * memory), queue_ctl.c (splitmxctl), scheduler.c (deliveries),
- * bounce.c (DSNs) and queue_fs*.c (the spool on disk).
+ * bounce.c (DSNs), queue_fs*.c (the spool on disk) and queue_sts.c
+ * (the MTA-STS policies kept for the lookup process).
  */
 #include <sys/types.h>
 
@@ -42,6 +43,7 @@ queue(void)
 	sched_init();
 	queue_index_recover();
 	queue_commit_init();
+	queue_sts_init();
 	evtimer_set(&ev_stat, queue_stat_timer, NULL);
 	evtimer_add(&ev_stat, &tv);
 	queue_index_stats();
@@ -83,6 +85,9 @@ queue_imsg(struct msgchan *ch, struct msg *m, void *arg)
 		break;
 	case IMSG_RELAY_RESULT:
 		queue_relay_result(ch, m);
+		break;
+	case IMSG_QUEUE_STS_STORE:
+		queue_sts_store(ch, m);
 		break;
 	default:
 		fatalx("unexpected %s from %s", imsg_name(m->type),

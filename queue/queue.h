@@ -36,10 +36,13 @@ enum queue_state {
 /* The policy of a recipient from an envelope older than tls= */
 #define QUEUE_TLS_UNKNOWN	UINT32_MAX
 
-/* Routed with a policy that forbids clear text: worth showing. */
+/*
+ * Routed with a policy that asks more than opportunistic encryption
+ * (dane, or one that forbids clear text): worth showing.
+ */
 #define QUEUE_TLS_STRICT(r)	((r)->class != ROUTE_BOUNCE && \
 				    (r)->tls != QUEUE_TLS_UNKNOWN && \
-				    (r)->tls >= TLSP_REQUIRE)
+				    (r)->tls >= TLSP_DANE)
 
 struct queue_rcpt {
 	char		*rcpt;		/* as given in RCPT TO */
@@ -250,5 +253,12 @@ void		 queue_fs_envelope_free(struct queue_envelope *);
 const char	*queue_fs_state_name(enum queue_state);
 const char	*queue_fs_class_name(uint32_t);
 const char	*queue_fs_tls_name(uint32_t);	/* "unknown" if not recorded */
+
+/*
+ * queue_sts.c: the MTA-STS policies kept for the lookup process in the
+ * spool's sts/: handed back at the start, stored when it asks.
+ */
+void		 queue_sts_init(void);
+void		 queue_sts_store(struct msgchan *, struct msg *);
 
 #endif

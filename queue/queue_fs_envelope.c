@@ -88,7 +88,7 @@ static const char *const	 state_names[] = {
 	"queued", "deferred", "delivered", "failed"
 };
 static const char *const	 tls_names[] = {
-	"none", "opportunistic", "require", "verify"
+	"none", "opportunistic", "dane", "require", "verify", "dane-only"
 };
 static const struct name_flag	 msg_flags[] = {
 	{ "smtputf8",	F_MSG_SMTPUTF8 },

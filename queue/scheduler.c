@@ -113,7 +113,8 @@ static int	sched_final(const struct queue_rcpt *);
 static const char *sched_domain(const char *);
 static void	sched_set_error(struct queue_rcpt *, const char *);
 static void	sched_history(struct queue_envelope *, struct sched_batch *,
-		    const uint32_t *, const char **, const char *);
+		    const uint32_t *, const char **, const char **,
+		    const char **, const char *);
 
 static struct sched_dests	 dests = RB_INITIALIZER(&dests);
 static TAILQ_HEAD(, sched_dest)	 active = TAILQ_HEAD_INITIALIZER(active);
@@ -805,7 +806,8 @@ sched_result(struct msg *m)
 	struct queue_msg	*qm;
 	struct queue_envelope	*e;
 	struct queue_rcpt	*r;
-	const char		*remote, *reply, **replies;
+	const char		*remote, *reply, **replies, *tls, *verified;
+	const char		**tlss, **verifs;
 	uint32_t		*status, nrcpt, i, j, index, st;
 	uint64_t		 reqid;
 	time_t			 now = time(NULL);
@@ -821,12 +823,16 @@ sched_result(struct msg *m)
 		fatalx("%s: unknown delivery %llu", imsg_name(m->type),
 		    (unsigned long long)reqid);
 	if ((status = calloc(b->n, sizeof(*status))) == NULL ||
-	    (replies = calloc(b->n, sizeof(*replies))) == NULL)
+	    (replies = calloc(b->n, sizeof(*replies))) == NULL ||
+	    (tlss = calloc(b->n, sizeof(*tlss))) == NULL ||
+	    (verifs = calloc(b->n, sizeof(*verifs))) == NULL)
 		fatal("calloc");
 	for (i = 0; i < nrcpt; i++) {
 		if (msg_get_u32(m, &index) == -1 ||
 		    msg_get_u32(m, &st) == -1 ||
 		    msg_get_strp(m, &reply) == -1 || reply == NULL ||
+		    msg_get_strp(m, &tls) == -1 || tls == NULL ||
+		    msg_get_strp(m, &verified) == -1 || verified == NULL ||
 		    st >= DELIVERY_COUNT)
 			fatalx("bad %s", imsg_name(m->type));
 		for (j = 0; j < b->n; j++)
@@ -837,6 +843,8 @@ sched_result(struct msg *m)
 			    index);
 		status[j] = st;
 		replies[j] = reply;
+		tlss[j] = tls;
+		verifs[j] = verified;
 	}
 	if (msg_end(m) == -1)
 		fatalx("bad %s", imsg_name(m->type));
@@ -866,6 +874,7 @@ sched_result(struct msg *m)
 			    log_addr(r->rewritten));
 			status[j] = DELIVERY_TEMPFAIL;
 			replies[j] = "4.3.0 no result from the relay";
+			tlss[j] = verifs[j] = "none";
 		}
 		r->tries++;
 		r->last_try = now;
@@ -898,7 +907,7 @@ sched_result(struct msg *m)
 			break;
 		}
 	}
-	sched_history(e, b, status, replies, remote);
+	sched_history(e, b, status, replies, tlss, verifs, remote);
 	if (relayed)
 		sched_relayed(qm, b, status, replies, remote);
 	if (deferred)
@@ -908,6 +917,8 @@ sched_result(struct msg *m)
  done:
 	free(status);
 	free(replies);
+	free(tlss);
+	free(verifs);
 	d = b->dest;
 	sched_batch_free(b);
 	sched_dest_activate(d);
@@ -916,12 +927,14 @@ sched_result(struct msg *m)
 }
 
 /*
- * One history line per outcome of the attempt, with its recipients:
- * "deferred via mx.example [192.0.2.1]: "451 4.3.0 later" <a>, <b>".
+ * One history line per outcome of the attempt, with its recipients and
+ * what its TLS verified: "deferred via mx.example [192.0.2.1]
+ * tls=TLSv1.3 verified=dane: "451 4.3.0 later" <a>, <b>".
  */
 static void
 sched_history(struct queue_envelope *e, struct sched_batch *b,
-    const uint32_t *status, const char **replies, const char *remote)
+    const uint32_t *status, const char **replies, const char **tlss,
+    const char **verifs, const char *remote)
 {
 	static const char *const	 names[] = {
 		"delivered", "deferred", "bounced", "delivered"
@@ -934,11 +947,14 @@ sched_history(struct queue_envelope *e, struct sched_batch *b,
 	for (i = 0; i < b->n; i++) {
 		if (done[i])
 			continue;
-		(void)snprintf(line, sizeof(line), "%s via %s: \"%s\"",
-		    names[status[i]], *remote ? remote : "-", replies[i]);
+		(void)snprintf(line, sizeof(line), "%s via %s tls=%s "
+		    "verified=%s: \"%s\"", names[status[i]],
+		    *remote ? remote : "-", tlss[i], verifs[i], replies[i]);
 		for (j = i; j < b->n; j++) {
 			if (done[j] || status[j] != status[i] ||
-			    strcmp(replies[j], replies[i]) != 0)
+			    strcmp(replies[j], replies[i]) != 0 ||
+			    strcmp(tlss[j], tlss[i]) != 0 ||
+			    strcmp(verifs[j], verifs[i]) != 0)
 				continue;
 			done[j] = 1;
 			strlcat(line, j == i ? " <" : ", <", sizeof(line));

@@ -787,11 +787,14 @@ def test_show_message_history(smx, servers):
                      % sink.port, out, re.M), out
     assert re.search(r"^recipient 2 <carol@example.com> .* notify=failure "
                      r"orcpt=rfc822;carol@example.com", out, re.M), out
-    hist = out.split("\nhistory\n", 1)[1].splitlines()
+    # The history's lines are indented; the TLS policies follow it.
+    hist = [l for l in out.split("\nhistory\n", 1)[1].splitlines()
+            if l.startswith("  ")]
     assert re.match(r"  \S+Z received from 127.0.0.1 size \d+$", hist[0])
     assert re.match(r"  \S+Z routed <bob@example.com> as forward to "
                     r"\[127.0.0.1\]:\d+$", hist[1])
-    assert re.match(r'  \S+Z deferred via 127.0.0.1 \[127.0.0.1\]: '
+    assert re.match(r'  \S+Z deferred via 127.0.0.1 \[127.0.0.1\] '
+                    r'tls=none verified=none: '
                     r'"451 4.7.1 greylisted, come back later" '
                     r'<bob@example.com>, <carol@example.com>$', hist[-1]), hist
 

@@ -14,10 +14,8 @@
 #include "splitmx.h"
 #include "relay.h"
 
-/* The system's CA store, read before the chroot into /var/empty. */
-#define RELAY_CA_FILE	"/etc/ssl/certs/ca-certificates.crt"
-
 static void	relay_tls_init(void);
+static void	relay_tls_ca(const struct smx_conf *);
 static void	relay_conf_apply(struct msg *);
 static void	relay_deliver(struct msgchan *, struct msg *);
 static void	relay_dns_result(struct msgchan *, struct msg *);
@@ -26,6 +24,7 @@ static int	relay_xtext_ok(const char *);
 
 struct tls_config	*relay_tls_verify;
 struct tls_config	*relay_tls_noverify;
+struct x509_store_st	*relay_ca_store;
 static uint32_t		 ndeliveries;
 
 void
@@ -38,17 +37,17 @@ relay(void)
 }
 
 /*
- * Two client configurations.  "verify" checks the chain against the
- * system's CA store (loaded into memory now: there is no /etc in the
- * chroot) and the name.  The other is for "opportunistic" and "require":
- * encryption without authentication, which must not be stricter about
- * old protocol versions than sending in the clear would be.
+ * Two client configurations.  "verify" checks the chain against the CA
+ * store (the configuration's "ca", or the system's, which the parent
+ * opened for us: there is no /etc in the chroot) and the name; MTA-STS
+ * uses it too.  The other is for "opportunistic", "require" and DANE
+ * (relay_dane.c checks the chain itself): encryption without libtls'
+ * authentication, which must not be stricter about old protocol
+ * versions than sending in the clear would be.
  */
 static void
 relay_tls_init(void)
 {
-	uint8_t		*ca;
-	size_t		 calen;
 	uint32_t	 protos;
 
 	if (tls_init() == -1)
@@ -62,18 +61,35 @@ relay_tls_init(void)
 	    tls_config_set_ciphers(relay_tls_noverify, "compat") == -1)
 		fatalx("tls configuration: %s",
 		    tls_config_error(relay_tls_noverify));
+	relay_tls_ca(env->conf);
+}
 
-	if ((ca = tls_load_file(RELAY_CA_FILE, &calen, NULL)) == NULL) {
-		log_warnx("cannot load the CA store %s: destinations with "
-		    "\"tls verify\" will fail", RELAY_CA_FILE);
-		return;
+/* The "verify" configuration for a configuration's CA store. */
+static void
+relay_tls_ca(const struct smx_conf *c)
+{
+	struct tls_config	*cfg;
+
+	if (c->ca == NULL || c->ca_len == 0) {
+		log_warnx("no CA store (%s): destinations that need a verified "
+		    "certificate (tls verify, MTA-STS) will fail", c->ca_file);
+		cfg = NULL;
+	} else {
+		if ((cfg = tls_config_new()) == NULL)
+			fatalx("tls_config_new failed");
+		if (tls_config_set_ca_mem(cfg, c->ca, c->ca_len) == -1) {
+			log_warnx("CA store %s: %s", c->ca_file,
+			    tls_config_error(cfg));
+			tls_config_free(cfg);
+			cfg = NULL;
+		}
 	}
-	if ((relay_tls_verify = tls_config_new()) == NULL)
-		fatalx("tls_config_new failed");
-	if (tls_config_set_ca_mem(relay_tls_verify, ca, calen) == -1)
-		fatalx("CA store %s: %s", RELAY_CA_FILE,
-		    tls_config_error(relay_tls_verify));
-	tls_unload_file(ca, calen);
+	/* Sessions under way hold a reference of their own (libtls). */
+	if (relay_tls_verify != NULL)
+		tls_config_free(relay_tls_verify);
+	relay_tls_verify = cfg;
+	relay_dane_store_free(relay_ca_store);
+	relay_ca_store = relay_dane_store(c->ca, c->ca_len);
 }
 
 void
@@ -98,11 +114,20 @@ relay_imsg(struct msgchan *ch, struct msg *m, void *arg)
 	}
 }
 
-/* Sessions read the configuration when they need it: nothing to move. */
+/*
+ * Sessions read the configuration when they need it: nothing to move
+ * but a new CA store.
+ */
 static void
 relay_conf_apply(struct msg *m)
 {
-	conf_free(proc_conf_apply(m));
+	struct smx_conf	*old;
+
+	old = proc_conf_apply(m);
+	if (old->ca_len != env->conf->ca_len || (old->ca_len > 0 &&
+	    memcmp(old->ca, env->conf->ca, old->ca_len) != 0))
+		relay_tls_ca(env->conf);
+	conf_free(old);
 }
 
 /* IMSG_RELAY_DELIVER: see "relay protocol" in splitmx.h. */
@@ -169,11 +194,13 @@ relay_deliver(struct msgchan *ch, struct msg *m)
 			relay_rcpt_set(rm, r, (uint32_t)bad,
 			    bad == DELIVERY_TEMPFAIL ? "4.3.2 relay busy, "
 			    "too many deliveries at once" :
-			    "5.1.7 invalid sender or envelope id", "-", "none");
+			    "5.1.7 invalid sender or envelope id", "-", "none",
+			    "none");
 		else if (!relay_addr_ok(r->addr) || *r->addr == '\0' ||
 		    !relay_xtext_ok(r->orcpt))
 			relay_rcpt_set(rm, r, DELIVERY_PERMFAIL,
-			    "5.1.3 invalid recipient address", "-", "none");
+			    "5.1.3 invalid recipient address", "-", "none",
+			    "none");
 	}
 	for (i = 0; i < rm->nrcpt && !bad; i++)
 		if (!rm->rcpts[i].done)
@@ -223,7 +250,8 @@ relay_xtext_ok(const char *s)
  */
 void
 relay_rcpt_set(struct relay_msg *m, struct relay_rcpt *r, uint32_t status,
-    const char *reply, const char *relay, const char *tls)
+    const char *reply, const char *relay, const char *tls,
+    const char *verified)
 {
 	char	 text[RELAY_REPLY_TEXT_MAX + 1];
 
@@ -231,13 +259,16 @@ relay_rcpt_set(struct relay_msg *m, struct relay_rcpt *r, uint32_t status,
 	free(r->reply);
 	r->reply = str_dup(text);
 	r->status = status;
+	strlcpy(r->tls, tls, sizeof(r->tls));
+	strlcpy(r->verified, verified, sizeof(r->verified));
 	if (status != DELIVERY_TEMPFAIL)
 		r->done = 1;
 	log_info("msgid=%s event=delivery to=%s relay=%s status=%s "
-	    "reply=%s tls=%s", m->msgid, log_addr(r->addr), log_value(relay),
-	    status == DELIVERY_OK || status == DELIVERY_RELAYED ? "sent" :
+	    "reply=%s tls=%s verified=%s", m->msgid, log_addr(r->addr),
+	    log_value(relay), status == DELIVERY_OK ||
+	    status == DELIVERY_RELAYED ? "sent" :
 	    status == DELIVERY_PERMFAIL ? "bounced" : "deferred",
-	    log_text(text), log_value(tls));
+	    log_text(text), log_value(tls), log_value(verified));
 	if (status == DELIVERY_OK || status == DELIVERY_RELAYED)
 		stat_add("relay.recipients.sent", 1);
 	else if (status == DELIVERY_PERMFAIL)
@@ -259,7 +290,8 @@ relay_result(struct relay_msg *m)
 	uint32_t		 i;
 
 	room = (MSG_MAXPAYLOAD - 2048) / m->nrcpt;
-	room = room > 16 ? room - 16 : 1;
+	/* Index, status, the strings' lengths, tls and verified. */
+	room = room > 80 ? room - 80 : 1;
 	if (room > sizeof(text))
 		room = sizeof(text);
 
@@ -272,11 +304,13 @@ relay_result(struct relay_msg *m)
 		if (!r->done && r->reply == NULL)
 			relay_rcpt_set(m, r, DELIVERY_TEMPFAIL, m->error[0] ?
 			    m->error : "4.4.1 no delivery attempt was made",
-			    m->relay[0] ? m->relay : "-", "none");
+			    m->relay[0] ? m->relay : "-", "none", "none");
 		strlcpy(text, r->reply, room);
 		msg_add_u32(&res, r->index);
 		msg_add_u32(&res, r->status);
 		msg_add_str(&res, text);
+		msg_add_str(&res, r->tls);
+		msg_add_str(&res, r->verified);
 	}
 	proc_send(PROC_QUEUE, &res);
 	relay_msg_free(m);

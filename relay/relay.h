@@ -60,6 +60,8 @@ struct relay_rcpt {
 	int		 done;		/* final for this delivery */
 	uint32_t	 status;	/* DELIVERY_* */
 	char		*reply;		/* the last verdict's text, or NULL */
+	char		 tls[32];	/* ... its TLS version, or "none" */
+	char		 verified[16];	/* ... what was verified (dane...) */
 	int		 here;		/* tried on the current session */
 	int		 tx;		/* in the current transaction */
 	int		 accepted;	/* ... and the RCPT was accepted */
@@ -100,6 +102,25 @@ struct relay_addr {
 	socklen_t		 sslen;
 };
 
+/* A TLSA record (RFC 6698 §2.1) of an exchanger. */
+struct relay_tlsa {
+	uint8_t		 usage, selector, mtype;
+	uint8_t		*data;
+	size_t		 len;
+};
+
+/*
+ * What the lookup process found out about an exchanger for its TLS
+ * policy (smtpd/tls_policy.c decides with it).
+ */
+struct relay_hostinfo {
+	char			 host[SMX_HOSTSZ];
+	struct tls_host		 th;		/* th.tlsa_error: below */
+	char			 tlsa_error[256];
+	struct relay_tlsa	*tlsa;
+	int			 ntlsa;
+};
+
 enum relay_dns {
 	DEST_DNS_NONE,
 	DEST_DNS_PENDING,
@@ -120,6 +141,10 @@ struct relay_dest {
 	time_t			 dns_time;
 	struct relay_addr	*addrs;
 	int			 naddrs;
+	struct relay_hostinfo	*hosts;
+	int			 nhosts;
+	enum sts_mode		 sts;		/* the MTA-STS policy */
+	char			 sts_note[256];	/* ... in words */
 	TAILQ_HEAD(, relay_msg)	 waiting;
 	TAILQ_HEAD(, relay_session) sessions;
 	int			 nsessions;
@@ -162,6 +187,7 @@ enum relay_state {
 #define F_RELAY_BODY_EOF	0x0020	/* the final dot is in obuf */
 #define F_RELAY_EOM_SENT	0x0040	/* ... and written */
 #define F_RELAY_COUNTED		0x0080	/* the delivery's MAIL got a reply */
+#define F_RELAY_REFUSED		0x0100	/* the TLS policy rules it out */
 
 enum relay_cmd_type {
 	CMD_RSET,
@@ -187,6 +213,9 @@ struct relay_session {
 	int			 fd;
 	struct tls		*tls;
 	char			 tls_version[32];
+	enum tls_mode		 mode;		/* the check TLS gets */
+	int			 testing;	/* MTA-STS testing: report */
+	char			 why[512];	/* ... and why */
 	struct event		 ev;
 	short			 evflags;
 	short			 rwant, wwant, hwant;
@@ -223,13 +252,15 @@ struct relay_session {
 
 /* relay.c */
 extern struct tls_config	*relay_tls_verify;	/* NULL: no CA store */
+extern struct x509_store_st	*relay_ca_store;	/* the same, libcrypto */
 extern struct tls_config	*relay_tls_noverify;
 /* Sends IMSG_RELAY_RESULT and frees the delivery. */
 void	relay_result(struct relay_msg *);
 void	relay_msg_free(struct relay_msg *);
 /* Sets a recipient's verdict and logs the attempt. */
 void	relay_rcpt_set(struct relay_msg *, struct relay_rcpt *, uint32_t,
-	    const char *reply, const char *relay, const char *tls);
+	    const char *reply, const char *relay, const char *tls,
+	    const char *verified);
 time_t	relay_timeout(time_t rfc, int data);
 
 /* relay_dest.c */
@@ -248,6 +279,35 @@ void	relay_dest_msg_done(struct relay_msg *, int addr);
 void	relay_dest_addr_failed(struct relay_dest *, int addr,
 	    const char *error);
 int	relay_dest_starved(void);
+
+/* relay_dest.c: the exchanger an address belongs to, or NULL. */
+const struct relay_hostinfo *relay_dest_hostinfo(const struct relay_dest *,
+	    const char *host);
+
+/*
+ * relay_dane.c: the chain a server sent (PEM, leaf first) against its
+ * TLSA records; names are the reference identifiers of DANE-TA.
+ */
+enum relay_dane {
+	DANE_MATCH,
+	DANE_NOMATCH,
+	DANE_NOUSABLE,
+	DANE_ERROR
+};
+enum relay_dane relay_dane_match(const uint8_t *pem, size_t pemlen,
+	    const struct relay_tlsa *, int nrecs, const char **names,
+	    int nnames, char *why, size_t whylen);
+/*
+ * The CA store (PEM) as libcrypto's X509_STORE, and a chain checked
+ * against it for a name as a verifying handshake would: 0, or -1 and
+ * why.  For reports on MTA-STS policies in testing mode.
+ */
+struct x509_store_st;
+struct x509_store_st *relay_dane_store(const uint8_t *, size_t);
+void	relay_dane_store_free(struct x509_store_st *);
+int	relay_dane_pkix(const uint8_t *pem, size_t pemlen,
+	    struct x509_store_st *, const char *name, char *why,
+	    size_t whylen);
 
 /* relay_session.c */
 struct relay_session *relay_session_new(struct relay_dest *, int addr,

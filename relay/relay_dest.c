@@ -29,6 +29,9 @@ static int	relay_dest_loops(struct relay_dest *, struct relay_addr *,
 static void	relay_dest_fail(struct relay_dest *, uint32_t, const char *);
 static void	relay_dest_fail_msg(struct relay_msg *, uint32_t,
 		    const char *);
+static int	relay_dest_hosts(struct msg *, struct relay_hostinfo **,
+		    int *, enum sts_mode *, char *, size_t);
+static void	relay_dest_hosts_free(struct relay_hostinfo *, int);
 static int	relay_dest_room(struct relay_dest *, int);
 static void	relay_dest_gc(void);
 static void	relay_dest_later(int, short, void *);
@@ -53,7 +56,8 @@ relay_dest_deliver(struct relay_msg *m)
 			if (!m->rcpts[i].done)
 				relay_rcpt_set(m, &m->rcpts[i],
 				    err[0] == '5' ? DELIVERY_PERMFAIL :
-				    DELIVERY_TEMPFAIL, err, "-", "none");
+				    DELIVERY_TEMPFAIL, err, "-", "none",
+				    "none");
 		relay_result(m);
 		return;
 	}
@@ -163,6 +167,8 @@ relay_dest_dns(struct relay_dest *d)
 	msg_add_u64(&m, d->dns_reqid);
 	msg_add_str(&m, d->host.name);
 	msg_add_u32(&m, (d->host.flags & F_HOST_MX) ? 1 : 0);
+	msg_add_u16(&m, d->host.port);
+	msg_add_u32(&m, (uint32_t)d->tls);
 	proc_send(PROC_LOOKUP, &m);
 }
 
@@ -172,12 +178,15 @@ relay_dest_dns_result(struct msg *m)
 {
 	struct relay_dest	*d;
 	struct relay_addr	*addrs = NULL, *a;
+	struct relay_hostinfo	*hosts = NULL;
 	struct sockaddr_in	*sin;
 	struct sockaddr_in6	*sin6;
 	uint64_t		 reqid;
 	uint32_t		 status, n, i;
 	const char		*error, *host;
-	char			 text[300];
+	char			 text[300], sts_note[256];
+	enum sts_mode		 sts;
+	int			 nhosts;
 
 	if (msg_get_u64(m, &reqid) == -1 ||
 	    msg_get_u32(m, &status) == -1 || status >= DNS_COUNT ||
@@ -195,7 +204,8 @@ relay_dest_dns_result(struct msg *m)
 		    (a->ss.ss_family != AF_INET && a->ss.ss_family != AF_INET6))
 			fatalx("bad %s", imsg_name(m->type));
 	}
-	if (msg_end(m) == -1)
+	if (relay_dest_hosts(m, &hosts, &nhosts, &sts, sts_note,
+	    sizeof(sts_note)) == -1 || msg_end(m) == -1)
 		fatalx("bad %s", imsg_name(m->type));
 
 	TAILQ_FOREACH(d, &dests, entry)
@@ -222,20 +232,29 @@ relay_dest_dns_result(struct msg *m)
 		if ((d->host.flags & F_HOST_MX) &&
 		    (n = (uint32_t)relay_dest_loops(d, addrs, (int)n)) == 0) {
 			free(addrs);
+			relay_dest_hosts_free(hosts, nhosts);
 			(void)snprintf(text, sizeof(text), "5.4.6 mail for %s "
 			    "loops back to myself", d->host.name);
 			relay_dest_fail(d, DELIVERY_PERMFAIL, text);
 			return;
 		}
+		/* Sessions look their host up again when they need it. */
 		free(d->addrs);
 		d->addrs = addrs;
 		d->naddrs = (int)n;
-		log_debug("destination=%s event=resolved addresses=%d",
-		    d->key, d->naddrs);
+		relay_dest_hosts_free(d->hosts, d->nhosts);
+		d->hosts = hosts;
+		d->nhosts = nhosts;
+		d->sts = sts;
+		strlcpy(d->sts_note, sts_note, sizeof(d->sts_note));
+		log_debug("destination=%s event=resolved addresses=%d "
+		    "hosts=%d mta-sts=%s", log_value(d->key), d->naddrs,
+		    d->nhosts, log_text(sts_note));
 		relay_dest_dispatch(d);
 		return;
 	}
 	free(addrs);
+	relay_dest_hosts_free(hosts, nhosts);
 	if (d->naddrs > 0) {
 		/* A failed refresh: the addresses we had still do. */
 		log_info("destination=%s event=dns-refresh-failed "
@@ -245,6 +264,102 @@ relay_dest_dns_result(struct msg *m)
 	}
 	relay_dest_fail(d, status == DNS_TEMPFAIL ? DELIVERY_TEMPFAIL :
 	    DELIVERY_PERMFAIL, *error ? error : "4.4.3 DNS lookup failed");
+}
+
+/*
+ * The second part of IMSG_LOOKUP_DNS_HOST_RESULT: per exchanger what
+ * its TLS policy is decided from (see "relay protocol" in splitmx.h),
+ * then the domain's MTA-STS policy.  -1 if malformed.
+ */
+static int
+relay_dest_hosts(struct msg *m, struct relay_hostinfo **out, int *nout,
+    enum sts_mode *sts, char *note, size_t notelen)
+{
+	struct relay_hostinfo	*hosts = NULL, *h;
+	struct relay_tlsa	*t;
+	const void		*data;
+	uint32_t		 n, i, j, secure, tlsa, ntlsa, u, sl, mt, match;
+	uint32_t		 mode;
+
+	*out = NULL;
+	*nout = 0;
+	if (msg_get_u32(m, &n) == -1 || n > 64)
+		return -1;
+	if (n > 0 && (hosts = calloc(n, sizeof(*hosts))) == NULL)
+		fatal("calloc");
+	*out = hosts;
+	for (i = 0; i < n; i++) {
+		h = &hosts[i];
+		*nout = (int)i + 1;
+		if (msg_get_str(m, h->host, sizeof(h->host)) == -1 ||
+		    msg_get_u32(m, &secure) == -1 ||
+		    msg_get_u32(m, &tlsa) == -1 || tlsa >= TLSA_STATE_COUNT ||
+		    msg_get_str(m, h->tlsa_error,
+		    sizeof(h->tlsa_error)) == -1 ||
+		    msg_get_u32(m, &ntlsa) == -1 || ntlsa > 64)
+			return -1;
+		if (ntlsa > 0 && (h->tlsa = calloc(ntlsa,
+		    sizeof(*h->tlsa))) == NULL)
+			fatal("calloc");
+		for (j = 0; j < ntlsa; j++) {
+			t = &h->tlsa[j];
+			h->ntlsa = (int)j + 1;
+			if (msg_get_u32(m, &u) == -1 || u > 255 ||
+			    msg_get_u32(m, &sl) == -1 || sl > 255 ||
+			    msg_get_u32(m, &mt) == -1 || mt > 255 ||
+			    msg_get_datap(m, &data, &t->len) == -1)
+				return -1;
+			t->usage = (uint8_t)u;
+			t->selector = (uint8_t)sl;
+			t->mtype = (uint8_t)mt;
+			if (t->len > 0) {
+				if ((t->data = malloc(t->len)) == NULL)
+					fatal("malloc");
+				memcpy(t->data, data, t->len);
+			}
+			if (tls_tlsa_usable(t->usage, t->selector, t->mtype,
+			    t->len))
+				h->th.nusable++;
+		}
+		if (msg_get_u32(m, &match) == -1)
+			return -1;
+		h->th.secure = secure != 0;
+		h->th.tlsa = (enum tlsa_state)tlsa;
+		h->th.ntlsa = h->ntlsa;
+		h->th.tlsa_error = h->tlsa_error;
+		h->th.sts_match = match != 0;
+	}
+	if (msg_get_u32(m, &mode) == -1 || mode >= STS_MODE_COUNT ||
+	    msg_get_str(m, note, notelen) == -1)
+		return -1;
+	*sts = (enum sts_mode)mode;
+	for (i = 0; i < n; i++)
+		hosts[i].th.sts = *sts;
+	return 0;
+}
+
+static void
+relay_dest_hosts_free(struct relay_hostinfo *hosts, int n)
+{
+	int	 i, j;
+
+	for (i = 0; i < n; i++) {
+		for (j = 0; j < hosts[i].ntlsa; j++)
+			free(hosts[i].tlsa[j].data);
+		free(hosts[i].tlsa);
+	}
+	free(hosts);
+}
+
+const struct relay_hostinfo *
+relay_dest_hostinfo(const struct relay_dest *d, const char *host)
+{
+	int	 i;
+
+	for (i = 0; i < d->nhosts; i++)
+		if (strcmp(d->hosts[i].host, host) == 0)
+			return &d->hosts[i];
+	return NULL;
 }
 
 /*
@@ -293,7 +408,7 @@ relay_dest_fail_msg(struct relay_msg *m, uint32_t status, const char *text)
 	for (i = 0; i < m->nrcpt; i++)
 		if (!m->rcpts[i].done)
 			relay_rcpt_set(m, &m->rcpts[i], status, text,
-			    m->relay[0] ? m->relay : "-", "none");
+			    m->relay[0] ? m->relay : "-", "none", "none");
 	relay_result(m);
 }
 
@@ -500,6 +615,7 @@ relay_dest_later(int fd, short event, void *arg)
 			continue;
 		TAILQ_REMOVE(&dests, d, entry);
 		free(d->addrs);
+		relay_dest_hosts_free(d->hosts, d->nhosts);
 		free(d);
 	}
 }

@@ -82,6 +82,11 @@ static void	relay_session_end(struct relay_session *, const char *);
 static void	relay_session_unlink(struct relay_session *, const char *);
 static void	relay_session_reap(int, short, void *);
 static const char *relay_session_tlsname(struct relay_session *);
+static const char *relay_session_verified(struct relay_session *);
+static void	relay_session_policy(struct relay_session *);
+static int	relay_session_dane(struct relay_session *);
+static void	relay_session_sts_report(struct relay_session *,
+		    const char *);
 
 int				 relay_nsessions;
 static TAILQ_HEAD(, relay_session) graveyard =
@@ -117,8 +122,31 @@ relay_session_new(struct relay_dest *d, int addr, struct relay_msg *m)
 	m->session = s;
 	strlcpy(m->remote, s->remote, sizeof(m->remote));
 	strlcpy(m->relay, s->name, sizeof(m->relay));
+	relay_session_policy(s);
 	relay_session_connect(s);
 	return s;
+}
+
+/*
+ * The check this connection's TLS gets: smtpd/tls_policy.c's one order
+ * over what the lookup process said of the exchanger (DANE, MTA-STS,
+ * the configured policy).
+ */
+static void
+relay_session_policy(struct relay_session *s)
+{
+	const struct relay_hostinfo	*hi;
+	struct tls_host			 none;
+
+	if ((hi = relay_dest_hostinfo(s->dest, s->a.host)) == NULL) {
+		memset(&none, 0, sizeof(none));
+		none.sts = s->dest->sts;
+	}
+	s->mode = tls_policy_decide(s->dest->tls, s->a.host, hi != NULL ?
+	    &hi->th : &none, &s->testing, s->why, sizeof(s->why));
+	log_debug("session=%016llx event=tls-policy relay=%s check=%s "
+	    "why=%s", (unsigned long long)s->id, s->name,
+	    tls_mode_name(s->mode), log_text(s->why));
 }
 
 /* Nothing is reported from here: a failure is taken up by the timer. */
@@ -137,6 +165,15 @@ relay_session_connect(struct relay_session *s)
 	s->rlines = 0;
 	s->rwant = EV_READ;
 	s->wwant = EV_WRITE;
+	if (s->mode == TLSM_REFUSE) {
+		/* Never connected: reported by the timer, as a failure. */
+		(void)snprintf(s->err, sizeof(s->err), "4.7.5 %s not used: "
+		    "%s", s->name, s->why);
+		s->flags |= F_RELAY_REFUSED;
+		stat_add("relay.tls.refused", 1);
+		evtimer_add(&s->tmo, &now);
+		return;
+	}
 	stat_add("relay.connections", 1);
 	log_debug("session=%016llx event=connecting relay=%s",
 	    (unsigned long long)s->id, s->name);
@@ -357,7 +394,7 @@ relay_session_timeout(int fd, short event, void *arg)
 	(void)event;
 	switch (s->state) {
 	case RELAY_STATE_CONNECT:
-		if (s->flags & F_RELAY_CONNFAIL)
+		if (s->flags & (F_RELAY_CONNFAIL | F_RELAY_REFUSED))
 			relay_session_fail(s, "%s", s->err);
 		else
 			relay_session_fail(s, "4.4.1 connection to %s timed "
@@ -373,7 +410,7 @@ relay_session_timeout(int fd, short event, void *arg)
 		break;
 	case RELAY_STATE_HANDSHAKE:
 		s->flags |= F_RELAY_IOERR;
-		if (s->dest->tls == TLSP_OPPORTUNISTIC)
+		if (s->mode == TLSM_MAY)
 			relay_session_clear_retry(s, "handshake timeout");
 		else
 			relay_session_fail(s, "4.7.5 TLS handshake with %s "
@@ -505,7 +542,6 @@ relay_session_cap(struct relay_session *s, char *line)
 static void
 relay_session_reply(struct relay_session *s)
 {
-	struct relay_dest	*d = s->dest;
 	int			 code = s->rcode;
 
 	if (log_getverbose())
@@ -551,14 +587,19 @@ relay_session_reply(struct relay_session *s)
 				return;
 			}
 			relay_session_tls_start(s);
-		} else if (d->tls == TLSP_OPPORTUNISTIC) {
+		} else if (s->mode == TLSM_MAY) {
 			log_info("session=%016llx event=starttls-refused "
 			    "relay=%s reply=%s", (unsigned long long)s->id,
 			    log_value(s->name), log_text(s->rtext));
+			if (s->testing)
+				relay_session_sts_report(s, "STARTTLS refused");
 			relay_session_ready(s);
-		} else
+		} else {
+			stat_add("relay.tls.downgrade", 1);
 			relay_session_fail(s, "4.7.4 TLS required but "
-			    "STARTTLS refused by %s: %s", s->name, s->rtext);
+			    "STARTTLS refused by %s: %s (%s: %s)", s->name,
+			    s->rtext, tls_mode_name(s->mode), s->why);
+		}
 		break;
 	case RELAY_STATE_TX:
 		relay_session_tx_reply(s);
@@ -606,9 +647,7 @@ relay_session_ehlo(struct relay_session *s)
 static void
 relay_session_ehlo_done(struct relay_session *s)
 {
-	struct relay_dest	*d = s->dest;
-
-	if (!(s->flags & F_RELAY_TLS) && d->tls != TLSP_NONE &&
+	if (!(s->flags & F_RELAY_TLS) && s->mode != TLSM_NONE &&
 	    !(s->flags & F_RELAY_CLEAR)) {
 		if (s->caps & CAP_STARTTLS) {
 			s->state = RELAY_STATE_STARTTLS;
@@ -616,11 +655,16 @@ relay_session_ehlo_done(struct relay_session *s)
 				relay_session_timer(s, RELAY_TO_COMMAND, 0);
 			return;
 		}
-		if (d->tls != TLSP_OPPORTUNISTIC) {
+		if (s->mode != TLSM_MAY) {
+			/* A man in the middle may have removed it. */
+			stat_add("relay.tls.downgrade", 1);
 			relay_session_fail(s, "4.7.4 TLS required but not "
-			    "offered by %s", s->name);
+			    "offered by %s (%s: %s)", s->name,
+			    tls_mode_name(s->mode), s->why);
 			return;
 		}
+		if (s->testing)
+			relay_session_sts_report(s, "STARTTLS not offered");
 	}
 	relay_session_ready(s);
 }
@@ -631,7 +675,8 @@ relay_session_tls_start(struct relay_session *s)
 	struct tls_config	*cfg;
 	const char		*why;
 
-	cfg = s->dest->tls == TLSP_VERIFY ? relay_tls_verify :
+	/* DANE checks the chain itself, after the handshake. */
+	cfg = s->mode == TLSM_PKIX || s->mode == TLSM_STS ? relay_tls_verify :
 	    relay_tls_noverify;
 	if (cfg == NULL) {
 		relay_session_fail(s, "4.7.5 cannot verify the certificate "
@@ -675,15 +720,20 @@ relay_session_handshake(struct relay_session *s)
 	default:
 		e = tls_error(s->tls);
 		str_printable(why, sizeof(why), e ? e : "unknown error");
-		if (s->dest->tls == TLSP_OPPORTUNISTIC) {
+		if (s->mode == TLSM_MAY) {
 			relay_session_clear_retry(s, why);
 			return -1;
 		}
 		s->flags |= F_RELAY_IOERR;
-		if (s->dest->tls == TLSP_VERIFY)
+		if (s->mode == TLSM_PKIX || s->mode == TLSM_STS) {
+			stat_add(s->mode == TLSM_STS ?
+			    "relay.tls.mta_sts_failed" :
+			    "relay.tls.pkix_failed", 1);
 			relay_session_fail(s, "4.7.5 TLS with %s failed "
-			    "(certificate verification required): %s",
-			    s->name, why);
+			    "(certificate verification required by %s: %s): "
+			    "%s", s->name, tls_mode_name(s->mode), s->why,
+			    why);
+		}
 		else
 			relay_session_fail(s, "4.7.5 TLS handshake with %s "
 			    "failed: %s", s->name, why);
@@ -692,12 +742,30 @@ relay_session_handshake(struct relay_session *s)
 	if ((v = tls_conn_version(s->tls)) == NULL)
 		v = "unknown";
 	str_printable(s->tls_version, sizeof(s->tls_version), v);
+	if (s->mode == TLSM_DANE && relay_session_dane(s) == -1)
+		return -1;
+	if (s->testing)
+		relay_session_sts_report(s, NULL);
 	s->flags |= F_RELAY_TLS;
 	log_info("session=%016llx event=starttls relay=%s version=%s "
-	    "cipher=%s verified=%s", (unsigned long long)s->id, s->name,
-	    s->tls_version, tls_conn_cipher(s->tls) ?
-	    tls_conn_cipher(s->tls) : "unknown",
-	    s->dest->tls == TLSP_VERIFY ? "yes" : "no");
+	    "cipher=%s verified=%s check=%s", (unsigned long long)s->id,
+	    s->name, s->tls_version, tls_conn_cipher(s->tls) ?
+	    tls_conn_cipher(s->tls) : "unknown", relay_session_verified(s),
+	    log_text(s->why));
+	switch (s->mode) {
+	case TLSM_DANE:
+		stat_add("relay.tls.dane", 1);
+		break;
+	case TLSM_STS:
+		stat_add("relay.tls.mta_sts", 1);
+		break;
+	case TLSM_PKIX:
+		stat_add("relay.tls.pkix", 1);
+		break;
+	default:
+		stat_add("relay.tls.unauthenticated", 1);
+		break;
+	}
 	/* RFC 3207 §4.2: forget what the server said before TLS. */
 	s->rwant = EV_READ;
 	s->wwant = EV_WRITE;
@@ -717,6 +785,8 @@ relay_session_clear_retry(struct relay_session *s, const char *why)
 	log_info("session=%016llx event=tls-failed relay=%s error=%s "
 	    "action=retry-without-tls", (unsigned long long)s->id,
 	    log_value(s->name), log_text(why));
+	if (s->testing)
+		relay_session_sts_report(s, "TLS handshake failed");
 	if (s->evflags)
 		event_del(&s->ev);
 	s->evflags = 0;
@@ -854,7 +924,8 @@ relay_session_tx_check(struct relay_session *s)
 	for (i = 0; i < m->nrcpt; i++)
 		if (!m->rcpts[i].done)
 			relay_rcpt_set(m, &m->rcpts[i], DELIVERY_PERMFAIL,
-			    text, s->name, relay_session_tlsname(s));
+			    text, s->name, relay_session_tlsname(s),
+			    relay_session_verified(s));
 	return -1;
 }
 
@@ -1043,7 +1114,7 @@ relay_session_verdict(struct relay_session *s, struct relay_rcpt *r,
 	else
 		status = DELIVERY_TEMPFAIL;
 	relay_rcpt_set(s->msg, r, status, reply, s->name,
-	    relay_session_tlsname(s));
+	    relay_session_tlsname(s), relay_session_verified(s));
 	/*
 	 * RFC 5321 §4.5.3.1.10: "452 too many recipients" asks for
 	 * another transaction, which is worth it if this one got some.
@@ -1304,7 +1375,8 @@ relay_session_fail(struct relay_session *s, const char *fmt, ...)
 				if (r->tx && !r->done)
 					relay_rcpt_set(m, r, DELIVERY_TEMPFAIL,
 					    text, s->name,
-					    relay_session_tlsname(s));
+					    relay_session_tlsname(s),
+					    relay_session_verified(s));
 			}
 		relay_dest_msg_done(m, next);
 	}
@@ -1417,4 +1489,87 @@ static const char *
 relay_session_tlsname(struct relay_session *s)
 {
 	return (s->flags & F_RELAY_TLS) ? s->tls_version : "none";
+}
+
+/* What TLS verified on this connection: "dane", "mta-sts", "pkix". */
+static const char *
+relay_session_verified(struct relay_session *s)
+{
+	return (s->flags & F_RELAY_TLS) ? tls_mode_verified(s->mode) :
+	    "none";
+}
+
+/*
+ * An MTA-STS policy in testing mode (RFC 8461 §5): what enforcing it
+ * would have refused is logged and counted, and the delivery goes on
+ * under the configured policy.  failure is what already went wrong
+ * (no STARTTLS), or NULL after a handshake: then the host must be one
+ * of the policy's and its certificate valid for its name.
+ */
+static void
+relay_session_sts_report(struct relay_session *s, const char *failure)
+{
+	const struct relay_hostinfo	*hi;
+	const uint8_t			*pem;
+	char				 why[256];
+	size_t				 len = 0;
+
+	hi = relay_dest_hostinfo(s->dest, s->a.host);
+	if (failure == NULL && (hi == NULL || !hi->th.sts_match))
+		failure = "the MX host is not in the policy";
+	if (failure == NULL) {
+		if ((pem = tls_peer_cert_chain_pem(s->tls, &len)) == NULL)
+			failure = "no certificate";
+		else if (relay_dane_pkix(pem, len, relay_ca_store, s->a.host,
+		    why, sizeof(why)) == -1)
+			failure = why;
+	}
+	log_info("session=%016llx event=mta-sts-testing domain=%s relay=%s "
+	    "result=%s%s%s", (unsigned long long)s->id, s->dest->host.name,
+	    s->name, failure ? "fail" : "pass", failure ? " error=" : "",
+	    failure ? log_text(failure) : "");
+	stat_add(failure ? "relay.tls.mta_sts_testing_failed" :
+	    "relay.tls.mta_sts_testing_passed", 1);
+}
+
+/*
+ * DANE: the chain the server sent against its exchanger's TLSA records
+ * (relay_dane.c), the names for DANE-TA being the MX host's and the
+ * next-hop domain's (RFC 7672 §3.2.2).  -1: the session failed.
+ */
+static int
+relay_session_dane(struct relay_session *s)
+{
+	const struct relay_hostinfo	*hi;
+	const uint8_t			*pem;
+	const char			*names[2];
+	char				 why[256];
+	size_t				 len = 0;
+	int				 n = 0;
+	enum relay_dane			 r;
+
+	hi = relay_dest_hostinfo(s->dest, s->a.host);
+	names[n++] = s->a.host;
+	if ((s->dest->host.flags & F_HOST_MX) &&
+	    strcmp(s->dest->host.name, s->a.host) != 0)
+		names[n++] = s->dest->host.name;
+	if ((pem = tls_peer_cert_chain_pem(s->tls, &len)) == NULL) {
+		r = DANE_ERROR;
+		strlcpy(why, "no certificate from the server", sizeof(why));
+	} else if (hi == NULL) {
+		r = DANE_NOUSABLE;
+		strlcpy(why, "the TLSA records are gone", sizeof(why));
+	} else
+		r = relay_dane_match(pem, len, hi->tlsa, hi->ntlsa, names, n,
+		    why, sizeof(why));
+	if (r == DANE_MATCH) {
+		strlcat(s->why, "; ", sizeof(s->why));
+		strlcat(s->why, why, sizeof(s->why));
+		return 0;
+	}
+	stat_add("relay.tls.dane_failed", 1);
+	s->flags |= F_RELAY_IOERR;
+	relay_session_fail(s, "4.7.5 DANE: the certificate of %s does not "
+	    "match its TLSA records (%s)", s->name, why);
+	return -1;
 }

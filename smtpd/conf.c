@@ -26,7 +26,6 @@ static void	 print_net(FILE *, const struct smx_net *);
 static void	 print_table(FILE *, const struct smx_table *);
 static void	 print_domain(FILE *, const struct smx_domain *);
 static void	 print_dnsbls(FILE *, const struct smx_conf *);
-static const char *tls_name(enum smx_tls);
 static void	 conf_host_tls_match(const struct smx_host *, const char *,
 		    enum smx_tls *, int *);
 
@@ -80,6 +79,11 @@ conf_new(void)
 	c->connection_rate = DEF_CONNECTION_RATE;
 
 	c->control_fd = c->status_fd = c->metrics_fd = -1;
+
+	strlcpy(c->trust_anchor, DEF_TRUST_ANCHOR, sizeof(c->trust_anchor));
+	strlcpy(c->ca_file, DEF_CA_FILE, sizeof(c->ca_file));
+	c->mta_sts = 1;
+	c->ca_fd = -1;
 	return c;
 }
 
@@ -138,6 +142,8 @@ conf_free(struct smx_conf *c)
 		TAILQ_REMOVE(&c->dnsbls, bl, entry);
 		free(bl);
 	}
+	free(c->anchors);
+	free(c->ca);
 	free(c);
 }
 
@@ -228,21 +234,6 @@ conf_tables_report(const struct smx_conf *c, char *buf, size_t len)
 	}
 }
 
-static const char *
-tls_name(enum smx_tls tls)
-{
-	switch (tls) {
-	case TLSP_NONE:
-		return "none";
-	case TLSP_REQUIRE:
-		return "require";
-	case TLSP_VERIFY:
-		return "verify";
-	case TLSP_OPPORTUNISTIC:
-	default:
-		return "opportunistic";
-	}
-}
 
 /* A quoted string the lexer reads back the same. */
 static void
@@ -275,7 +266,7 @@ print_host(FILE *fp, const char *what, const struct smx_host *h)
 	host_str(h, buf, sizeof(buf));
 	fprintf(fp, "%s ", what);
 	print_str(fp, buf);
-	fprintf(fp, " tls %s\n", tls_name(h->tls));
+	fprintf(fp, " tls %s\n", tls_policy_name(h->tls));
 }
 
 static void
@@ -511,7 +502,7 @@ conf_print(FILE *fp, const struct smx_conf *c)
 	fputc('\n', fp);
 	if (c->outbound.name[0] == '\0')
 		fprintf(fp, "outbound via mx tls %s\n",
-		    tls_name(c->outbound.tls));
+		    tls_policy_name(c->outbound.tls));
 	else
 		print_host(fp, "outbound via", &c->outbound);
 	duration_str(c->retry_first, a, sizeof(a));
@@ -520,6 +511,13 @@ conf_print(FILE *fp, const struct smx_conf *c)
 	fprintf(fp, "retry %s to %s expire %s\n", a, b, buf);
 	duration_str(c->warn_after, a, sizeof(a));
 	fprintf(fp, "warn after %s\n", a);
+
+	fprintf(fp, "\nmta-sts %s\n", c->mta_sts ? "on" : "off");
+	fprintf(fp, "trust-anchor ");
+	print_str(fp, c->trust_anchor);
+	fprintf(fp, "\nca ");
+	print_str(fp, c->ca_file);
+	fputc('\n', fp);
 }
 
 int

@@ -24,6 +24,8 @@ static int	conf_send_table(struct msgchan *, const struct smx_table *,
 static int	conf_send_domain(struct msgchan *, const struct smx_domain *);
 static int	conf_send_sockets(struct msgchan *, const struct smx_conf *);
 static int	conf_send_policy(struct msgchan *, const struct smx_conf *);
+static int	conf_send_outbound_tls(struct msgchan *,
+		    const struct smx_conf *, int);
 static void	conf_add_host(struct msg *, const struct smx_host *);
 static int	conf_get_host(struct msg *, struct smx_host *);
 static void	conf_add_net(struct msg *, const struct smx_net *);
@@ -35,6 +37,8 @@ static int	conf_recv_table(struct msg *, struct smx_conf *);
 static int	conf_recv_domain(struct msg *, struct smx_conf *);
 static int	conf_recv_socket(struct msg *, struct smx_conf *);
 static int	conf_recv_policy(struct msg *, struct smx_conf *);
+static int	conf_recv_outbound_tls(struct msg *, struct smx_conf *);
+static int	conf_read_fd(int, uint8_t **, size_t *);
 static int	conf_get_net(struct msg *, struct smx_netlist *);
 static int	conf_get_blob(struct msg *, uint8_t **, size_t *);
 
@@ -77,6 +81,8 @@ conf_send(struct msgchan *ch, const struct smx_conf *c, int proc)
 	if (conf_send_policy(ch, c) == -1)
 		return -1;
 	if ((flags & F_PROC_SOCKETS) && conf_send_sockets(ch, c) == -1)
+		return -1;
+	if (conf_send_outbound_tls(ch, c, flags) == -1)
 		return -1;
 	msg_init(&m, IMSG_CONF_DONE, 0);
 	return conf_sendmsg(ch, &m);
@@ -350,6 +356,34 @@ conf_send_sockets(struct msgchan *ch, const struct smx_conf *c)
 	return 0;
 }
 
+/*
+ * The outbound TLS settings; the trust anchors' text and the CA file's
+ * descriptor only to the processes that authenticate servers.
+ */
+static int
+conf_send_outbound_tls(struct msgchan *ch, const struct smx_conf *c,
+    int flags)
+{
+	struct msg	 m;
+	int		 trust = flags & F_PROC_TLS_TRUST, fd;
+
+	msg_init(&m, IMSG_CONF_OUTBOUND_TLS, 0);
+	msg_add_u32(&m, (uint32_t)c->mta_sts);
+	msg_add_str(&m, c->trust_anchor);
+	msg_add_str(&m, trust && c->anchors != NULL ? c->anchors : "");
+	msg_add_str(&m, c->ca_file);
+	msg_add_u32(&m, (uint32_t)c->ca_set);
+	if (trust && c->ca_fd != -1) {
+		if ((fd = dup(c->ca_fd)) == -1) {
+			log_warn("dup ca");
+			msg_clear(&m);
+			return -1;
+		}
+		msg_set_fd(&m, fd);
+	}
+	return conf_sendmsg(ch, &m);
+}
+
 static int
 conf_get_blob(struct msg *m, uint8_t **p, size_t *len)
 {
@@ -576,6 +610,78 @@ conf_recv_policy(struct msg *m, struct smx_conf *c)
 }
 
 /*
+ * The CA file, from the parent's descriptor (shared with a sibling: read
+ * by offset, never moved).  Bounded: a CA store is a few hundred KB.
+ */
+#define CONF_CA_MAX	(16 * 1024 * 1024)
+static int
+conf_read_fd(int fd, uint8_t **out, size_t *outlen)
+{
+	uint8_t	*buf = NULL, *nb;
+	size_t	 len = 0, cap = 0;
+	ssize_t	 n;
+
+	for (;;) {
+		if (len == cap) {
+			if (cap >= CONF_CA_MAX)
+				goto fail;
+			cap = cap ? cap * 2 : 256 * 1024;
+			if ((nb = realloc(buf, cap + 1)) == NULL)
+				fatal("realloc");
+			buf = nb;
+		}
+		if ((n = pread(fd, buf + len, cap - len, (off_t)len)) == -1) {
+			if (errno == EINTR)
+				continue;
+			goto fail;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	buf[len] = '\0';
+	*out = buf;
+	*outlen = len;
+	return 0;
+ fail:
+	free(buf);
+	return -1;
+}
+
+static int
+conf_recv_outbound_tls(struct msg *m, struct smx_conf *c)
+{
+	uint32_t	 sts, set;
+	const char	*anchors;
+	int		 fd, r;
+
+	fd = msg_take_fd(m);
+	if (msg_get_u32(m, &sts) == -1 ||
+	    msg_get_str(m, c->trust_anchor, sizeof(c->trust_anchor)) == -1 ||
+	    msg_get_strp(m, &anchors) == -1 || anchors == NULL ||
+	    msg_get_str(m, c->ca_file, sizeof(c->ca_file)) == -1 ||
+	    msg_get_u32(m, &set) == -1 || msg_end(m) == -1) {
+		if (fd != -1)
+			close(fd);
+		return -1;
+	}
+	c->mta_sts = sts != 0;
+	c->ca_set = set != 0;
+	free(c->anchors);
+	c->anchors = *anchors != '\0' ? str_dup(anchors) : NULL;
+	free(c->ca);
+	c->ca = NULL;
+	c->ca_len = 0;
+	if (fd == -1)
+		return 0;
+	r = conf_read_fd(fd, &c->ca, &c->ca_len);
+	if (r == -1)
+		log_warn("cannot read the CA file %s", c->ca_file);
+	close(fd);
+	return 0;
+}
+
+/*
  * Feed one IMSG_CONF_* message: 0 item taken, 1 the configuration is
  * complete (DONE), -1 malformed or out of order.
  */
@@ -612,6 +718,8 @@ conf_recv(struct msg *m, struct smx_conf **building)
 		return conf_recv_socket(m, c);
 	case IMSG_CONF_POLICY:
 		return conf_recv_policy(m, c);
+	case IMSG_CONF_OUTBOUND_TLS:
+		return conf_recv_outbound_tls(m, c);
 	case IMSG_CONF_DONE:
 		if (msg_end(m) == -1)
 			return -1;

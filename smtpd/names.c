@@ -75,6 +75,12 @@ static const char *imsg_names[IMSG_TYPE_COUNT] = {
 	NAME(IMSG_CTL_STOP_RESULT),
 	NAME(IMSG_PROC_STOP),
 	NAME(IMSG_PROC_STOPPED),
+	NAME(IMSG_CONF_OUTBOUND_TLS),
+	NAME(IMSG_QUEUE_STS_STORE),
+	NAME(IMSG_LOOKUP_STS_LOAD),
+	NAME(IMSG_LOOKUP_STS_LOADED),
+	NAME(IMSG_CTL_LOOKUP_TLS),
+	NAME(IMSG_CTL_LOOKUP_TLS_RESULT),
 };
 
 /* As the envelope files, the logs and splitmxctl spell them. */
@@ -85,6 +91,16 @@ static const char *route_class_names[ROUTE_COUNT] = {
 	[ROUTE_BOUNCE] =	"bounce",
 	[ROUTE_OUTBOUND] =	"outbound",
 	[ROUTE_NONE] =		"none",
+};
+
+/* As the configuration (tls ...), the envelopes and the logs spell them. */
+static const char *tls_policy_names[TLSP_COUNT] = {
+	[TLSP_NONE] =		"none",
+	[TLSP_OPPORTUNISTIC] =	"opportunistic",
+	[TLSP_DANE] =		"dane",
+	[TLSP_REQUIRE] =	"require",
+	[TLSP_VERIFY] =		"verify",
+	[TLSP_DANE_ONLY] =	"dane-only",
 };
 
 /* A type without a name (a hole in the table) prints as its number. */
@@ -117,4 +133,12 @@ route_class_name(enum route_class rc)
 	if ((unsigned int)rc < ROUTE_COUNT && route_class_names[rc] != NULL)
 		return route_class_names[rc];
 	return "none";
+}
+
+const char *
+tls_policy_name(enum smx_tls tls)
+{
+	if ((unsigned int)tls < TLSP_COUNT && tls_policy_names[tls] != NULL)
+		return tls_policy_names[tls];
+	return "opportunistic";
 }

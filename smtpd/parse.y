@@ -26,6 +26,11 @@
  *	table x ldap { filter "..%u..%d.." }
  *					the local part and the domain of
  *					the address, besides %s
+ *	trust-anchor "FILE"		the DNSSEC trust anchors (default
+ *					the root's, from dns-root-data)
+ *	ca "FILE"			the CA certificates that outbound
+ *					verification trusts (tls verify,
+ *					MTA-STS), instead of the system's
  *
  * SPEC §10's connection policy (dnsbl, dnswl, dnsbl threshold, limit
  * connection-rate) is read by add_dnsbl() and check_dnsbl().
@@ -43,6 +48,7 @@
 #include <sys/un.h>
 
 #include <netinet/in.h>
+#include <arpa/inet.h>
 
 #include <ctype.h>
 #include <errno.h>
@@ -109,6 +115,9 @@ enum once {
 	ONCE_THRESHOLD,
 	ONCE_CONNRATE,
 	ONCE_DATA_RATE,
+	ONCE_TRUST_ANCHOR,
+	ONCE_CA,
+	ONCE_MTA_STS,
 	ONCE_COUNT
 };
 
@@ -196,6 +205,7 @@ static void	 set_hostname(const char *);
 static void	 set_resolver(const char *);
 static void	 set_metrics(const char *, int64_t);
 static void	 set_time(time_t *, int64_t, int64_t, int64_t, const char *);
+static int	 set_file(char *, size_t, const char *, const char *);
 static void	 add_pki(const char *, const char *, const char *);
 static void	 add_listener(const char *);
 static void	 add_file_table(const char *, const char *);
@@ -239,6 +249,7 @@ static void	 cleanup(void);
 %token	TLS TLS_REQUIRE TO TRUSTED TYPE UNKNOWN URL USER VERIFY VIA WARN
 %token	CONNECTION_RATE DNSBL DNSWL THRESHOLD WEIGHT
 %token	DATA_RATE
+%token	DANE DANE_ONLY MTA_STS OFF TRUST_ANCHOR
 %token	ERROR
 %token	<string>	STRING
 %token	<number>	NUMBER
@@ -310,6 +321,8 @@ tlspolicy	: /* empty */			{ $$ = TLSP_OPPORTUNISTIC; }
 		| TLS OPPORTUNISTIC		{ $$ = TLSP_OPPORTUNISTIC; }
 		| TLS REQUIRE			{ $$ = TLSP_REQUIRE; }
 		| TLS VERIFY			{ $$ = TLSP_VERIFY; }
+		| TLS DANE			{ $$ = TLSP_DANE; }
+		| TLS DANE_ONLY			{ $$ = TLSP_DANE_ONLY; }
 		;
 
 netlist		: net
@@ -518,6 +531,31 @@ main		: HOSTNAME STRING		{
 				set_time(&conf->warn_after, $3, 1,
 				    365 * 86400, "warn after");
 		}
+		| TRUST_ANCHOR STRING		{
+			if (set_once(ONCE_TRUST_ANCHOR, "trust-anchor"))
+				set_file(conf->trust_anchor,
+				    sizeof(conf->trust_anchor), $2,
+				    "trust-anchor");
+			free($2);
+		}
+		| CA STRING			{
+			if (set_once(ONCE_CA, "ca") && set_file(conf->ca_file,
+			    sizeof(conf->ca_file), $2, "ca"))
+				conf->ca_set = 1;
+			free($2);
+		}
+		| MTA_STS ON			{
+			if (set_once(ONCE_MTA_STS, "mta-sts"))
+				conf->mta_sts = 1;
+		}
+		| MTA_STS OFF			{
+			if (set_once(ONCE_MTA_STS, "mta-sts"))
+				conf->mta_sts = 0;
+		}
+		| MTA_STS STRING		{
+			yyerror("mta-sts \"%s\": on or off", $2);
+			free($2);
+		}
 		;
 
 dnsweight	: /* empty */			{ $$ = 1; }
@@ -709,6 +747,8 @@ static const struct keyword keywords[] = {
 	{ "command",		COMMAND },
 	{ "connection-rate",	CONNECTION_RATE },
 	{ "control",		CONTROL },
+	{ "dane",		DANE },
+	{ "dane-only",		DANE_ONLY },
 	{ "data",		DATA },
 	{ "data-rate",		DATA_RATE },
 	{ "directory",		DIRECTORY },
@@ -732,8 +772,10 @@ static const struct keyword keywords[] = {
 	{ "local",		LOCAL },
 	{ "message-size",	MESSAGE_SIZE },
 	{ "metrics",		METRICS },
+	{ "mta-sts",		MTA_STS },
 	{ "mx",			MX },
 	{ "none",		NONE },
+	{ "off",		OFF },
 	{ "on",			ON },
 	{ "opportunistic",	OPPORTUNISTIC },
 	{ "outbound",		OUTBOUND },
@@ -759,6 +801,7 @@ static const struct keyword keywords[] = {
 	{ "tls",		TLS },
 	{ "tls-require",	TLS_REQUIRE },
 	{ "to",			TO },
+	{ "trust-anchor",	TRUST_ANCHOR },
 	{ "trusted",		TRUSTED },
 	{ "type",		TYPE },
 	{ "unknown",		UNKNOWN },
@@ -1236,6 +1279,19 @@ copy_path(char *dst, size_t len, const char *s, const char *what)
 	return copy_str(dst, len, s, what);
 }
 
+/* A file the parent reads at start and reload: it must be there now. */
+static int
+set_file(char *dst, size_t len, const char *s, const char *what)
+{
+	if (!copy_path(dst, len, s, what))
+		return 0;
+	if (access(s, R_OK) == -1) {
+		yyerror("cannot read %s \"%s\": %s", what, s, strerror(errno));
+		return 0;
+	}
+	return 1;
+}
+
 /* A socket path must fit in sun_path, with the suffix it is bound under. */
 static int
 copy_sock(char *dst, size_t len, const char *s, const char *what)
@@ -1314,6 +1370,7 @@ add_net(const char *s)
 static void
 set_host(struct smx_host *h, const char *s, int tls, const char *what)
 {
+	struct in6_addr	 in6;
 	const char	*errstr;
 
 	if (parse_host(s, h, &errstr) == -1) {
@@ -1323,6 +1380,14 @@ set_host(struct smx_host *h, const char *s, int tls, const char *what)
 	}
 	h->tls = (enum smx_tls)tls;
 	h->set = 1;
+	/* DANE authenticates a name: an address has no TLSA records. */
+	if (h->tls == TLSP_DANE_ONLY && (h->flags & F_HOST_MX) == 0 &&
+	    (inet_pton(AF_INET6, h->name, &in6) == 1 ||
+	    inet_pton(AF_INET, h->name, &in6) == 1)) {
+		yyerror("%s: tls dane-only needs a host name, not the address "
+		    "\"%s\"", what, h->name);
+		memset(h, 0, sizeof(*h));
+	}
 }
 
 /* valid_domain(), and no label that begins or ends with a '-'. */

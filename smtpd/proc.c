@@ -61,7 +61,7 @@ static const struct proc_ident	proc_idents[PROC_COUNT] = {
 		.root = ROOT_EMPTY,
 		.syscalls = sandbox_lookup,
 		.nofile = PROC_MAXFILES,
-		.flags = F_PROC_TABLES,
+		.flags = F_PROC_TABLES | F_PROC_TLS_TRUST,
 	},
 	[PROC_QUEUE] = {
 		.name = "queue",
@@ -80,6 +80,7 @@ static const struct proc_ident	proc_idents[PROC_COUNT] = {
 		.syscalls = sandbox_relay,
 		/* Sessions and the deliveries' files: all it may have. */
 		.nofile = RLIM_INFINITY,
+		.flags = F_PROC_TLS_TRUST,
 	},
 	[PROC_CONTROL] = {
 		.name = "control",
@@ -218,6 +219,7 @@ proc_imsg(struct msgchan *ch, struct msg *m)
 	case IMSG_CONF_DOMAIN:
 	case IMSG_CONF_SOCKET:
 	case IMSG_CONF_POLICY:
+	case IMSG_CONF_OUTBOUND_TLS:
 	case IMSG_CONF_DONE:
 	case IMSG_CONF_ABORT:
 	case IMSG_CONF_APPLY:

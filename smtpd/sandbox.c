@@ -11,7 +11,7 @@
  *	every child	its event loop, messages and descriptors from its
  *			peers, memory (never executable), time, logs
  *	smtp		accept connections on the listeners it was given
- *	lookup		sockets for DNS (c-ares) and LDAP; open files (the
+ *	lookup		sockets for DNS (libunbound) and LDAP; open files (the
  *			resolver reads its files; the directory files come
  *			from the parent as descriptors)
  *	queue		files and directories under the spool

@@ -61,6 +61,8 @@
 #define DNSBL_ZONE_MAX		(253 - 64)
 /* How long a connection waits for the lists before they count as silent. */
 #define DNSBL_TIMEOUT		5	/* seconds */
+#define DEF_TRUST_ANCHOR	"/usr/share/dns/root.key"	/* dns-root-data */
+#define DEF_CA_FILE		"/etc/ssl/certs/ca-certificates.crt"
 
 enum smx_proc {
 	PROC_PARENT,
@@ -73,15 +75,23 @@ enum smx_proc {
 };
 
 /*
- * Outbound TLS policy of a "to" host (SPEC §3 host syntax), weakest
+ * Outbound TLS policy of a "to" host (SPEC §3 host syntax, §11), weakest
  * first: of two policies the larger is the stricter (a new one goes
- * where it belongs in that order).
+ * where it belongs in that order).  The order is what a policy promises
+ * for a destination that publishes nothing (no TLSA record, no MTA-STS
+ * policy): none and opportunistic promise nothing, dane authentication
+ * where it is published and else what opportunistic does, require
+ * encryption everywhere, verify encryption authenticated by the CA
+ * store, dane-only authentication by DNSSEC or no delivery at all.
+ * From require on, a policy never lets mail go in clear text.
  */
 enum smx_tls {
 	TLSP_NONE,
 	TLSP_OPPORTUNISTIC,
+	TLSP_DANE,
 	TLSP_REQUIRE,
 	TLSP_VERIFY,
+	TLSP_DANE_ONLY,
 	TLSP_COUNT
 };
 
@@ -235,6 +245,22 @@ struct smx_conf {
 	TAILQ_HEAD(, smx_table)		 tables;
 	TAILQ_HEAD(, smx_domain)	 domains;
 
+	/*
+	 * Authenticated outbound TLS (SPEC §11): the DNSSEC trust anchors
+	 * (extension: trust-anchor), the CA certificates outbound
+	 * verification trusts (extension: ca), MTA-STS on or off.  The
+	 * parent reads both files; the lookup process gets the anchors'
+	 * text, lookup and relay the CA file's content.
+	 */
+	char				 trust_anchor[PATH_MAX];
+	char				 ca_file[PATH_MAX];
+	int				 ca_set;	/* configured */
+	int				 mta_sts;
+	char				*anchors;	/* NUL-terminated */
+	uint8_t				*ca;
+	size_t				 ca_len;
+	int				 ca_fd;		/* parent, or -1 */
+
 	/* Sockets the parent binds for the control process, or -1. */
 	int				 control_fd;
 	int				 status_fd;
@@ -326,6 +352,13 @@ enum imsg_type {
 	IMSG_LOOKUP_CLIENT_RESULT,
 	IMSG_CTL_CHECK_CLIENT,		/* control -> lookup: explain */
 	IMSG_CTL_CHECK_CLIENT_RESULT,
+	/* authenticated outbound TLS (SPEC §11) */
+	IMSG_CONF_OUTBOUND_TLS,		/* see "outbound TLS" below */
+	IMSG_QUEUE_STS_STORE,		/* lookup -> queue: keep a policy */
+	IMSG_LOOKUP_STS_LOAD,		/* queue -> lookup: one kept */
+	IMSG_LOOKUP_STS_LOADED,		/* queue -> lookup: u32 n, the end */
+	IMSG_CTL_LOOKUP_TLS,		/* control -> lookup: see below */
+	IMSG_CTL_LOOKUP_TLS_RESULT,
 
 	/* splitmxctl stop: the daemon drains and exits */
 	IMSG_CTL_STOP,			/* control -> parent: u64 reqid, */
@@ -378,7 +411,19 @@ enum imsg_type {
  *	    str domain type, str table, str entry (the key that matched,
  *	    "" none), str source ("FILE:LINE"), u32 kind (LOOKUP_STEP_*),
  *	    str target
+ * then what outbound TLS each host of the destination gets (SPEC §11):
+ *	str policy (the route's TLSP_* by name, "" when the recipient goes
+ *	nowhere), u32 nhosts, then nhosts times:
+ *	    str host, u32 preference, str addresses ("a, b"),
+ *	    str check (tls_mode_name(): "dane", "mta-sts"...), str why
+ *	then str summary (DNSSEC and MTA-STS state, or the DNS failure)
  * The kind is a number; the control process has the names.
+ *
+ * IMSG_CTL_LOOKUP_TLS, control -> lookup (show message, for its queued
+ * recipients): u64 reqid, str destination (host syntax, "" by MX),
+ * str domain (the recipients'), str tls (the policy routed with, by
+ * name).  IMSG_CTL_LOOKUP_TLS_RESULT: u64 reqid, then the TLS part of
+ * IMSG_CTL_LOOKUP_RESULT above (str policy ... str summary).
  */
 enum lookup_verdict {
 	LOOKUP_ACCEPT,
@@ -444,8 +489,9 @@ enum lookup_step {
  *	be removed when they are back)
  * then nrcpt times IMSG_CTL_QUEUE_RCPT: u64 reqid, u32 index,
  *	str rcpt, str rewritten, str route, str destination,
- *	str tls (the policy routed with: "none", "opportunistic",
- *	"require", "verify", or "unknown" in an envelope older than it),
+ *	str tls (the policy routed with: "none", "opportunistic", "dane",
+ *	"require", "verify", "dane-only", or "unknown" in an envelope
+ *	older than it),
  *	str notify ("failure,delay", "" for the default), str orcpt,
  *	str state, u32 tries, i64 next try, i64 last try, str last error,
  *	u32 sending (1: in a delivery now)
@@ -480,17 +526,41 @@ enum lookup_step {
  *	u64 reqid, str remote ("mx.example [192.0.2.1]" or ""),
  *	u32 nrcpt, then nrcpt times:
  *	    u32 index, u32 status (DELIVERY_*), str reply (the remote
- *	    reply, or our own text for a local failure)
+ *	    reply, or our own text for a local failure), str tls (the TLS
+ *	    version of the attempt, "none"), str verified (what its TLS
+ *	    verified: "dane", "mta-sts", "pkix", "none")
  *	DELIVERY_RELAYED is DELIVERY_OK to a server that did not offer
  *	DSN, for a recipient with NOTIFY=SUCCESS: the "relayed" DSN is
  *	ours to send (RFC 3461 §5.2.2).
  *
  * IMSG_LOOKUP_DNS_HOST, relay -> lookup:
- *	u64 reqid, str name, u32 mx (1: MX then A/AAAA; 0: A/AAAA only)
+ *	u64 reqid, str name, u32 mx (1: MX then A/AAAA; 0: A/AAAA only),
+ *	u16 port, u32 tls (TLSP_*: the dane policies ask for TLSA records)
  * IMSG_LOOKUP_DNS_HOST_RESULT, lookup -> relay:
  *	u64 reqid, u32 status (DNS_*), str error text, u32 n, then n times:
  *	    str host (the MX name), u32 preference, sockaddr (port 0)
- * in the order to try: by preference, equal preferences shuffled.
+ * in the order to try: by preference, equal preferences shuffled; then
+ * what each host's TLS policy is decided from (tls_policy.c), u32
+ * nhosts, then nhosts times:
+ *	    str host, u32 secure (MX and addresses DNSSEC-validated),
+ *	    u32 tlsa (TLSA_*), str what failed (TLSA_FAILED), u32 ntlsa,
+ *	    then ntlsa times: u32 usage, u32 selector, u32 matching type,
+ *	    data; then u32 sts_match (the host is in the MTA-STS policy)
+ * and the destination's MTA-STS policy: u32 mode (STS_*), str the
+ * policy in words (for the logs).  A bogus answer is a DNS_TEMPFAIL
+ * with the reason, never "no such record".
+ *
+ * Outbound TLS.  IMSG_CONF_OUTBOUND_TLS, parent -> children, a
+ * configuration item: u32 mta-sts, str trust-anchor file, str its text
+ * ("" but to lookup), str ca file, u32 ca configured, and to lookup
+ * and relay (F_PROC_TLS_TRUST) the ca file's descriptor, read there.
+ *
+ * MTA-STS policies are fetched by the lookup process and kept on disk
+ * by the queue (the spool is its own): IMSG_QUEUE_STS_STORE, lookup ->
+ * queue, and IMSG_LOOKUP_STS_LOAD, queue -> lookup at the queue's
+ * start, one per policy: str domain, str id, i64 fetched, i64 expires,
+ * str policy (as fetched; "" in a STORE removes it); then
+ * IMSG_LOOKUP_STS_LOADED: u32 the number sent.
  */
 enum delivery_status {
 	DELIVERY_OK,
@@ -579,6 +649,7 @@ extern struct smx_env	*env;
 const char	*imsg_name(uint32_t);
 int		 imsg_names_complete(void);
 const char	*route_class_name(enum route_class);
+const char	*tls_policy_name(enum smx_tls);
 
 /* parse.y: every error is written to errfp as "FILE:LINE: message" */
 struct smx_conf	*parse_config(const char *file, FILE *errfp);
@@ -640,6 +711,7 @@ enum proc_root {
 #define F_PROC_TABLES		0x04	/* ... directory files, passwords */
 #define F_PROC_SOCKETS		0x08	/* ... control, status, metrics */
 #define F_PROC_PROBE		0x10	/* sandbox: kill(pid, 0) on others */
+#define F_PROC_TLS_TRUST	0x20	/* ... trust anchors, CA store */
 struct proc_ident {
 	const char	*name;
 	void		(*main)(void);		/* never returns */
@@ -755,6 +827,11 @@ struct route_result {
  * table is bad.  Sets t->entries.
  */
 int		 lookup_check_config(struct smx_conf *, FILE *errfp);
+/*
+ * dns.c, for the parent: do these DNSSEC trust anchors (a file's text)
+ * load in libunbound?  0, or -1 with the reason.
+ */
+int		 dns_check_anchors(const char *, char *err, size_t errlen);
 
 /* table_file.c: the directory file (SPEC §4) */
 enum dir_kind {
@@ -792,5 +869,62 @@ int		 table_file_entry(const struct table_file *, size_t i,
  * "@domain" (a whole domain) only if whole_domain_ok.
  */
 const char	*table_file_check_addr(const char *, int whole_domain_ok);
+
+/*
+ * tls_policy.c: the one order of authenticated outbound TLS (SPEC §11),
+ * for the relay, which applies it to each MX host it connects to, and
+ * for the lookup process, which explains it (splitmxctl lookup).  DANE
+ * when the host has usable TLSA records, else MTA-STS when a policy
+ * applies, else the configured policy (dane falls back to
+ * opportunistic, dane-only to no delivery).
+ */
+enum tlsa_state {
+	TLSA_UNASKED,		/* no DANE policy, or DNS not DNSSEC-secure */
+	TLSA_NONE,		/* validated: no TLSA record for the host */
+	TLSA_FOUND,		/* validated TLSA records (usable or not) */
+	TLSA_FAILED,		/* bogus, SERVFAIL, timeout: host unusable */
+	TLSA_STATE_COUNT
+};
+enum sts_mode {
+	STS_NONE,		/* no policy applies */
+	STS_TESTING,
+	STS_ENFORCE,
+	STS_MODE_COUNT
+};
+/* What the lookup process found out about one MX host. */
+struct tls_host {
+	int		 secure;	/* MX and addresses DNSSEC-validated */
+	enum tlsa_state	 tlsa;
+	int		 ntlsa;		/* records found */
+	int		 nusable;	/* ... usable: usage 2/3, known types */
+	const char	*tlsa_error;	/* TLSA_FAILED: what failed */
+	enum sts_mode	 sts;		/* the domain's MTA-STS policy */
+	int		 sts_match;	/* the host is one of its mx patterns */
+};
+enum tls_mode {
+	TLSM_NONE,		/* no STARTTLS */
+	TLSM_MAY,		/* opportunistic: TLS when offered */
+	TLSM_ENCRYPT,		/* TLS required, not authenticated */
+	TLSM_PKIX,		/* ... chain to the CA store, name (verify) */
+	TLSM_STS,		/* ... the same, for an MTA-STS policy */
+	TLSM_DANE,		/* ... a match with a usable TLSA record */
+	TLSM_REFUSE,		/* this host may not be used: why says */
+	TLSM_COUNT
+};
+/*
+ * The mode for a host under the configured policy tls, and why in
+ * words; *testing is set when an MTA-STS policy in testing mode should
+ * be checked and reported on without being enforced.
+ */
+enum tls_mode	 tls_policy_decide(enum smx_tls tls, const char *host,
+		    const struct tls_host *, int *testing, char *why,
+		    size_t whylen);
+/* "none", "opportunistic", "encrypt", "pkix", "mta-sts", "dane"... */
+const char	*tls_mode_name(enum tls_mode);
+/* What a connection in that mode verified: "dane", "mta-sts", "pkix". */
+const char	*tls_mode_verified(enum tls_mode);
+/* A TLSA record this client can use (RFC 7672 §3.1): 1 or 0. */
+int		 tls_tlsa_usable(uint8_t usage, uint8_t selector,
+		    uint8_t mtype, size_t len);
 
 #endif

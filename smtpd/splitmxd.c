@@ -43,6 +43,7 @@ static int	parent_sockets_commit(const struct smx_conf *,
 		    const struct smx_conf *);
 static int	parent_socket_rename(char *, const char *);
 static void	parent_sockets_discard(void);
+static int	parent_read_trust(struct smx_conf *, FILE *);
 static int	parent_open_tables(struct smx_conf *, FILE *);
 static void	parent_close_tables(struct smx_conf *);
 static void	parent_send_conf(struct smx_conf *);
@@ -190,7 +191,8 @@ check_config(const char *file, int verbose)
 	if ((c = parse_config(file, stderr)) == NULL)
 		return 1;
 	if (pki_load(c, stderr) == -1 || lookup_check_config(c, stderr) == -1 ||
-	    startup_check(c, stderr) == -1) {
+	    startup_check(c, stderr) == -1 ||
+	    parent_read_trust(c, stderr) == -1) {
 		conf_free(c);
 		return 1;
 	}
@@ -448,6 +450,57 @@ parent_bind(struct smx_conf *c, FILE *errfp)
 	return 0;
 }
 
+/*
+ * The DNSSEC trust anchors (their text goes to the lookup process) and
+ * the CA file (a descriptor to lookup and relay, which read it), with
+ * privilege, as the keys.  The default CA store may be missing: only
+ * what verifies then fails, as it says.
+ */
+#define PARENT_ANCHORS_MAX	(64 * 1024)
+static int
+parent_read_trust(struct smx_conf *c, FILE *errfp)
+{
+	FILE	*fp;
+	size_t	 n;
+	char	 err[256];
+
+	if ((fp = fopen(c->trust_anchor, "re")) == NULL) {
+		fprintf(errfp, "%s: cannot read the DNSSEC trust anchor: %s%s\n",
+		    c->trust_anchor, strerror(errno),
+		    strcmp(c->trust_anchor, DEF_TRUST_ANCHOR) == 0 ?
+		    " (install dns-root-data, or give trust-anchor)" : "");
+		return -1;
+	}
+	if ((c->anchors = calloc(1, PARENT_ANCHORS_MAX + 1)) == NULL)
+		fatal("calloc");
+	n = fread(c->anchors, 1, PARENT_ANCHORS_MAX + 1, fp);
+	if (ferror(fp) || n > PARENT_ANCHORS_MAX || n == 0 ||
+	    memchr(c->anchors, '\0', n) != NULL) {
+		fprintf(errfp, "%s: %s\n", c->trust_anchor, ferror(fp) ?
+		    strerror(errno) : n == 0 ? "no trust anchor in it" :
+		    "not a trust anchor file (too large, or binary)");
+		fclose(fp);
+		return -1;
+	}
+	fclose(fp);
+	c->anchors[n] = '\0';
+	if (dns_check_anchors(c->anchors, err, sizeof(err)) == -1) {
+		fprintf(errfp, "%s: %s\n", c->trust_anchor, err);
+		return -1;
+	}
+	if ((c->ca_fd = open(c->ca_file, O_RDONLY | O_CLOEXEC)) == -1) {
+		if (c->ca_set) {
+			fprintf(errfp, "%s: cannot read the CA file: %s\n",
+			    c->ca_file, strerror(errno));
+			return -1;
+		}
+		log_warnx("cannot read the CA store %s: %s; outbound "
+		    "certificate verification will fail", c->ca_file,
+		    strerror(errno));
+	}
+	return 0;
+}
+
 /* Wipe key material once every child has its copy. */
 static void
 parent_wipe_pki(struct smx_conf *c)
@@ -509,6 +562,9 @@ parent_send_conf(struct smx_conf *c)
 			    proc_name(i));
 	parent_wipe_pki(c);
 	parent_close_tables(c);
+	if (c->ca_fd != -1)
+		close(c->ca_fd);
+	c->ca_fd = -1;
 }
 
 static void
@@ -524,6 +580,9 @@ conf_close_fds(struct smx_conf *c)
 			l->fd = -1;
 		}
 	parent_close_tables(c);
+	if (c->ca_fd != -1)
+		close(c->ca_fd);
+	c->ca_fd = -1;
 	if (c->control_fd != -1)
 		close(c->control_fd);
 	if (c->status_fd != -1)
@@ -564,6 +623,7 @@ parent_start(void)
 		exit(1);
 	if (pki_load(c, stderr) == -1 || parent_bind(c, stderr) == -1 ||
 	    parent_open_tables(c, stderr) == -1 ||
+	    parent_read_trust(c, stderr) == -1 ||
 	    parent_sockets_commit(c, NULL) == -1) {
 		parent_sockets_discard();
 		fatalx("cannot start");
@@ -819,7 +879,8 @@ parent_reload(uint64_t reqid)
 			c = NULL;
 		} else if (pki_load(c, errfp) == -1 ||
 		    parent_bind(c, errfp) == -1 ||
-		    parent_open_tables(c, errfp) == -1) {
+		    parent_open_tables(c, errfp) == -1 ||
+		    parent_read_trust(c, errfp) == -1) {
 			conf_close_fds(c);
 			parent_sockets_discard();
 			conf_free(c);

@@ -158,8 +158,8 @@ dns_parse_rdata(const struct dns_buf *b, size_t off, uint16_t rdlen,
 		pos = r.off;
 		/* Compressed names may point anywhere before: whole packet. */
 		r.len = b->len;
-		if (dns_parse_name(&r, &pos, rr->name, sizeof(rr->name)) == -1 ||
-		    pos != end)
+		if (dns_parse_name(&r, &pos, rr->name,
+		    sizeof(rr->name)) == -1 || pos != end)
 			return -1;
 		return 0;
 	case DNS_T_TLSA:

@@ -544,7 +544,8 @@ static void
 dnsbl_finish(struct dnsbl_req *req)
 {
 	struct dnsbl_list	*l;
-	char			 lists[DNSBL_REPLYSZ], reply[DNSBL_REPLYSZ + 96];
+	char			 lists[DNSBL_REPLYSZ];
+	char			 reply[DNSBL_REPLYSZ + 96];
 	int64_t			 score = 0;
 	int			 i, refused, n;
 

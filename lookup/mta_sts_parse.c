@@ -178,7 +178,8 @@ sts_field(struct sts_policy *pol, const char *name, size_t nlen,
 		str_lower(buf);
 		host = vlen > 2 && strncmp(buf, "*.", 2) == 0 ? buf + 2 : buf;
 		if (*host == '\0' || !valid_domain(host) ||
-		    strchr(host, '*') != NULL || host[strlen(host) - 1] == '.' ||
+		    strchr(host, '*') != NULL ||
+		    host[strlen(host) - 1] == '.' ||
 		    strchr(host, '.') == NULL) {
 			(void)snprintf(err, errlen, "mx: not a host name or "
 			    "*.domain: \"%.64s\"", buf);

@@ -79,7 +79,8 @@ queue_sts_init(void)
 		if (!queue_sts_name_ok(de->d_name) ||
 		    queue_sts_read(stsdir, de->d_name, buf,
 		    STS_FILE_MAX + 1) == -1 ||
-		    queue_sts_parse(buf, &id, &fetched, &expires, &text) == -1 ||
+		    queue_sts_parse(buf, &id, &fetched, &expires,
+		    &text) == -1 ||
 		    expires <= time(NULL)) {
 			(void)unlinkat(stsdir, de->d_name, 0);
 			continue;

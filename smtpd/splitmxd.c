@@ -465,7 +465,8 @@ parent_read_trust(struct smx_conf *c, FILE *errfp)
 	char	 err[256];
 
 	if ((fp = fopen(c->trust_anchor, "re")) == NULL) {
-		fprintf(errfp, "%s: cannot read the DNSSEC trust anchor: %s%s\n",
+		fprintf(errfp,
+		    "%s: cannot read the DNSSEC trust anchor: %s%s\n",
 		    c->trust_anchor, strerror(errno),
 		    strcmp(c->trust_anchor, DEF_TRUST_ANCHOR) == 0 ?
 		    " (install dns-root-data, or give trust-anchor)" : "");

@@ -27,7 +27,8 @@ SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer \
 	   -fno-sanitize-recover=undefined
 
 LIB_SRCS = $(wildcard lib/*.c)
-D_SRCS	 = $(wildcard smtpd/*.c smtp/*.c lookup/*.c queue/*.c relay/*.c) \
+D_SRCS	 = $(wildcard smtpd/*.c smtp/*.c lookup/*.c queue/*.c relay/*.c \
+	   filter/*.c) \
 	   $(filter-out control/splitmxctl%.c control/import.c, \
 	   $(wildcard control/*.c))
 D_OBJS	 = $(patsubst %.c,$(OBJ)/%.o,$(LIB_SRCS) $(D_SRCS)) $(OBJ)/smtpd/parse.o
@@ -39,7 +40,7 @@ CTL_OBJS = $(patsubst %.c,$(OBJ)/%.o,$(LIB_SRCS) control/splitmxctl.c \
 	   control/import.c lookup/table_file.c)
 CTL_LIBS = -lresolv
 HDRS	 = $(wildcard lib/*.h smtpd/*.h smtp/*.h lookup/*.h queue/*.h relay/*.h \
-	   control/*.h)
+	   control/*.h filter/*.h)
 UNIT_SRCS = $(wildcard regress/lib/*_test.c)
 UNIT_BINS = $(patsubst regress/lib/%.c,$(OBJ)/regress/%,$(UNIT_SRCS))
 
@@ -47,7 +48,8 @@ DEB_BUILD = gcc make bison pkg-config libevent-dev libtls-dev libbsd-dev \
 	    libunbound-dev libssl-dev libcurl4-openssl-dev libldap-dev \
 	    libseccomp-dev libsystemd-dev dns-root-data
 DEB_TEST  = python3 python3-pytest python3-aiosmtpd python3-dnslib swaks \
-	    openssl procps slapd ldap-utils libnet-ssleay-perl nsd ldnsutils
+	    openssl procps slapd ldap-utils libnet-ssleay-perl nsd ldnsutils \
+	    opendkim opendkim-tools rspamd python3-milter python3-dkim
 # make deb, and the test that builds the package and installs it
 DEB_PKG	  = debhelper dpkg-dev fakeroot lintian
 DEB_ALL	  = $(DEB_BUILD) $(DEB_TEST) $(DEB_PKG)

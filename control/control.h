@@ -36,6 +36,7 @@ struct control_warn {
 #define CTL_Q_SHOW	1	/* show message */
 #define CTL_Q_SCHEDULE	2
 #define CTL_Q_REMOVE	3
+#define CTL_Q_RELEASE	4
 
 /* A connected splitmxctl. */
 struct ctl_client {

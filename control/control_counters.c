@@ -13,14 +13,14 @@
 #include "control.h"
 
 struct counter {
-	char		 name[48];
+	char		 name[64];
 	int64_t		 value;
 	int		 gauge;
 };
 
 static struct counter	*counter_get(const char *, int);
 
-static struct counter	 counters[128];
+static struct counter	 counters[512];
 static int		 ncounters;
 
 /* SPEC §7 keys: always present, even before anything happened. */

@@ -49,6 +49,7 @@ static void	(*const ctl_handlers[CTL_HANDLER_COUNT])(struct ctl_client *,
 	[CTL_IMPORT_INFO] = control_import_info,
 	[CTL_CHECK_CLIENT] = control_check_client,
 	[CTL_STOP] = control_stop,
+	[CTL_RELEASE] = control_queue_act,
 };
 
 static TAILQ_HEAD(, ctl_client)	 clients = TAILQ_HEAD_INITIALIZER(clients);

@@ -81,14 +81,14 @@ control_put_opt(FILE *out, const char *key, const char *val, int quote)
  * IMSG_CTL_QUEUE_ITEM: u64 reqid, str id, str state, i64 arrival,
  * u64 size, str sender, str rcpt, str rewritten, str route,
  * str destination, u32 tries, i64 next try, i64 last try,
- * str last error.
+ * str last error, str quarantine.
  */
 void
 control_queue_item(struct msg *m)
 {
 	struct ctl_client	*c;
 	const char		*id, *state, *sender, *rcpt, *rewritten;
-	const char		*route, *dest, *error;
+	const char		*route, *dest, *error, *held;
 	uint64_t		 reqid, size;
 	uint32_t		 tries;
 	int64_t			 arrival, next_try, last_try;
@@ -104,10 +104,11 @@ control_queue_item(struct msg *m)
 	    msg_get_strp(m, &route) == -1 || msg_get_strp(m, &dest) == -1 ||
 	    msg_get_u32(m, &tries) == -1 || msg_get_i64(m, &next_try) == -1 ||
 	    msg_get_i64(m, &last_try) == -1 ||
-	    msg_get_strp(m, &error) == -1 || msg_end(m) == -1 ||
+	    msg_get_strp(m, &error) == -1 || msg_get_strp(m, &held) == -1 ||
+	    msg_end(m) == -1 ||
 	    id == NULL || state == NULL || sender == NULL || rcpt == NULL ||
 	    rewritten == NULL || route == NULL || dest == NULL ||
-	    error == NULL)
+	    error == NULL || held == NULL)
 		fatalx("bad %s", imsg_name(m->type));
 	if ((c = control_client_find(reqid)) == NULL)
 		return;
@@ -133,6 +134,8 @@ control_queue_item(struct msg *m)
 		json_str(out, dest);
 		fputs(", \"last_error\": ", out);
 		json_str(out, error);
+		fputs(", \"quarantine\": ", out);
+		json_str(out, held);
 		fputs("}", out);
 	} else {
 		control_age(age, sizeof(age), (long long)(now - arrival));
@@ -162,6 +165,7 @@ control_queue_item(struct msg *m)
 		}
 		control_put_opt(out, "dest", dest, 0);
 		control_put_opt(out, "error", error, 1);
+		control_put_opt(out, "reason", held, 1);
 		fputs("\n", out);
 	}
 	c->nitems++;
@@ -186,7 +190,8 @@ control_queue_end(struct msg *m)
 }
 
 /*
- * show message ID, schedule ID|all, remove ID|all: the queue answers
+ * show message ID, schedule ID|all, remove ID|all, release ID|all: the
+ * queue answers
  * (see "queue protocol" in splitmx.h); an unknown id is an error.
  */
 static void
@@ -215,16 +220,22 @@ control_show_message(struct ctl_client *c, char **words)
 void
 control_queue_act(struct ctl_client *c, char **words)
 {
-	int	 remove = strcmp(words[0], "remove") == 0, valid;
+	int	 kind = CTL_Q_SCHEDULE, valid;
+	uint32_t type = IMSG_CTL_QUEUE_SCHEDULE;
 
+	if (strcmp(words[0], "remove") == 0) {
+		kind = CTL_Q_REMOVE;
+		type = IMSG_CTL_QUEUE_REMOVE;
+	} else if (strcmp(words[0], "release") == 0) {
+		kind = CTL_Q_RELEASE;
+		type = IMSG_CTL_QUEUE_RELEASE;
+	}
 	/* Only an id or "all" goes into the log as it is. */
 	valid = strcmp(words[1], "all") == 0 || (strlen(words[1]) == 24 &&
 	    strspn(words[1], "0123456789abcdef") == 24);
 	log_info("control uid=%u %s %s", (unsigned)c->uid, words[0],
 	    valid ? words[1] : "(not an id)");
-	control_queue_request(c, remove ? CTL_Q_REMOVE : CTL_Q_SCHEDULE,
-	    remove ? IMSG_CTL_QUEUE_REMOVE : IMSG_CTL_QUEUE_SCHEDULE,
-	    words[1]);
+	control_queue_request(c, kind, type, words[1]);
 }
 
 /* "2026-11-25T18:42:14Z", or "-" for never. */
@@ -259,7 +270,7 @@ control_queue_message(struct msg *m)
 		"id", "sender", "helo", "client", "client_host", "envid",
 		"body", "ret", "flags"
 	};
-	const char		*s[9];
+	const char		*s[9], *held;
 	uint64_t		 reqid, size;
 	int64_t			 arrival, warned;
 	uint32_t		 nrcpt, inflight, removing;
@@ -276,7 +287,8 @@ control_queue_message(struct msg *m)
 			fatalx("bad %s", imsg_name(m->type));
 	if (s[0] == NULL || msg_get_i64(m, &warned) == -1 ||
 	    msg_get_u32(m, &nrcpt) == -1 || msg_get_u32(m, &inflight) == -1 ||
-	    msg_get_u32(m, &removing) == -1 || msg_end(m) == -1)
+	    msg_get_u32(m, &removing) == -1 || msg_get_strp(m, &held) == -1 ||
+	    held == NULL || msg_end(m) == -1)
 		fatalx("bad %s", imsg_name(m->type));
 	if ((c = control_queue_client(reqid, CTL_Q_SHOW)) == NULL)
 		return;
@@ -293,10 +305,12 @@ control_queue_message(struct msg *m)
 		fprintf(out, ", \"arrival\": %lld, \"age\": %lld, "
 		    "\"size\": %llu, \"warned\": %lld, \"recipients_total\": "
 		    "%u, \"deliveries_out\": %u, \"removing\": %s, "
-		    "\"recipients\": [", (long long)arrival,
+		    "\"quarantine\": ", (long long)arrival,
 		    (long long)(time(NULL) - arrival),
 		    (unsigned long long)size, (long long)warned, nrcpt,
 		    inflight, removing ? "true" : "false");
+		json_str(out, held);
+		fputs(", \"recipients\": [", out);
 		return;
 	}
 	fprintf(out, "message %s\n  arrival=%s age=%s size=%llu from=<",
@@ -318,6 +332,11 @@ control_queue_message(struct msg *m)
 	control_put_safe(out, *s[8] ? s[8] : "-");
 	fprintf(out, " warned=%s deliveries-out=%u%s\n", warn, inflight,
 	    removing ? " removing=yes" : "");
+	if (*held != '\0') {
+		fputs("  quarantined: ", out);
+		control_put_safe(out, held);
+		fputs(" (splitmxctl release delivers it)\n", out);
+	}
 }
 
 /* IMSG_CTL_QUEUE_RCPT: one recipient of show message. */
@@ -494,6 +513,17 @@ control_queue_result(struct msg *m)
 			fprintf(out, "{\"scheduled\": %u}\n", done);
 		else
 			fprintf(out, "scheduled %u message%s\n", done,
+			    done == 1 ? "" : "s");
+	} else if (c->kind == CTL_Q_RELEASE) {
+		if (done == 0 && strcmp(c->arg, "all") != 0) {
+			control_fail(c, "message %s is not quarantined",
+			    c->arg);
+			return;
+		}
+		if (c->json)
+			fprintf(out, "{\"released\": %u}\n", done);
+		else
+			fprintf(out, "released %u message%s\n", done,
 			    done == 1 ? "" : "s");
 	} else if (c->kind == CTL_Q_REMOVE) {
 		if (c->json)

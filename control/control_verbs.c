@@ -24,6 +24,7 @@ static const struct ctl_verb	 ctl_verbs[] = {
 	{ { "resume", "relay" }, NULL, 0, 0, CTL_PAUSE, F_CTL_ADMIN },
 	{ { "schedule", NULL }, "ID | all", 1, 1, CTL_SCHEDULE, F_CTL_ADMIN },
 	{ { "remove", NULL }, "ID | all", 1, 1, CTL_REMOVE, F_CTL_ADMIN },
+	{ { "release", NULL }, "ID | all", 1, 1, CTL_RELEASE, F_CTL_ADMIN },
 	{ { "log", "verbose" }, NULL, 0, 0, CTL_LOG, F_CTL_ADMIN },
 	{ { "log", "brief" }, NULL, 0, 0, CTL_LOG, F_CTL_ADMIN },
 	{ { "import-info", NULL }, "TABLE", 1, 1, CTL_IMPORT_INFO,

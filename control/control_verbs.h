@@ -23,6 +23,7 @@ enum ctl_handler {
 	CTL_IMPORT_INFO,
 	CTL_CHECK_CLIENT,	/* check client IP: the DNS lists */
 	CTL_STOP,
+	CTL_RELEASE,		/* release ID|all (milter quarantine) */
 	CTL_HANDLER_COUNT,
 	/* Past the count: splitmxctl's own, never sent (F_CTL_LOCAL). */
 	CTL_IMPORT

@@ -70,6 +70,12 @@ queue_imsg(struct msgchan *ch, struct msg *m, void *arg)
 	case IMSG_QUEUE_MESSAGE_ROLLBACK:
 		queue_commit_rollback(ch, m);
 		break;
+	case IMSG_QUEUE_MESSAGE_OPEN:
+		queue_commit_open(ch, m);
+		break;
+	case IMSG_CTL_QUEUE_RELEASE:
+		queue_ctl_release(ch, m);
+		break;
 	case IMSG_CTL_QUEUE_LIST:
 		queue_ctl_list(ch, m);
 		break;

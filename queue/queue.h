@@ -89,11 +89,16 @@ struct queue_envelope {
 	uint32_t		 flags;		/* F_MSG_* */
 	uint32_t		 ret;		/* RET_* */
 	time_t			 warned;	/* delay DSN sent at, or 0 */
+	/* A milter's reason to hold it (SPEC §9), or NULL/"": not held. */
+	char			*quarantine;
 	uint32_t		 nrcpt;
 	struct queue_rcpt	*rcpts;
 	uint32_t		 nhist;
 	struct queue_event	*hist;
 };
+
+/* Held by a milter: never scheduled until released. */
+#define QUEUE_HELD(e)	((e)->quarantine != NULL && (e)->quarantine[0] != '\0')
 
 /*
  * A committed message, as the queue's index holds it (queue_index.c);
@@ -166,6 +171,9 @@ void		 queue_fs_commit_abort(struct queue_fs *,
 int		 queue_fs_envelope_update(struct queue_fs *,
 		    const struct queue_envelope *);
 int		 queue_fs_message_open(struct queue_fs *, const char *id);
+/* An incoming message file: read-only, or replaced by a new one. */
+int		 queue_fs_incoming_open(struct queue_fs *, const char *id);
+int		 queue_fs_incoming_rewrite(struct queue_fs *, const char *id);
 int		 queue_fs_message_remove(struct queue_fs *, const char *id);
 
 /* queue.c: the process */
@@ -188,6 +196,8 @@ void		 queue_commit_init(void);
 void		 queue_commit_create(struct msgchan *, struct msg *);
 void		 queue_commit_message(struct msgchan *, struct msg *);
 void		 queue_commit_rollback(struct msgchan *, struct msg *);
+/* IMSG_QUEUE_MESSAGE_OPEN from the filter process. */
+void		 queue_commit_open(struct msgchan *, struct msg *);
 /* A new id and its message file in incoming/ (write-only), or -1. */
 int		 queue_msg_create(char *id, size_t);
 
@@ -196,6 +206,7 @@ void		 queue_ctl_list(struct msgchan *, struct msg *);
 void		 queue_ctl_show(struct msgchan *, struct msg *);
 void		 queue_ctl_act(struct msgchan *, struct msg *);
 void		 queue_ctl_pause(struct msgchan *, struct msg *);
+void		 queue_ctl_release(struct msgchan *, struct msg *);
 
 /* scheduler.c */
 void		 sched_init(void);
@@ -207,6 +218,8 @@ uint32_t	 sched_inflight(void);
 /* Operator requests: 1 done now, 0 pending (removal while out). */
 void		 sched_schedule(struct queue_msg *);
 int		 sched_remove(struct queue_msg *);
+/* release ID: 1 released, 0 it was not held. */
+int		 sched_release(struct queue_msg *);
 time_t		 sched_backoff(uint32_t tries, time_t first, time_t cap);
 void		 sched_event(struct queue_envelope *, const char *, ...)
 		    __attribute__((__format__ (printf, 2, 3)));

@@ -151,7 +151,7 @@ queue_commit_envelope(struct msg *m, uint64_t *reqid, char *id)
 	struct queue_rcpt	*r;
 	struct sockaddr_storage	 ss;
 	socklen_t		 sslen;
-	const char		*s[6];
+	const char		*s[6], *held;
 	char			 addr[INET6_ADDRSTRLEN], text[128];
 	uint64_t		 size;
 	uint32_t		 i, nrcpt;
@@ -168,7 +168,8 @@ queue_commit_envelope(struct msg *m, uint64_t *reqid, char *id)
 	    msg_get_sockaddr(m, &ss, &sslen) == -1 ||
 	    msg_get_strp(m, &s[2]) == -1 || msg_get_u32(m, &e->body) == -1 ||
 	    msg_get_u32(m, &e->flags) == -1 || msg_get_strp(m, &s[3]) == -1 ||
-	    msg_get_u32(m, &e->ret) == -1 || msg_get_u32(m, &nrcpt) == -1)
+	    msg_get_u32(m, &e->ret) == -1 || msg_get_strp(m, &held) == -1 ||
+	    msg_get_u32(m, &nrcpt) == -1)
 		fatalx("bad %s", imsg_name(m->type));
 	if (e->body >= BODY_COUNT || e->ret >= RET_COUNT || nrcpt == 0 ||
 	    nrcpt > QUEUE_MAXRCPT ||
@@ -180,6 +181,7 @@ queue_commit_envelope(struct msg *m, uint64_t *reqid, char *id)
 	    sizeof(addr)));
 	e->client_host = str_dup(s[2]);
 	e->envid = str_dup(s[3]);
+	e->quarantine = str_dup(held);
 	if ((e->rcpts = calloc(nrcpt, sizeof(*e->rcpts))) == NULL)
 		fatal("calloc");
 	e->nrcpt = nrcpt;
@@ -191,7 +193,8 @@ queue_commit_envelope(struct msg *m, uint64_t *reqid, char *id)
 		    msg_get_strp(m, &s[2]) == -1 ||
 		    msg_get_u32(m, &r->tls) == -1 ||
 		    msg_get_u32(m, &r->notify) == -1 ||
-		    msg_get_strp(m, &s[3]) == -1)
+		    msg_get_strp(m, &s[3]) == -1 ||
+		    msg_get_strp(m, &s[4]) == -1)
 			fatalx("bad %s", imsg_name(m->type));
 		if (r->class >= ROUTE_COUNT || r->tls >= TLSP_COUNT ||
 		    (r->notify & ~(uint32_t)(F_NOTIFY_NEVER |
@@ -203,7 +206,8 @@ queue_commit_envelope(struct msg *m, uint64_t *reqid, char *id)
 		    s[1] : s[0]);
 		r->dest = str_dup(s[2]);
 		r->orcpt = str_dup(s[3]);
-		r->last_error = str_dup("");
+		/* A recipient a milter added that cannot be routed. */
+		r->last_error = str_dup(s[4]);
 		r->state = STATE_QUEUED;
 		r->next_try = e->arrival;
 	}
@@ -214,6 +218,8 @@ queue_commit_envelope(struct msg *m, uint64_t *reqid, char *id)
 	if (queue_fs_envelope_event(e, e->arrival, text) == -1)
 		fatal("queue_fs_envelope_event");
 	queue_commit_routed(e);
+	if (QUEUE_HELD(e))
+		sched_event(e, "quarantined by a milter: %s", e->quarantine);
 	return e;
 }
 
@@ -376,9 +382,12 @@ queue_commit_flush(int fd, short event, void *arg)
 		} else {
 			queue_fs_commit_done(&in->fc);
 			log_info("id=%s event=queued size=%llu rcpts=%u "
-			    "from=%s", in->id,
+			    "from=%s%s%s", in->id,
 			    (unsigned long long)in->env->size,
-			    in->env->nrcpt, log_addr(in->env->sender));
+			    in->env->nrcpt, log_addr(in->env->sender),
+			    QUEUE_HELD(in->env) ? " quarantine=" : "",
+			    QUEUE_HELD(in->env) ?
+			    log_text(in->env->quarantine) : "");
 			qm = queue_msg_add(in->env);
 			(void)snprintf(text, sizeof(text),
 			    "250 2.0.0 Ok: queued as %s", in->id);
@@ -428,4 +437,43 @@ queue_commit_rollback(struct msgchan *ch, struct msg *m)
 	RB_REMOVE(incoming_tree, &incoming, in);
 	free(in);
 	log_debug("id=%s event=rolled-back", id);
+}
+
+/*
+ * IMSG_QUEUE_MESSAGE_OPEN: the filter process reads a message the smtp
+ * process has written and not committed, or writes its modified copy
+ * into a new file that takes the message's name (queue_fs.c says why a
+ * commit stays durable with it).  Nothing else: no committed message,
+ * none being committed.
+ */
+void
+queue_commit_open(struct msgchan *ch, struct msg *m)
+{
+	struct queue_incoming	*in;
+	struct msg		 r;
+	uint64_t		 reqid;
+	uint32_t		 mode;
+	char			 id[QUEUE_IDSZ];
+	int			 fd = -1;
+
+	proc_expect(ch, m, PROC_FILTER);
+	if (msg_get_u64(m, &reqid) == -1 ||
+	    msg_get_str(m, id, sizeof(id)) == -1 ||
+	    msg_get_u32(m, &mode) == -1 || msg_end(m) == -1 ||
+	    !queue_fs_id_valid(id) ||
+	    (mode != QUEUE_OPEN_READ && mode != QUEUE_OPEN_REWRITE))
+		fatalx("bad %s", imsg_name(m->type));
+	if ((in = queue_incoming_find(id)) == NULL ||
+	    (in->flags & F_IN_COMMITTING))
+		log_warnx("id=%s event=open-refused mode=%u", id, mode);
+	else if ((fd = mode == QUEUE_OPEN_READ ?
+	    queue_fs_incoming_open(&queue_spool, id) :
+	    queue_fs_incoming_rewrite(&queue_spool, id)) == -1)
+		log_warn("id=%s event=open-failed mode=%u", id, mode);
+	msg_init(&r, IMSG_QUEUE_MESSAGE_OPEN_RESULT, 0);
+	msg_add_u64(&r, reqid);
+	msg_add_u32(&r, fd != -1);
+	if (fd != -1)
+		msg_set_fd(&r, fd);
+	proc_send(PROC_FILTER, &r);
 }

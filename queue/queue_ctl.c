@@ -41,7 +41,9 @@ queue_ctl_list(struct msgchan *ch, struct msg *m)
 			msg_init(&item, IMSG_CTL_QUEUE_ITEM, 0);
 			msg_add_u64(&item, reqid);
 			msg_add_str(&item, e->id);
-			msg_add_str(&item, queue_fs_state_name(r->state));
+			msg_add_str(&item, QUEUE_HELD(e) && r->state <
+			    STATE_DELIVERED ? "quarantined" :
+			    queue_fs_state_name(r->state));
 			msg_add_i64(&item, (int64_t)e->arrival);
 			msg_add_u64(&item, e->size);
 			msg_add_str(&item, e->sender);
@@ -53,6 +55,7 @@ queue_ctl_list(struct msgchan *ch, struct msg *m)
 			msg_add_i64(&item, (int64_t)r->next_try);
 			msg_add_i64(&item, (int64_t)r->last_try);
 			msg_add_str(&item, r->last_error);
+			msg_add_str(&item, QUEUE_HELD(e) ? e->quarantine : "");
 			proc_send(PROC_CONTROL, &item);
 		}
 	}
@@ -155,6 +158,7 @@ queue_ctl_show(struct msgchan *ch, struct msg *m)
 	msg_add_u32(&out, e->nrcpt);
 	msg_add_u32(&out, qm->inflight);
 	msg_add_u32(&out, (qm->sflags & F_QM_REMOVE) ? 1 : 0);
+	msg_add_str(&out, QUEUE_HELD(e) ? e->quarantine : "");
 	proc_send(PROC_CONTROL, &out);
 	for (i = 0; i < e->nrcpt; i++) {
 		r = &e->rcpts[i];
@@ -169,7 +173,9 @@ queue_ctl_show(struct msgchan *ch, struct msg *m)
 		msg_add_str(&out, queue_fs_tls_name(r->tls));
 		msg_add_str(&out, notify);
 		msg_add_str(&out, r->orcpt);
-		msg_add_str(&out, queue_fs_state_name(r->state));
+		msg_add_str(&out, QUEUE_HELD(e) && r->state <
+		    STATE_DELIVERED ? "quarantined" :
+		    queue_fs_state_name(r->state));
 		msg_add_u32(&out, r->tries);
 		msg_add_i64(&out, (int64_t)r->next_try);
 		msg_add_i64(&out, (int64_t)r->last_try);
@@ -226,4 +232,40 @@ queue_ctl_act(struct msgchan *ch, struct msg *m)
 	log_info("event=%s target=%s messages=%u pending=%u",
 	    remove ? "remove" : "schedule", id, found, later);
 	queue_ctl_result(reqid, found, done, later);
+}
+
+/*
+ * IMSG_CTL_QUEUE_RELEASE: u64 reqid, str id or "all"; answered like
+ * schedule, done being the messages released (held ones only).
+ */
+void
+queue_ctl_release(struct msgchan *ch, struct msg *m)
+{
+	struct queue_msg	*qm, *next;
+	const char		*id;
+	uint64_t		 reqid;
+	uint32_t		 found = 0, done = 0;
+	int			 all;
+
+	proc_expect(ch, m, PROC_CONTROL);
+	if (msg_get_u64(m, &reqid) == -1 || msg_get_strp(m, &id) == -1 ||
+	    id == NULL || msg_end(m) == -1)
+		fatalx("bad %s", imsg_name(m->type));
+	all = strcmp(id, "all") == 0;
+	if (!all && (!queue_fs_id_valid(id) ||
+	    queue_msg_find(id) == NULL)) {
+		queue_ctl_result(reqid, 0, 0, 0);
+		return;
+	}
+	qm = all ? queue_msg_oldest() : queue_msg_find(id);
+	for (; qm != NULL; qm = all ? next : NULL) {
+		next = TAILQ_NEXT(qm, age);
+		if (all && !QUEUE_HELD(qm->env))
+			continue;
+		found++;
+		done += (uint32_t)sched_release(qm);
+	}
+	log_info("event=release target=%s messages=%u released=%u", id,
+	    found, done);
+	queue_ctl_result(reqid, found, done, 0);
 }

@@ -6,7 +6,10 @@
  *
  * Layout, relative to the spool (the queue process' root or cwd):
  *
- *	incoming/<id>.msg	the message, written by the smtp process
+ *	incoming/<id>.msg	the message, written by the smtp process (or,
+ *				once milters changed it, by the filter process)
+ *	incoming/<id>.new	the modified copy, for its moment before the
+ *				rename over <id>.msg
  *	incoming/<id>.upd	an envelope being rewritten (scheduler)
  *	queue/<id>.msg		a committed message: the message bytes, then
  *				its envelope as of the commit, then the
@@ -37,6 +40,17 @@
  *	3. publish: rename(incoming/<id>.msg, queue/<id>.msg);
  *	4. once per batch: fsync(queue/);
  *	5. only now the smtp process hears "250 queued as <id>".
+ * Milters that change a message (filter process): before the commit,
+ * queue_fs_incoming_rewrite() creates incoming/<id>.new and renames it
+ * over incoming/<id>.msg; the filter process, which holds the original
+ * open, writes the modified message into it and reports its size, and
+ * the smtp process commits that size.  The commit's steps are then
+ * exactly the above for the new file: step 1 checks its size, step 2
+ * fsyncs it (through our own descriptor: an fsync is the inode's,
+ * whoever wrote), step 3 renames it.  The rename inside incoming/ need
+ * not be durable: incoming/ is emptied at start, and nothing in it was
+ * acknowledged.  So the 250 still follows the fsync of exactly the
+ * bytes that will be delivered, Received: header first.
  * A later change of state (scheduler) writes incoming/<id>.upd, fsyncs
  * it, renames it to queue/<id>.env and fsyncs queue/: from then on that
  * file, not the embedded copy, is the message's envelope.
@@ -414,6 +428,44 @@ queue_fs_envelope_update(struct queue_fs *fs, const struct queue_envelope *e)
 	free(buf);
 	errno = saved;
 	return -1;
+}
+
+/* An incoming message, read-only (for the filter process). */
+int
+queue_fs_incoming_open(struct queue_fs *fs, const char *id)
+{
+	char	 name[QUEUE_FS_NAMESZ];
+
+	if (queue_fs_name(name, id, SUF_MSG) == -1)
+		return -1;
+	return openat(fs->incoming, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+}
+
+/*
+ * A new, empty file that takes the incoming message's name: whoever has
+ * the old one open still reads the original.  Write-only.
+ */
+int
+queue_fs_incoming_rewrite(struct queue_fs *fs, const char *id)
+{
+	char	 tmp[QUEUE_FS_NAMESZ], name[QUEUE_FS_NAMESZ];
+	int	 fd, saved;
+
+	if (queue_fs_name(tmp, id, SUF_NEW) == -1 ||
+	    queue_fs_name(name, id, SUF_MSG) == -1)
+		return -1;
+	(void)unlinkat(fs->incoming, tmp, 0);
+	if ((fd = openat(fs->incoming, tmp, O_WRONLY | O_CREAT | O_EXCL |
+	    O_NOFOLLOW | O_CLOEXEC, 0600)) == -1)
+		return -1;
+	if (renameat(fs->incoming, tmp, fs->incoming, name) == -1) {
+		saved = errno;
+		close(fd);
+		(void)unlinkat(fs->incoming, tmp, 0);
+		errno = saved;
+		return -1;
+	}
+	return fd;
 }
 
 /* The committed message, read-only (for the relay). */

@@ -11,6 +11,7 @@
 #define SUF_MSG		".msg"
 #define SUF_ENV		".env"
 #define SUF_UPD		".upd"
+#define SUF_NEW		".new"
 #define QUEUE_FS_NAMESZ	(QUEUE_IDSZ + 8)
 #define TRAILER_TAG	"envelope="
 #define TRAILER_LEN	30	/* "envelope=" 20 digits "\n" */

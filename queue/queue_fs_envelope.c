@@ -13,6 +13,7 @@
  *	id= arrival= size= sender= helo= client= client-host= envid=
  *	body=7bit|8bitmime|binarymime	flags=smtputf8,tls
  *	ret=unset|full|hdrs		warned=<time of the delay DSN, 0>
+ *	quarantine=<a milter's reason>	only while the message is held
  *	history=<time> <text>		zero or more, oldest first
  *	rcpts=<n>
  *	then n blocks, each starting with rcpt=:
@@ -23,7 +24,8 @@
  *	last-error=
  *	end=				last line
  * Every key appears exactly once in its section (history: any number),
- * but tls=, which envelopes written before it was added do not have:
+ * but quarantine=, written only for a held message, and tls=, which
+ * envelopes written before it was added do not have:
  * such a recipient's policy is "unknown", and the scheduler takes the
  * one the configuration gives its destination at each attempt, as it
  * always did (scheduler.c, sched_policy).  A writer never leaves it
@@ -141,7 +143,7 @@ enum field_kind {
 };
 #define FF_MANY		0x01
 #define FF_START	0x02
-#define FF_OPTIONAL	0x04	/* FK_NAME only */
+#define FF_OPTIONAL	0x04	/* FK_NAME, FK_STR (absent: NULL or "") */
 struct env_field {
 	const char		*key;
 	enum field_sect		 sect;
@@ -172,6 +174,8 @@ static const struct env_field	 fields[] = {
 	{ HEAD("flags",		FK_FLAGS,	flags), .flags = msg_flags },
 	{ HEAD("ret",		FK_NAME,	ret), NAMES(ret_names) },
 	{ HEAD("warned",	FK_TIME,	warned) },
+	{ HEAD("quarantine",	FK_STR,		quarantine),
+	    .fflags = FF_OPTIONAL },
 	{ HEAD("history",	FK_HISTORY,	hist), .fflags = FF_MANY },
 	{ HEAD("rcpts",		FK_RCPTS,	nrcpt) },
 	{ RCPT("rcpt",		FK_STR,		rcpt), .fflags = FF_START },
@@ -372,7 +376,11 @@ encode_field(FILE *f, const struct env_field *fd, const void *base)
 {
 	const void	*p = (const char *)base + fd->off;
 
-	if ((fd->fflags & FF_OPTIONAL) && *(const uint32_t *)p == fd->unset)
+	if ((fd->fflags & FF_OPTIONAL) && fd->kind == FK_STR &&
+	    (*(char *const *)p == NULL || **(char *const *)p == '\0'))
+		return;
+	if ((fd->fflags & FF_OPTIONAL) && fd->kind != FK_STR &&
+	    *(const uint32_t *)p == fd->unset)
 		return;
 	fprintf(f, "%s=", fd->key);
 	switch (fd->kind) {
@@ -809,6 +817,7 @@ queue_fs_envelope_free(struct queue_envelope *e)
 	free(e->client);
 	free(e->client_host);
 	free(e->envid);
+	free(e->quarantine);
 	if (e->rcpts != NULL)
 		for (i = 0; i < e->nrcpt; i++) {
 			free(e->rcpts[i].rcpt);

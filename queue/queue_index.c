@@ -180,15 +180,20 @@ queue_msg_count(void)
 	return nmessages;
 }
 
-/* queue.messages and queue.oldest_age. */
+/* queue.messages, queue.oldest_age and queue.quarantined. */
 void
 queue_index_stats(void)
 {
 	struct queue_msg	*qm;
 	time_t			 now = time(NULL), age = 0;
+	int64_t			 held = 0;
 
 	if ((qm = TAILQ_FIRST(&by_age)) != NULL && now > qm->env->arrival)
 		age = now - qm->env->arrival;
+	TAILQ_FOREACH(qm, &by_age, age)
+		if (QUEUE_HELD(qm->env))
+			held++;
 	stat_set("queue.messages", (int64_t)nmessages);
 	stat_set("queue.oldest_age", (int64_t)age);
+	stat_set("queue.quarantined", held);
 }

@@ -28,6 +28,9 @@
  * Operator requests (schedule) and the in-memory marks of batches are
  * not written: after a restart every recipient not delivered or failed
  * is due at once.
+ * A message a milter quarantined (its envelope's quarantine=) is held:
+ * never batched, never expired, until "release" clears the field and
+ * writes the envelope (then it is due at once) or "remove" drops it.
  */
 #include <sys/types.h>
 #include <sys/queue.h>
@@ -265,6 +268,8 @@ sched_update(struct queue_msg *qm)
 	if (qm->sflags & F_QM_REMOVE)
 		return 0;
 	sched_timer_del(qm);
+	if (QUEUE_HELD(e))
+		return 0;
 	for (i = 0; i < e->nrcpt; i++) {
 		r = &e->rcpts[i];
 		if (sched_final(r))
@@ -275,9 +280,11 @@ sched_update(struct queue_msg *qm)
 		/* "unknown bounce" (and nowhere to go): a DSN, no relay. */
 		if (r->class == ROUTE_BOUNCE || r->class >= ROUTE_NONE) {
 			r->fail = FAIL_PERM;
-			sched_set_error(r, r->class == ROUTE_BOUNCE ?
-			    "5.1.1 unknown recipient" :
-			    "5.4.4 no route to this recipient");
+			/* A milter's recipient keeps the lookup's reply. */
+			if (*r->last_error == '\0')
+				sched_set_error(r, r->class == ROUTE_BOUNCE ?
+				    "5.1.1 unknown recipient" :
+				    "5.4.4 no route to this recipient");
 			settle = 1;
 		}
 	}
@@ -1019,6 +1026,34 @@ sched_remove(struct queue_msg *qm)
 	}
 	log_info("id=%s event=removed by=operator", qm->env->id);
 	queue_msg_remove(qm);
+	sched_kick();
+	return 1;
+}
+
+/*
+ * release ID: a quarantined message is no longer held; written first,
+ * so that a restart does not hold it again, then due at once.
+ */
+int
+sched_release(struct queue_msg *qm)
+{
+	struct queue_envelope	*e = qm->env;
+	time_t			 now = time(NULL);
+	uint32_t		 i;
+
+	if (!QUEUE_HELD(e) || (qm->sflags & F_QM_REMOVE))
+		return 0;
+	log_info("id=%s event=released by=operator quarantine=\"%s\"",
+	    e->id, e->quarantine);
+	sched_event(e, "released from quarantine (%s) by the operator",
+	    e->quarantine);
+	free(e->quarantine);
+	e->quarantine = str_dup("");
+	for (i = 0; i < e->nrcpt; i++)
+		if (!sched_final(&e->rcpts[i]))
+			e->rcpts[i].next_try = now;
+	sched_save(qm);
+	(void)sched_update(qm);
 	sched_kick();
 	return 1;
 }

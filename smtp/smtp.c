@@ -113,6 +113,14 @@ smtp_imsg(struct msgchan *ch, struct msg *m, void *arg)
 		proc_expect(ch, m, PROC_QUEUE);
 		smtp_queue_commit_result(m);
 		break;
+	case IMSG_FILTER_RESULT:
+		proc_expect(ch, m, PROC_FILTER);
+		smtp_filter_result(m);
+		break;
+	case IMSG_FILTER_MESSAGE_RESULT:
+		proc_expect(ch, m, PROC_FILTER);
+		smtp_filter_message_result(m);
+		break;
 	default:
 		fatalx("unexpected %s from %s", imsg_name(m->type),
 		    proc_name(ch->peer));
@@ -563,6 +571,12 @@ smtp_lookup_rcpt_result(struct msg *m)
 		fatalx("bad %s", imsg_name(m->type));
 	if ((s = smtp_session_find(reqid)) == NULL)
 		return;
+	if (s->wait == WAIT_FILTER_LOOKUP) {
+		/* A recipient a milter added. */
+		smtp_filter_lookup_result(s, verdict, code, text ? text : "",
+		    rclass, rewritten ? rewritten : "", dest ? dest : "", tls);
+		return;
+	}
 	smtp_session_rcpt_result(s, verdict, code, text ? text : "", rclass,
 	    rewritten ? rewritten : "", dest ? dest : "", tls);
 }

@@ -44,6 +44,9 @@ enum smtp_state {
 #define F_CHUNK_ERROR	0x0400	/* ... and the skip reply is an error */
 #define F_STOP		0x0800	/* splitmxd stops: 421 at the next command */
 #define F_TRUSTED	0x1000	/* a trusted client: errors not delayed */
+#define F_FILTER	0x2000	/* the filter process has the session */
+#define F_FILTER_CONNECT 0x4000	/* ... its verdict on the connection due */
+#define F_BANNER_DUE	0x8000	/* ... and the banner waits for it */
 
 /* The connection policy's verdict on a session (smtp_policy.c). */
 enum smtp_policy {
@@ -59,7 +62,9 @@ enum smtp_wait {
 	WAIT_LOOKUP,		/* IMSG_LOOKUP_RCPT */
 	WAIT_CREATE,		/* IMSG_QUEUE_MESSAGE_CREATE */
 	WAIT_COMMIT,		/* IMSG_QUEUE_MESSAGE_COMMIT */
-	WAIT_DELAY		/* the answer to an error is held back */
+	WAIT_DELAY,		/* the answer to an error is held back */
+	WAIT_FILTER,		/* IMSG_FILTER_* (smtp_filter.c) */
+	WAIT_FILTER_LOOKUP	/* a recipient a milter added */
 };
 
 /* An accepted recipient with its route, for the commit. */
@@ -72,6 +77,15 @@ struct smtp_rcpt {
 	uint32_t		 rclass;
 	uint32_t		 tls;		/* TLSP_* of dest */
 	uint32_t		 notify;
+	char			*args;		/* ESMTP arguments, for milters */
+	char			*error;		/* added, unroutable: bounced */
+};
+
+/* A recipient change a milter asked for (FILTER_RCPT_*). */
+struct smtp_fop {
+	uint32_t		 op;
+	char			*addr;
+	char			*args;
 };
 
 /* A mail transaction: MAIL to the end of the message. */
@@ -103,6 +117,14 @@ struct smtp_tx {
 	int			 hmatch;	/* "received:" so far, -1 no */
 	uint32_t		 nreceived;
 	int			 midline;	/* DATA: a line half read */
+
+	/* Milters (smtp_filter.c). */
+	size_t			 received;	/* our Received: header, octets */
+	int			 filtered;	/* the filter has the message */
+	int			 discard;	/* a milter discarded it */
+	char			*quarantine;	/* a milter's reason to hold it */
+	struct smtp_fop		*fops;		/* its recipient changes */
+	size_t			 nfops, fop;
 };
 
 /*
@@ -142,6 +164,7 @@ struct smtp_session {
 	size_t			 opos, olen, ocap;
 
 	struct smtp_tx		*tx;
+	enum filter_stage	 fstage;	/* WAIT_FILTER: for this */
 	size_t			 chunk_left;
 	size_t			 chunk_size;
 	char			 chunk_reply[128];
@@ -209,6 +232,12 @@ void	smtp_session_error(struct smtp_session *, const char *, ...)
 /* splitmxd stops: every session, at its next command or now. */
 void	smtp_session_stop_all(int now);
 
+/* Stop taking input; the session ends once the replies are out. */
+void	smtp_session_close(struct smtp_session *, const char *);
+/* After the filter's verdicts (smtp_filter.c): the normal replies. */
+void	smtp_session_greeted(struct smtp_session *);
+void	smtp_session_rcpt_accept(struct smtp_session *, struct smtp_rcpt *);
+
 /* smtp_message.c: the message of a transaction, from DATA/BDAT to queue */
 void	smtp_message_create(struct smtp_session *);
 /* fd is taken over (closed or kept) in every case. */
@@ -224,6 +253,31 @@ void	smtp_message_chunk_skip(struct smtp_session *, int error,
 	    const char *reply);
 /* Drop the transaction; the queue forgets its uncommitted file. */
 void	smtp_message_abort(struct smtp_session *);
+/* DATA or BDAT may go on: 354, or the first chunk is read. */
+void	smtp_message_start(struct smtp_session *);
+/* The queue protocol's commit of the transaction. */
+void	smtp_message_commit(struct smtp_session *);
+void	smtp_message_free_rcpt(struct smtp_rcpt *);
+
+/*
+ * smtp_filter.c: the session's milters, through the filter process.
+ * Each stage function returns 1 if the session now waits for the
+ * filter's verdict (WAIT_FILTER), 0 if it goes on as without milters.
+ */
+void	smtp_filter_connect(struct smtp_session *);
+int	smtp_filter_banner(struct smtp_session *);
+int	smtp_filter_helo(struct smtp_session *);
+int	smtp_filter_mail(struct smtp_session *, const char *args);
+int	smtp_filter_rcpt(struct smtp_session *, struct smtp_rcpt *);
+int	smtp_filter_data(struct smtp_session *);
+int	smtp_filter_message(struct smtp_session *);
+void	smtp_filter_abort(struct smtp_session *);
+void	smtp_filter_close(struct smtp_session *);
+void	smtp_filter_result(struct msg *);
+void	smtp_filter_message_result(struct msg *);
+void	smtp_filter_lookup_result(struct smtp_session *, uint32_t verdict,
+	    uint32_t code, const char *text, uint32_t rclass,
+	    const char *rewritten, const char *dest, uint32_t tls);
 
 /*
  * smtp_policy.c: the connection policy (SPEC §10).  The connection rate

@@ -40,7 +40,6 @@ static void	smtp_message_body(struct smtp_tx *, const char *, size_t);
 static void	smtp_message_received(struct smtp_session *);
 static void	smtp_message_end(struct smtp_session *);
 static void	smtp_message_refuse(struct smtp_session *);
-static void	smtp_message_commit(struct smtp_session *);
 static void	smtp_message_free(struct smtp_session *);
 static int	smtp_message_append(char *, size_t, size_t *, const char *,
 		    ...) __attribute__((__format__ (printf, 4, 5)));
@@ -375,6 +374,7 @@ smtp_message_received(struct smtp_session *s)
 		return;
 	}
 	smtp_message_write(tx, hdr, len);
+	tx->received = len;	/* milters get the client's text after it */
 }
 
 /* The end of the message: refuse it, or have the queue commit it. */
@@ -404,7 +404,8 @@ smtp_message_end(struct smtp_session *s)
 		smtp_message_refuse(s);
 		return;
 	}
-	smtp_message_commit(s);
+	if (!smtp_filter_message(s))
+		smtp_message_commit(s);
 }
 
 static void
@@ -451,7 +452,7 @@ smtp_message_refuse(struct smtp_session *s)
 }
 
 /* The queue protocol of splitmx.h: envelope and recipients. */
-static void
+void
 smtp_message_commit(struct smtp_session *s)
 {
 	struct smtp_tx		*tx = s->tx;
@@ -470,6 +471,7 @@ smtp_message_commit(struct smtp_session *s)
 	msg_add_u32(&m, tx->mflags);
 	msg_add_str(&m, tx->envid);
 	msg_add_u32(&m, tx->ret);
+	msg_add_str(&m, tx->quarantine != NULL ? tx->quarantine : "");
 	msg_add_u32(&m, tx->nrcpt);
 	TAILQ_FOREACH(r, &tx->rcpts, entry) {
 		msg_add_str(&m, r->addr);
@@ -479,6 +481,7 @@ smtp_message_commit(struct smtp_session *s)
 		msg_add_u32(&m, r->tls);
 		msg_add_u32(&m, r->notify);
 		msg_add_str(&m, r->orcpt);
+		msg_add_str(&m, r->error != NULL ? r->error : "");
 	}
 	if (m.error) {
 		msg_clear(&m);
@@ -594,6 +597,18 @@ smtp_message_create_result(struct smtp_session *s, int ok, const char *id,
 	if ((tx->dbuf = malloc(SMTP_DBUF_SIZE)) == NULL)
 		fatal("malloc");
 	smtp_message_received(s);
+	if (!smtp_filter_data(s))
+		smtp_message_start(s);
+ out:
+	smtp_session_timer(s);
+	smtp_session_run(s);
+}
+
+void
+smtp_message_start(struct smtp_session *s)
+{
+	struct smtp_tx	*tx = s->tx;
+
 	if (tx->bdat) {
 		s->state = STATE_CHUNKING;
 		s->flags |= F_CHUNK;
@@ -603,9 +618,6 @@ smtp_message_create_result(struct smtp_session *s, int ok, const char *id,
 		smtp_session_reply(s, "354 End data with <CR><LF>.<CR><LF>");
 	}
 	smtp_session_data_begin(s);
- out:
-	smtp_session_timer(s);
-	smtp_session_run(s);
 }
 
 void
@@ -615,6 +627,7 @@ smtp_message_abort(struct smtp_session *s)
 
 	if (tx == NULL)
 		return;
+	smtp_filter_abort(s);
 	if (tx->fd != -1)
 		close(tx->fd);
 	tx->fd = -1;
@@ -628,6 +641,7 @@ smtp_message_free(struct smtp_session *s)
 {
 	struct smtp_tx		*tx = s->tx;
 	struct smtp_rcpt	*r;
+	size_t			 i;
 
 	if (tx == NULL)
 		return;
@@ -637,15 +651,29 @@ smtp_message_free(struct smtp_session *s)
 		TAILQ_INSERT_TAIL(&tx->rcpts, tx->pending, entry);
 	while ((r = TAILQ_FIRST(&tx->rcpts)) != NULL) {
 		TAILQ_REMOVE(&tx->rcpts, r, entry);
-		free(r->addr);
-		free(r->rewritten);
-		free(r->dest);
-		free(r->orcpt);
-		free(r);
+		smtp_message_free_rcpt(r);
 	}
+	for (i = 0; i < tx->nfops; i++) {
+		free(tx->fops[i].addr);
+		free(tx->fops[i].args);
+	}
+	free(tx->fops);
+	free(tx->quarantine);
 	free(tx->dbuf);
 	free(tx);
 	s->tx = NULL;
+}
+
+void
+smtp_message_free_rcpt(struct smtp_rcpt *r)
+{
+	free(r->addr);
+	free(r->rewritten);
+	free(r->dest);
+	free(r->orcpt);
+	free(r->args);
+	free(r->error);
+	free(r);
 }
 
 /* Checked snprintf at *len; -1 if it does not fit. */

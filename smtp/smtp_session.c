@@ -83,7 +83,6 @@ static void	smtp_session_banner(struct smtp_session *);
 static void	smtp_session_early(struct smtp_session *);
 static int	smtp_session_tls_start(struct smtp_session *);
 static int	smtp_session_handshake(struct smtp_session *);
-static void	smtp_session_close(struct smtp_session *, const char *);
 static void	smtp_session_free(struct smtp_session *, const char *);
 static void	smtp_session_out(struct smtp_session *, const char *, size_t);
 static void	smtp_session_vreply(struct smtp_session *, const char *,
@@ -180,6 +179,7 @@ smtp_session_new(int fd, const struct sockaddr_storage *ss, socklen_t sslen,
 	    "local-port=%u", (unsigned long long)s->id, s->addr,
 	    ntohs(((struct sockaddr_in *)&s->ss)->sin_port), ls->l->port);
 	smtp_policy_connect(s);
+	smtp_filter_connect(s);
 	smtp_session_update(s);
 }
 
@@ -481,7 +481,7 @@ smtp_session_banner(struct smtp_session *s)
 	}
 	if (n > 0)
 		smtp_session_early(s);
-	else if (smtp_policy_banner_wait(s))
+	else if (smtp_policy_banner_wait(s) || smtp_filter_banner(s))
 		return;
 	else {
 		s->state = STATE_CONNECTED;
@@ -564,7 +564,7 @@ smtp_session_handshake(struct smtp_session *s)
 }
 
 /* Stop taking input; the session ends once the replies are out. */
-static void
+void
 smtp_session_close(struct smtp_session *s, const char *reason)
 {
 	if (s->flags & F_CLOSE)
@@ -586,6 +586,7 @@ smtp_session_free(struct smtp_session *s, const char *reason)
 	log_info("session=%016llx event=disconnect reason=%s messages=%u",
 	    (unsigned long long)s->id, reason, s->nmsgs);
 	smtp_message_abort(s);
+	smtp_filter_close(s);
 	if (s->evflags)
 		event_del(&s->ev);
 	evtimer_del(&s->tmo);
@@ -935,11 +936,24 @@ smtp_session_greet(struct smtp_session *s, char *args, const char *verb)
 static void
 smtp_session_ehlo(struct smtp_session *s, char *args)
 {
-	struct smx_conf	*c = s->gen->conf;
-
 	if (smtp_session_greet(s, args, "EHLO") == -1)
 		return;
 	s->flags |= F_EHLO;
+	if (!smtp_filter_helo(s))
+		smtp_session_greeted(s);
+}
+
+/* The reply to HELO or EHLO (F_EHLO). */
+void
+smtp_session_greeted(struct smtp_session *s)
+{
+	struct smx_conf	*c = s->gen->conf;
+
+	if (!(s->flags & F_EHLO)) {
+		smtp_session_reply(s, "250 %s Hello %s [%s]", c->hostname,
+		    s->helo, s->addr);
+		return;
+	}
 	smtp_session_reply(s, "250-%s Hello %s [%s]", c->hostname, s->helo,
 	    s->addr);
 	smtp_session_reply(s, "250-PIPELINING");
@@ -958,8 +972,8 @@ smtp_session_helo(struct smtp_session *s, char *args)
 {
 	if (smtp_session_greet(s, args, "HELO") == -1)
 		return;
-	smtp_session_reply(s, "250 %s Hello %s [%s]", s->gen->conf->hostname,
-	    s->helo, s->addr);
+	if (!smtp_filter_helo(s))
+		smtp_session_greeted(s);
 }
 
 static void
@@ -998,7 +1012,7 @@ static void
 smtp_session_mail(struct smtp_session *s, char *args)
 {
 	struct smtp_tx	*tx;
-	char		*p = args;
+	char		*p = args, margs[SMTP_CMD_MAX_LONG];
 	int		 utf8;
 
 	if ((s->listen->l->flags & F_LISTEN_TLS_REQUIRE) &&
@@ -1035,6 +1049,7 @@ smtp_session_mail(struct smtp_session *s, char *args)
 		free(tx);
 		return;
 	}
+	strlcpy(margs, p, sizeof(margs));	/* for milters */
 	if (smtp_session_mail_params(s, tx, p) == -1) {
 		free(tx);
 		return;
@@ -1049,7 +1064,8 @@ smtp_session_mail(struct smtp_session *s, char *args)
 		tx->mflags |= F_MSG_TLS;
 	s->tx = tx;
 	s->state = STATE_MAIL;
-	smtp_session_reply(s, "250 2.1.0 Ok");
+	if (!smtp_filter_mail(s, margs))
+		smtp_session_reply(s, "250 2.1.0 Ok");
 }
 
 /* MAIL parameters (RFC 1870, 6152, 6531, 3461); -1 after a reply. */
@@ -1149,6 +1165,7 @@ smtp_session_rcpt(struct smtp_session *s, char *args)
 	struct msg		 m;
 	char			 addr[SMX_ADDRSZ], orcpt[SMTP_ORCPT_MAX + 1];
 	char			 lookup[SMX_ADDRSZ], *p = args;
+	char			 rargs[SMTP_CMD_MAX_LONG];
 	uint32_t		 notify = 0;
 	int			 utf8 = 0;
 
@@ -1180,6 +1197,7 @@ smtp_session_rcpt(struct smtp_session *s, char *args)
 			return;
 		}
 	}
+	strlcpy(rargs, p, sizeof(rargs));	/* for milters */
 	if (smtp_session_rcpt_params(s, p, &notify, orcpt,
 	    sizeof(orcpt)) == -1)
 		return;
@@ -1204,6 +1222,7 @@ smtp_session_rcpt(struct smtp_session *s, char *args)
 		fatal("calloc");
 	r->addr = str_dup(lookup);
 	r->orcpt = str_dup(orcpt);
+	r->args = str_dup(rargs);
 	r->notify = notify;
 	r->rclass = ROUTE_NONE;
 	tx->pending = r;
@@ -1346,10 +1365,9 @@ smtp_session_rcpt_result(struct smtp_session *s, uint32_t verdict,
 			smtp_session_orcpt(r);
 		r->rclass = rclass;
 		r->tls = tls;
-		TAILQ_INSERT_TAIL(&tx->rcpts, r, entry);
-		tx->nrcpt++;
-		s->state = STATE_RCPT;
-		smtp_session_reply(s, "250 2.1.5 Ok");
+		if (smtp_filter_rcpt(s, r))
+			return;		/* the milters' turn */
+		smtp_session_rcpt_accept(s, r);
 	} else {
 		/* The lookup process is trusted, but the reply is ours. */
 		if (code < 400 || code > 599)
@@ -1369,12 +1387,22 @@ smtp_session_rcpt_result(struct smtp_session *s, uint32_t verdict,
 		log_info("session=%016llx event=rcpt-rejected from=%s to=%s "
 		    "reply=%s", (unsigned long long)s->id,
 		    log_addr(tx->sender), log_addr(r->addr), log_text(reply));
-		free(r->addr);
-		free(r->orcpt);
-		free(r);
+		smtp_message_free_rcpt(r);
 	}
 	smtp_session_timer(s);
 	smtp_session_run(s);
+}
+
+/* A recipient routed (and let through by the milters): 250. */
+void
+smtp_session_rcpt_accept(struct smtp_session *s, struct smtp_rcpt *r)
+{
+	struct smtp_tx	*tx = s->tx;
+
+	TAILQ_INSERT_TAIL(&tx->rcpts, r, entry);
+	tx->nrcpt++;
+	s->state = STATE_RCPT;
+	smtp_session_reply(s, "250 2.1.5 Ok");
 }
 
 static void

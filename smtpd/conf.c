@@ -6,6 +6,8 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 
+#include <sys/un.h>
+
 #include <netinet/in.h>
 #include <arpa/inet.h>
 
@@ -26,6 +28,7 @@ static void	 print_net(FILE *, const struct smx_net *);
 static void	 print_table(FILE *, const struct smx_table *);
 static void	 print_domain(FILE *, const struct smx_domain *);
 static void	 print_dnsbls(FILE *, const struct smx_conf *);
+static void	 print_milter(FILE *, const struct smx_milter *);
 static void	 conf_host_tls_match(const struct smx_host *, const char *,
 		    enum smx_tls *, int *);
 
@@ -43,6 +46,7 @@ conf_new(void)
 	TAILQ_INIT(&c->tables);
 	TAILQ_INIT(&c->domains);
 	TAILQ_INIT(&c->dnsbls);
+	TAILQ_INIT(&c->milters);
 
 	/* The host name as the system knows it; no DNS at this point. */
 	memset(host, 0, sizeof(host));
@@ -107,6 +111,7 @@ conf_free(struct smx_conf *c)
 	struct smx_table	*t;
 	struct smx_domain	*d;
 	struct smx_dnsbl	*bl;
+	struct smx_milter	*mi;
 
 	if (c == NULL)
 		return;
@@ -144,6 +149,10 @@ conf_free(struct smx_conf *c)
 	}
 	free(c->anchors);
 	free(c->ca);
+	while ((mi = TAILQ_FIRST(&c->milters)) != NULL) {
+		TAILQ_REMOVE(&c->milters, mi, entry);
+		free(mi);
+	}
 	free(c);
 }
 
@@ -167,6 +176,94 @@ conf_table(const struct smx_conf *c, const char *name)
 		if (strcmp(t->name, name) == 0)
 			return t;
 	return NULL;
+}
+
+struct smx_milter *
+conf_milter(const struct smx_conf *c, const char *name)
+{
+	struct smx_milter	*mi;
+
+	TAILQ_FOREACH(mi, &c->milters, entry)
+		if (strcmp(mi->name, name) == 0)
+			return mi;
+	return NULL;
+}
+
+const char *
+milter_on_error_name(enum smx_milter_error e)
+{
+	switch (e) {
+	case MILTER_ON_ERROR_ACCEPT:
+		return "accept";
+	case MILTER_ON_ERROR_REJECT:
+		return "reject";
+	case MILTER_ON_ERROR_TEMPFAIL:
+	default:
+		return "tempfail";
+	}
+}
+
+/*
+ * A milter's address.  Numeric addresses only: the filter process has
+ * no resolver, and a name would change its meaning behind a reload.
+ */
+int
+milter_address(const char *s, struct sockaddr_storage *ss, socklen_t *len,
+    const char **errstr)
+{
+	struct sockaddr_un	*sun = (struct sockaddr_un *)ss;
+	char			 buf[SMX_MILTER_ADDRSZ], *host, *port, *end;
+	const char		*perr;
+	long long		 p;
+
+	memset(ss, 0, sizeof(*ss));
+	if (strncmp(s, "unix:", 5) == 0) {
+		s += 5;
+		if (*s != '/') {
+			*errstr = "unix: needs an absolute path";
+			return -1;
+		}
+		if (strlcpy(sun->sun_path, s, sizeof(sun->sun_path)) >=
+		    sizeof(sun->sun_path)) {
+			*errstr = "unix: path too long for a socket";
+			return -1;
+		}
+		sun->sun_family = AF_UNIX;
+		*len = sizeof(*sun);
+		return 0;
+	}
+	if (strncmp(s, "inet:", 5) != 0) {
+		*errstr = "the address must be \"inet:ADDRESS:PORT\" or "
+		    "\"unix:/PATH\"";
+		return -1;
+	}
+	if (strlcpy(buf, s + 5, sizeof(buf)) >= sizeof(buf) ||
+	    (port = strrchr(buf, ':')) == NULL) {
+		*errstr = "inet: needs ADDRESS:PORT";
+		return -1;
+	}
+	*port++ = '\0';
+	host = buf;
+	if (*host == '[') {
+		host++;
+		if ((end = strchr(host, ']')) == NULL || end[1] != '\0') {
+			*errstr = "inet: missing ] after an IPv6 address";
+			return -1;
+		}
+		*end = '\0';
+	}
+	p = strtonum(port, 1, 65535, &perr);
+	if (!isdigit((unsigned char)*port) || perr != NULL) {
+		*errstr = "inet: the port must be a number from 1 to 65535";
+		return -1;
+	}
+	if (parse_sockaddr(host, (uint16_t)p, ss, len) == -1 ||
+	    (ss->ss_family == AF_INET6 && host == buf)) {
+		*errstr = "inet: the address must be a numeric IPv4 address "
+		    "or an IPv6 address in brackets";
+		return -1;
+	}
+	return 0;
 }
 
 /*
@@ -389,6 +486,20 @@ print_dnsbls(FILE *fp, const struct smx_conf *c)
 	fprintf(fp, "dnsbl threshold %u\n", c->dnsbl_threshold);
 }
 
+static void
+print_milter(FILE *fp, const struct smx_milter *mi)
+{
+	char	 buf[32];
+
+	duration_str(mi->timeout, buf, sizeof(buf));
+	fprintf(fp, "milter ");
+	print_name(fp, mi->name);
+	fputc(' ', fp);
+	print_str(fp, mi->address);
+	fprintf(fp, " on-error %s timeout %s\n",
+	    milter_on_error_name(mi->on_error), buf);
+}
+
 /*
  * Every setting, defaults included, in a fixed order.  The printout
  * parses back to the same configuration (the LDAP bind password
@@ -402,7 +513,9 @@ conf_print(FILE *fp, const struct smx_conf *c)
 	const struct smx_net		*n;
 	const struct smx_table		*t;
 	const struct smx_domain		*d;
+	const struct smx_milter		*mi;
 	char				 buf[64], a[32], b[32];
+	uint32_t			 i;
 
 	fprintf(fp, "hostname ");
 	print_str(fp, c->hostname);
@@ -465,6 +578,11 @@ conf_print(FILE *fp, const struct smx_conf *c)
 		fputc('\n', fp);
 	}
 
+	if (!TAILQ_EMPTY(&c->milters))
+		fputc('\n', fp);
+	TAILQ_FOREACH(mi, &c->milters, entry)
+		print_milter(fp, mi);
+
 	if (!TAILQ_EMPTY(&c->listeners))
 		fputc('\n', fp);
 	TAILQ_FOREACH(l, &c->listeners, entry) {
@@ -478,6 +596,10 @@ conf_print(FILE *fp, const struct smx_conf *c)
 		if (l->pki[0] != '\0') {
 			fprintf(fp, " pki ");
 			print_name(fp, l->pki);
+		}
+		for (i = 0; i < l->nmilters; i++) {
+			fprintf(fp, " milter ");
+			print_name(fp, l->milters[i]);
 		}
 		fputc('\n', fp);
 	}

@@ -47,6 +47,7 @@ stmt_key(const char *line, char *key, size_t len)
 		if (strncmp(line, "domain ", 7) == 0 ||
 		    strncmp(line, "table ", 6) == 0 ||
 		    strncmp(line, "pki ", 4) == 0 ||
+		    strncmp(line, "milter ", 7) == 0 ||
 		    strncmp(line, "limit ", 6) == 0 ||
 		    strncmp(line, "timeout ", 8) == 0 ||
 		    strncmp(line, "control ", 8) == 0 ||

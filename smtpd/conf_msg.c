@@ -26,6 +26,7 @@ static int	conf_send_sockets(struct msgchan *, const struct smx_conf *);
 static int	conf_send_policy(struct msgchan *, const struct smx_conf *);
 static int	conf_send_outbound_tls(struct msgchan *,
 		    const struct smx_conf *, int);
+static int	conf_send_milter(struct msgchan *, const struct smx_milter *);
 static void	conf_add_host(struct msg *, const struct smx_host *);
 static int	conf_get_host(struct msg *, struct smx_host *);
 static void	conf_add_net(struct msg *, const struct smx_net *);
@@ -39,6 +40,7 @@ static int	conf_recv_socket(struct msg *, struct smx_conf *);
 static int	conf_recv_policy(struct msg *, struct smx_conf *);
 static int	conf_recv_outbound_tls(struct msg *, struct smx_conf *);
 static int	conf_read_fd(int, uint8_t **, size_t *);
+static int	conf_recv_milter(struct msg *, struct smx_conf *);
 static int	conf_get_net(struct msg *, struct smx_netlist *);
 static int	conf_get_blob(struct msg *, uint8_t **, size_t *);
 
@@ -57,6 +59,7 @@ conf_send(struct msgchan *ch, const struct smx_conf *c, int proc)
 	struct smx_net		*n;
 	struct smx_table	*t;
 	struct smx_domain	*d;
+	struct smx_milter	*mi;
 	int			 flags = proc_ident(proc)->flags;
 
 	msg_init(&m, IMSG_CONF_RESET, 0);
@@ -65,6 +68,9 @@ conf_send(struct msgchan *ch, const struct smx_conf *c, int proc)
 		return -1;
 	TAILQ_FOREACH(pki, &c->pkis, entry)
 		if (conf_send_pki(ch, pki, flags) == -1)
+			return -1;
+	TAILQ_FOREACH(mi, &c->milters, entry)
+		if (conf_send_milter(ch, mi) == -1)
 			return -1;
 	TAILQ_FOREACH(l, &c->listeners, entry)
 		if (conf_send_listener(ch, l, flags) == -1)
@@ -222,6 +228,7 @@ conf_send_listener(struct msgchan *ch, const struct smx_listener *l,
     int flags)
 {
 	struct msg	 m;
+	uint32_t	 i;
 	int		 fd;
 
 	msg_init(&m, IMSG_CONF_LISTENER, 0);
@@ -229,6 +236,9 @@ conf_send_listener(struct msgchan *ch, const struct smx_listener *l,
 	msg_add_u16(&m, l->port);
 	msg_add_u32(&m, (uint32_t)l->flags);
 	msg_add_str(&m, l->pki);
+	msg_add_u32(&m, l->nmilters);
+	for (i = 0; i < l->nmilters; i++)
+		msg_add_str(&m, l->milters[i]);
 	if ((flags & F_PROC_LISTENERS) && l->fd != -1) {
 		if ((fd = dup(l->fd)) == -1) {
 			log_warn("dup listener");
@@ -324,6 +334,19 @@ conf_send_policy(struct msgchan *ch, const struct smx_conf *c)
 		msg_add_u32(&m, (uint32_t)bl->allow);
 		msg_add_u32(&m, bl->weight);
 	}
+	return conf_sendmsg(ch, &m);
+}
+
+static int
+conf_send_milter(struct msgchan *ch, const struct smx_milter *mi)
+{
+	struct msg	 m;
+
+	msg_init(&m, IMSG_CONF_MILTER, 0);
+	msg_add_str(&m, mi->name);
+	msg_add_str(&m, mi->address);
+	msg_add_u32(&m, (uint32_t)mi->on_error);
+	msg_add_i64(&m, mi->timeout);
 	return conf_sendmsg(ch, &m);
 }
 
@@ -475,7 +498,7 @@ static int
 conf_recv_listener(struct msg *m, struct smx_conf *c)
 {
 	struct smx_listener	*l;
-	uint32_t		 flags;
+	uint32_t		 flags, i;
 
 	if ((l = calloc(1, sizeof(*l))) == NULL)
 		fatal("calloc");
@@ -485,7 +508,13 @@ conf_recv_listener(struct msg *m, struct smx_conf *c)
 	    msg_get_u16(m, &l->port) == -1 ||
 	    msg_get_u32(m, &flags) == -1 ||
 	    msg_get_str(m, l->pki, sizeof(l->pki)) == -1 ||
-	    msg_end(m) == -1)
+	    msg_get_u32(m, &l->nmilters) == -1 ||
+	    l->nmilters > SMX_LISTEN_MILTERS)
+		return -1;
+	for (i = 0; i < l->nmilters; i++)
+		if (msg_get_str(m, l->milters[i], sizeof(l->milters[i])) == -1)
+			return -1;
+	if (msg_end(m) == -1)
 		return -1;
 	l->flags = (int)flags;
 	return 0;
@@ -558,6 +587,28 @@ conf_recv_domain(struct msg *m, struct smx_conf *c)
 		if (conf_get_net(m, &d->forward_from) == -1)
 			return -1;
 	return msg_end(m);
+}
+
+static int
+conf_recv_milter(struct msg *m, struct smx_conf *c)
+{
+	struct smx_milter	*mi;
+	uint32_t		 on_error;
+	int64_t			 timeout;
+
+	if ((mi = calloc(1, sizeof(*mi))) == NULL)
+		fatal("calloc");
+	TAILQ_INSERT_TAIL(&c->milters, mi, entry);
+	if (msg_get_str(m, mi->name, sizeof(mi->name)) == -1 ||
+	    msg_get_str(m, mi->address, sizeof(mi->address)) == -1 ||
+	    msg_get_u32(m, &on_error) == -1 ||
+	    on_error >= MILTER_ON_ERROR_COUNT ||
+	    msg_get_i64(m, &timeout) == -1 || timeout < 1 ||
+	    msg_end(m) == -1)
+		return -1;
+	mi->on_error = (enum smx_milter_error)on_error;
+	mi->timeout = (time_t)timeout;
+	return 0;
 }
 
 static int
@@ -720,6 +771,8 @@ conf_recv(struct msg *m, struct smx_conf **building)
 		return conf_recv_policy(m, c);
 	case IMSG_CONF_OUTBOUND_TLS:
 		return conf_recv_outbound_tls(m, c);
+	case IMSG_CONF_MILTER:
+		return conf_recv_milter(m, c);
 	case IMSG_CONF_DONE:
 		if (msg_end(m) == -1)
 			return -1;

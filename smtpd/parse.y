@@ -31,6 +31,10 @@
  *	ca "FILE"			the CA certificates that outbound
  *					verification trusts (tls verify,
  *					MTA-STS), instead of the system's
+ *	milter NAME "inet:..."|"unix:..." [on-error tempfail|accept|reject]
+ *	    [timeout DURATION]		SPEC §9, with NAME at most 32
+ *					characters (it is in counter names)
+ *	listen on ... milter NAME ...	at most 8 milters, in order
  *
  * SPEC §10's connection policy (dnsbl, dnswl, dnsbl threshold, limit
  * connection-rate) is read by add_dnsbl() and check_dnsbl().
@@ -81,7 +85,8 @@ TAILQ_HEAD(filelist, file);
 /* A name used before it may be defined, checked at the end. */
 enum ref_kind {
 	REF_PKI,
-	REF_TABLE
+	REF_TABLE,
+	REF_MILTER
 };
 struct ref {
 	TAILQ_ENTRY(ref)	 entry;
@@ -127,6 +132,14 @@ struct listen_opts {
 	int			 flags;
 	char			*pki;
 	int			 tls_seen;
+	char			 milters[SMX_LISTEN_MILTERS][SMX_NAMESZ];
+	uint32_t		 nmilters;
+};
+
+/* The milter directive being read. */
+struct milter_ctx {
+	struct smx_milter	*mi;
+	int			 on_error_set, timeout_set;
 };
 
 /* The domain block being read. */
@@ -170,6 +183,7 @@ static int			 once_set[ONCE_COUNT];
 static struct listen_opts	 lopts;
 static struct domain_ctx	 dctx;
 static struct table_ctx		 tctx;
+static struct milter_ctx	 mctx;
 static struct smx_netlist	*cur_nets;
 /* Where the connection policy was set, for check_dnsbl(). */
 static const char		*dnsbl_file;
@@ -218,6 +232,9 @@ static void	 ldap_end(void);
 static void	 domain_begin(const char *);
 static int	 domain_name_ok(const char *);
 static void	 domain_end(void);
+static void	 milter_begin(const char *, const char *);
+static void	 milter_end(void);
+static void	 listen_milter(const char *);
 static void	 check_refs(void);
 static void	 add_dnsbl(const char *, int, int64_t);
 static void	 check_dnsbl(void);
@@ -239,14 +256,16 @@ static void	 cleanup(void);
 	char		*string;
 }
 
-%token	ADMIN AFTER AUTHORITATIVE BASE BIND BOUNCE CA CACHE CERT COMMAND
+%token	ACCEPT ADMIN AFTER AUTHORITATIVE BASE BIND BOUNCE CA CACHE CERT COMMAND
 %token	CONTROL DATA DIRECTORY DOMAIN ERRORS EXPIRE FAILBACK FILENAME FILTER
 %token	FORWARD
 %token	FROM GROUP HOSTNAME INCLUDE KEY LDAP LIMIT LISTEN LOCAL MESSAGE_SIZE
-%token	METRICS MX NONE ON OPPORTUNISTIC OUTBOUND PASSWORD PKI PORT QUEUE
+%token	METRICS MILTER MX NONE ON ON_ERROR OPPORTUNISTIC OUTBOUND PASSWORD
+%token	PKI PORT QUEUE
 %token	RECIPIENTS REJECT RELAY REQUIRE RESOLVER RETRY SESSIONS
 %token	SESSIONS_PER_IP SHARED SOCKET STATUS TABLE TARGET_ATTRIBUTE TIMEOUT
-%token	TLS TLS_REQUIRE TO TRUSTED TYPE UNKNOWN URL USER VERIFY VIA WARN
+%token	TEMPFAIL TLS TLS_REQUIRE TO TRUSTED TYPE UNKNOWN URL USER VERIFY VIA
+%token	WARN
 %token	CONNECTION_RATE DNSBL DNSWL THRESHOLD WEIGHT
 %token	DATA_RATE
 %token	DANE DANE_ONLY MTA_STS OFF TRUST_ANCHOR
@@ -255,7 +274,7 @@ static void	 cleanup(void);
 %token	<number>	NUMBER
 %type	<string>	optgroup
 %type	<number>	size duration tlspolicy domaintype unknownpolicy
-%type	<number>	dnsweight
+%type	<number>	dnsweight onerror
 
 %destructor { free($$); } <string>
 
@@ -556,6 +575,38 @@ main		: HOSTNAME STRING		{
 			yyerror("mta-sts \"%s\": on or off", $2);
 			free($2);
 		}
+		| MILTER STRING STRING		{
+			milter_begin($2, $3);
+			free($2);
+			free($3);
+			$2 = $3 = NULL;
+		} milteropts			{
+			milter_end();
+		}
+		;
+
+milteropts	: /* empty */
+		| milteropts milteropt
+		;
+
+milteropt	: ON_ERROR onerror		{
+			if (mctx.on_error_set++)
+				yyerror("milter: on-error given twice");
+			else if (mctx.mi != NULL)
+				mctx.mi->on_error = (enum smx_milter_error)$2;
+		}
+		| TIMEOUT duration		{
+			if (mctx.timeout_set++)
+				yyerror("milter: timeout given twice");
+			else if (mctx.mi != NULL)
+				set_time(&mctx.mi->timeout, $2, 1, 3600,
+				    "milter timeout");
+		}
+		;
+
+onerror		: TEMPFAIL			{ $$ = MILTER_ON_ERROR_TEMPFAIL; }
+		| ACCEPT			{ $$ = MILTER_ON_ERROR_ACCEPT; }
+		| REJECT			{ $$ = MILTER_ON_ERROR_REJECT; }
 		;
 
 dnsweight	: /* empty */			{ $$ = 1; }
@@ -590,6 +641,10 @@ listenopt	: PORT NUMBER			{
 				free($2);
 			} else
 				lopts.pki = $2;
+		}
+		| MILTER STRING			{
+			listen_milter($2);
+			free($2);
 		}
 		;
 
@@ -735,6 +790,7 @@ struct keyword {
 
 /* Sorted for bsearch. */
 static const struct keyword keywords[] = {
+	{ "accept",		ACCEPT },
 	{ "admin",		ADMIN },
 	{ "after",		AFTER },
 	{ "authoritative",	AUTHORITATIVE },
@@ -772,11 +828,13 @@ static const struct keyword keywords[] = {
 	{ "local",		LOCAL },
 	{ "message-size",	MESSAGE_SIZE },
 	{ "metrics",		METRICS },
+	{ "milter",		MILTER },
 	{ "mta-sts",		MTA_STS },
 	{ "mx",			MX },
 	{ "none",		NONE },
 	{ "off",		OFF },
 	{ "on",			ON },
+	{ "on-error",		ON_ERROR },
 	{ "opportunistic",	OPPORTUNISTIC },
 	{ "outbound",		OUTBOUND },
 	{ "password",		PASSWORD },
@@ -796,6 +854,7 @@ static const struct keyword keywords[] = {
 	{ "status",		STATUS },
 	{ "table",		TABLE },
 	{ "target-attribute",	TARGET_ATTRIBUTE },
+	{ "tempfail",		TEMPFAIL },
 	{ "threshold",		THRESHOLD },
 	{ "timeout",		TIMEOUT },
 	{ "tls",		TLS },
@@ -1551,6 +1610,8 @@ add_listener(const char *addr)
 		strlcpy(l->pki, lopts.pki, sizeof(l->pki));
 		add_ref(REF_PKI, lopts.pki);
 	}
+	memcpy(l->milters, lopts.milters, sizeof(l->milters));
+	l->nmilters = lopts.nmilters;
 	sa_str((struct sockaddr *)&l->ss, buf, sizeof(buf));
 	if ((l->flags & F_LISTEN_TLS) && l->pki[0] == '\0') {
 		yyerror("listen on %s port %u: %s needs a pki", buf, port,
@@ -1896,6 +1957,74 @@ check_dnsbl(void)
 		    conf->dnsbl_threshold, sum);
 }
 
+/*
+ * "milter NAME ADDRESS": checked here, its options follow; a bad one
+ * is read to the end of its line for their errors, then dropped.
+ */
+static void
+milter_begin(const char *name, const char *address)
+{
+	struct smx_milter	*mi;
+	struct sockaddr_storage	 ss;
+	socklen_t		 len;
+	const char		*errstr;
+	int			 ok;
+
+	milter_end();	/* one left by a line with a syntax error */
+	if ((mi = calloc(1, sizeof(*mi))) == NULL)
+		fatal("milter_begin");
+	mi->on_error = MILTER_ON_ERROR_TEMPFAIL;
+	mi->timeout = DEF_MILTER_TIMEOUT;
+	mctx.mi = mi;
+	ok = valid_name(name, "milter");
+	if (ok && strlen(name) >= sizeof(mi->name)) {
+		yyerror("milter name \"%s\" is too long (at most %zu "
+		    "characters)", name, sizeof(mi->name) - 1);
+		ok = 0;
+	} else if (ok && conf_milter(conf, name) != NULL) {
+		yyerror("milter \"%s\" is already defined", name);
+		ok = 0;
+	}
+	strlcpy(mi->name, name, sizeof(mi->name));
+	if (milter_address(address, &ss, &len, &errstr) == -1) {
+		yyerror("milter \"%s\": invalid address \"%s\": %s", name,
+		    address, errstr);
+		ok = 0;
+	} else
+		strlcpy(mi->address, address, sizeof(mi->address));
+	if (ok)
+		TAILQ_INSERT_TAIL(&conf->milters, mi, entry);
+}
+
+static void
+milter_end(void)
+{
+	if (mctx.mi != NULL && conf_milter(conf, mctx.mi->name) != mctx.mi)
+		free(mctx.mi);
+	memset(&mctx, 0, sizeof(mctx));
+}
+
+/* "listen on ... milter NAME": in order, each once. */
+static void
+listen_milter(const char *name)
+{
+	uint32_t	 i;
+
+	if (!valid_name(name, "milter"))
+		return;
+	for (i = 0; i < lopts.nmilters; i++)
+		if (strcmp(lopts.milters[i], name) == 0) {
+			yyerror("listen: milter %s given twice", name);
+			return;
+		}
+	if (lopts.nmilters == SMX_LISTEN_MILTERS) {
+		yyerror("listen: more than %d milters", SMX_LISTEN_MILTERS);
+		return;
+	}
+	strlcpy(lopts.milters[lopts.nmilters++], name, SMX_NAMESZ);
+	add_ref(REF_MILTER, name);
+}
+
 /* Names used before their definition, now that all is read. */
 static void
 check_refs(void)
@@ -1909,6 +2038,9 @@ check_refs(void)
 		if (r->kind == REF_TABLE && conf_table(conf, r->name) == NULL)
 			conf_error(r->file, r->line,
 			    "table \"%s\" is not defined", r->name);
+		if (r->kind == REF_MILTER && conf_milter(conf, r->name) == NULL)
+			conf_error(r->file, r->line,
+			    "milter \"%s\" is not defined", r->name);
 	}
 }
 
@@ -1931,6 +2063,7 @@ drop_pending(void)
 	free(lopts.pki);
 	lopts.pki = NULL;
 	dctx.d = NULL;
+	milter_end();
 }
 
 static void

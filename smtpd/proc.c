@@ -91,6 +91,15 @@ static const struct proc_ident	proc_idents[PROC_COUNT] = {
 		.nofile = PROC_MAXFILES,
 		.flags = F_PROC_SOCKETS | F_PROC_PROBE,
 	},
+	[PROC_FILTER] = {
+		.name = "filter",
+		.main = filter,
+		.imsg = filter_imsg,
+		.root = ROOT_EMPTY,
+		.syscalls = sandbox_filter,
+		/* Every session's milter connections, a message file. */
+		.nofile = PROC_MAXFILES,
+	},
 };
 
 static int	 proc_started;
@@ -220,6 +229,7 @@ proc_imsg(struct msgchan *ch, struct msg *m)
 	case IMSG_CONF_SOCKET:
 	case IMSG_CONF_POLICY:
 	case IMSG_CONF_OUTBOUND_TLS:
+	case IMSG_CONF_MILTER:
 	case IMSG_CONF_DONE:
 	case IMSG_CONF_ABORT:
 	case IMSG_CONF_APPLY:

@@ -19,6 +19,9 @@
  *	control		accept on the control and status sockets and the
  *			metrics listener; kill(pid, 0) to see whether a
  *			process lives (every child may signal only itself)
+ *	filter		outbound sockets to inet milters (unix milters
+ *			come connected from the parent); the message
+ *			files are descriptors from the queue
  *
  * Built with sanitizers the filter is left out: their runtimes need
  * calls no process of ours makes (ptrace for the leak check at exit).
@@ -123,6 +126,11 @@ const int sandbox_relay[] = {
 
 const int sandbox_control[] = {
 	SCMP_SYS(accept), SCMP_SYS(accept4),
+	-1
+};
+
+const int sandbox_filter[] = {
+	SCMP_SYS(socket), SCMP_SYS(connect),
 	-1
 };
 

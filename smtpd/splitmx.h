@@ -63,6 +63,7 @@
 #define DNSBL_TIMEOUT		5	/* seconds */
 #define DEF_TRUST_ANCHOR	"/usr/share/dns/root.key"	/* dns-root-data */
 #define DEF_CA_FILE		"/etc/ssl/certs/ca-certificates.crt"
+#define DEF_MILTER_TIMEOUT	30	/* per milter reply, SPEC §9 */
 
 enum smx_proc {
 	PROC_PARENT,
@@ -71,6 +72,7 @@ enum smx_proc {
 	PROC_QUEUE,
 	PROC_RELAY,
 	PROC_CONTROL,
+	PROC_FILTER,
 	PROC_COUNT
 };
 
@@ -122,6 +124,7 @@ struct smx_pki {
 
 #define F_LISTEN_TLS		0x01	/* STARTTLS offered */
 #define F_LISTEN_TLS_REQUIRE	0x02	/* STARTTLS required before MAIL */
+#define SMX_LISTEN_MILTERS	8	/* milters on one listener, at most */
 struct smx_listener {
 	TAILQ_ENTRY(smx_listener) entry;
 	struct sockaddr_storage	 ss;
@@ -130,6 +133,30 @@ struct smx_listener {
 	int			 flags;
 	char			 pki[SMX_NAMESZ];
 	int			 fd;		/* bound by the parent, or -1 */
+	/* The milters every session on it sees, in this order (SPEC §9). */
+	char			 milters[SMX_LISTEN_MILTERS][SMX_NAMESZ];
+	uint32_t		 nmilters;
+};
+
+/*
+ * A milter (SPEC §9): "inet:ADDRESS:PORT" is connected by the filter
+ * process, "unix:/PATH" by the parent, which passes the connected
+ * descriptor (the filter process lives in an empty chroot).
+ */
+enum smx_milter_error {
+	MILTER_ON_ERROR_TEMPFAIL,	/* 451 4.7.1 */
+	MILTER_ON_ERROR_ACCEPT,		/* skip the milter for the session */
+	MILTER_ON_ERROR_REJECT,		/* 550 5.7.1 */
+	MILTER_ON_ERROR_COUNT
+};
+#define SMX_MILTER_NAMESZ	33	/* 32 characters: in counter names */
+#define SMX_MILTER_ADDRSZ	(sizeof("unix:") + 108)	/* sun_path */
+struct smx_milter {
+	TAILQ_ENTRY(smx_milter)	 entry;
+	char			 name[SMX_MILTER_NAMESZ];
+	char			 address[SMX_MILTER_ADDRSZ];
+	enum smx_milter_error	 on_error;
+	time_t			 timeout;	/* seconds, per reply */
 };
 
 /* A network for "trusted" and "forward from": address and prefix. */
@@ -244,6 +271,7 @@ struct smx_conf {
 	struct smx_netlist		 trusted;
 	TAILQ_HEAD(, smx_table)		 tables;
 	TAILQ_HEAD(, smx_domain)	 domains;
+	TAILQ_HEAD(, smx_milter)	 milters;
 
 	/*
 	 * Authenticated outbound TLS (SPEC §11): the DNSSEC trust anchors
@@ -369,6 +397,25 @@ enum imsg_type {
 					/* it has to finish its work */
 	IMSG_PROC_STOPPED,		/* child -> parent: str its report */
 
+	/* milters (SPEC §9): see "filter protocol" below */
+	IMSG_CONF_MILTER,		/* parent -> children: one milter */
+	IMSG_FILTER_CONNECT,		/* smtp -> filter: a session starts */
+	IMSG_FILTER_HELO,
+	IMSG_FILTER_MAIL,
+	IMSG_FILTER_RCPT,
+	IMSG_FILTER_DATA,
+	IMSG_FILTER_MESSAGE,		/* the end of the message */
+	IMSG_FILTER_ABORT,		/* the transaction ends early */
+	IMSG_FILTER_CLOSE,		/* the session ends */
+	IMSG_FILTER_RESULT,		/* filter -> smtp */
+	IMSG_FILTER_MESSAGE_RESULT,
+	IMSG_FILTER_MILTER_CONNECT,	/* filter -> parent: a unix milter */
+	IMSG_FILTER_MILTER_CONNECT_RESULT,
+	IMSG_QUEUE_MESSAGE_OPEN,	/* filter -> queue: an incoming file */
+	IMSG_QUEUE_MESSAGE_OPEN_RESULT,
+	IMSG_CTL_QUEUE_RELEASE,		/* control -> queue: u64 reqid, */
+					/* str id or "all" */
+
 	IMSG_TYPE_COUNT
 };
 
@@ -460,10 +507,13 @@ enum lookup_step {
  *	u64 reqid, str id, u64 size (bytes written to the fd),
  *	str sender, str helo, sockaddr client, str client hostname,
  *	u32 body (BODY_*), u32 flags (F_MSG_*), str envid, u32 ret (RET_*),
+ *	str quarantine (a milter's reason to hold the message, "" none),
  *	u32 nrcpt, then nrcpt times:
  *	    str rcpt (as given), str rewritten, u32 class, str destination,
  *	    u32 tls (TLSP_*, from the lookup), u32 notify (F_NOTIFY_*),
- *	    str orcpt
+ *	    str orcpt, str error ("": routed; else the reason a recipient
+ *	    a milter added cannot be routed, class ROUTE_BOUNCE: it gets
+ *	    a DSN with this text)
  * The smtp process has written the whole message (Received header first)
  * to the descriptor it got with CREATE_RESULT; the queue makes it durable
  * and answers COMMIT_RESULT only once file, envelope and directory are
@@ -476,7 +526,9 @@ enum lookup_step {
  *	u64 reqid, str id, str state ("queued", "deferred", "delivered",
  *	"failed"), i64 arrival, u64 size, str sender, str rcpt,
  *	str rewritten, str route ("local", "custom"...), str destination,
- *	u32 tries, i64 next try, i64 last try (0: never), str last error
+ *	u32 tries, i64 next try, i64 last try (0: never), str last error,
+ *	str quarantine (the reason a milter gave, "" if not held; the
+ *	state of a recipient not done yet is then "quarantined")
  * then IMSG_CTL_QUEUE_END: u64 reqid.
  *
  * IMSG_CTL_QUEUE_SHOW, control -> queue: u64 reqid, str id.  Answered
@@ -486,7 +538,7 @@ enum lookup_step {
  *	str body ("7bit"...), str ret ("unset"...), str flags
  *	("smtputf8,tls"), i64 warned (0: no delay DSN yet), u32 nrcpt,
  *	u32 in flight (deliveries out to the relay), u32 removing (1: to
- *	be removed when they are back)
+ *	be removed when they are back), str quarantine ("" not held)
  * then nrcpt times IMSG_CTL_QUEUE_RCPT: u64 reqid, u32 index,
  *	str rcpt, str rewritten, str route, str destination,
  *	str tls (the policy routed with: "none", "opportunistic", "dane",
@@ -504,6 +556,9 @@ enum lookup_step {
  * IMSG_CTL_QUEUE_RESULT: u64 reqid, u32 found (messages that matched),
  *	u32 done (scheduled or removed now), u32 pending (being delivered:
  *	removed once the relay's result is back)
+ * IMSG_CTL_QUEUE_RELEASE (release ID|all, a quarantined message goes
+ * to the scheduler) is answered the same way, done being the messages
+ * released (one that is not held is found, not released).
  * IMSG_CTL_RELAY_PAUSE: u32 paused (1 pause, 0 resume); no answer.  The
  * queue stops handing deliveries to the relay; those out finish.
  * The queue stores BODY_*, F_MSG_*, RET_*, F_NOTIFY_*, ROUTE_* and
@@ -631,6 +686,77 @@ enum dsn_ret {
 #define F_NOTIFY_FAILURE	0x04
 #define F_NOTIFY_DELAY		0x08
 
+/*
+ * Filter protocol (SPEC §9): the smtp process asks the filter process
+ * at every stage of a session whose listener has milters, and waits
+ * for the verdict; the filter process holds the milter connections.
+ * Every message starts with u64 session (the smtp session id).
+ *
+ * IMSG_FILTER_CONNECT, smtp -> filter: u64 session, str hostname (ours),
+ *	sockaddr local (the listener's address and port), sockaddr client,
+ *	u32 nmilters, then nmilters times (in the listener's order):
+ *	    str name, str address ("inet:..."/"unix:..."), u32 on-error
+ *	    (MILTER_ON_ERROR_*), i64 timeout (seconds)
+ *	The session carries its milters: a reload never changes them
+ *	under a session's feet.
+ * IMSG_FILTER_HELO: u64 session, str helo, str tls version ("" without
+ *	TLS), str cipher, u32 cipher bits
+ * IMSG_FILTER_MAIL: u64 session, str sender (no <>), str ESMTP args
+ * IMSG_FILTER_RCPT: u64 session, str rcpt, str ESMTP args, str mailer
+ *	(the routing decision: "local", "custom", "relay", "bounce")
+ * IMSG_FILTER_DATA: u64 session, str queue id
+ * IMSG_FILTER_MESSAGE: u64 session, str queue id, u64 size (of the file
+ *	in incoming/), u64 offset (where the client's text starts: our
+ *	Received: header comes before, and no milter sees it)
+ *	Each is answered by IMSG_FILTER_RESULT, filter -> smtp:
+ *	    u64 session, u32 stage (FILTER_STAGE_*), u32 verdict
+ *	    (FILTER_*), str reply (the whole SMTP reply for REJECT and
+ *	    TEMPFAIL, lines joined by CR LF, checked; "" otherwise)
+ *	but IMSG_FILTER_MESSAGE, answered by IMSG_FILTER_MESSAGE_RESULT:
+ *	    u64 session, u32 verdict, str reply, str quarantine ("" none),
+ *	    u64 size (of the file in incoming/ now: the filter process may
+ *	    have replaced it with the modified message), str sender (NULL:
+ *	    unchanged, else the new one without <>), u32 nops, then nops
+ *	    times, in the order the milters asked for them:
+ *		u32 op (FILTER_RCPT_ADD, FILTER_RCPT_DEL), str address
+ *		(no <>), str ESMTP args (ADD: "" or "NOTIFY=...")
+ * IMSG_FILTER_ABORT: u64 session: the transaction ended before its end
+ *	of message (RSET, a refusal, a new HELO).  No answer.
+ * IMSG_FILTER_CLOSE: u64 session: the session is gone.  No answer; a
+ *	stage under way is dropped.
+ *
+ * IMSG_FILTER_MILTER_CONNECT, filter -> parent: u64 reqid, str path
+ *	(a unix milter of the configuration); IMSG_FILTER_MILTER_CONNECT_
+ *	RESULT: u64 reqid, u32 errno (0: connected), fd (the socket).
+ * IMSG_QUEUE_MESSAGE_OPEN, filter -> queue: u64 reqid, str id, u32 mode
+ *	(QUEUE_OPEN_READ: the incoming message file, read-only;
+ *	QUEUE_OPEN_REWRITE: a new, empty, write-only file that has taken
+ *	the message's name in incoming/, for the modified message); only
+ *	a message the smtp process holds and has not committed.
+ *	IMSG_QUEUE_MESSAGE_OPEN_RESULT: u64 reqid, u32 ok, fd.
+ */
+enum filter_stage {
+	FILTER_STAGE_CONNECT,
+	FILTER_STAGE_HELO,
+	FILTER_STAGE_MAIL,
+	FILTER_STAGE_RCPT,
+	FILTER_STAGE_DATA,
+	FILTER_STAGE_MESSAGE,
+	FILTER_STAGE_COUNT
+};
+enum filter_verdict {
+	FILTER_CONTINUE,	/* go on (at the end of the message: accept) */
+	FILTER_REJECT,		/* the reply is a 5xx */
+	FILTER_TEMPFAIL,	/* the reply is a 4xx */
+	FILTER_DISCARD,		/* 250 to the client, nothing delivered */
+	FILTER_VERDICT_COUNT
+};
+#define FILTER_RCPT_ADD		1
+#define FILTER_RCPT_DEL		2
+#define FILTER_RCPT_OPS_MAX	200	/* per message: fits one message */
+#define QUEUE_OPEN_READ		0
+#define QUEUE_OPEN_REWRITE	1
+
 /* What every process knows about itself and its peers. */
 struct smx_env {
 	int		 proc;			/* PROC_* of this process */
@@ -670,6 +796,16 @@ void		 conf_print(FILE *, const struct smx_conf *);
 struct smx_pki	*conf_pki(const struct smx_conf *, const char *);
 struct smx_table *conf_table(const struct smx_conf *, const char *);
 struct smx_domain *conf_domain(const struct smx_conf *, const char *);
+struct smx_milter *conf_milter(const struct smx_conf *, const char *);
+/* "tempfail", "accept", "reject" */
+const char	*milter_on_error_name(enum smx_milter_error);
+/*
+ * "inet:ADDRESS:PORT" ("inet:[::1]:PORT" for IPv6) or "unix:/PATH":
+ * 0 and the socket address (a unix path is checked only for its
+ * form), or -1 with *errstr.
+ */
+int		 milter_address(const char *, struct sockaddr_storage *,
+		    socklen_t *, const char **errstr);
 /* "name", "[name]", "[1.2.3.4]:25", "[::1]:2525"; tls left alone. */
 int		 parse_host(const char *, struct smx_host *,
 		    const char **errstr);
@@ -766,7 +902,7 @@ void		 proc_stopped(const char *report);
 void		 sandbox_enter(int proc);
 /* The system calls of each process beyond the common ones. */
 extern const int sandbox_smtp[], sandbox_lookup[], sandbox_queue[],
-		 sandbox_relay[], sandbox_control[];
+		 sandbox_relay[], sandbox_control[], sandbox_filter[];
 /* IMSG_CONF_APPLY in a child: swap in the new conf, return the old. */
 struct smx_conf	*proc_conf_apply(struct msg *);
 /* The common part of a child's dispatch: 1 if it handled the message. */
@@ -804,6 +940,8 @@ void		 relay(void);
 void		 relay_imsg(struct msgchan *, struct msg *, void *);
 void		 control(void);
 void		 control_imsg(struct msgchan *, struct msg *, void *);
+void		 filter(void);
+void		 filter_imsg(struct msgchan *, struct msg *, void *);
 
 /*
  * route.c: where a recipient goes (lookup process).  The answer is what

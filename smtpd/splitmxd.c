@@ -1,7 +1,8 @@
 /*
  * splitmxd: the privileged parent.  It parses the configuration, binds
- * the sockets, starts the five children by fork + re-exec and supervises
- * them; reload is orchestrated from here.
+ * the sockets, starts the children by fork + re-exec and supervises
+ * them; reload is orchestrated from here.  It also connects the unix
+ * sockets of milters for the filter process (parent_milter_connect).
  */
 #include <sys/types.h>
 #include <sys/socket.h>
@@ -65,6 +66,8 @@ static void	parent_reload_applied(void);
 static void	parent_reload_end(void);
 static void	parent_send_procs(void);
 static void	parent_verbose(struct msg *);
+static void	parent_milter_connect(struct msg *);
+static int	parent_milter_known(const struct smx_conf *, const char *);
 static void	conf_close_fds(struct smx_conf *);
 static void	parent_stop(struct msg *);
 static void	parent_stop_done(struct msgchan *, struct msg *);
@@ -818,10 +821,73 @@ parent_imsg(struct msgchan *ch, struct msg *m, void *arg)
 	case IMSG_PROC_STOPPED:
 		parent_stop_done(ch, m);
 		break;
+	case IMSG_FILTER_MILTER_CONNECT:
+		proc_expect(ch, m, PROC_FILTER);
+		parent_milter_connect(m);
+		break;
 	default:
 		fatalx("unexpected %s from %s", imsg_name(m->type),
 		    proc_name(ch->peer));
 	}
+}
+
+/* A unix milter of the running configuration or of the one on its way. */
+static int
+parent_milter_known(const struct smx_conf *c, const char *path)
+{
+	const struct smx_milter	*mi;
+
+	if (c == NULL)
+		return 0;
+	TAILQ_FOREACH(mi, &c->milters, entry)
+		if (strncmp(mi->address, "unix:", 5) == 0 &&
+		    strcmp(mi->address + 5, path) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * IMSG_FILTER_MILTER_CONNECT: the filter process lives in an empty
+ * chroot, so a unix milter is connected here, with our privileges, and
+ * the descriptor handed over.  Only a path the configuration names: the
+ * filter process cannot make us connect anywhere else.  Never blocks:
+ * a unix socket connects at once or not at all (EAGAIN when its
+ * backlog is full).
+ */
+static void
+parent_milter_connect(struct msg *m)
+{
+	struct sockaddr_un	 sun;
+	struct msg		 r;
+	const char		*path;
+	uint64_t		 reqid;
+	int			 fd = -1, error = 0;
+
+	if (msg_get_u64(m, &reqid) == -1 || msg_get_strp(m, &path) == -1 ||
+	    path == NULL || msg_end(m) == -1)
+		fatalx("bad %s", imsg_name(m->type));
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if ((!parent_milter_known(env->conf, path) &&
+	    !parent_milter_known(reload.conf, path)) ||
+	    strlcpy(sun.sun_path, path, sizeof(sun.sun_path)) >=
+	    sizeof(sun.sun_path))
+		error = EPERM;
+	else if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, 0)) == -1)
+		error = errno;
+	else if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+		error = errno;
+		close(fd);
+		fd = -1;
+	}
+	msg_init(&r, IMSG_FILTER_MILTER_CONNECT_RESULT, 0);
+	msg_add_u64(&r, reqid);
+	msg_add_u32(&r, (uint32_t)error);
+	if (fd != -1)
+		msg_set_fd(&r, fd);
+	if (msgchan_send(env->chan[PROC_FILTER], &r) == -1)
+		fatalx("send %s", imsg_name(r.type));
 }
 
 /* "log verbose" / "log brief": to ourselves and every child. */

@@ -11,11 +11,11 @@
 
 #include "splitmx.h"
 
-#define STAT_MAX	64
+#define STAT_MAX	256	/* each milter has six */
 #define STAT_INTERVAL	250000	/* microseconds */
 
 struct stat_entry {
-	char		 name[48];
+	char		 name[64];
 	int64_t		 value;		/* delta, or the gauge's value */
 	int		 gauge;
 	int		 dirty;

@@ -152,8 +152,8 @@ class Daemon:
                                    (self.proc.returncode, self.log()))
             # Every child has dropped privileges and is in its loop.
             wait_for(lambda: self.proc.poll() is not None or
-                     self.log().count("privileges dropped") >= 5,
-                     timeout, what="five children ready")
+                     self.log().count("privileges dropped") >= 6,
+                     timeout, what="six children ready")
             if wait_port and self.port:
                 wait_for(lambda: port_open(self.port), timeout,
                          what="smtp port %d" % self.port)
@@ -196,7 +196,7 @@ class Daemon:
         return json.loads(data)
 
     def children(self):
-        """PIDs of the five children, from /proc."""
+        """PIDs of the six children, from /proc."""
         out = []
         for d in os.listdir("/proc"):
             if not d.isdigit():

@@ -37,7 +37,7 @@ def test_status_socket_has_spec_keys(smx):
               "generation", "loaded", "processes"]:
         assert k in st, k
     assert set(st["processes"]) == {"parent", "smtp", "lookup", "queue",
-                                    "relay", "control"}
+                                    "relay", "control", "filter"}
 
 
 def test_show_stats_lines(smx):

@@ -1,4 +1,4 @@
-"""The process model: six processes, privileges dropped, supervision."""
+"""The process model: seven processes, privileges dropped, supervision."""
 import os
 import pwd
 import signal
@@ -8,7 +8,7 @@ import pytest
 
 from conftest import OBJ, wait_for
 
-NAMES = ["smtp", "lookup", "queue", "relay", "control"]
+NAMES = ["smtp", "lookup", "queue", "relay", "control", "filter"]
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
@@ -33,17 +33,17 @@ def child_by_name(d):
             if not title.startswith("splitmxd: "):
                 return None
             out[title[len("splitmxd: "):].split()[0]] = pid
-        return out if len(out) == 5 else None
-    return wait_for(named, 10, what="five named children")
+        return out if len(out) == len(NAMES) else None
+    return wait_for(named, 10, what="every child named")
 
 
-def test_six_processes_named(smx):
+def test_every_process_named(smx):
     d = smx.start()
     kids = child_by_name(d)
     assert sorted(kids) == sorted(NAMES)
 
 
-def test_show_status_json_lists_six_processes(smx):
+def test_show_status_json_lists_every_process(smx):
     d = smx.start()
     st = d.ctl_json("show", "status")
     names = [p["name"] for p in st["processes"]]
@@ -147,7 +147,7 @@ def test_killed_child_stops_daemon(smx, victim):
 def test_sigterm_stops_cleanly(smx):
     d = smx.start()
     kids = d.children()
-    assert len(kids) == 5
+    assert len(kids) == len(NAMES)
     assert d.stop() == 0
     assert "terminated" in d.log()
     for p in kids:

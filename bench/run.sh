@@ -110,6 +110,9 @@ for L in $SIZES; do
 done
 "$SHARED/peer-postfix.sh" stop
 
+# Milters: OpenDKIM signing, splitmx beside Postfix (issue 13).
+bash "$TOP/bench/milter.sh" "$OBJ"
+
 echo "== memory and concurrency"
 smx_start
 python3 "$TOP/bench/idle_sessions.py" $SMX_PORT 1000 "$SMX_PID"

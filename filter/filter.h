@@ -53,7 +53,7 @@ struct filter_mod {
 	int			 cmd;		/* SMFIR_*HEADER */
 	uint32_t		 index;
 	char			*name;
-	char			*value;		/* CR LF line ends, as written */
+	char			*value;		/* as written (CR LF) */
 };
 TAILQ_HEAD(filter_mods, filter_mod);
 
@@ -117,9 +117,9 @@ struct filter_milter {
 	uint64_t		 reqid;		/* the parent's connect */
 	struct milter_optneg	*neg;
 	int			 wait;		/* SMFIC_* whose reply is due */
-	int			 paused;	/* output full: resume on drain */
-	int			 in_msg;	/* MAIL sent, message not over */
-	int			 msg_done;	/* ACCEPTed/DISCARDed: no more */
+	int			 paused;	/* output full: on drain */
+	int			 in_msg;	/* MAIL sent, not over */
+	int			 msg_done;	/* accepted, discarded */
 	enum milter_mstep	 mstep;
 	size_t			 mhdr;		/* next header to send */
 	uint64_t		 mbody;		/* next body octet to send */

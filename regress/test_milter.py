@@ -11,6 +11,7 @@ import smtplib
 import socket
 import ssl
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -545,6 +546,53 @@ def test_negotiated_leading_space_and_no_replies(smx, sink, tmp_path):
         assert p.events("eom")[-1]["macros"]["i"] == queue_id(text)
     finally:
         p.cleanup()
+
+
+def test_rset_aborts_and_the_next_message_goes_on(smx, sink, pymilter):
+    d = smx.start(conf(sink, [("pym", pymilter.spec, "")]))
+    c = Client(d.port)
+    c.ehlo()
+    c.ok("MAIL FROM:<first@example.test>")
+    c.ok("RCPT TO:<bob@example.net>")
+    c.ok("RSET")
+    c.ok("MAIL FROM:<alice@example.test>")
+    c.ok("RCPT TO:<carol@example.net>")
+    c.ok("DATA", 354)
+    c.send(message("addheader") + b".\r\n")
+    assert c.reply()[0] == 250
+    got = sink.wait(1)[0]
+    assert got["rcpts"] == ["carol@example.net"]
+    assert b"X-PyMilter-Added: yes" in got["data"]
+    # One connection for the session: ABORT between the two messages.
+    cbs = [e["cb"] for e in pymilter.events() if e["cb"] in
+           ("connect", "envfrom", "abort", "eom")]
+    assert cbs == ["connect", "envfrom", "abort", "envfrom", "eom"], cbs
+
+
+def test_a_slow_milter_delays_only_its_own_sessions(smx, sink, pymilter,
+                                                    bad):
+    hang = bad("hangeom")
+    slow, fast = free_port(), free_port()
+    body = ('milter slow "%s" timeout 4s\nmilter pym "%s"\n'
+            'listen on 127.0.0.1 port %d milter slow\n'
+            'listen on 127.0.0.1 port %d milter pym\n'
+            % (hang.spec, pymilter.spec, slow, fast))
+    d = smx.start(body + conf(sink, [], main=False), port=fast)
+    result = {}
+
+    def held():
+        result["slow"] = send(d, message("plain slow"), port=slow)
+    th = threading.Thread(target=held)
+    th.start()
+    time.sleep(0.5)          # the slow session is at its end of data now
+    t = time.monotonic()
+    for i in range(5):
+        assert send(d, message("fast %d" % i), port=fast)[0] == 250
+    assert time.monotonic() - t < 3
+    assert "slow" not in result
+    th.join(10)
+    assert result["slow"][0] == 451
+    assert len(sink.wait(5)) == 5
 
 
 # --- several milters, a unix socket, a reload ---------------------------------

@@ -77,7 +77,7 @@ struct smtp_rcpt {
 	uint32_t		 rclass;
 	uint32_t		 tls;		/* TLSP_* of dest */
 	uint32_t		 notify;
-	char			*args;		/* ESMTP arguments, for milters */
+	char			*args;		/* ESMTP args, for milters */
 	char			*error;		/* added, unroutable: bounced */
 };
 
@@ -119,10 +119,10 @@ struct smtp_tx {
 	int			 midline;	/* DATA: a line half read */
 
 	/* Milters (smtp_filter.c). */
-	size_t			 received;	/* our Received: header, octets */
+	size_t			 received;	/* our Received: header */
 	int			 filtered;	/* the filter has the message */
 	int			 discard;	/* a milter discarded it */
-	char			*quarantine;	/* a milter's reason to hold it */
+	char			*quarantine;	/* a milter's reason to hold */
 	struct smtp_fop		*fops;		/* its recipient changes */
 	size_t			 nfops, fop;
 };

@@ -604,7 +604,7 @@ milteropt	: ON_ERROR onerror		{
 		}
 		;
 
-onerror		: TEMPFAIL			{ $$ = MILTER_ON_ERROR_TEMPFAIL; }
+onerror		: TEMPFAIL		{ $$ = MILTER_ON_ERROR_TEMPFAIL; }
 		| ACCEPT			{ $$ = MILTER_ON_ERROR_ACCEPT; }
 		| REJECT			{ $$ = MILTER_ON_ERROR_REJECT; }
 		;

@@ -3,7 +3,8 @@
  * the input is a byte stream as a milter would send it, cut into
  * packets and each decoded as the filter process does (OPTNEG, every
  * reply and modification, REPLYCODE's text into an SMTP reply), and
- * the same bytes as one string through the text checkers.  Build:
+ * the same bytes as one string through the text checkers.  It links
+ * filter/filter_parse.c alone (and libbsd).  Build:
  *	clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE \
  *	    -Ilib -Ismtpd $(pkg-config --cflags libbsd-overlay) \
  *	    fuzz/milter_fuzz.c filter/filter_parse.c \

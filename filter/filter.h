@@ -96,7 +96,7 @@ struct filter_message {
 	int			 fd;		/* the file, read-only */
 	char			*section;	/* the header section read */
 	struct filter_header	*hdrs;
-	size_t			 nhdrs;
+	size_t			 nhdrs, caphdrs;
 	uint64_t		 body;		/* where the body starts */
 	int			 sep;		/* a blank line before it */
 	struct filter_changes	 ch;		/* from every milter */

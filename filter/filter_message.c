@@ -40,7 +40,8 @@ struct wbuf {
 };
 
 static int	message_parse(struct filter_message *, size_t);
-static int	hdr_name_ok(const char *, size_t);
+static int	message_field(void *, const char *, size_t, const char *,
+		    size_t);
 static void	w_put(struct wbuf *, const void *, size_t);
 static void	w_flush(struct wbuf *);
 static void	w_copy(struct wbuf *, int, uint64_t, uint64_t);
@@ -126,85 +127,51 @@ filter_message_load(struct filter_message *msg, int fd, char *why,
 	return 0;
 }
 
-/* A field name: printable, no colon (obsolete spaces before it pass). */
+/* One field of the section, as milter_header_split() found it. */
 static int
-hdr_name_ok(const char *s, size_t len)
+message_field(void *arg, const char *name, size_t namelen, const char *raw,
+    size_t rawlen)
 {
-	size_t	 i;
+	struct filter_message	*msg = arg;
+	struct filter_header	*h;
+	size_t			 cap;
+	void			*tmp;
 
-	if (len == 0)
-		return 0;
-	for (i = 0; i < len; i++)
-		if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e)
-			return 0;
-	return 1;
+	if (msg->nhdrs == FILTER_HEADERS_MAX)
+		return -1;
+	if (msg->nhdrs == msg->caphdrs) {
+		cap = msg->caphdrs ? msg->caphdrs * 2 : 32;
+		if ((tmp = reallocarray(msg->hdrs, cap,
+		    sizeof(*msg->hdrs))) == NULL)
+			fatal("reallocarray");
+		msg->hdrs = tmp;
+		msg->caphdrs = cap;
+	}
+	h = &msg->hdrs[msg->nhdrs++];
+	h->name = name;
+	h->namelen = namelen;
+	h->raw = raw;
+	h->rawlen = rawlen;
+	return 0;
 }
 
 /*
- * Splits the section into fields.  It ends at the blank line, or at a
- * line that is no field (the body starts there, as in every MTA), or at
- * the end of the file.  The smtp process has checked that every line
- * ends with CR LF.
+ * The section into fields (filter_parse.c, which the fuzzer covers).
+ * The smtp process has checked that every line ends with CR LF.  -1:
+ * more fields than we show, or a section that goes on past what we
+ * read (our limit).
  */
 static int
 message_parse(struct filter_message *msg, size_t have)
 {
-	const char		*p = msg->section, *end = p + have, *crlf;
-	const char		*colon, *ne;
-	struct filter_header	*h;
-	size_t			 cap = 0, len;
-	void			*tmp;
+	long	 r;
 
 	msg->nhdrs = 0;
-	msg->sep = 0;
-	while (p < end) {
-		if ((crlf = memmem(p, (size_t)(end - p), "\r\n", 2)) == NULL)
-			break;		/* cut by our limit */
-		len = (size_t)(crlf - p);
-		if (len == 0) {
-			msg->sep = 1;
-			msg->body = msg->offset + (uint64_t)(p + 2 -
-			    msg->section);
-			return 0;
-		}
-		if (*p == ' ' || *p == '\t') {
-			if (msg->nhdrs == 0)
-				goto body;
-			h = &msg->hdrs[msg->nhdrs - 1];
-			h->rawlen = (size_t)(crlf - h->raw);
-			p = crlf + 2;
-			continue;
-		}
-		if ((colon = memchr(p, ':', len)) == NULL)
-			goto body;
-		for (ne = colon; ne > p && (ne[-1] == ' ' || ne[-1] == '\t');
-		    ne--)
-			;
-		if (!hdr_name_ok(p, (size_t)(ne - p)))
-			goto body;
-		if (msg->nhdrs == FILTER_HEADERS_MAX)
-			return -1;
-		if (msg->nhdrs == cap) {
-			cap = cap ? cap * 2 : 32;
-			if ((tmp = reallocarray(msg->hdrs, cap,
-			    sizeof(*msg->hdrs))) == NULL)
-				fatal("reallocarray");
-			msg->hdrs = tmp;
-		}
-		h = &msg->hdrs[msg->nhdrs++];
-		h->name = p;
-		h->namelen = (size_t)(ne - p);
-		h->raw = colon + 1;
-		h->rawlen = (size_t)(crlf - h->raw);
-		p = crlf + 2;
-	}
-	/* The whole file is header, or the section went on past our limit. */
-	if (msg->offset + have < msg->size)
+	r = milter_header_split(msg->section, have,
+	    msg->offset + have == msg->size, &msg->sep, message_field, msg);
+	if (r < 0)
 		return -1;
-	msg->body = msg->size;
-	return 0;
- body:
-	msg->body = msg->offset + (uint64_t)(p - msg->section);
+	msg->body = msg->offset + (uint64_t)r;
 	return 0;
 }
 

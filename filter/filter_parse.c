@@ -1,7 +1,8 @@
 /*
  * Decoders of what a milter sends (protocol version 6): packets, the
  * OPTNEG reply, every reply and modification, and REPLYCODE's text
- * turned into an SMTP reply we can send.  Every byte here is hostile:
+ * turned into an SMTP reply we can send; and the splitting of a
+ * client's header section into the fields milters are shown.  Every byte here is hostile:
  * lengths are checked before use, strings must end inside the packet,
  * and anything that does not fit the protocol is refused with a reason.
  */
@@ -419,4 +420,72 @@ milter_parse_replycode(const char *text, char *out, size_t outsz, int *code)
 			return -1;
 		k = j;
 	}
+}
+
+/* A field name: printable, no colon (obsolete spaces before it cut). */
+static int
+field_name_ok(const char *s, size_t len)
+{
+	size_t	 i;
+
+	if (len == 0 || len > MILTER_HDRNAME_MAX)
+		return 0;
+	for (i = 0; i < len; i++)
+		if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e)
+			return 0;
+	return 1;
+}
+
+long
+milter_header_split(const char *buf, size_t len, int at_eof, int *sep,
+    milter_field_cb cb, void *arg)
+{
+	const char	*p = buf, *end = buf + len, *crlf, *colon, *ne;
+	const char	*name = NULL, *value = NULL, *vend = NULL;
+	size_t		 namelen = 0, linelen;
+
+	*sep = 0;
+	while (p < end) {
+		if ((crlf = memmem(p, (size_t)(end - p), "\r\n", 2)) == NULL)
+			break;
+		linelen = (size_t)(crlf - p);
+		if (linelen == 0) {
+			*sep = 1;
+			if (name != NULL && cb(arg, name, namelen, value,
+			    (size_t)(vend - value)) == -1)
+				return -1;
+			return (long)(p + 2 - buf);
+		}
+		if (*p == ' ' || *p == '\t') {
+			if (name == NULL)
+				return (long)(p - buf);
+			vend = crlf;	/* folded: the field goes on */
+			p = crlf + 2;
+			continue;
+		}
+		if ((colon = memchr(p, ':', linelen)) == NULL)
+			break;
+		for (ne = colon; ne > p && (ne[-1] == ' ' || ne[-1] == '\t');
+		    ne--)
+			;
+		if (!field_name_ok(p, (size_t)(ne - p)))
+			break;
+		if (name != NULL && cb(arg, name, namelen, value,
+		    (size_t)(vend - value)) == -1)
+			return -1;
+		name = p;
+		namelen = (size_t)(ne - p);
+		value = colon + 1;
+		vend = crlf;
+		p = crlf + 2;
+	}
+	if (p == end && !at_eof)
+		return -2;
+	if (p < end && memmem(p, (size_t)(end - p), "\r\n", 2) == NULL &&
+	    !at_eof)
+		return -2;	/* a line cut short: maybe a field */
+	if (name != NULL && cb(arg, name, namelen, value,
+	    (size_t)(vend - value)) == -1)
+		return -1;
+	return (long)(p - buf);
 }

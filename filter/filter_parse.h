@@ -165,4 +165,20 @@ int	milter_parse_address(const char *, char *out, size_t outsz,
 /* A space-separated macro list: names "x" or "{name}", printable. */
 int	milter_macro_list_ok(const char *);
 
+/*
+ * A message's header section (lines ending in CR LF) cut into fields:
+ * cb(arg, name, namelen, value, valuelen) for each, the value being
+ * what follows the colon up to the field's last CR LF (its folded lines
+ * included), the name without spaces before the colon.  The section
+ * ends at a blank line (*sep = 1), at a line that is no field (a line
+ * without a colon, a bad name, a continuation before any field: the
+ * body starts there) or at the end of buf when at_eof.  Returns where
+ * the body starts in buf, -1 if cb returned -1, or -2 if buf ends
+ * before the section does (and !at_eof).
+ */
+typedef int	(*milter_field_cb)(void *, const char *, size_t, const char *,
+		    size_t);
+long	milter_header_split(const char *buf, size_t len, int at_eof,
+	    int *sep, milter_field_cb cb, void *arg);
+
 #endif

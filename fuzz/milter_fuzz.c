@@ -3,7 +3,8 @@
  * the input is a byte stream as a milter would send it, cut into
  * packets and each decoded as the filter process does (OPTNEG, every
  * reply and modification, REPLYCODE's text into an SMTP reply), and
- * the same bytes as one string through the text checkers.  It links
+ * the same bytes as one string through the text checkers and the
+ * splitting of a client's header section into fields.  It links
  * filter/filter_parse.c alone (and libbsd).  Build:
  *	clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE \
  *	    -Ilib -Ismtpd $(pkg-config --cflags libbsd-overlay) \
@@ -19,6 +20,27 @@
 #include "../filter/filter_parse.h"
 
 int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
+
+static const char	*split_buf;
+static size_t		 split_len;
+
+/* Every field lies inside the section, its name a field name. */
+static int
+fuzz_field(void *arg, const char *name, size_t namelen, const char *value,
+    size_t valuelen)
+{
+	size_t	 i;
+
+	(void)arg;
+	if (name < split_buf || value < name + namelen + 1 ||
+	    value + valuelen > split_buf + split_len || namelen == 0 ||
+	    value[-1] != ':')
+		abort();
+	for (i = 0; i < namelen; i++)
+		if (name[i] == ':' || (unsigned char)name[i] < 0x21)
+			abort();
+	return 0;
+}
 
 static void
 fuzz_packet(int cmd, const uint8_t *data, size_t len)
@@ -78,7 +100,8 @@ LLVMFuzzerTestOneInput(const uint8_t *buf, size_t len)
 	const uint8_t	*data;
 	char		*s, out[600], addr[512];
 	size_t		 dlen, off = 0;
-	int		 cmd, n, code;
+	long		 r;
+	int		 cmd, n, code, eof, sep;
 
 	while (off < len && (n = milter_parse_packet(buf + off, len - off,
 	    &cmd, &data, &dlen)) > 0) {
@@ -95,6 +118,15 @@ LLVMFuzzerTestOneInput(const uint8_t *buf, size_t len)
 	(void)milter_header_value_ok(s);
 	(void)milter_parse_address(s, addr, sizeof(addr), 1);
 	(void)milter_macro_list_ok(s);
+	/* And as a client's header section, cut or whole. */
+	split_buf = s;
+	split_len = len;
+	for (eof = 0; eof < 2; eof++) {
+		r = milter_header_split(s, len, eof, &sep, fuzz_field, NULL);
+		if (r < -2 || r > (long)len || (r == -2 && eof) ||
+		    (sep && (r < 2 || s[r - 2] != '\r' || s[r - 1] != '\n')))
+			abort();
+	}
 	free(s);
 	return 0;
 }

@@ -1,7 +1,8 @@
 /*
  * Unit tests of filter/filter_parse.c: milter packets, the OPTNEG
- * reply, replies and modifications, and REPLYCODE's text turned into
- * the SMTP reply we send (CR LF smuggling, codes, classes).  TAP.
+ * reply, replies and modifications, REPLYCODE's text turned into the
+ * SMTP reply we send (CR LF smuggling, codes, classes), and a client's
+ * header section cut into fields.  TAP.
  */
 #include <sys/types.h>
 
@@ -241,6 +242,75 @@ test_addresses(void)
 	ok(milter_parse_address("<a@b>", out, 3, 0) == -1, "too long");
 }
 
+struct fields {
+	char	 got[512];
+	int	 n;
+	int	 stop;		/* refuse the field after this many */
+};
+
+static int
+collect(void *arg, const char *name, size_t namelen, const char *value,
+    size_t valuelen)
+{
+	struct fields	*f = arg;
+	size_t		 len = strlen(f->got);
+
+	if (f->stop > 0 && f->n == f->stop)
+		return -1;
+	f->n++;
+	(void)snprintf(f->got + len, sizeof(f->got) - len, "[%.*s|%.*s]",
+	    (int)namelen, name, (int)valuelen, value);
+	return 0;
+}
+
+static long
+split(const char *s, int at_eof, int *sep, struct fields *f)
+{
+	memset(f, 0, sizeof(*f));
+	return milter_header_split(s, strlen(s), at_eof, sep, collect, f);
+}
+
+static void
+test_header_split(void)
+{
+	struct fields	 f;
+	const char	*s;
+	long		 r;
+	int		 sep;
+
+	s = "From: a\r\nTo: b\r\n\tc\r\n\r\nbody\r\n";
+	r = split(s, 0, &sep, &f);
+	ok(r == (long)(strstr(s, "body") - s) && sep == 1 &&
+	    strcmp(f.got, "[From| a][To| b\r\n\tc]") == 0,
+	    "fields, a folded one, the blank line");
+	s = "Subject : x\r\nX-A:\r\n\r\n";
+	r = split(s, 0, &sep, &f);
+	ok(r == (long)strlen(s) && strcmp(f.got, "[Subject| x][X-A|]") == 0,
+	    "space before the colon, an empty value");
+	s = "From: a\r\nnot a field\r\nTo: b\r\n";
+	r = split(s, 0, &sep, &f);
+	ok(r == (long)(strstr(s, "not") - s) && sep == 0 &&
+	    strcmp(f.got, "[From| a]") == 0, "a line that is no field: body");
+	s = " folded first\r\nFrom: a\r\n\r\n";
+	ok(split(s, 0, &sep, &f) == 0 && f.n == 0,
+	    "a continuation before any field: body");
+	s = "From: a\r\nTo: b\r\n";
+	ok(split(s, 0, &sep, &f) == -2, "no end yet: more needed");
+	r = split(s, 1, &sep, &f);
+	ok(r == (long)strlen(s) && f.n == 2 && sep == 0,
+	    "no blank line at the end of the file");
+	s = "From: a\r\nTo: b";
+	ok(split(s, 0, &sep, &f) == -2, "a line cut short");
+	s = "\r\nbody";
+	ok(split(s, 0, &sep, &f) == 2 && sep == 1 && f.n == 0,
+	    "an empty header section");
+	s = "A: 1\r\nB: 2\r\nC: 3\r\n\r\n";
+	memset(&f, 0, sizeof(f));
+	f.stop = 2;
+	ok(milter_header_split(s, strlen(s), 0, &sep, collect, &f) == -1,
+	    "the callback refuses: -1");
+}
+
 int
 main(void)
 {
@@ -250,5 +320,6 @@ main(void)
 	test_optneg();
 	test_replies();
 	test_addresses();
+	test_header_split();
 	return done();
 }

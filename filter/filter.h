@@ -24,7 +24,6 @@
 #define FILTER_HEADER_MAX	(1024 * 1024)	/* a header section read */
 #define FILTER_HEADERS_MAX	10000	/* header fields of one message */
 #define FILTER_OUT_HIGH		(256 * 1024)	/* queued to one milter */
-#define FILTER_QUIT_TIMEOUT	5	/* seconds to get QUIT out */
 
 /* A milter connection's state. */
 enum milter_state {

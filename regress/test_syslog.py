@@ -15,7 +15,7 @@ import pytest
 
 from conftest import SPLITMXCTL, SPLITMXD, Sink, wait_for
 
-PROCS = {"parent", "smtp", "lookup", "queue", "relay", "control"}
+PROCS = {"parent", "smtp", "lookup", "queue", "relay", "control", "filter"}
 RECORD = re.compile(r"<(\d+)>(\w{3} [ \d]\d \d\d:\d\d:\d\d) splitmxd\[(\d+)\]: "
                     r"(\w+): (.*)", re.S)
 

@@ -385,7 +385,8 @@ filter_open_result(struct msg *m)
 	}
 	if (filter_message_load(msg, fd, why, sizeof(why)) == -1) {
 		log_info("session=%016llx id=%s event=milter-refused "
-		    "reason=\"%s\"", (unsigned long long)fs->id, msg->id, why);
+		    "reason=%s", (unsigned long long)fs->id, msg->id,
+		    log_text(why));
 		if (strncmp(why, "header section", 14) == 0)
 			filter_answer(fs, FILTER_REJECT, "552 5.3.4 Message "
 			    "header too large for the content filters");
@@ -532,7 +533,6 @@ filter_stage_done(struct filter_milter *m)
 static int
 filter_stage_verdict(struct filter_session *fs, struct filter_milter *m)
 {
-	char	 text[FILTER_REPLY_MAX];
 	size_t	 i;
 
 	switch (m->verdict) {
@@ -559,12 +559,11 @@ filter_stage_verdict(struct filter_session *fs, struct filter_milter *m)
 				filter_milter_close(&fs->milters[i]);
 		} else if (fs->stage != FILTER_STAGE_RCPT)
 			filter_message_over(fs);
-		/* A multi-line reply: its CR LFs must not split the log. */
-		str_printable(text, sizeof(text), m->reply);
+		/* A multi-line reply: its CR LFs are escaped. */
 		log_info("session=%016llx milter=%s event=%s stage=%s "
-		    "reply=\"%s\"", (unsigned long long)fs->id, m->name,
+		    "reply=%s", (unsigned long long)fs->id, m->name,
 		    m->verdict == FILTER_REJECT ? "reject" : "tempfail",
-		    stage_names[fs->stage], text);
+		    stage_names[fs->stage], log_text(m->reply));
 		filter_answer(fs, m->verdict, m->reply);
 		return 1;
 	case FILTER_DISCARD:
@@ -624,8 +623,8 @@ filter_rewrite(struct filter_session *fs, int fd)
 	}
 	if (r == -1) {
 		log_warnx("session=%016llx id=%s event=milter-rewrite-failed "
-		    "error=\"%s\"", (unsigned long long)fs->id, msg->id,
-		    strerror(saved));
+		    "error=%s", (unsigned long long)fs->id, msg->id,
+		    log_text(strerror(saved)));
 		filter_answer(fs, FILTER_TEMPFAIL, saved == ENOSPC ||
 		    saved == EDQUOT ? "452 4.3.1 Insufficient system storage" :
 		    "451 4.3.0 Error: local write error, try again later");

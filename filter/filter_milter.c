@@ -309,8 +309,9 @@ milter_fail(struct filter_milter *m, const char *fmt, ...)
 	if (vsnprintf(why, sizeof(why), fmt, ap) < 0)
 		strlcpy(why, "error", sizeof(why));
 	va_end(ap);
-	log_warnx("session=%016llx milter=%s event=error error=\"%s\" "
-	    "on-error=%s%s", (unsigned long long)m->fs->id, m->name, why,
+	log_warnx("session=%016llx milter=%s event=error error=%s "
+	    "on-error=%s%s", (unsigned long long)m->fs->id, m->name,
+	    log_text(why),
 	    milter_on_error_name(m->on_error),
 	    m->on_error == MILTER_ON_ERROR_ACCEPT ?
 	    " (skipped for the rest of the session)" : "");
@@ -914,8 +915,8 @@ milter_change(struct filter_milter *m, const struct milter_reply *r)
 			return milter_fail(m, "bad sender");
 		if (r->args != NULL && r->args[0] != '\0')
 			log_info("session=%016llx milter=%s event=chgfrom "
-			    "ignored-args=\"%s\"", (unsigned long long)
-			    m->fs->id, m->name, r->args);
+			    "ignored-args=%s", (unsigned long long)
+			    m->fs->id, m->name, log_text(r->args));
 		free(ch->sender);
 		ch->sender = str_dup(addr);
 		return 0;

@@ -1043,8 +1043,8 @@ sched_release(struct queue_msg *qm)
 
 	if (!QUEUE_HELD(e) || (qm->sflags & F_QM_REMOVE))
 		return 0;
-	log_info("id=%s event=released by=operator quarantine=\"%s\"",
-	    e->id, e->quarantine);
+	log_info("id=%s event=released by=operator quarantine=%s", e->id,
+	    log_text(e->quarantine));
 	sched_event(e, "released from quarantine (%s) by the operator",
 	    e->quarantine);
 	free(e->quarantine);

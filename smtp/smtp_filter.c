@@ -350,9 +350,9 @@ smtp_filter_result(struct msg *m)
 			fatalx("smtp: rcpt verdict without a recipient");
 		if (verdict == FILTER_REJECT || verdict == FILTER_TEMPFAIL) {
 			log_info("session=%016llx event=rcpt-rejected "
-			    "from=<%s> to=<%s> by=milter",
-			    (unsigned long long)s->id, s->tx->sender,
-			    r->addr);
+			    "from=%s to=%s by=milter",
+			    (unsigned long long)s->id,
+			    log_addr(s->tx->sender), log_addr(r->addr));
 			smtp_filter_reply(s, reply);
 			smtp_message_free_rcpt(r);
 			break;
@@ -387,9 +387,9 @@ smtp_filter_refused(struct smtp_session *s, int data, const char *reply)
 	char	 line[sizeof(s->chunk_reply)];
 	int	 bdat = s->tx != NULL && s->tx->bdat;
 
-	log_info("session=%016llx event=milter-refused stage=%s from=<%s>",
+	log_info("session=%016llx event=milter-refused stage=%s from=%s",
 	    (unsigned long long)s->id, data ? "data" : "mail",
-	    s->tx != NULL ? s->tx->sender : "");
+	    log_addr(s->tx != NULL ? s->tx->sender : ""));
 	s->tx->filtered = 0;	/* the filter has let go of it */
 	smtp_message_abort(s);
 	s->state = STATE_HELO;
@@ -409,9 +409,9 @@ smtp_filter_drop(struct smtp_session *s, const char *why)
 {
 	struct smtp_tx	*tx = s->tx;
 
-	log_info("session=%016llx event=message-%s id=%s from=<%s> "
+	log_info("session=%016llx event=message-%s id=%s from=%s "
 	    "size=%zu by=milter", (unsigned long long)s->id, why, tx->id,
-	    tx->sender, tx->datalen);
+	    log_addr(tx->sender), tx->datalen);
 	smtp_session_reply(s, "250 2.0.0 Ok: queued as %s", tx->id);
 	tx->filtered = 0;
 	smtp_message_abort(s);
@@ -469,8 +469,8 @@ smtp_filter_message_result(struct msg *m)
 	case FILTER_REJECT:
 	case FILTER_TEMPFAIL:
 		log_info("session=%016llx event=message-refused id=%s "
-		    "from=<%s> size=%zu reason=milter", (unsigned long long)
-		    s->id, tx->id, tx->sender, tx->datalen);
+		    "from=%s size=%zu reason=milter", (unsigned long long)
+		    s->id, tx->id, log_addr(tx->sender), tx->datalen);
 		smtp_filter_reply(s, reply);
 		smtp_message_abort(s);
 		s->state = STATE_HELO;
@@ -490,9 +490,9 @@ smtp_filter_message_result(struct msg *m)
 				    s->id, tx->id);
 			else {
 				log_info("session=%016llx id=%s "
-				    "event=milter-chgfrom from=<%s> to=<%s>",
+				    "event=milter-chgfrom from=%s to=%s",
 				    (unsigned long long)s->id, tx->id,
-				    tx->sender, sender);
+				    log_addr(tx->sender), log_addr(sender));
 				strlcpy(tx->sender, sender,
 				    sizeof(tx->sender));
 			}
@@ -566,8 +566,9 @@ smtp_filter_delrcpt(struct smtp_session *s, const char *addr)
 		smtp_message_free_rcpt(r);
 		n++;
 	}
-	log_info("session=%016llx id=%s event=milter-delrcpt to=<%s> "
-	    "removed=%d", (unsigned long long)s->id, tx->id, addr, n);
+	log_info("session=%016llx id=%s event=milter-delrcpt to=%s "
+	    "removed=%d", (unsigned long long)s->id, tx->id, log_addr(addr),
+	    n);
 }
 
 /* NOTIFY= of ADDRCPT_PAR's arguments; anything else is not ours. */
@@ -622,13 +623,14 @@ smtp_filter_lookup_result(struct smtp_session *s, uint32_t verdict,
 		r->dest = str_dup(dest);
 		r->rclass = rclass;
 		r->tls = tls;
-		log_info("session=%016llx id=%s event=milter-addrcpt to=<%s> "
-		    "route=%s", (unsigned long long)s->id, tx->id, r->addr,
-		    route_class_name(rclass));
+		log_info("session=%016llx id=%s event=milter-addrcpt to=%s "
+		    "route=%s", (unsigned long long)s->id, tx->id,
+		    log_addr(r->addr), route_class_name(rclass));
 	} else if (verdict == LOOKUP_TEMPFAIL || code / 100 == 4) {
-		log_info("session=%016llx id=%s event=milter-addrcpt to=<%s> "
-		    "error=\"%u %s\"", (unsigned long long)s->id, tx->id,
-		    r->addr, code, clean);
+		(void)snprintf(err, sizeof(err), "%u %s", code, clean);
+		log_info("session=%016llx id=%s event=milter-addrcpt to=%s "
+		    "error=%s", (unsigned long long)s->id, tx->id,
+		    log_addr(r->addr), log_text(err));
 		smtp_message_free_rcpt(r);
 		smtp_session_reply(s, "451 4.3.0 Error: a recipient added by "
 		    "a content filter cannot be routed now, try again later");
@@ -641,8 +643,8 @@ smtp_filter_lookup_result(struct smtp_session *s, uint32_t verdict,
 		(void)snprintf(err, sizeof(err), "%u %s", code,
 		    clean[0] ? clean : "5.1.1 Recipient rejected");
 		log_warnx("session=%016llx id=%s event=milter-addrcpt "
-		    "to=<%s> error=\"%s\" action=bounce",
-		    (unsigned long long)s->id, tx->id, r->addr, err);
+		    "to=%s error=%s action=bounce", (unsigned long long)s->id,
+		    tx->id, log_addr(r->addr), log_text(err));
 		r->rewritten = str_dup(r->addr);
 		r->dest = str_dup("");
 		r->rclass = ROUTE_BOUNCE;

@@ -947,7 +947,7 @@ yyreport_syntax_error(const yypcontext_t *ctx)
 	}
 	/* The alternatives, when they are few enough to be a hint. */
 	alt[0] = '\0';
-	for (i = 0; i < n && n <= 5; i++) {
+	for (i = 0; i < n && n <= 6; i++) {
 		if (exp[i] == YYSYMBOL_YYEMPTY)
 			break;
 		if ((name = kw_name(exp[i])) == NULL) {

@@ -2,9 +2,10 @@
  * Decoders of what a milter sends (protocol version 6): packets, the
  * OPTNEG reply, every reply and modification, and REPLYCODE's text
  * turned into an SMTP reply we can send; and the splitting of a
- * client's header section into the fields milters are shown.  Every byte here is hostile:
- * lengths are checked before use, strings must end inside the packet,
- * and anything that does not fit the protocol is refused with a reason.
+ * client's header section into the fields milters are shown.  Every
+ * byte here is hostile: lengths are checked before use, strings must
+ * end inside the packet, and anything that does not fit the protocol
+ * is refused with a reason.
  */
 #include <sys/types.h>
 

@@ -44,6 +44,8 @@ static int	 msg_sockaddr_valid(const uint8_t *, size_t);
 static void	 msgframe_free(struct msgframe *);
 static void	 msgchan_compact(struct msgchan *);
 static void	 msgchan_update(struct msgchan *);
+static void	 msgchan_schedule(struct msgchan *);
+static void	 msgchan_turn(int, short, void *);
 static void	 msgchan_lost(struct msgchan *);
 static void	 msgchan_dispatch(int, short, void *);
 
@@ -53,7 +55,6 @@ msg_init(struct msg *m, uint32_t type, uint32_t peerid)
 	memset(m, 0, sizeof(*m));
 	m->type = type;
 	m->peerid = peerid;
-	m->pid = (uint32_t)getpid();
 	m->fd = -1;
 }
 
@@ -420,6 +421,7 @@ msgchan_init(struct msgchan *ch, int fd, int peer, msg_handler handler,
 		ch->fds[i] = -1;
 	ch->handler = handler;
 	ch->arg = arg;
+	ch->pid = (uint32_t)getpid();
 
 	if ((flags = fcntl(fd, F_GETFL)) == -1)
 		fatal("%s: fcntl F_GETFL", __func__);
@@ -490,7 +492,7 @@ msgchan_send(struct msgchan *ch, struct msg *m)
 	hdr.flags = m->fd != -1 ? MSG_F_FD : 0;
 	hdr.len = (uint32_t)f->len;
 	hdr.peerid = m->peerid;
-	hdr.pid = (uint32_t)getpid();
+	hdr.pid = ch->pid;
 	memcpy(f->buf, &hdr, sizeof(hdr));
 	if (m->len > 0)
 		memcpy(f->buf + MSG_HDRSZ, m->buf, m->len);
@@ -498,7 +500,7 @@ msgchan_send(struct msgchan *ch, struct msg *m)
 	TAILQ_INSERT_TAIL(&ch->outq, f, entry);
 	ch->outlen += f->len;
 	msg_clear(m);
-	msgchan_update(ch);
+	msgchan_schedule(ch);
 	return 0;
 
  fail:
@@ -745,7 +747,10 @@ msgchan_get(struct msgchan *ch, struct msg *m)
 	return 1;
 }
 
-/* Registers the events we want now: write only while there is output. */
+/*
+ * Registers the events we want now: write only while output waits for
+ * room in the socket, not while it waits for the end of the turn.
+ */
 static void
 msgchan_update(struct msgchan *ch)
 {
@@ -754,7 +759,7 @@ msgchan_update(struct msgchan *ch)
 	if (!ch->evset)
 		return;
 	want = EV_READ;
-	if (!TAILQ_EMPTY(&ch->outq))
+	if (!TAILQ_EMPTY(&ch->outq) && !ch->flushing)
 		want |= EV_WRITE;
 	if (want == ch->events)
 		return;
@@ -775,6 +780,8 @@ msgchan_event_add(struct msgchan *ch)
 		return;
 	}
 	ch->evset = 1;
+	ch->flushing = 0;
+	event_set(&ch->evflush, -1, 0, msgchan_turn, ch);
 	ch->events = EV_READ;
 	if (!TAILQ_EMPTY(&ch->outq))
 		ch->events |= EV_WRITE;
@@ -793,8 +800,48 @@ msgchan_event_del(struct msgchan *ch)
 	if (!ch->evset)
 		return;
 	event_del(&ch->ev);
+	if (ch->flushing)
+		event_del(&ch->evflush);
+	ch->flushing = 0;
 	ch->evset = 0;
 	ch->events = 0;
+}
+
+/*
+ * What is sent during one turn of the event loop goes out at the end of
+ * that turn, together: one sendmsg() for every frame queued meanwhile
+ * by any session, and nothing to register with the kernel unless the
+ * socket is full.  (Writing at once would cost a system call per frame;
+ * waiting for EV_WRITE, two epoll_ctl() and a wakeup per frame.)  An
+ * active event runs in the turn that activated it, after the callbacks
+ * already due.
+ */
+static void
+msgchan_schedule(struct msgchan *ch)
+{
+	if (!ch->evset || ch->flushing || (ch->events & EV_WRITE))
+		return;
+	ch->flushing = 1;
+	event_active(&ch->evflush, EV_TIMEOUT, 1);
+}
+
+static void
+msgchan_turn(int fd, short events, void *arg)
+{
+	struct msgchan	*ch = arg;
+	int		 r;
+
+	(void)fd;
+	(void)events;
+	ch->flushing = 0;
+	if (!ch->evset)
+		return;
+	if ((r = msgchan_write(ch)) == -1) {
+		msgchan_lost(ch);
+		return;
+	}
+	if (r == 0)
+		msgchan_update(ch);	/* full: wait for EV_WRITE */
 }
 
 /* Tells the handler, once; it may free the channel, so touch it no more. */

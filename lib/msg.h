@@ -69,6 +69,9 @@ struct msgchan {
 	struct event		 ev;
 	short			 events;	/* registered with libevent */
 	int			 evset;
+	struct event		 evflush;	/* end of this loop turn */
+	int			 flushing;	/* evflush is active */
+	uint32_t		 pid;		/* ours, for the headers */
 	msg_handler		 handler;
 	void			*arg;
 	int			 closed;

@@ -149,15 +149,24 @@ vlog(int pri, const char *fmt, va_list ap)
 	errno = saved;
 }
 
-/* One write per line, so that processes do not interleave. */
+/*
+ * One write per line, so that processes do not interleave (dprintf()
+ * would also cost an fstat and an lseek a line).
+ */
 static void
 log_to_stderr(int pri, const char *text)
 {
+	char	 line[16 + sizeof(log_proc) + LOG_LINE_MAX + 2];
+	int	 n;
+
 	if (log_journal)
-		dprintf(STDERR_FILENO, "<%d>%s: %s\n", pri & LOG_PRIMASK,
-		    log_proc, text);
+		n = snprintf(line, sizeof(line), "<%d>%s: %s\n",
+		    pri & LOG_PRIMASK, log_proc, text);
 	else
-		dprintf(STDERR_FILENO, "%s: %s\n", log_proc, text);
+		n = snprintf(line, sizeof(line), "%s: %s\n", log_proc, text);
+	if (n > 0 && (size_t)n < sizeof(line) &&
+	    write(STDERR_FILENO, line, (size_t)n) == -1)
+		return;		/* nowhere to say so */
 }
 
 /* Byte 0 the priority, then the text: the parent adds who we are. */

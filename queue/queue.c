@@ -39,6 +39,8 @@ queue(void)
 {
 	struct timeval	 tv = { QUEUE_STAT_INTERVAL, 0 };
 
+	/* AIO's context and eventfd need calls the sandbox refuses. */
+	(void)queue_aio_init();
 	proc_drop_privileges();
 	sched_init();
 	queue_index_recover();

@@ -191,6 +191,22 @@ struct queue_msg *queue_msg_add(struct queue_envelope *);
 /* Off the disk and out of the index; the scheduler has let go of it. */
 void		 queue_msg_remove(struct queue_msg *);
 
+/*
+ * queue_aio.c: an fsync that the event loop does not wait for; done()
+ * is called from the loop with 0 or an errno.
+ */
+struct queue_aio {
+	TAILQ_ENTRY(queue_aio)	 entry;
+	void			(*done)(struct queue_aio *, int);
+	void			*arg;
+	int			 fd;
+	int			 error;
+};
+int		 queue_aio_init(void);	/* before the privilege drop */
+void		 queue_aio_start(void);	/* in the event loop */
+int		 queue_aio_enabled(void);
+void		 queue_aio_fsync(struct queue_aio *, int fd, int now);
+
 /* queue_commit.c: IMSG_QUEUE_MESSAGE_* from the smtp process */
 void		 queue_commit_init(void);
 void		 queue_commit_create(struct msgchan *, struct msg *);

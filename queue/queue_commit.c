@@ -2,6 +2,17 @@
  * Commits: a message file for the smtp process, then its envelope made
  * durable in batches that share the fsyncs, and only then the 250; a
  * rollback for a transaction that was given up.
+ *
+ * Group commit.  The commits that arrive while a batch's files are
+ * being synced wait, and form the next batch as soon as those are
+ * done: the busier the gateway, the bigger the batches.  A batch's
+ * files are synced side by side (queue_aio.c), so that they share the
+ * disk's cache flushes; then each synced file is renamed into queue/,
+ * queue/ is synced, and only then are the batch's commits answered.
+ * The next batch's files may be synced while the last one's directory
+ * is: each message still goes through the steps of queue_fs.c in their
+ * order (its file synced, then renamed, then the directory synced
+ * after its rename), whatever the others do.
  */
 #include <sys/types.h>
 #include <sys/socket.h>
@@ -17,7 +28,7 @@
 #include "splitmx.h"
 #include "queue.h"
 
-#define QUEUE_BATCH_MAX		128	/* commits per flush: bounds open fds */
+#define QUEUE_BATCH_MAX		256	/* commits per batch */
 #define QUEUE_CREATE_TRIES	8
 #define REPLY_TEMPFAIL	"451 4.3.0 Queue write failed, try again later"
 #define REPLY_NOSPACE	"452 4.3.1 Insufficient system storage"
@@ -36,6 +47,18 @@ struct queue_incoming {
 	struct queue_envelope	*env;
 	struct queue_fs_commit	 fc;
 	struct timespec		 t0;		/* COMMIT received */
+	struct queue_aio	 aio;		/* fsync of its file */
+	struct queue_batch	*b;
+};
+
+/* Commits made durable together. */
+struct queue_batch {
+	TAILQ_HEAD(, queue_incoming) msgs;
+	size_t			 n;
+	size_t			 outstanding;	/* file fsyncs not back */
+	size_t			 published;	/* renamed into queue/ */
+	int			 now;		/* fsync(2), not AIO */
+	struct queue_aio	 dir;		/* fsync(queue/) */
 };
 
 RB_HEAD(incoming_tree, queue_incoming);
@@ -50,14 +73,20 @@ static struct queue_envelope *queue_commit_envelope(struct msg *,
 		    uint64_t *, char *);
 static void	queue_commit_routed(struct queue_envelope *);
 static void	queue_commit_reply(uint64_t, int, const char *);
-static void	queue_commit_flush(int, short, void *);
+static void	queue_commit_kick(void);
+static void	queue_commit_start(int, short, void *);
+static void	queue_commit_synced(struct queue_aio *, int);
+static void	queue_commit_publish(struct queue_batch *);
+static void	queue_commit_durable(struct queue_aio *, int);
+static void	queue_commit_answer(struct queue_batch *);
 
 static struct incoming_tree		 incoming =
 					    RB_INITIALIZER(&incoming);
 static TAILQ_HEAD(, queue_incoming)	 pending =
 					    TAILQ_HEAD_INITIALIZER(pending);
-static size_t				 npending;
-static struct event			 ev_flush;
+static struct queue_batch		*syncing;	/* its files */
+static size_t				 nbatches;	/* in flight */
+static struct event			 ev_start;
 
 RB_GENERATE_INTERNAL(incoming_tree, queue_incoming, node, queue_incoming_cmp,
     SMX_RB_STATIC)
@@ -71,7 +100,8 @@ queue_incoming_cmp(struct queue_incoming *a, struct queue_incoming *b)
 void
 queue_commit_init(void)
 {
-	evtimer_set(&ev_flush, queue_commit_flush, NULL);
+	evtimer_set(&ev_start, queue_commit_start, NULL);
+	queue_aio_start();
 }
 
 static struct queue_incoming *
@@ -265,16 +295,15 @@ queue_commit_reply(uint64_t reqid, int ok, const char *text)
 }
 
 /*
- * IMSG_QUEUE_MESSAGE_COMMIT: the envelope is written now; syncing and
- * publishing wait for the end of this event-loop turn, so that every
- * commit that arrived meanwhile shares the directory fsyncs.
+ * IMSG_QUEUE_MESSAGE_COMMIT: the envelope is written now; the commit
+ * then waits for a batch: at the end of this event-loop turn, or when
+ * the files of the batch before are synced.
  */
 void
 queue_commit_message(struct msgchan *ch, struct msg *m)
 {
 	struct queue_incoming	*in;
 	struct queue_envelope	*e;
-	struct timeval		 tv = { 0, 0 };
 	uint64_t		 reqid;
 	char			 id[QUEUE_IDSZ];
 	int			 nospace;
@@ -307,46 +336,83 @@ queue_commit_message(struct msgchan *ch, struct msg *m)
 	in->reqid = reqid;
 	in->env = e;
 	TAILQ_INSERT_TAIL(&pending, in, batch);
-	if (++npending >= QUEUE_BATCH_MAX)
-		queue_commit_flush(-1, 0, NULL);
-	else if (!evtimer_pending(&ev_flush, NULL))
-		evtimer_add(&ev_flush, &tv);
+	queue_commit_kick();
 }
 
-/*
- * One batch: fsync every file, rename every message into queue/, fsync
- * the two directories once, and only then answer.  A message that
- * failed anywhere is undone and answered 451.
- */
+/* A batch starts at the end of this turn if none is syncing files. */
 static void
-queue_commit_flush(int fd, short event, void *arg)
+queue_commit_kick(void)
 {
+	if (syncing == NULL && !TAILQ_EMPTY(&pending))
+		event_active(&ev_start, EV_TIMEOUT, 1);
+}
+
+/* Steps 1 and 2 of queue_fs.c for what is pending: every file synced. */
+static void
+queue_commit_start(int fd, short event, void *arg)
+{
+	struct queue_batch	*b;
 	struct queue_incoming	*in;
-	struct queue_msg	*qm;
-	struct timespec		 t1;
-	char			 text[128];
-	uint64_t		 fsyncs = queue_spool.fsyncs;
-	long long		 us, maxus = 0;
-	size_t			 n = 0, failed = 0, published = 0;
 
 	(void)fd;
 	(void)event;
 	(void)arg;
-	if (evtimer_pending(&ev_flush, NULL))
-		evtimer_del(&ev_flush);
+	if (syncing != NULL || TAILQ_EMPTY(&pending))
+		return;
+	if ((b = calloc(1, sizeof(*b))) == NULL)
+		fatal("calloc");
+	TAILQ_INIT(&b->msgs);
+	while (b->n < QUEUE_BATCH_MAX && (in = TAILQ_FIRST(&pending)) != NULL) {
+		TAILQ_REMOVE(&pending, in, batch);
+		TAILQ_INSERT_TAIL(&b->msgs, in, batch);
+		in->b = b;
+		b->n++;
+	}
+	syncing = b;
+	nbatches++;
+	b->outstanding = b->n;
+	/*
+	 * One commit and nothing else under way (one session): fsync(2)
+	 * itself is quicker than a kernel worker and a wakeup.
+	 */
+	b->now = b->n == 1 && nbatches == 1;
+	/* One after another, a flush can at least carry the others' data. */
+	if (!queue_aio_enabled())
+		TAILQ_FOREACH(in, &b->msgs, batch)
+			queue_fs_commit_writeback(&in->fc);
+	TAILQ_FOREACH(in, &b->msgs, batch) {
+		in->aio.done = queue_commit_synced;
+		in->aio.arg = in;
+		queue_aio_fsync(&in->aio, in->fc.msgfd, b->now);
+	}
+}
 
-	/* Files first: one journal commit can then carry the whole batch. */
-	TAILQ_FOREACH(in, &pending, batch)
-		queue_fs_commit_writeback(&in->fc);
-	TAILQ_FOREACH(in, &pending, batch)
-		if (queue_fs_commit_sync(&queue_spool, &in->fc) == -1) {
-			if (NOSPACE(errno))
-				in->flags |= F_IN_NOSPACE;
-			log_warn("id=%s event=commit-failed step=fsync",
-			    in->id);
-			in->flags |= F_IN_FAILED;
-		}
-	TAILQ_FOREACH(in, &pending, batch) {
+static void
+queue_commit_synced(struct queue_aio *a, int error)
+{
+	struct queue_incoming	*in = a->arg;
+
+	if (error) {
+		if (NOSPACE(error))
+			in->flags |= F_IN_NOSPACE;
+		errno = error;
+		log_warn("id=%s event=commit-failed step=fsync", in->id);
+		in->flags |= F_IN_FAILED;
+	}
+	if (--in->b->outstanding == 0)
+		queue_commit_publish(in->b);
+}
+
+/*
+ * Step 3 for every synced file, and step 4 once for the batch.  The
+ * next batch may start syncing its files now.
+ */
+static void
+queue_commit_publish(struct queue_batch *b)
+{
+	struct queue_incoming	*in;
+
+	TAILQ_FOREACH(in, &b->msgs, batch) {
 		if (in->flags & F_IN_FAILED)
 			continue;
 		if (queue_fs_commit_publish(&queue_spool, &in->fc) == -1) {
@@ -354,19 +420,54 @@ queue_commit_flush(int fd, short event, void *arg)
 			    in->id);
 			in->flags |= F_IN_FAILED;
 		} else
-			published++;
+			b->published++;
 	}
-	if (published > 0 && queue_fs_sync(&queue_spool) == -1) {
+	syncing = NULL;
+	queue_commit_kick();
+	if (b->published == 0) {
+		queue_commit_answer(b);
+		return;
+	}
+	b->dir.done = queue_commit_durable;
+	b->dir.arg = b;
+	queue_aio_fsync(&b->dir, queue_spool.queue,
+	    b->now && TAILQ_EMPTY(&pending));
+}
+
+/*
+ * Not incoming/: whether the old names are still there after a crash
+ * does not matter, recovery removes them (queue_fs_recover.c).
+ */
+static void
+queue_commit_durable(struct queue_aio *a, int error)
+{
+	struct queue_batch	*b = a->arg;
+	struct queue_incoming	*in;
+
+	if (error) {
+		errno = error;
 		log_warn("event=commit-failed step=fsync-dirs");
-		TAILQ_FOREACH(in, &pending, batch)
+		TAILQ_FOREACH(in, &b->msgs, batch)
 			in->flags |= F_IN_FAILED;
 	}
-	clock_gettime(CLOCK_MONOTONIC, &t1);
+	queue_commit_answer(b);
+}
 
-	while ((in = TAILQ_FIRST(&pending)) != NULL) {
-		TAILQ_REMOVE(&pending, in, batch);
+/* Step 5: the 250s, or a 451 for what failed anywhere (and is undone). */
+static void
+queue_commit_answer(struct queue_batch *b)
+{
+	struct queue_incoming	*in;
+	struct queue_msg	*qm;
+	struct timespec		 t1;
+	char			 text[128];
+	long long		 us, maxus = 0;
+	size_t			 failed = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	while ((in = TAILQ_FIRST(&b->msgs)) != NULL) {
+		TAILQ_REMOVE(&b->msgs, in, batch);
 		RB_REMOVE(incoming_tree, &incoming, in);
-		n++;
 		us = (t1.tv_sec - in->t0.tv_sec) * 1000000LL +
 		    (t1.tv_nsec - in->t0.tv_nsec) / 1000;
 		if (us > maxus)
@@ -396,19 +497,17 @@ queue_commit_flush(int fd, short event, void *arg)
 		}
 		free(in);
 	}
-	npending = 0;
-	if (n == 0)
-		return;
 	if (failed > 0)
 		stat_add("queue.commit_failures", (int64_t)failed);
-	stat_add("queue.commits", (int64_t)(n - failed));
+	stat_add("queue.commits", (int64_t)(b->n - failed));
 	stat_add("queue.batches", 1);
-	stat_add("queue.fsyncs", (int64_t)(queue_spool.fsyncs - fsyncs));
+	stat_add("queue.fsyncs", (int64_t)(b->n + (b->published > 0)));
 	stat_set("queue.commit_latency_us", maxus);
 	stat_set("queue.messages", (int64_t)queue_msg_count());
-	log_debug("event=batch commits=%zu failed=%zu fsyncs=%llu "
-	    "max_us=%lld", n, failed,
-	    (unsigned long long)(queue_spool.fsyncs - fsyncs), maxus);
+	log_debug("event=batch commits=%zu failed=%zu fsyncs=%zu "
+	    "max_us=%lld", b->n, failed, b->n + (b->published > 0), maxus);
+	nbatches--;
+	free(b);
 }
 
 /* IMSG_QUEUE_MESSAGE_ROLLBACK: the session gave up on this message. */

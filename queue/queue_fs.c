@@ -35,11 +35,17 @@
  * Commit of a batch (queue_commit.c calls the steps in this order):
  *	1. prepare: check the message file's size against the one the smtp
  *	   process announced, append the envelope and the trailer to it;
- *	2. sync: fsync(<id>.msg) (the writeback of every file of the batch
- *	   is started first, so that one flush carries most of the batch);
- *	3. publish: rename(incoming/<id>.msg, queue/<id>.msg);
- *	4. once per batch: fsync(queue/);
- *	5. only now the smtp process hears "250 queued as <id>".
+ *	2. sync: fsync(<id>.msg), for every file of the batch at once
+ *	   (queue_aio.c: in flight together, the fsyncs share the disk's
+ *	   cache flushes; without AIO the writeback of every file is
+ *	   started first and the fsyncs follow one another);
+ *	3. publish: rename(incoming/<id>.msg, queue/<id>.msg), once its own
+ *	   fsync has succeeded;
+ *	4. once per batch, after its renames: fsync(queue/);
+ *	5. only when that has succeeded the smtp process hears "250 queued
+ *	   as <id>".
+ * Batches overlap (the next one's step 2 during this one's step 4);
+ * what holds is the order of the steps for each message.
  * Milters that change a message (filter process): before the commit,
  * queue_fs_incoming_rewrite() creates incoming/<id>.new and renames it
  * over incoming/<id>.msg; the filter process, which holds the original

@@ -14,7 +14,8 @@
  *	lookup		sockets for DNS (libunbound) and LDAP; open files (the
  *			resolver reads its files; the directory files come
  *			from the parent as descriptors)
- *	queue		files and directories under the spool
+ *	queue		files and directories under the spool, and their
+ *			fsync through AIO (io_submit, io_getevents)
  *	relay		outbound sockets
  *	control		accept on the control and status sockets and the
  *			metrics listener; kill(pid, 0) to see whether a
@@ -116,6 +117,7 @@ const int sandbox_queue[] = {
 	SCMP_SYS(fsync), SCMP_SYS(fdatasync), SCMP_SYS(sync_file_range),
 	SCMP_SYS(ftruncate), SCMP_SYS(getdents64), SCMP_SYS(fstatfs),
 	SCMP_SYS(statfs), SCMP_SYS(fchmod), SCMP_SYS(umask),
+	SCMP_SYS(io_submit), SCMP_SYS(io_getevents),	/* queue_aio.c */
 	-1
 };
 

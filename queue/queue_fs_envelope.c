@@ -55,17 +55,37 @@ struct name_flag {
 	uint32_t	 flag;
 };
 
-static void	esc_put(FILE *, const char *);
+/*
+ * The encoder's output: a buffer that grows, and remembers a failed
+ * allocation (checked once at the end).  Not stdio: at every commit,
+ * open_memstream() and a fputc() per octet were most of the queue
+ * process' CPU per message.
+ */
+struct env_buf {
+	char		*p;
+	size_t		 len;
+	size_t		 cap;
+	int		 error;
+};
+
+static void	eb_grow(struct env_buf *, size_t);
+static void	eb_put(struct env_buf *, const char *, size_t);
+static void	eb_str(struct env_buf *, const char *);
+static void	eb_u64(struct env_buf *, uint64_t);
+static void	eb_i64(struct env_buf *, int64_t);
+static void	esc_put(struct env_buf *, const char *);
 static int	esc_get(const char *, size_t, char **);
 static int	flags_parse(const char *, const struct name_flag *,
 		    uint32_t *);
-static void	flags_put(FILE *, const struct name_flag *, uint32_t);
+static void	flags_put(struct env_buf *, const struct name_flag *,
+		    uint32_t);
 static int	name_index(const char *, const char *const *, size_t);
 static int	parse_time(const char *, time_t *);
 struct env_field;
 struct env_decoder;
 static int	encode_check(const struct env_field *, const void *);
-static void	encode_field(FILE *, const struct env_field *, const void *);
+static void	encode_field(struct env_buf *, const struct env_field *,
+		    const void *);
 static int	decode_line(struct env_decoder *, const char *, size_t);
 static int	decode_history(struct env_decoder *, const char *, size_t);
 static int	decode_rcpt(struct env_decoder *);
@@ -234,16 +254,88 @@ queue_fs_tls_name(uint32_t tls)
 	return tls_names[tls];
 }
 
+/* Room for n more octets, or eb->error. */
 static void
-esc_put(FILE *f, const char *s)
+eb_grow(struct env_buf *eb, size_t n)
 {
-	const unsigned char	*p;
+	size_t	 cap;
+	char	*p;
 
-	for (p = (const unsigned char *)s; *p; p++) {
-		if (*p <= 0x20 || *p == 0x7f || *p == '%')
-			fprintf(f, "%%%02X", *p);
-		else
-			fputc(*p, f);
+	if (eb->error || n <= eb->cap - eb->len)
+		return;
+	if (n > SIZE_MAX / 4 - eb->len) {
+		eb->error = 1;
+		return;
+	}
+	cap = eb->cap ? eb->cap : 1024;
+	while (cap - eb->len < n)
+		cap *= 2;
+	if ((p = realloc(eb->p, cap)) == NULL) {
+		eb->error = 1;
+		return;
+	}
+	eb->p = p;
+	eb->cap = cap;
+}
+
+static void
+eb_put(struct env_buf *eb, const char *s, size_t n)
+{
+	eb_grow(eb, n);
+	if (eb->error)
+		return;
+	memcpy(eb->p + eb->len, s, n);
+	eb->len += n;
+}
+
+static void
+eb_str(struct env_buf *eb, const char *s)
+{
+	eb_put(eb, s, strlen(s));
+}
+
+static void
+eb_u64(struct env_buf *eb, uint64_t v)
+{
+	char	 d[20], *q = d + sizeof(d);
+
+	do {
+		*--q = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	eb_put(eb, q, (size_t)(d + sizeof(d) - q));
+}
+
+static void
+eb_i64(struct env_buf *eb, int64_t v)
+{
+	if (v < 0) {
+		eb_put(eb, "-", 1);
+		eb_u64(eb, -(uint64_t)v);
+	} else
+		eb_u64(eb, (uint64_t)v);
+}
+
+/* Runs of plain octets are copied whole; the rest becomes %XX. */
+static void
+esc_put(struct env_buf *eb, const char *s)
+{
+	static const char	 hex[] = "0123456789ABCDEF";
+	const unsigned char	*p = (const unsigned char *)s, *q;
+	char			 x[3];
+
+	while (*p != '\0') {
+		for (q = p; *q > 0x20 && *q != 0x7f && *q != '%'; q++)
+			;
+		if (q > p)
+			eb_put(eb, (const char *)p, (size_t)(q - p));
+		if (*q == '\0')
+			break;
+		x[0] = '%';
+		x[1] = hex[*q >> 4];
+		x[2] = hex[*q & 0xf];
+		eb_put(eb, x, 3);
+		p = q + 1;
 	}
 }
 
@@ -300,13 +392,15 @@ esc_get(const char *s, size_t len, char **out)
 }
 
 static void
-flags_put(FILE *f, const struct name_flag *t, uint32_t v)
+flags_put(struct env_buf *eb, const struct name_flag *t, uint32_t v)
 {
 	int	 first = 1;
 
 	for (; t->name != NULL; t++)
 		if (v & t->flag) {
-			fprintf(f, "%s%s", first ? "" : ",", t->name);
+			if (!first)
+				eb_put(eb, ",", 1);
+			eb_str(eb, t->name);
 			first = 0;
 		}
 }
@@ -372,7 +466,8 @@ encode_check(const struct env_field *fd, const void *base)
 
 /* "key=value\n" for a field of the envelope or of a recipient. */
 static void
-encode_field(FILE *f, const struct env_field *fd, const void *base)
+encode_field(struct env_buf *eb, const struct env_field *fd,
+    const void *base)
 {
 	const void	*p = (const char *)base + fd->off;
 
@@ -382,38 +477,39 @@ encode_field(FILE *f, const struct env_field *fd, const void *base)
 	if ((fd->fflags & FF_OPTIONAL) && fd->kind != FK_STR &&
 	    *(const uint32_t *)p == fd->unset)
 		return;
-	fprintf(f, "%s=", fd->key);
+	eb_str(eb, fd->key);
+	eb_put(eb, "=", 1);
 	switch (fd->kind) {
 	case FK_STR:
-		esc_put(f, *(char *const *)p);
+		esc_put(eb, *(char *const *)p);
 		break;
 	case FK_TIME:
-		fprintf(f, "%lld", (long long)*(const time_t *)p);
+		eb_i64(eb, (int64_t)*(const time_t *)p);
 		break;
 	case FK_SIZE:
-		fprintf(f, "%llu", (unsigned long long)*(const uint64_t *)p);
+		eb_u64(eb, *(const uint64_t *)p);
 		break;
 	case FK_U32:
 	case FK_RCPTS:
-		fprintf(f, "%u", *(const uint32_t *)p);
+		eb_u64(eb, *(const uint32_t *)p);
 		break;
 	case FK_NAME:
-		fputs(fd->names[*(const uint32_t *)p], f);
+		eb_str(eb, fd->names[*(const uint32_t *)p]);
 		break;
 	case FK_FLAGS:
-		flags_put(f, fd->flags, *(const uint32_t *)p);
+		flags_put(eb, fd->flags, *(const uint32_t *)p);
 		break;
 	case FK_STATE:
-		fputs(state_names[*(const enum queue_state *)p], f);
+		eb_str(eb, state_names[*(const enum queue_state *)p]);
 		break;
 	case FK_ID:
-		fputs((const char *)p, f);
+		eb_str(eb, (const char *)p);
 		break;
 	case FK_HISTORY:
 	case FK_END:
 		break;
 	}
-	fputc('\n', f);
+	eb_put(eb, "\n", 1);
 }
 
 /* The envelope's text, in the order of fields[]. */
@@ -422,9 +518,8 @@ queue_fs_envelope_encode(const struct queue_envelope *e, char **bufp,
     size_t *lenp)
 {
 	const struct env_field	*fd;
-	FILE			*f;
-	char			*buf = NULL;
-	size_t			 len = 0, i;
+	struct env_buf		 eb;
+	size_t			 i;
 	uint32_t		 j;
 
 	if (!queue_fs_id_valid(e->id) || e->nrcpt == 0 ||
@@ -442,41 +537,43 @@ queue_fs_envelope_encode(const struct queue_envelope *e, char **bufp,
 				return -1;
 			}
 	}
-	if ((f = open_memstream(&buf, &len)) == NULL)
-		return -1;
-	fprintf(f, "version=%d\n", QUEUE_ENV_VERSION);
+	memset(&eb, 0, sizeof(eb));
+	eb_str(&eb, "version=");
+	eb_u64(&eb, QUEUE_ENV_VERSION);
+	eb_put(&eb, "\n", 1);
 	for (i = 0; i < NELEM(fields); i++) {
 		fd = &fields[i];
 		if (fd->sect != SECT_HEAD)
 			continue;
 		if (fd->kind != FK_HISTORY) {
-			encode_field(f, fd, e);
+			encode_field(&eb, fd, e);
 			continue;
 		}
 		for (j = 0; j < e->nhist; j++) {
-			fprintf(f, "%s=%lld ", fd->key,
-			    (long long)e->hist[j].when);
-			esc_put(f, e->hist[j].text);
-			fputc('\n', f);
+			eb_str(&eb, fd->key);
+			eb_put(&eb, "=", 1);
+			eb_i64(&eb, (int64_t)e->hist[j].when);
+			eb_put(&eb, " ", 1);
+			esc_put(&eb, e->hist[j].text);
+			eb_put(&eb, "\n", 1);
 		}
 	}
 	for (j = 0; j < e->nrcpt; j++)
 		for (i = 0; i < NELEM(fields); i++)
 			if (fields[i].sect == SECT_RCPT)
-				encode_field(f, &fields[i], &e->rcpts[j]);
-	fputs("end=\n", f);
-	if (ferror(f)) {
-		fclose(f);
-		free(buf);
+				encode_field(&eb, &fields[i], &e->rcpts[j]);
+	eb_str(&eb, "end=\n");
+	/* A NUL after the text, not counted, as open_memstream() left. */
+	eb_grow(&eb, 1);
+	if (!eb.error)
+		eb.p[eb.len] = '\0';
+	if (eb.error) {
+		free(eb.p);
 		errno = ENOMEM;
 		return -1;
 	}
-	if (fclose(f) != 0) {
-		free(buf);
-		return -1;
-	}
-	*bufp = buf;
-	*lenp = len;
+	*bufp = eb.p;
+	*lenp = eb.len;
 	return 0;
 }
 

@@ -111,6 +111,7 @@ struct sched_batch;
 struct queue_msg {
 	RB_ENTRY(queue_msg)	 node;
 	TAILQ_ENTRY(queue_msg)	 age;		/* oldest first */
+	RB_ENTRY(queue_msg)	 agenode;	/* finds a place in age */
 	struct queue_envelope	*env;
 
 	RB_ENTRY(queue_msg)	 timer;		/* by wakeup, then id */

@@ -23,6 +23,7 @@
 #include "log.h"
 
 #define LOG_SEND_TIMEOUT	2	/* seconds a record may wait */
+#define LOG_PREFIX_MAX		48	/* "<7>" and a process name, ": " */
 #define LOG_STALL_WAIT		1000	/* ms the parent waits for syslogd */
 #define LOG_IDENT		"splitmxd"
 
@@ -36,7 +37,7 @@ static void	logit(int, const char *, ...)
 		    __attribute__((__format__ (printf, 2, 3)));
 static void	log_errno(int, int, const char *, va_list)
 		    __attribute__((__format__ (printf, 3, 0)));
-static void	log_to_stderr(int, const char *);
+static size_t	log_stderr_prefix(char *, int);
 static void	log_send_parent(int, const char *);
 static int	log_syslog_connect(void);
 static int	log_syslog_write(const char *, size_t);
@@ -130,43 +131,51 @@ log_to_parent(int fd)
 void
 vlog(int pri, const char *fmt, va_list ap)
 {
-	char	 buf[LOG_LINE_MAX];
-	int	 saved = errno;
+	char	 buf[LOG_PREFIX_MAX + LOG_LINE_MAX + 1], *text;
+	size_t	 pre = 0, len;
+	int	 saved = errno, n;
 
-	if (vsnprintf(buf, sizeof(buf), fmt, ap) < 0)
-		strlcpy(buf, "(log format error)", sizeof(buf));
+	/* On stderr the text is formatted once, behind its prefix. */
+	if (log_mode == LOG_MODE_STDERR)
+		pre = log_stderr_prefix(buf, pri);
+	text = buf + pre;
+	if ((n = vsnprintf(text, LOG_LINE_MAX, fmt, ap)) < 0)
+		n = (int)strlcpy(text, "(log format error)", LOG_LINE_MAX);
+	len = (size_t)n < LOG_LINE_MAX ? (size_t)n : LOG_LINE_MAX - 1;
 	switch (log_mode) {
 	case LOG_MODE_STDERR:
-		log_to_stderr(pri, buf);
+		/* One write per line, so that processes do not interleave. */
+		buf[pre + len] = '\n';
+		if (write(STDERR_FILENO, buf, pre + len + 1) == -1) {
+			/* nowhere to say so */
+		}
 		break;
 	case LOG_MODE_PARENT:
-		log_send_parent(pri, buf);
+		log_send_parent(pri, text);
 		break;
 	case LOG_MODE_SYSLOG:
-		log_relay(pri, (long)getpid(), log_proc, buf, strlen(buf));
+		log_relay(pri, (long)getpid(), log_proc, text, len);
 		break;
 	}
 	errno = saved;
 }
 
 /*
- * One write per line, so that processes do not interleave (dprintf()
- * would also cost an fstat and an lseek a line).
+ * "<N>proc: " for journald, else "proc: ", at the start of buf (at most
+ * LOG_PREFIX_MAX octets); its length.  Not dprintf(), which costs an
+ * fstat and an lseek a line besides formatting the text again.
  */
-static void
-log_to_stderr(int pri, const char *text)
+static size_t
+log_stderr_prefix(char *buf, int pri)
 {
-	char	 line[16 + sizeof(log_proc) + LOG_LINE_MAX + 2];
 	int	 n;
 
 	if (log_journal)
-		n = snprintf(line, sizeof(line), "<%d>%s: %s\n",
-		    pri & LOG_PRIMASK, log_proc, text);
+		n = snprintf(buf, LOG_PREFIX_MAX, "<%d>%s: ",
+		    pri & LOG_PRIMASK, log_proc);
 	else
-		n = snprintf(line, sizeof(line), "%s: %s\n", log_proc, text);
-	if (n > 0 && (size_t)n < sizeof(line) &&
-	    write(STDERR_FILENO, line, (size_t)n) == -1)
-		return;		/* nowhere to say so */
+		n = snprintf(buf, LOG_PREFIX_MAX, "%s: ", log_proc);
+	return n > 0 && n < LOG_PREFIX_MAX ? (size_t)n : 0;
 }
 
 /* Byte 0 the priority, then the text: the parent adds who we are. */

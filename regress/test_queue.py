@@ -248,6 +248,47 @@ def test_aborted_data_leaves_nothing(smx):
     assert queue_json(d) == []
 
 
+def test_file_asked_for_at_rcpt_goes_back_when_unused(smx):
+    """The message file is asked for at the first accepted RCPT: a
+    transaction given up before DATA (RSET, a new MAIL after RSET, the
+    client gone) leaves nothing in incoming/, and the one that sends
+    DATA is committed whole."""
+    d = start_paused(smx)
+    s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+    f = s.makefile("rb")
+    f.readline()
+    s.sendall(b"EHLO client.example\r\n")
+    while f.readline()[3:4] == b"-":
+        pass
+    # Pipelined: two transactions given up, then one that is sent.
+    s.sendall(b"MAIL FROM:<a@sender.example>\r\nRCPT TO:<bob@example.com>"
+              b"\r\nRSET\r\nMAIL FROM:<a@sender.example>\r\n"
+              b"RCPT TO:<bob@example.com>\r\nRSET\r\n"
+              b"MAIL FROM:<a@sender.example>\r\nRCPT TO:<bob@example.com>"
+              b"\r\nDATA\r\n")
+    for _ in range(8):
+        assert f.readline().startswith(b"250")
+    assert f.readline().startswith(b"354")
+    body = body_for("after-rset")
+    s.sendall(body.replace(b"\r\n.", b"\r\n..") + b".\r\n")
+    reply = f.readline()
+    assert reply.startswith(b"250"), reply
+    qid = re.search(rb"queued as ([0-9a-f]+)", reply).group(1).decode()
+    # Lock-step: a RCPT answered, then the client leaves.
+    s.sendall(b"MAIL FROM:<a@sender.example>\r\n")
+    assert f.readline().startswith(b"250")
+    s.sendall(b"RCPT TO:<bob@example.com>\r\n")
+    assert f.readline().startswith(b"250")
+    wait_for(lambda: len(incoming(d)) == 1, 5,
+             what="the file asked for at RCPT, before DATA")
+    f.close()
+    s.close()
+    wait_for(lambda: incoming(d) == [], 5,
+             what="incoming/ empty after the transactions given up")
+    assert [i["id"] for i in queue_json(d)] == [qid]
+    assert strip_received(message_data(d, qid)) == body
+
+
 # -- restarts and recovery --------------------------------------------------
 
 def test_restart_keeps_the_queue(smx):

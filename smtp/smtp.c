@@ -548,8 +548,9 @@ RB_GENERATE_INTERNAL(smtp_clients, smtp_client, entry, smtp_client_cmp,
 
 /*
  * The answers below are routed by request id, which is the session id:
- * a session has at most one request outstanding.  A session that ended
- * in the meantime is no longer found.
+ * a session has at most one lookup or commit outstanding, and message
+ * files it asked for (smtp_message_prepare) besides.  A session that
+ * ended in the meantime is no longer found.
  */
 static void
 smtp_lookup_rcpt_result(struct msg *m)

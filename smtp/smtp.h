@@ -99,6 +99,7 @@ struct smtp_tx {
 	uint32_t		 nrcpt;
 	struct smtp_rcpt	*pending;	/* being looked up */
 	int			 bdat;		/* CHUNKING, not DATA */
+	int			 creating;	/* CREATE asked, not answered */
 
 	char			 id[SMTP_QID_MAX];
 	int			 fd;
@@ -239,6 +240,7 @@ void	smtp_session_greeted(struct smtp_session *);
 void	smtp_session_rcpt_accept(struct smtp_session *, struct smtp_rcpt *);
 
 /* smtp_message.c: the message of a transaction, from DATA/BDAT to queue */
+void	smtp_message_prepare(struct smtp_session *);	/* 1st RCPT */
 void	smtp_message_create(struct smtp_session *);
 /* fd is taken over (closed or kept) in every case. */
 void	smtp_message_create_result(struct smtp_session *, int ok,

@@ -40,6 +40,8 @@ static void	smtp_message_body(struct smtp_tx *, const char *, size_t);
 static void	smtp_message_received(struct smtp_session *);
 static void	smtp_message_end(struct smtp_session *);
 static void	smtp_message_refuse(struct smtp_session *);
+static void	smtp_message_request(struct smtp_session *);
+static void	smtp_message_begin(struct smtp_session *);
 static void	smtp_message_free(struct smtp_session *);
 static int	smtp_message_append(char *, size_t, size_t *, const char *,
 		    ...) __attribute__((__format__ (printf, 4, 5)));
@@ -174,7 +176,6 @@ smtp_message_chunk_skip(struct smtp_session *s, int error, const char *reply)
 		s->flags &= ~F_CHUNK_ERROR;
 	strlcpy(s->chunk_reply, reply, sizeof(s->chunk_reply));
 	smtp_session_data_begin(s);
-	smtp_session_timer(s);
 }
 
 /*
@@ -542,67 +543,65 @@ smtp_message_commit_result(struct smtp_session *s, int ok, const char *reply)
 	smtp_session_run(s);
 }
 
+/*
+ * The message file is asked for as soon as the first recipient is
+ * accepted, so that it is usually there when DATA or BDAT comes: the
+ * queue's round trip and its file creation happen while the client
+ * reads the 250 and sends DATA.  A file that comes back for a
+ * transaction that no longer wants it (it ended, or has one) goes back
+ * to the queue (rollback).
+ */
 void
-smtp_message_create(struct smtp_session *s)
+smtp_message_prepare(struct smtp_session *s)
+{
+	struct smtp_tx	*tx = s->tx;
+
+	if (tx != NULL && !tx->creating && tx->id[0] == '\0')
+		smtp_message_request(s);
+}
+
+static void
+smtp_message_request(struct smtp_session *s)
 {
 	struct msg	 m;
 
 	msg_init(&m, IMSG_QUEUE_MESSAGE_CREATE, 0);
 	msg_add_u64(&m, s->id);
 	proc_send(PROC_QUEUE, &m);
-	s->wait = WAIT_CREATE;
+	s->tx->creating = 1;
 }
 
+/* DATA or BDAT: the file if it is there, else the wait for it. */
 void
-smtp_message_create_result(struct smtp_session *s, int ok, const char *id,
-    int fd)
+smtp_message_create(struct smtp_session *s)
 {
 	struct smtp_tx	*tx = s->tx;
-	size_t		 i, len = strlen(id);
-	int		 good = ok && fd != -1 && len > 0 && len < SMTP_QID_MAX;
 
-	if (s->wait != WAIT_CREATE || tx == NULL) {
-		log_warnx("session=%016llx: unexpected create result",
-		    (unsigned long long)s->id);
-		if (fd != -1)
-			close(fd);
-		if (ok && len > 0)
-			smtp_queue_rollback(id);
+	s->wait = WAIT_CREATE;
+	if (tx->id[0] != '\0') {
+		smtp_message_begin(s);
 		return;
 	}
+	if (!tx->creating)
+		smtp_message_request(s);
+}
+
+/* Our Received: first in the file, then the client's text. */
+static void
+smtp_message_begin(struct smtp_session *s)
+{
+	struct smtp_tx	*tx = s->tx;
+
 	s->wait = WAIT_NONE;
-	/* The id goes into replies and headers: letters and digits only. */
-	for (i = 0; good && i < len; i++)
-		if (!isalnum((unsigned char)id[i]))
-			good = 0;
-	if (!good) {
-		log_warnx("session=%016llx event=create-failed ok=%d",
-		    (unsigned long long)s->id, ok);
-		if (fd != -1)
-			close(fd);
-		if (ok && len > 0)
-			smtp_queue_rollback(id);
-		if (tx->bdat) {
-			smtp_message_abort(s);
-			s->state = STATE_HELO;
-			smtp_message_chunk_skip(s, 0, "451 4.3.0 Error: queue "
-			    "unavailable, try again later");
-		} else
-			smtp_session_reply(s, "451 4.3.0 Error: queue "
-			    "unavailable, try again later");
-		goto out;
-	}
-	strlcpy(tx->id, id, sizeof(tx->id));
-	tx->fd = fd;
 	if ((tx->dbuf = malloc(SMTP_DBUF_SIZE)) == NULL)
 		fatal("malloc");
 	smtp_message_received(s);
 	if (!smtp_filter_data(s))
 		smtp_message_start(s);
- out:
 	smtp_session_timer(s);
-	smtp_session_run(s);
 }
+
+/* The 354, or BDAT's chunks, once the milters have seen DATA. */
 
 void
 smtp_message_start(struct smtp_session *s)
@@ -618,6 +617,61 @@ smtp_message_start(struct smtp_session *s)
 		smtp_session_reply(s, "354 End data with <CR><LF>.<CR><LF>");
 	}
 	smtp_session_data_begin(s);
+	smtp_session_timer(s);
+}
+
+void
+smtp_message_create_result(struct smtp_session *s, int ok, const char *id,
+    int fd)
+{
+	struct smtp_tx	*tx = s->tx;
+	size_t		 i, len = strlen(id);
+	int		 good = ok && fd != -1 && len > 0 && len < SMTP_QID_MAX;
+
+	if (tx == NULL || !tx->creating) {
+		/* Not wanted any more (RSET, a new MAIL): back it goes. */
+		log_debug("session=%016llx event=create-unwanted",
+		    (unsigned long long)s->id);
+		if (fd != -1)
+			close(fd);
+		if (ok && len > 0)
+			smtp_queue_rollback(id);
+		return;
+	}
+	tx->creating = 0;
+	/* The id goes into replies and headers: letters and digits only. */
+	for (i = 0; good && i < len; i++)
+		if (!isalnum((unsigned char)id[i]))
+			good = 0;
+	if (!good) {
+		log_warnx("session=%016llx event=create-failed ok=%d",
+		    (unsigned long long)s->id, ok);
+		if (fd != -1)
+			close(fd);
+		if (ok && len > 0)
+			smtp_queue_rollback(id);
+		/* Not waited for yet: DATA will ask again. */
+		if (s->wait != WAIT_CREATE)
+			return;
+		s->wait = WAIT_NONE;
+		if (tx->bdat) {
+			smtp_message_abort(s);
+			s->state = STATE_HELO;
+			smtp_message_chunk_skip(s, 0, "451 4.3.0 Error: queue "
+			    "unavailable, try again later");
+		} else
+			smtp_session_reply(s, "451 4.3.0 Error: queue "
+			    "unavailable, try again later");
+		smtp_session_timer(s);
+		smtp_session_run(s);
+		return;
+	}
+	strlcpy(tx->id, id, sizeof(tx->id));
+	tx->fd = fd;
+	if (s->wait != WAIT_CREATE)
+		return;		/* DATA will find it */
+	smtp_message_begin(s);
+	smtp_session_run(s);
 }
 
 void

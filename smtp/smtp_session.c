@@ -1403,6 +1403,7 @@ smtp_session_rcpt_accept(struct smtp_session *s, struct smtp_rcpt *r)
 	tx->nrcpt++;
 	s->state = STATE_RCPT;
 	smtp_session_reply(s, "250 2.1.5 Ok");
+	smtp_message_prepare(s);
 }
 
 static void

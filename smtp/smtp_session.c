@@ -220,7 +220,7 @@ void
 smtp_session_run(struct smtp_session *s)
 {
 	ssize_t	 n;
-	int	 reads = 0, r;
+	int	 reads = 0, drained = 0, r;
 
 	for (;;) {
 		if (s->flags & F_HANDSHAKE) {
@@ -255,7 +255,8 @@ smtp_session_run(struct smtp_session *s)
 				continue;
 			}
 		}
-		if (!smtp_session_can_read(s))
+		/* A short read of plain TCP emptied the socket: no EAGAIN. */
+		if (!smtp_session_can_read(s) || (drained && s->tls == NULL))
 			break;
 		if (reads++ == SMTP_READS_PER_RUN) {
 			/* Fairness: come back after the others had a turn. */
@@ -274,6 +275,7 @@ smtp_session_run(struct smtp_session *s)
 			continue;
 		}
 		smtp_session_credit(s, (size_t)n);
+		drained = s->ilen < SMTP_IBUF_SIZE;
 		smtp_session_timer(s);
 		if (s->state == STATE_BANNER)
 			smtp_session_early(s);

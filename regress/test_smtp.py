@@ -744,6 +744,17 @@ def test_session_limit_is_421(smx):
     assert b.cmd("NOOP")[0] == 250
 
 
+def test_session_limit_past_the_descriptors_is_said(smx):
+    """A session can hold two descriptors (its socket, its message
+    file): a limit the smtp process cannot hold is logged at start,
+    with what it would need and what it has."""
+    d = smx.start(TLS_BODY + "limit sessions 100000\n")
+    m = d.wait_log(r"smtp: limit sessions 100000 needs up to 200064 "
+                   r"descriptors, the smtp process may have (\d+)")
+    assert int(m.group(1)) < 200064
+    assert Client(d.port).banner[0] == 220
+
+
 def test_sessions_per_ip_limit_is_421(smx):
     d = smx.start(TLS_BODY + "limit sessions-per-ip 1\n")
     no_sessions(d)

@@ -4,6 +4,7 @@
  * lives in smtp_session.c.
  */
 #include <sys/types.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/tree.h>
 
@@ -47,6 +48,7 @@ static struct smtp_client *smtp_client_get(const struct sockaddr_storage *,
 		    int);
 static void	smtp_conf_apply(struct msg *);
 static void	smtp_pause(struct msg *);
+static void	smtp_nofile_check(const struct smx_conf *);
 static void	smtp_lookup_rcpt_result(struct msg *);
 static void	smtp_queue_create_result(struct msg *);
 static void	smtp_queue_commit_result(struct msg *);
@@ -75,6 +77,7 @@ smtp(void)
 		fatalx("tls_init failed");
 	current = smtp_gen_new(env->conf, 1);
 	proc_drop_privileges();
+	smtp_nofile_check(env->conf);
 	evtimer_set(&ev_resume, smtp_accept_resume, NULL);
 	stat_set("sessions.active", 0);
 	smtp_listen_update();
@@ -143,6 +146,30 @@ smtp_conf_apply(struct msg *m)
 	current = smtp_gen_new(env->conf, 0);
 	smtp_gen_retire(old);
 	smtp_listen_update();
+	smtp_nofile_check(env->conf);
+}
+
+/*
+ * A session holds its socket and, in DATA, its message file.  Past the
+ * descriptor limit accept() fails and the listeners pause (see
+ * smtp_accept): say so at start rather than under load.
+ */
+#define SMTP_FDS_RESERVED	64	/* listeners, channels, logs */
+static void
+smtp_nofile_check(const struct smx_conf *c)
+{
+	struct rlimit	 rl;
+	uint64_t	 need;
+
+	if (c->max_sessions == 0 || getrlimit(RLIMIT_NOFILE, &rl) == -1 ||
+	    rl.rlim_cur == RLIM_INFINITY)
+		return;
+	need = (uint64_t)c->max_sessions * 2 + SMTP_FDS_RESERVED;
+	if (need > rl.rlim_cur)
+		log_warnx("limit sessions %u needs up to %llu descriptors, "
+		    "the smtp process may have %llu: past that, new "
+		    "connections wait", c->max_sessions,
+		    (unsigned long long)need, (unsigned long long)rl.rlim_cur);
 }
 
 /*

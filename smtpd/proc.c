@@ -475,15 +475,26 @@ proc_compose(int peer, uint32_t type, uint32_t peerid, int fd,
 		    proc_name(peer));
 }
 
-/* The soft limit on descriptors as the process table says. */
+/*
+ * The soft limit on descriptors as the process table says.  Started as
+ * root, a child may also lift the hard limit it inherited (a shell's
+ * 4096 would cap the sessions), before it drops privileges.
+ */
 static void
 proc_nofile(rlim_t want)
 {
-	struct rlimit	 rl;
+	struct rlimit	 rl, raised;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
 		fatal("getrlimit nofile");
-	if (rl.rlim_cur >= want || rl.rlim_cur >= rl.rlim_max)
+	if (rl.rlim_cur >= want)
+		return;
+	if (rl.rlim_max < want && want != RLIM_INFINITY && geteuid() == 0) {
+		raised.rlim_cur = raised.rlim_max = want;
+		if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
+			return;
+	}
+	if (rl.rlim_cur >= rl.rlim_max)
 		return;
 	rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
 	if (setrlimit(RLIMIT_NOFILE, &rl) == -1)

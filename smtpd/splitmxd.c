@@ -224,7 +224,11 @@ parent_bind_listener(struct smx_listener *l, FILE *errfp)
 		goto fail;
 	if (bind(fd, (struct sockaddr *)&l->ss, l->sslen) == -1)
 		goto fail;
-	if (listen(fd, 1024) == -1)
+	/*
+	 * A burst of connections waits here, not in SYN retries a second
+	 * apart; the kernel caps it at net.core.somaxconn.
+	 */
+	if (listen(fd, 65535) == -1)
 		goto fail;
 	l->fd = fd;
 	return 0;

@@ -19,6 +19,7 @@
 #include "splitmx.h"
 
 #define SMTP_ENVID_MAX		100	/* RFC 3461 §4.4 */
+#define SMTP_ORCPT_MAX		500	/* RFC 3461 §4.2 */
 #define SMTP_QID_MAX		64
 
 enum smtp_state {
@@ -308,5 +309,18 @@ char	*smtp_parse_param(char **, char **);
 int	smtp_parse_keyword(const char *);
 int	smtp_parse_xtext(const char *, size_t);
 int	smtp_parse_orcpt(const char *, size_t);
+/* ESMTP parameters of MAIL and RCPT: PARAM_OK or what is wrong. */
+enum param_result {
+	PARAM_OK,
+	PARAM_SYNTAX,		/* 501 5.5.4 */
+	PARAM_UNKNOWN,		/* 555 5.5.4, *badkey */
+	PARAM_TWICE,		/* 501 5.5.4, *badkey */
+	PARAM_BODY,		/* 501 5.5.4: not 7BIT or 8BITMIME */
+	PARAM_SIZE		/* 552 5.3.4: SIZE= over the limit */
+};
+int	smtp_parse_mail_params(char *, size_t max, struct smtp_tx *,
+	    const char **badkey);
+int	smtp_parse_rcpt_params(char *, uint32_t *notify, char *orcpt,
+	    size_t orcptsz, const char **badkey);
 
 #endif

@@ -11,6 +11,7 @@
 
 #include <ctype.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -296,4 +297,139 @@ smtp_parse_hex(char c)
 	if (c >= 'a' && c <= 'f')
 		return c - 'a' + 10;
 	return c - 'A' + 10;
+}
+
+/*
+ * MAIL parameters (RFC 1870, 6152, 6531, 3461) into the transaction;
+ * max is the message size limit (0: none).  PARAM_OK, or what is wrong
+ * (*badkey: the parameter, for PARAM_UNKNOWN and PARAM_TWICE).
+ */
+int
+smtp_parse_mail_params(char *p, size_t max, struct smtp_tx *tx,
+    const char **badkey)
+{
+	const char	*errstr;
+	char		*key, *val;
+	long long	 size;
+	int		 seen = 0, bit;
+
+	while ((key = smtp_parse_param(&p, &val)) != NULL) {
+		if (!smtp_parse_keyword(key))
+			goto syntax;
+		if (strcasecmp(key, "SIZE") == 0)
+			bit = 0x01;
+		else if (strcasecmp(key, "BODY") == 0)
+			bit = 0x02;
+		else if (strcasecmp(key, "SMTPUTF8") == 0)
+			bit = 0x04;
+		else if (strcasecmp(key, "RET") == 0)
+			bit = 0x08;
+		else if (strcasecmp(key, "ENVID") == 0)
+			bit = 0x10;
+		else {
+			*badkey = key;
+			return PARAM_UNKNOWN;
+		}
+		if (seen & bit) {
+			*badkey = key;
+			return PARAM_TWICE;
+		}
+		seen |= bit;
+		switch (bit) {
+		case 0x01:
+			if (val == NULL || strspn(val, "0123456789") !=
+			    strlen(val) || strlen(val) > 18)
+				goto syntax;
+			size = strtonum(val, 0, LLONG_MAX, &errstr);
+			if (errstr != NULL)
+				goto syntax;
+			if (max != 0 && (unsigned long long)size > max)
+				return PARAM_SIZE;
+			break;
+		case 0x02:
+			if (val != NULL && strcasecmp(val, "7BIT") == 0)
+				tx->body = BODY_7BIT;
+			else if (val != NULL &&
+			    strcasecmp(val, "8BITMIME") == 0)
+				tx->body = BODY_8BITMIME;
+			else
+				return PARAM_BODY;
+			break;
+		case 0x04:
+			if (val != NULL)
+				goto syntax;
+			tx->mflags |= F_MSG_SMTPUTF8;
+			break;
+		case 0x08:
+			if (val != NULL && strcasecmp(val, "FULL") == 0)
+				tx->ret = RET_FULL;
+			else if (val != NULL && strcasecmp(val, "HDRS") == 0)
+				tx->ret = RET_HDRS;
+			else
+				goto syntax;
+			break;
+		case 0x10:
+			if (val == NULL || !smtp_parse_xtext(val,
+			    SMTP_ENVID_MAX))
+				goto syntax;
+			strlcpy(tx->envid, val, sizeof(tx->envid));
+			break;
+		}
+	}
+	return PARAM_OK;
+ syntax:
+	return PARAM_SYNTAX;
+}
+
+/*
+ * RCPT parameters (RFC 3461 NOTIFY and ORCPT): *notify gets the
+ * F_NOTIFY_* flags, orcpt the ORCPT value ("" if none).  PARAM_OK or
+ * what is wrong, as smtp_parse_mail_params().
+ */
+int
+smtp_parse_rcpt_params(char *p, uint32_t *notify, char *orcpt,
+    size_t orcptsz, const char **badkey)
+{
+	char		*key, *val, *w, *next;
+	int		 seen = 0;
+
+	while ((key = smtp_parse_param(&p, &val)) != NULL) {
+		if (!smtp_parse_keyword(key))
+			goto syntax;
+		if (strcasecmp(key, "NOTIFY") == 0) {
+			if ((seen & 0x01) || val == NULL)
+				goto syntax;
+			seen |= 0x01;
+			for (w = val; w != NULL; w = next) {
+				if ((next = strchr(w, ',')) != NULL)
+					*next++ = '\0';
+				if (strcasecmp(w, "NEVER") == 0)
+					*notify |= F_NOTIFY_NEVER;
+				else if (strcasecmp(w, "SUCCESS") == 0)
+					*notify |= F_NOTIFY_SUCCESS;
+				else if (strcasecmp(w, "FAILURE") == 0)
+					*notify |= F_NOTIFY_FAILURE;
+				else if (strcasecmp(w, "DELAY") == 0)
+					*notify |= F_NOTIFY_DELAY;
+				else
+					goto syntax;
+			}
+			/* NEVER stands alone (RFC 3461 §4.1). */
+			if ((*notify & F_NOTIFY_NEVER) &&
+			    *notify != F_NOTIFY_NEVER)
+				goto syntax;
+		} else if (strcasecmp(key, "ORCPT") == 0) {
+			if ((seen & 0x02) || val == NULL ||
+			    !smtp_parse_orcpt(val, SMTP_ORCPT_MAX))
+				goto syntax;
+			seen |= 0x02;
+			strlcpy(orcpt, val, orcptsz);
+		} else {
+			*badkey = key;
+			return PARAM_UNKNOWN;
+		}
+	}
+	return PARAM_OK;
+ syntax:
+	return PARAM_SYNTAX;
 }

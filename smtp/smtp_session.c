@@ -29,7 +29,6 @@
 #define SMTP_CMD_MAX		512	/* RFC 5321 §4.5.3.1.4, CRLF included */
 #define SMTP_CMD_MAX_LONG	1012	/* MAIL/RCPT: DSN adds 500, RFC 3461 */
 #define SMTP_REPLY_MAX		1024
-#define SMTP_ORCPT_MAX		500	/* RFC 3461 §4.2 */
 #define SMTP_READS_PER_RUN	4	/* then let other sessions run */
 #define SMTP_CLOSE_TIMEOUT	10	/* seconds to get the last reply out */
 /*
@@ -95,10 +94,8 @@ static void	smtp_session_bad_sequence(struct smtp_session *,
 		    const struct smtp_cmd *);
 static int	smtp_session_greet(struct smtp_session *, char *,
 		    const char *);
-static int	smtp_session_mail_params(struct smtp_session *,
-		    struct smtp_tx *, char *);
-static int	smtp_session_rcpt_params(struct smtp_session *, char *,
-		    uint32_t *, char *, size_t);
+static int	smtp_session_params(struct smtp_session *, int,
+		    const char *);
 static void	smtp_session_postmaster(const struct smx_conf *, char *,
 		    size_t);
 
@@ -1014,8 +1011,9 @@ static void
 smtp_session_mail(struct smtp_session *s, char *args)
 {
 	struct smtp_tx	*tx;
+	const char	*key = NULL;
 	char		*p = args, margs[SMTP_CMD_MAX_LONG];
-	int		 utf8;
+	int		 utf8, r;
 
 	if ((s->listen->l->flags & F_LISTEN_TLS_REQUIRE) &&
 	    !(s->flags & F_TLS)) {
@@ -1052,7 +1050,9 @@ smtp_session_mail(struct smtp_session *s, char *args)
 		return;
 	}
 	strlcpy(margs, p, sizeof(margs));	/* for milters */
-	if (smtp_session_mail_params(s, tx, p) == -1) {
+	r = smtp_parse_mail_params(p, s->gen->conf->max_message_size, tx,
+	    &key);
+	if (smtp_session_params(s, r, key) == -1) {
 		free(tx);
 		return;
 	}
@@ -1070,91 +1070,31 @@ smtp_session_mail(struct smtp_session *s, char *args)
 		smtp_session_reply(s, "250 2.1.0 Ok");
 }
 
-/* MAIL parameters (RFC 1870, 6152, 6531, 3461); -1 after a reply. */
+/* The reply to what smtp_parse_*_params() found; -1 after a reply. */
 static int
-smtp_session_mail_params(struct smtp_session *s, struct smtp_tx *tx,
-    char *p)
+smtp_session_params(struct smtp_session *s, int r, const char *key)
 {
-	size_t		 max = s->gen->conf->max_message_size;
-	const char	*errstr;
-	char		*key, *val;
-	long long	 size;
-	int		 seen = 0, bit;
-
-	while ((key = smtp_parse_param(&p, &val)) != NULL) {
-		if (!smtp_parse_keyword(key))
-			goto syntax;
-		if (strcasecmp(key, "SIZE") == 0)
-			bit = 0x01;
-		else if (strcasecmp(key, "BODY") == 0)
-			bit = 0x02;
-		else if (strcasecmp(key, "SMTPUTF8") == 0)
-			bit = 0x04;
-		else if (strcasecmp(key, "RET") == 0)
-			bit = 0x08;
-		else if (strcasecmp(key, "ENVID") == 0)
-			bit = 0x10;
-		else {
-			smtp_session_error(s, "555 5.5.4 Unsupported parameter "
-			    "%s", key);
-			return -1;
-		}
-		if (seen & bit) {
-			smtp_session_error(s, "501 5.5.4 Duplicate parameter "
-			    "%s", key);
-			return -1;
-		}
-		seen |= bit;
-		switch (bit) {
-		case 0x01:
-			if (val == NULL || strspn(val, "0123456789") !=
-			    strlen(val) || strlen(val) > 18)
-				goto syntax;
-			size = strtonum(val, 0, LLONG_MAX, &errstr);
-			if (errstr != NULL)
-				goto syntax;
-			if (max != 0 && (unsigned long long)size > max) {
-				smtp_session_reply(s, "552 5.3.4 Message size "
-				    "exceeds fixed maximum message size");
-				return -1;
-			}
-			break;
-		case 0x02:
-			if (val != NULL && strcasecmp(val, "7BIT") == 0)
-				tx->body = BODY_7BIT;
-			else if (val != NULL &&
-			    strcasecmp(val, "8BITMIME") == 0)
-				tx->body = BODY_8BITMIME;
-			else {
-				smtp_session_error(s, "501 5.5.4 Unsupported "
-				    "BODY type");
-				return -1;
-			}
-			break;
-		case 0x04:
-			if (val != NULL)
-				goto syntax;
-			tx->mflags |= F_MSG_SMTPUTF8;
-			break;
-		case 0x08:
-			if (val != NULL && strcasecmp(val, "FULL") == 0)
-				tx->ret = RET_FULL;
-			else if (val != NULL && strcasecmp(val, "HDRS") == 0)
-				tx->ret = RET_HDRS;
-			else
-				goto syntax;
-			break;
-		case 0x10:
-			if (val == NULL || !smtp_parse_xtext(val,
-			    SMTP_ENVID_MAX))
-				goto syntax;
-			strlcpy(tx->envid, val, sizeof(tx->envid));
-			break;
-		}
+	switch (r) {
+	case PARAM_OK:
+		return 0;
+	case PARAM_UNKNOWN:
+		smtp_session_error(s, "555 5.5.4 Unsupported parameter %s",
+		    key);
+		break;
+	case PARAM_TWICE:
+		smtp_session_error(s, "501 5.5.4 Duplicate parameter %s", key);
+		break;
+	case PARAM_BODY:
+		smtp_session_error(s, "501 5.5.4 Unsupported BODY type");
+		break;
+	case PARAM_SIZE:
+		smtp_session_reply(s, "552 5.3.4 Message size exceeds fixed "
+		    "maximum message size");
+		break;
+	default:
+		smtp_session_error(s, "501 5.5.4 Syntax error in parameters");
+		break;
 	}
-	return 0;
- syntax:
-	smtp_session_error(s, "501 5.5.4 Syntax error in parameters");
 	return -1;
 }
 
@@ -1168,8 +1108,9 @@ smtp_session_rcpt(struct smtp_session *s, char *args)
 	char			 addr[SMX_ADDRSZ], orcpt[SMTP_ORCPT_MAX + 1];
 	char			 lookup[SMX_ADDRSZ], *p = args;
 	char			 rargs[SMTP_CMD_MAX_LONG];
+	const char		*key = NULL;
 	uint32_t		 notify = 0;
-	int			 utf8 = 0;
+	int			 utf8 = 0, pr;
 
 	if (strncasecmp(p, "TO:", 3) != 0) {
 		smtp_session_error(s, "501 5.5.4 Syntax: RCPT TO:<address>");
@@ -1200,8 +1141,8 @@ smtp_session_rcpt(struct smtp_session *s, char *args)
 		}
 	}
 	strlcpy(rargs, p, sizeof(rargs));	/* for milters */
-	if (smtp_session_rcpt_params(s, p, &notify, orcpt,
-	    sizeof(orcpt)) == -1)
+	pr = smtp_parse_rcpt_params(p, &notify, orcpt, sizeof(orcpt), &key);
+	if (smtp_session_params(s, pr, key) == -1)
 		return;
 	if (utf8 && !(tx->mflags & F_MSG_SMTPUTF8)) {
 		smtp_session_error(s, "553 5.6.7 Non-ASCII address needs "
@@ -1259,57 +1200,6 @@ smtp_session_postmaster(const struct smx_conf *c, char *buf, size_t len)
 	    d->name;
 	if (snprintf(buf, len, "postmaster@%s", h) >= (int)len)
 		fatalx("domain name too long");
-}
-
-/* RCPT parameters (RFC 3461 NOTIFY and ORCPT); -1 after a reply. */
-static int
-smtp_session_rcpt_params(struct smtp_session *s, char *p, uint32_t *notify,
-    char *orcpt, size_t orcptsz)
-{
-	char		*key, *val, *w, *next;
-	int		 seen = 0;
-
-	while ((key = smtp_parse_param(&p, &val)) != NULL) {
-		if (!smtp_parse_keyword(key))
-			goto syntax;
-		if (strcasecmp(key, "NOTIFY") == 0) {
-			if ((seen & 0x01) || val == NULL)
-				goto syntax;
-			seen |= 0x01;
-			for (w = val; w != NULL; w = next) {
-				if ((next = strchr(w, ',')) != NULL)
-					*next++ = '\0';
-				if (strcasecmp(w, "NEVER") == 0)
-					*notify |= F_NOTIFY_NEVER;
-				else if (strcasecmp(w, "SUCCESS") == 0)
-					*notify |= F_NOTIFY_SUCCESS;
-				else if (strcasecmp(w, "FAILURE") == 0)
-					*notify |= F_NOTIFY_FAILURE;
-				else if (strcasecmp(w, "DELAY") == 0)
-					*notify |= F_NOTIFY_DELAY;
-				else
-					goto syntax;
-			}
-			/* NEVER stands alone (RFC 3461 §4.1). */
-			if ((*notify & F_NOTIFY_NEVER) &&
-			    *notify != F_NOTIFY_NEVER)
-				goto syntax;
-		} else if (strcasecmp(key, "ORCPT") == 0) {
-			if ((seen & 0x02) || val == NULL ||
-			    !smtp_parse_orcpt(val, SMTP_ORCPT_MAX))
-				goto syntax;
-			seen |= 0x02;
-			strlcpy(orcpt, val, orcptsz);
-		} else {
-			smtp_session_error(s, "555 5.5.4 Unsupported parameter "
-			    "%s", key);
-			return -1;
-		}
-	}
-	return 0;
- syntax:
-	smtp_session_error(s, "501 5.5.4 Syntax error in parameters");
-	return -1;
 }
 
 /*

@@ -1,6 +1,7 @@
 /*
  * Unit tests of smtp/smtp_parse.c: SMTP paths with their bounds and
- * UTF-8, greetings, ESMTP keywords, parameters and xtext.  TAP output.
+ * UTF-8, greetings, ESMTP keywords, parameters and xtext, the MAIL and
+ * RCPT parameters.  TAP output.
  */
 #include <sys/types.h>
 
@@ -206,6 +207,130 @@ test_orcpt(void)
 	ok(!smtp_parse_orcpt(big, 500), "orcpt of 501 octets");
 }
 
+/* MAIL parameters into a transaction; the verdict and what was set. */
+static int
+mail_params(const char *in, size_t max, struct smtp_tx *tx,
+    const char **key)
+{
+	char	 buf[1024];
+
+	memset(tx, 0, sizeof(*tx));
+	tx->body = BODY_7BIT;
+	tx->ret = RET_UNSET;
+	*key = NULL;
+	strlcpy(buf, in, sizeof(buf));
+	return smtp_parse_mail_params(buf, max, tx, key);
+}
+
+static void
+test_mail_params(void)
+{
+	struct smtp_tx	 tx;
+	const char	*key;
+	char		 envid[200];
+
+	ok(mail_params("", 100, &tx, &key) == PARAM_OK, "no MAIL parameters");
+	ok(mail_params("SIZE=100 BODY=8BITMIME SMTPUTF8 RET=HDRS "
+	    "ENVID=a+2Bb", 100, &tx, &key) == PARAM_OK &&
+	    tx.body == BODY_8BITMIME && tx.mflags == F_MSG_SMTPUTF8 &&
+	    tx.ret == RET_HDRS && strcmp(tx.envid, "a+2Bb") == 0,
+	    "every MAIL parameter");
+	ok(mail_params("size=1 body=7bit ret=full", 0, &tx, &key) ==
+	    PARAM_OK && tx.body == BODY_7BIT && tx.ret == RET_FULL,
+	    "keywords and values in lower case");
+	ok(mail_params("SIZE=101", 100, &tx, &key) == PARAM_SIZE,
+	    "SIZE over the limit");
+	ok(mail_params("SIZE=999999999999999999", 0, &tx, &key) == PARAM_OK,
+	    "SIZE without a limit");
+	ok(mail_params("SIZE=1000000000000000000", 0, &tx, &key) ==
+	    PARAM_SYNTAX, "SIZE of 19 digits");
+	ok(mail_params("SIZE=-1", 0, &tx, &key) == PARAM_SYNTAX &&
+	    mail_params("SIZE", 0, &tx, &key) == PARAM_SYNTAX &&
+	    mail_params("SIZE=", 0, &tx, &key) == PARAM_SYNTAX,
+	    "SIZE without a number");
+	ok(mail_params("BODY=BINARYMIME", 0, &tx, &key) == PARAM_BODY &&
+	    mail_params("BODY", 0, &tx, &key) == PARAM_BODY,
+	    "BODY we do not take");
+	ok(mail_params("SMTPUTF8=yes", 0, &tx, &key) == PARAM_SYNTAX,
+	    "SMTPUTF8 with a value");
+	ok(mail_params("RET=ALL", 0, &tx, &key) == PARAM_SYNTAX,
+	    "RET neither FULL nor HDRS");
+	ok(mail_params("ENVID=a=b", 0, &tx, &key) == PARAM_SYNTAX &&
+	    mail_params("ENVID", 0, &tx, &key) == PARAM_SYNTAX,
+	    "ENVID not xtext");
+	memset(envid, 'e', 101);
+	envid[101] = '\0';
+	ok(mail_params(envid, 0, &tx, &key) == PARAM_SYNTAX, "100 octets of "
+	    "ENVID at most");
+	ok(mail_params("AUTH=<> SIZE=1", 0, &tx, &key) == PARAM_UNKNOWN &&
+	    key != NULL && strcmp(key, "AUTH") == 0, "unknown parameter named");
+	ok(mail_params("BODY=7BIT body=8BITMIME", 0, &tx, &key) ==
+	    PARAM_TWICE && key != NULL && strcmp(key, "body") == 0,
+	    "duplicate parameter named");
+	ok(mail_params("X_Y=1", 0, &tx, &key) == PARAM_SYNTAX,
+	    "keyword with an underscore");
+}
+
+static int
+rcpt_params(const char *in, uint32_t *notify, char *orcpt, size_t sz,
+    const char **key)
+{
+	char	 buf[1024];
+
+	*notify = 0;
+	orcpt[0] = '\0';
+	*key = NULL;
+	strlcpy(buf, in, sizeof(buf));
+	return smtp_parse_rcpt_params(buf, notify, orcpt, sz, key);
+}
+
+static void
+test_rcpt_params(void)
+{
+	const char	*key;
+	char		 orcpt[SMTP_ORCPT_MAX + 1], in[700];
+	uint32_t	 notify;
+
+	ok(rcpt_params("", &notify, orcpt, sizeof(orcpt), &key) == PARAM_OK &&
+	    notify == 0 && orcpt[0] == '\0', "no RCPT parameters");
+	ok(rcpt_params("NOTIFY=SUCCESS,failure,Delay "
+	    "ORCPT=rfc822;a+2Bb@example.com", &notify, orcpt, sizeof(orcpt),
+	    &key) == PARAM_OK && notify == (F_NOTIFY_SUCCESS |
+	    F_NOTIFY_FAILURE | F_NOTIFY_DELAY) &&
+	    strcmp(orcpt, "rfc822;a+2Bb@example.com") == 0,
+	    "NOTIFY and ORCPT");
+	ok(rcpt_params("NOTIFY=NEVER", &notify, orcpt, sizeof(orcpt), &key) ==
+	    PARAM_OK && notify == F_NOTIFY_NEVER, "NOTIFY=NEVER");
+	ok(rcpt_params("NOTIFY=NEVER,DELAY", &notify, orcpt, sizeof(orcpt),
+	    &key) == PARAM_SYNTAX, "NEVER with another");
+	ok(rcpt_params("NOTIFY=SUCCESS,", &notify, orcpt, sizeof(orcpt),
+	    &key) == PARAM_SYNTAX && rcpt_params("NOTIFY=SOMETIMES", &notify,
+	    orcpt, sizeof(orcpt), &key) == PARAM_SYNTAX &&
+	    rcpt_params("NOTIFY", &notify, orcpt, sizeof(orcpt), &key) ==
+	    PARAM_SYNTAX, "bad NOTIFY lists");
+	ok(rcpt_params("NOTIFY=DELAY NOTIFY=DELAY", &notify, orcpt,
+	    sizeof(orcpt), &key) == PARAM_SYNTAX, "NOTIFY twice");
+	ok(rcpt_params("ORCPT=a@example.com", &notify, orcpt, sizeof(orcpt),
+	    &key) == PARAM_SYNTAX && rcpt_params("ORCPT=;a@example.com",
+	    &notify, orcpt, sizeof(orcpt), &key) == PARAM_SYNTAX &&
+	    rcpt_params("ORCPT=rfc822;a=b", &notify, orcpt, sizeof(orcpt),
+	    &key) == PARAM_SYNTAX, "ORCPT without a type or not xtext");
+	ok(rcpt_params("ORCPT=rfc822;a ORCPT=rfc822;b", &notify, orcpt,
+	    sizeof(orcpt), &key) == PARAM_SYNTAX, "ORCPT twice");
+	memset(in, 'o', sizeof(in));
+	memcpy(in, "ORCPT=rfc822;", 13);
+	in[6 + SMTP_ORCPT_MAX] = '\0';
+	ok(rcpt_params(in, &notify, orcpt, sizeof(orcpt), &key) == PARAM_OK &&
+	    strlen(orcpt) == SMTP_ORCPT_MAX, "ORCPT of 500 octets");
+	in[6 + SMTP_ORCPT_MAX] = 'o';
+	in[7 + SMTP_ORCPT_MAX] = '\0';
+	ok(rcpt_params(in, &notify, orcpt, sizeof(orcpt), &key) ==
+	    PARAM_SYNTAX, "ORCPT of 501 octets");
+	ok(rcpt_params("SIZE=10", &notify, orcpt, sizeof(orcpt), &key) ==
+	    PARAM_UNKNOWN && key != NULL && strcmp(key, "SIZE") == 0,
+	    "a MAIL parameter at RCPT");
+}
+
 int
 main(void)
 {
@@ -214,5 +339,7 @@ main(void)
 	test_bounds();
 	test_words();
 	test_orcpt();
+	test_mail_params();
+	test_rcpt_params();
 	return done();
 }

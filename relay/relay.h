@@ -201,6 +201,14 @@ struct relay_cmd {
 	uint32_t		 rcpt;
 };
 
+/* A reply of the server, read line by line (relay_parse.c). */
+struct relay_reply {
+	int			 code;
+	int			 lines;		/* so far; 0: a new reply */
+	char			 text[RELAY_REPLY_TEXT_MAX + 1];
+	size_t			 len;
+};
+
 /* One SMTP client connection, bound to one address of a destination. */
 struct relay_session {
 	TAILQ_ENTRY(relay_session) entry;	/* dest->sessions, graveyard */
@@ -233,11 +241,7 @@ struct relay_session {
 	char			*obuf;
 	size_t			 opos, olen, ocap;
 
-	/* The reply being read. */
-	int			 rcode;
-	int			 rlines;
-	char			 rtext[RELAY_REPLY_TEXT_MAX + 1];
-	size_t			 rlen;
+	struct relay_reply	 reply;		/* being read */
 
 	/* The delivery and its transaction. */
 	struct relay_msg	*msg;
@@ -308,6 +312,17 @@ void	relay_dane_store_free(struct x509_store_st *);
 int	relay_dane_pkix(const uint8_t *pem, size_t pemlen,
 	    struct x509_store_st *, const char *name, char *why,
 	    size_t whylen);
+
+/* relay_parse.c: what a next hop answers; every octet is hostile */
+/*
+ * One reply off buf[*pos..len): 1 complete (code, printable text), 0
+ * more input needed, -1 not SMTP (*why).  With caps (an EHLO reply),
+ * the keywords of its 250 lines go to *caps and *size_max.
+ */
+int	relay_parse_reply(struct relay_reply *, char *buf, size_t len,
+	    size_t *pos, int *caps, uint64_t *size_max, const char **why);
+/* One EHLO keyword line: CAP_* added to *caps; SIZE sets *size_max. */
+void	relay_parse_ehlo(char *, int *caps, uint64_t *size_max);
 
 /* relay_session.c */
 struct relay_session *relay_session_new(struct relay_dest *, int addr,

@@ -50,8 +50,6 @@ static ssize_t	relay_session_read(struct relay_session *);
 static int	relay_session_write(struct relay_session *);
 static void	relay_session_timer(struct relay_session *, time_t, int);
 static void	relay_session_timeout(int, short, void *);
-static int	relay_session_parse(struct relay_session *, const char **);
-static void	relay_session_cap(struct relay_session *, char *);
 static void	relay_session_reply(struct relay_session *);
 static void	relay_session_ehlo(struct relay_session *);
 static void	relay_session_ehlo_done(struct relay_session *);
@@ -162,7 +160,7 @@ relay_session_connect(struct relay_session *s)
 	s->size_max = 0;
 	s->ipos = s->ilen = 0;
 	s->opos = s->olen = 0;
-	s->rlines = 0;
+	s->reply.lines = 0;
 	s->rwant = EV_READ;
 	s->wwant = EV_WRITE;
 	if (s->mode == TLSM_REFUSE) {
@@ -288,7 +286,9 @@ relay_session_run(struct relay_session *s)
 				    relay_state_names[s->state]);
 			return;
 		}
-		while ((r = relay_session_parse(s, &why)) == 1) {
+		while ((r = relay_parse_reply(&s->reply, s->ibuf, s->ilen,
+		    &s->ipos, s->state == RELAY_STATE_EHLO ? &s->caps : NULL,
+		    &s->size_max, &why)) == 1) {
 			if (s->msg != NULL && s->state != RELAY_STATE_ASSIGNED)
 				s->msg_replies++;
 			relay_session_reply(s);
@@ -428,130 +428,19 @@ relay_session_timeout(int fd, short event, void *arg)
 	}
 }
 
-/*
- * Take one reply off the input: 1 it is in rcode/rtext, 0 more input is
- * needed, -1 the server does not speak SMTP (*why).  A hostile server
- * gets RELAY_REPLY_LINE_MAX octets per line and RELAY_REPLY_LINES_MAX
- * lines per reply, and we keep RELAY_REPLY_TEXT_MAX of it: the input
- * buffer is fixed and nothing grows.
- */
-static int
-relay_session_parse(struct relay_session *s, const char **why)
-{
-	char	*line, *nl, *text;
-	size_t	 avail, len;
-	int	 code, n;
-
-	for (;;) {
-		avail = s->ilen - s->ipos;
-		line = s->ibuf + s->ipos;
-		nl = memchr(line, '\n', avail < RELAY_REPLY_LINE_MAX ? avail :
-		    RELAY_REPLY_LINE_MAX);
-		if (nl == NULL) {
-			if (avail >= RELAY_REPLY_LINE_MAX) {
-				*why = "reply line too long";
-				return -1;
-			}
-			return 0;
-		}
-		len = (size_t)(nl - line);
-		s->ipos += len + 1;
-		if (len > 0 && line[len - 1] == '\r')
-			len--;
-		line[len] = '\0';
-		if (len < 3 || line[0] < '2' || line[0] > '5' ||
-		    line[1] < '0' || line[1] > '9' ||
-		    line[2] < '0' || line[2] > '9' ||
-		    (len > 3 && line[3] != ' ' && line[3] != '-')) {
-			*why = "malformed reply";
-			return -1;
-		}
-		code = (line[0] - '0') * 100 + (line[1] - '0') * 10 +
-		    (line[2] - '0');
-		if (s->rlines == 0) {
-			s->rcode = code;
-			s->rlen = 0;
-			s->rtext[0] = '\0';
-		} else if (code != s->rcode) {
-			*why = "reply codes differ between lines";
-			return -1;
-		}
-		if (++s->rlines > RELAY_REPLY_LINES_MAX) {
-			*why = "too many lines in one reply";
-			return -1;
-		}
-		text = len > 4 ? line + 4 : "";
-		if (s->state == RELAY_STATE_EHLO && s->rlines > 1 &&
-		    code == 250)
-			relay_session_cap(s, text);
-		if (s->rlen < sizeof(s->rtext) - 1) {
-			if (s->rlines == 1)
-				n = snprintf(s->rtext, sizeof(s->rtext),
-				    "%03d %s", code, text);
-			else
-				n = snprintf(s->rtext + s->rlen,
-				    sizeof(s->rtext) - s->rlen, "; %s", text);
-			if (n < 0 || (size_t)n >= sizeof(s->rtext) - s->rlen)
-				s->rlen = sizeof(s->rtext) - 1;
-			else
-				s->rlen += (size_t)n;
-		}
-		if (len == 3 || line[3] == ' ') {
-			s->rlines = 0;
-			str_printable(s->rtext, sizeof(s->rtext), s->rtext);
-			return 1;
-		}
-	}
-}
-
-/* One EHLO keyword line (RFC 5321 §4.1.1.1). */
-static void
-relay_session_cap(struct relay_session *s, char *line)
-{
-	const char	*errstr;
-	char		*kw, *param;
-	long long	 n;
-
-	kw = line;
-	if ((param = strchr(line, ' ')) != NULL)
-		*param++ = '\0';
-	if (strcasecmp(kw, "PIPELINING") == 0)
-		s->caps |= CAP_PIPELINING;
-	else if (strcasecmp(kw, "8BITMIME") == 0)
-		s->caps |= CAP_8BITMIME;
-	else if (strcasecmp(kw, "SMTPUTF8") == 0)
-		s->caps |= CAP_SMTPUTF8;
-	else if (strcasecmp(kw, "STARTTLS") == 0)
-		s->caps |= CAP_STARTTLS;
-	else if (strcasecmp(kw, "DSN") == 0)
-		s->caps |= CAP_DSN;
-	else if (strcasecmp(kw, "SIZE") == 0) {
-		s->caps |= CAP_SIZE;
-		s->size_max = 0;
-		if (param != NULL && *param != '\0') {
-			/* RFC 1870: 0 or no number means no fixed limit. */
-			n = strtonum(param, 0, LLONG_MAX, &errstr);
-			if (errstr == NULL)
-				s->size_max = (uint64_t)n;
-		}
-	}
-	if (param != NULL)
-		param[-1] = ' ';	/* the reply text stays whole */
-}
-
 static void
 relay_session_reply(struct relay_session *s)
 {
-	int			 code = s->rcode;
+	int			 code = s->reply.code;
 
 	if (log_getverbose())
 		log_debug("session=%016llx state=%s reply=%s",
 		    (unsigned long long)s->id, relay_state_names[s->state],
-		    log_text(s->rtext));
+		    log_text(s->reply.text));
 	switch (s->state) {
 	case RELAY_STATE_GREETING:
 		if (code != 220) {
-			relay_session_fail(s, "%s", s->rtext);
+			relay_session_fail(s, "%s", s->reply.text);
 			return;
 		}
 		relay_session_ehlo(s);
@@ -567,13 +456,13 @@ relay_session_reply(struct relay_session *s)
 			    env->conf->hostname) == 0)
 				relay_session_timer(s, RELAY_TO_COMMAND, 0);
 		} else
-			relay_session_fail(s, "%s", s->rtext);
+			relay_session_fail(s, "%s", s->reply.text);
 		break;
 	case RELAY_STATE_HELO:
 		if (code / 100 == 2)
 			relay_session_ehlo_done(s);
 		else
-			relay_session_fail(s, "%s", s->rtext);
+			relay_session_fail(s, "%s", s->reply.text);
 		break;
 	case RELAY_STATE_STARTTLS:
 		if (code == 220) {
@@ -590,7 +479,7 @@ relay_session_reply(struct relay_session *s)
 		} else if (s->mode == TLSM_MAY) {
 			log_info("session=%016llx event=starttls-refused "
 			    "relay=%s reply=%s", (unsigned long long)s->id,
-			    log_value(s->name), log_text(s->rtext));
+			    log_value(s->name), log_text(s->reply.text));
 			if (s->testing)
 				relay_session_sts_report(s, "STARTTLS refused");
 			relay_session_ready(s);
@@ -598,7 +487,7 @@ relay_session_reply(struct relay_session *s)
 			stat_add("relay.tls.downgrade", 1);
 			relay_session_fail(s, "4.7.4 TLS required but "
 			    "STARTTLS refused by %s: %s (%s: %s)", s->name,
-			    s->rtext, tls_mode_name(s->mode), s->why);
+			    s->reply.text, tls_mode_name(s->mode), s->why);
 		}
 		break;
 	case RELAY_STATE_TX:
@@ -613,7 +502,7 @@ relay_session_reply(struct relay_session *s)
 		 * what we still send would be read as commands.
 		 */
 		s->flags |= F_RELAY_IOERR;
-		relay_session_fail(s, "%s", s->rtext);
+		relay_session_fail(s, "%s", s->reply.text);
 		break;
 	case RELAY_STATE_EOM:
 		relay_session_eom_reply(s);
@@ -626,7 +515,7 @@ relay_session_reply(struct relay_session *s)
 	default:
 		/* Unasked for: "421 idle too long" and the like. */
 		if (s->msg != NULL)
-			relay_session_fail(s, "%s", s->rtext);
+			relay_session_fail(s, "%s", s->reply.text);
 		else
 			relay_session_end(s, "unexpected reply");
 		break;
@@ -996,19 +885,19 @@ relay_session_tx_reply(struct relay_session *s)
 	struct relay_msg	*m = s->msg;
 	struct relay_cmd	*c;
 	struct relay_rcpt	*r;
-	int			 code = s->rcode;
+	int			 code = s->reply.code;
 	uint32_t		 i;
 
 	if (s->nreplied >= s->nsent) {
 		relay_session_fail(s, "4.4.2 %s replied to a command not "
-		    "sent: %s", s->name, s->rtext);
+		    "sent: %s", s->name, s->reply.text);
 		return;
 	}
 	c = &s->cmds[s->nreplied++];
 	switch (c->type) {
 	case CMD_RSET:
 		if (code / 100 != 2) {
-			relay_session_fail(s, "%s", s->rtext);
+			relay_session_fail(s, "%s", s->reply.text);
 			return;
 		}
 		break;
@@ -1024,7 +913,8 @@ relay_session_tx_reply(struct relay_session *s)
 		for (i = 0; i < m->nrcpt; i++) {
 			r = &m->rcpts[i];
 			if (!r->done && !r->here)
-				relay_session_verdict(s, r, code, s->rtext);
+				relay_session_verdict(s, r, code,
+				    s->reply.text);
 		}
 		break;
 	case CMD_RCPT:
@@ -1035,7 +925,7 @@ relay_session_tx_reply(struct relay_session *s)
 			r->accepted = 1;
 			s->naccepted++;
 		} else
-			relay_session_verdict(s, r, code, s->rtext);
+			relay_session_verdict(s, r, code, s->reply.text);
 		break;
 	}
 	if (!(s->caps & CAP_PIPELINING) && s->nsent < s->ncmd &&
@@ -1062,12 +952,12 @@ relay_session_data_reply(struct relay_session *s)
 	struct relay_msg	*m = s->msg;
 	uint32_t		 i;
 
-	if (s->rcode != 354) {
+	if (s->reply.code != 354) {
 		for (i = 0; i < m->nrcpt; i++)
 			if (m->rcpts[i].accepted)
 				relay_session_verdict(s, &m->rcpts[i],
-				    s->rcode / 100 == 3 ? 451 : s->rcode,
-				    s->rtext);
+				    s->reply.code / 100 == 3 ? 451 :
+				    s->reply.code, s->reply.text);
 		relay_session_tx_end(s);
 		return;
 	}
@@ -1085,7 +975,7 @@ relay_session_eom_reply(struct relay_session *s)
 {
 	struct relay_msg	*m = s->msg;
 	uint32_t		 i;
-	int			 code = s->rcode;
+	int			 code = s->reply.code;
 
 	if (code / 100 == 2) {
 		s->nmsgs++;
@@ -1094,7 +984,8 @@ relay_session_eom_reply(struct relay_session *s)
 		code = 451;	/* nonsense at this point: try later */
 	for (i = 0; i < m->nrcpt; i++)
 		if (m->rcpts[i].accepted)
-			relay_session_verdict(s, &m->rcpts[i], code, s->rtext);
+			relay_session_verdict(s, &m->rcpts[i], code,
+			    s->reply.text);
 	relay_session_tx_end(s);
 }
 

@@ -152,7 +152,7 @@ static int
 tf_parse_line(struct table_file *tf, char *line, uint32_t lineno,
     const char *name, FILE *errfp)
 {
-	char		*f[4], *p = line;
+	char		*f[4], *p = line, shown[SMX_ADDRSZ];
 	const char	*errstr;
 	struct dir_entry *e;
 	int		 nf = 0;
@@ -182,8 +182,10 @@ tf_parse_line(struct table_file *tf, char *line, uint32_t lineno,
 	if (nf == 4)
 		TF_ERR("too many fields (address kind [target])");
 	str_lower(f[0]);
+	/* What is echoed before it is checked goes to a terminal. */
 	if ((errstr = table_file_check_addr(f[0], 1)) != NULL)
-		TF_ERR("invalid address \"%s\": %s", f[0], errstr);
+		TF_ERR("invalid address \"%s\": %s",
+		    str_printable(shown, sizeof(shown), f[0]), errstr);
 	if (nf == 1)
 		TF_ERR("\"%s\": missing kind (local or custom)", f[0]);
 	if (strcasecmp(f[1], "local") == 0)
@@ -192,14 +194,14 @@ tf_parse_line(struct table_file *tf, char *line, uint32_t lineno,
 		kind = DIR_CUSTOM;
 	else
 		TF_ERR("\"%s\": unknown kind \"%s\" (local or custom)", f[0],
-		    f[1]);
+		    str_printable(shown, sizeof(shown), f[1]));
 	if (nf == 3) {
 		if (kind == DIR_LOCAL)
 			TF_ERR("\"%s\": a local entry has no target", f[0]);
 		str_lower(f[2]);
 		if ((errstr = table_file_check_addr(f[2], 0)) != NULL)
-			TF_ERR("\"%s\": invalid target \"%s\": %s", f[0], f[2],
-			    errstr);
+			TF_ERR("\"%s\": invalid target \"%s\": %s", f[0],
+			    str_printable(shown, sizeof(shown), f[2]), errstr);
 	}
 #undef TF_ERR
 	e = &tf->ents[tf->n++];

@@ -52,9 +52,12 @@ DEB_TEST  = python3 python3-pytest python3-aiosmtpd python3-dnslib swaks \
 	    opendkim opendkim-tools rspamd python3-milter python3-dkim
 # make deb, and the test that builds the package and installs it
 DEB_PKG	  = debhelper dpkg-dev fakeroot lintian
-DEB_ALL	  = $(DEB_BUILD) $(DEB_TEST) $(DEB_PKG)
+# clang 14's -fsanitize=fuzzer needs libFuzzer from libclang-rt-14-dev.
+DEB_FUZZ  = clang libclang-rt-14-dev
+DEB_ALL	  = $(DEB_BUILD) $(DEB_TEST) $(DEB_PKG) $(DEB_FUZZ)
 
-.PHONY: all progs deps run test test-asan unit e2e install deb clean bench
+.PHONY: all progs deps run test test-asan unit e2e install deb clean bench \
+	fuzz fuzz-build fuzz-replay
 
 all: progs $(UNIT_BINS)
 
@@ -92,6 +95,66 @@ $(OBJ)/regress/%: regress/lib/%.c $(UNIT_LINK) $(HDRS)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -Iregress/lib -Icontrol -o $@ $< \
 	    $(UNIT_LINK) $(LDLIBS) $(CTL_LIBS)
 
+# Fuzzing (fuzz/README).  Every fuzz/NAME_fuzz.c is a libFuzzer target,
+# $(OBJ)/fuzz/NAME_fuzz, linked from the sources its "fuzz-link:"
+# comment lines name (the daemon's sources but splitmxd.c if it has
+# none), all built apart with clang and the sanitizers under
+# $(OBJ)/fuzz/o; its seeds are fuzz/corpus/NAME/.  Nothing here is
+# built by "all": only by fuzz-build, "make fuzz" and "make test".
+FUZZ_CC	  ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_SAN  = -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+	    -fno-omit-frame-pointer
+FUZZ_CFLAGS = -O1 -g $(FUZZ_SAN) $(WARN) -D_GNU_SOURCE -Ilib -Ismtpd \
+	    -Ismtp -Ilookup -Iqueue -Irelay -Icontrol -Ifilter -I$(OBJ) \
+	    $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(CFLAGS)
+FUZZ_NAMES = $(patsubst fuzz/%_fuzz.c,%,$(wildcard fuzz/*_fuzz.c))
+FUZZ_BINS = $(patsubst %,$(OBJ)/fuzz/%_fuzz,$(FUZZ_NAMES))
+FUZZ_TARGETS ?= $(FUZZ_NAMES)
+FO	  = $(OBJ)/fuzz/o
+FUZZ_DEFAULT = $(patsubst $(OBJ)/%,$(FO)/%,$(UNIT_LINK))
+# The objects a target links: its fuzz-link sources (parse.y is the
+# generated parse.c), or the default.
+fuzz_srcs = $(wildcard $(shell sed -n 's/^.*fuzz-link://p' fuzz/$(1)_fuzz.c))
+fuzz_objs = $(if $(call fuzz_srcs,$(1)),$(patsubst %.c,$(FO)/%.o, \
+	    $(patsubst %.y,%.c,$(call fuzz_srcs,$(1)))),$(FUZZ_DEFAULT))
+
+fuzz-build: $(FUZZ_BINS)
+
+$(FO)/%.o: %.c $(HDRS) $(wildcard fuzz/*.h)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FO)/smtpd/parse.o: $(OBJ)/smtpd/parse.c $(HDRS)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link \
+	    -Wno-unused-but-set-variable -c -o $@ $<
+
+define fuzz_target
+$(OBJ)/fuzz/$(1)_fuzz: $(FO)/fuzz/$(1)_fuzz.o $(call fuzz_objs,$(1))
+	$$(FUZZ_CC) $$(FUZZ_CFLAGS) -fsanitize=fuzzer -o $$@ $$^ $$(LDLIBS)
+endef
+$(foreach n,$(FUZZ_NAMES),$(eval $(call fuzz_target,$(n))))
+
+# Each target for FUZZ_SECONDS from its seeds; what it finds goes to
+# $(OBJ)/fuzz/corpus/NAME, a crash to $(OBJ)/fuzz/NAME-crash-*.
+fuzz: deps fuzz-build
+	@for n in $(FUZZ_TARGETS); do \
+		mkdir -p $(OBJ)/fuzz/corpus/$$n || exit 1; \
+		echo "make fuzz: $$n for $(FUZZ_SECONDS) s"; \
+		$(OBJ)/fuzz/$${n}_fuzz -max_total_time=$(FUZZ_SECONDS) \
+		    -print_final_stats=1 -artifact_prefix=$(OBJ)/fuzz/$$n- \
+		    $(OBJ)/fuzz/corpus/$$n fuzz/corpus/$$n || exit 1; \
+	done
+
+# Every seed through its target once (make test does it in pytest).
+fuzz-replay: fuzz-build
+	@for n in $(FUZZ_TARGETS); do \
+		$(OBJ)/fuzz/$${n}_fuzz fuzz/corpus/$$n/* >/dev/null 2>&1 || \
+		    { echo "fuzz-replay: $$n failed"; exit 1; }; \
+		echo "fuzz-replay: $$n ok"; \
+	done
+
 # Installs only the Debian packages that are missing, with one update.
 deps:
 	@missing=""; for p in $(DEB_ALL); do \
@@ -110,7 +173,7 @@ deps:
 run: deps all
 	@sh etc/demo/run.sh $(OBJ)
 
-test: deps all
+test: deps all fuzz-build
 	SPLITMX_OBJ=$(OBJ) $(PYTHON) -m pytest -q regress
 
 test-asan:

@@ -105,7 +105,9 @@ FUZZ_CC	  ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_SAN  = -fsanitize=address,undefined -fno-sanitize-recover=undefined \
 	    -fno-omit-frame-pointer
-FUZZ_CFLAGS = -O1 -g $(FUZZ_SAN) $(WARN) -D_GNU_SOURCE -Ilib -Ismtpd \
+# clang also warns of libseccomp's SCMP_A* initialisers: not ours.
+FUZZ_CFLAGS = -O1 -g $(FUZZ_SAN) $(WARN) -Wno-missing-field-initializers \
+	    -D_GNU_SOURCE -Ilib -Ismtpd \
 	    -Ismtp -Ilookup -Iqueue -Irelay -Icontrol -Ifilter -I$(OBJ) \
 	    $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(CFLAGS)
 FUZZ_NAMES = $(patsubst fuzz/%_fuzz.c,%,$(wildcard fuzz/*_fuzz.c))
@@ -114,8 +116,9 @@ FUZZ_TARGETS ?= $(FUZZ_NAMES)
 FO	  = $(OBJ)/fuzz/o
 FUZZ_DEFAULT = $(patsubst $(OBJ)/%,$(FO)/%,$(UNIT_LINK))
 # The objects a target links: its fuzz-link sources (parse.y is the
-# generated parse.c), or the default.
+# generated parse.c), or the default; and its fuzz-libs libraries.
 fuzz_srcs = $(wildcard $(shell sed -n 's/^.*fuzz-link://p' fuzz/$(1)_fuzz.c))
+fuzz_libs = $(shell sed -n 's/^.*fuzz-libs://p' fuzz/$(1)_fuzz.c)
 fuzz_objs = $(if $(call fuzz_srcs,$(1)),$(patsubst %.c,$(FO)/%.o, \
 	    $(patsubst %.y,%.c,$(call fuzz_srcs,$(1)))),$(FUZZ_DEFAULT))
 
@@ -132,7 +135,8 @@ $(FO)/smtpd/parse.o: $(OBJ)/smtpd/parse.c $(HDRS)
 
 define fuzz_target
 $(OBJ)/fuzz/$(1)_fuzz: $(FO)/fuzz/$(1)_fuzz.o $(call fuzz_objs,$(1))
-	$$(FUZZ_CC) $$(FUZZ_CFLAGS) -fsanitize=fuzzer -o $$@ $$^ $$(LDLIBS)
+	$$(FUZZ_CC) $$(FUZZ_CFLAGS) -fsanitize=fuzzer -o $$@ $$^ $$(LDLIBS) \
+	    $(call fuzz_libs,$(1))
 endef
 $(foreach n,$(FUZZ_NAMES),$(eval $(call fuzz_target,$(n))))
 

@@ -14,7 +14,9 @@
  * - every reply line is printable, at most 512 octets with its CRLF,
  *   has a code of 2xx-5xx, continues with the same code, and nothing
  *   follows the last reply of a closing session (221, 421, "closing
- *   connection", the early talker's 554);
+ *   connection", the early talker's 554), and only TLS records follow
+ *   STARTTLS's 220 (what the client sent in clear after it is never
+ *   taken as a command);
  * - every message the session sends decodes as its receiver decodes it
  *   (lookup.c's lookup_rcpt, queue_commit.c's queue_commit_envelope and
  *   queue_commit_create, the rollback), with the receiver's checks;
@@ -27,7 +29,8 @@
  * - a session ends when its client has gone, releasing what it held.
  *
  * The input: one byte of options, then the client's bytes.
- *	bits 0-1  the listener: plain, STARTTLS (no pki: 454), tls-require
+ *	bits 0-1  the listener: plain, STARTTLS without a usable pki (454),
+ *		  tls-require (530), STARTTLS
  *	bit 2     limit recipients 2		bit 3  limit message-size 300
  *	bit 4     the queue cannot create	bit 5  the queue cannot commit
  *	bit 6     the client talks before the banner
@@ -53,6 +56,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <tls.h>
 #include <unistd.h>
 
 #include "splitmx.h"
@@ -102,6 +106,30 @@ struct run {
 	int		 progress;
 };
 
+/*
+ * A throwaway self-signed certificate and key, for the listener that
+ * offers STARTTLS: what follows the 220 must go to the handshake, never
+ * to the command reader (the client's plain text fails it).
+ */
+static const char fuzz_cert[] =
+	"-----BEGIN CERTIFICATE-----\n"
+	"MIIBijCCATGgAwIBAgIUdSg1PSjmn/KPezBKxriYy2c5mWowCgYIKoZIzj0EAwIw\n"
+	"GjEYMBYGA1UEAwwPbXgxLmV4YW1wbGUuY29tMCAXDTI2MTIwMzEwNTMxNVoYDzIx\n"
+	"MjYxMTA5MTA1MzE1WjAaMRgwFgYDVQQDDA9teDEuZXhhbXBsZS5jb20wWTATBgcq\n"
+	"hkjOPQIBBggqhkjOPQMBBwNCAAQ/CWHVjC1HiNHA9ocUhZY31WDox87heS4xchrp\n"
+	"YjpiIqyOyz3yBrvY2uXLNmhjWMqqT+m660oT/t1InMPlSizXo1MwUTAdBgNVHQ4E\n"
+	"FgQU0vcubQtg24JP602NzDQ/9FNzAuEwHwYDVR0jBBgwFoAU0vcubQtg24JP602N\n"
+	"zDQ/9FNzAuEwDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNHADBEAiBZTbkT\n"
+	"FiF+qGInJ1mzpRN8kAgO/+fZiXSVDr1kfpU++QIgVzmw/PMA0B5FBv3PLkk6A/Db\n"
+	"j1eNmBXGSzfsEJlfy0U=\n"
+	"-----END CERTIFICATE-----\n";
+static const char fuzz_key[] =
+	"-----BEGIN PRIVATE KEY-----\n"
+	"MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgXTfUIrDevSVQ8p7/\n"
+	"NEvG023nCfgZaZXSkPX9YASgz4qhRANCAAQ/CWHVjC1HiNHA9ocUhZY31WDox87h\n"
+	"eS4xchrpYjpiIqyOyz3yBrvY2uXLNmhjWMqqT+m660oT/t1InMPlSizX\n"
+	"-----END PRIVATE KEY-----\n";
+
 static struct event_base	*base;
 static struct smx_conf		*conf;
 static struct smx_listener	 listener;
@@ -109,6 +137,7 @@ static struct smtp_gen		 gen;
 static struct smtp_listen	 listen_;
 static struct msgchan		 to[PROC_COUNT], from[PROC_COUNT];
 static struct run		 run;
+static struct tls		*tls_ctx;
 
 static void	setup(void);
 static void	handler(struct msgchan *, struct msg *, void *);
@@ -139,8 +168,24 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		setup();
 	memset(&run, 0, sizeof(run));
 	run.opts = data[0];
-	listener.flags = (run.opts & O_LISTEN) == 1 ? F_LISTEN_TLS :
-	    (run.opts & O_LISTEN) >= 2 ? F_LISTEN_TLS_REQUIRE : 0;
+	switch (run.opts & O_LISTEN) {
+	case 0:
+		listener.flags = 0;
+		listen_.tls = NULL;
+		break;
+	case 1:
+		listener.flags = F_LISTEN_TLS;
+		listen_.tls = NULL;
+		break;
+	case 2:
+		listener.flags = F_LISTEN_TLS_REQUIRE;
+		listen_.tls = NULL;
+		break;
+	default:
+		listener.flags = F_LISTEN_TLS;
+		listen_.tls = tls_ctx;
+		break;
+	}
 	conf->max_recipients = (run.opts & O_RCPTS) ? 2 : DEF_RECIPIENTS;
 	conf->max_message_size = (run.opts & O_SIZE) ? 300 :
 	    DEF_MESSAGE_SIZE;
@@ -200,6 +245,7 @@ setup(void)
 {
 	struct smx_domain	*d;
 	struct smx_net		*n;
+	struct tls_config	*cfg;
 	int			 sv[2], p;
 
 	base = event_init();
@@ -217,6 +263,12 @@ setup(void)
 	if (parse_net("127.0.0.0/8", &n->ss, &n->prefixlen, NULL) == -1)
 		fuzz_fail("parse_net");
 	TAILQ_INSERT_TAIL(&conf->trusted, n, entry);
+	if (tls_init() == -1 || (cfg = tls_config_new()) == NULL ||
+	    tls_config_set_keypair_mem(cfg, (const uint8_t *)fuzz_cert,
+	    sizeof(fuzz_cert) - 1, (const uint8_t *)fuzz_key,
+	    sizeof(fuzz_key) - 1) == -1 || (tls_ctx = tls_server()) == NULL ||
+	    tls_configure(tls_ctx, cfg) == -1)
+		fuzz_fail("TLS server context");
 	listener.port = 25;
 	listener.fd = -1;
 	gen.conf = conf;
@@ -671,9 +723,16 @@ static void
 check_replies(const char *out, size_t len)
 {
 	const char	*p, *nl, *end = out + len, *q;
-	int		 code = 0, more = 0, closing = 0, c;
+	int		 code = 0, more = 0, closing = 0, tls = 0, c;
 
 	for (p = out; p < end; p = nl + 1) {
+		if (tls) {
+			/* TLS records now (an alert): no reply in clear. */
+			FUZZ_CHECK((p[0] == 0x15 || p[0] == 0x16) &&
+			    end - p >= 2 && p[1] == 0x03,
+			    "not TLS after STARTTLS: %.*s", (int)(end - p), p);
+			break;
+		}
 		FUZZ_CHECK(!closing, "a reply after the session's last: %.*s",
 		    (int)(end - p), p);
 		nl = memchr(p, '\n', (size_t)(end - p));
@@ -693,6 +752,9 @@ check_replies(const char *out, size_t len)
 		    code);
 		code = c;
 		more = p[3] == '-';
+		if (!more && c == 220 &&
+		    memmem(p, (size_t)(nl - p), "Ready to start TLS", 18))
+			tls = 1;
 		if (!more && (c == 221 || c == 421 ||
 		    memmem(p, (size_t)(nl - p), "closing connection", 18) ||
 		    memmem(p, (size_t)(nl - p), "before the greeting", 19)))

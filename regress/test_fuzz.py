@@ -48,6 +48,10 @@ def test_corpus_replays(built, name):
         pytest.fail("fuzz/corpus/%s/ has no seeds" % name)
     env = dict(os.environ)
     env.pop("FUZZ_SHOW", None)
+    # Leaks count here, also under make test-asan (which turns them off
+    # for the daemon).
+    env["ASAN_OPTIONS"] = "detect_leaks=1"
+    env["UBSAN_OPTIONS"] = "print_stacktrace=1"
     r = subprocess.run([binary, "-timeout=60", "-rss_limit_mb=4096"] + seeds,
                        cwd=ROOT, capture_output=True, text=True,
                        errors="replace", timeout=900, env=env)

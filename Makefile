@@ -97,8 +97,8 @@ $(OBJ)/regress/%: regress/lib/%.c $(UNIT_LINK) $(HDRS)
 
 # Fuzzing (fuzz/README).  Every fuzz/NAME_fuzz.c is a libFuzzer target,
 # $(OBJ)/fuzz/NAME_fuzz, linked from the sources its "fuzz-link:"
-# comment lines name (the daemon's sources but splitmxd.c if it has
-# none), all built apart with clang and the sanitizers under
+# comment lines name (what the unit tests link if it has none), all
+# built apart with clang and the sanitizers under
 # $(OBJ)/fuzz/o; its seeds are fuzz/corpus/NAME/.  Nothing here is
 # built by "all": only by fuzz-build, "make fuzz" and "make test".
 FUZZ_CC	  ?= clang
@@ -118,7 +118,8 @@ FUZZ_DEFAULT = $(patsubst $(OBJ)/%,$(FO)/%,$(UNIT_LINK))
 # The objects a target links: its fuzz-link sources (parse.y is the
 # generated parse.c), or the default; and its fuzz-libs libraries.
 fuzz_srcs = $(wildcard $(shell sed -n 's/^.*fuzz-link://p' fuzz/$(1)_fuzz.c))
-fuzz_libs = $(shell sed -n 's/^.*fuzz-libs://p' fuzz/$(1)_fuzz.c)
+fuzz_libs = $(shell sed -n 's/^.*fuzz-libs://p' fuzz/$(1)_fuzz.c) \
+	    $(if $(call fuzz_srcs,$(1)),,$(CTL_LIBS))
 fuzz_objs = $(if $(call fuzz_srcs,$(1)),$(patsubst %.c,$(FO)/%.o, \
 	    $(patsubst %.y,%.c,$(call fuzz_srcs,$(1)))),$(FUZZ_DEFAULT))
 

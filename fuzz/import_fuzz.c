@@ -3,6 +3,9 @@
  * the LDIF and CSV parsers, then the rules and the file they write.
  * It links control/import.c, lookup/table_file.c (the address check)
  * and lib/.
+ * fuzz-link: control/import.c lookup/table_file.c
+ * fuzz-link: lib/log.c lib/msg.c lib/tlsio.c lib/util.c
+ * fuzz-libs: -lresolv
  */
 #include <stdint.h>
 #include <stdio.h>

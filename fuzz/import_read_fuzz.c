@@ -4,6 +4,10 @@
  * a child that the export took over could send them.  It links
  * control/splitmxctl_import_read.c, control/import.c,
  * lookup/table_file.c and lib/.
+ * fuzz-link: control/splitmxctl_import_read.c control/import.c
+ * fuzz-link: lookup/table_file.c lib/log.c lib/msg.c lib/tlsio.c
+ * fuzz-link: lib/util.c
+ * fuzz-libs: -lresolv
  */
 #include <sys/types.h>
 #include <sys/socket.h>

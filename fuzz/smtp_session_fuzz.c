@@ -6,6 +6,7 @@
  * harness, which answers as those processes would (smtp.c's part:
  * finding the session, the result calls).
  * fuzz-link: smtp/smtp_session.c smtp/smtp_message.c smtp/smtp_parse.c
+ * fuzz-link: smtp/smtp_policy.c
  * fuzz-link: lib/msg.c lib/util.c lib/tlsio.c fuzz/fuzz_log.c
  * fuzz-link: smtpd/names.c smtpd/conf.c
  * fuzz-link: queue/queue_fs_envelope.c queue/queue_fs.c

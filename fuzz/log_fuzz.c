@@ -5,6 +5,7 @@
  * holds, what reaches syslog must be one well-formed line: the mail
  * facility, the child's name as the parent knows it, no control octet.
  * It links lib/.
+ * fuzz-link: lib/log.c lib/msg.c lib/tlsio.c lib/util.c
  */
 #include <sys/types.h>
 #include <sys/socket.h>

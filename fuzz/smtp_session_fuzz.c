@@ -7,7 +7,7 @@
  * finding the session, the result calls).
  * fuzz-link: smtp/smtp_session.c smtp/smtp_message.c smtp/smtp_parse.c
  * fuzz-link: smtp/smtp_policy.c
- * fuzz-link: lib/msg.c lib/util.c lib/tlsio.c fuzz/fuzz_log.c
+ * fuzz-link: lib/msg.c lib/util.c lib/tlsio.c lib/log.c
  * fuzz-link: smtpd/names.c smtpd/conf.c
  * fuzz-link: queue/queue_fs_envelope.c queue/queue_fs.c
  *
@@ -27,7 +27,9 @@
  *   and becomes an envelope the queue can write and read back;
  * - the message file starts with our Received: header, every line
  *   ends in CRLF and has at most 998 octets, no NUL, no bare CR or LF;
- * - a session ends when its client has gone, releasing what it held.
+ * - a session ends when its client has gone, releasing what it held;
+ * - every log line it writes (protocol trace included) is one line of
+ *   printable ASCII: what the client chose is escaped.
  *
  * The input: one byte of options, then the client's bytes.
  *	bits 0-1  the listener: plain, STARTTLS without a usable pki (454),
@@ -139,6 +141,7 @@ static struct smtp_listen	 listen_;
 static struct msgchan		 to[PROC_COUNT], from[PROC_COUNT];
 static struct run		 run;
 static struct tls		*tls_ctx;
+static int			 logfd = -1;	/* the "parent's" end */
 
 static void	setup(void);
 static void	handler(struct msgchan *, struct msg *, void *);
@@ -152,6 +155,7 @@ static void	check_file(struct qfile *, uint64_t);
 static void	check_envelope(struct queue_envelope *);
 static void	check_replies(const char *, size_t);
 static void	read_output(int);
+static void	check_logs(void);
 static ssize_t	next_chunk(const uint8_t *, size_t, size_t, int);
 
 int
@@ -217,6 +221,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		answer(PROC_LOOKUP);
 		answer(PROC_QUEUE);
 		read_output(sv[1]);
+		check_logs();
 		if (run.progress)
 			idle = 0;
 		else
@@ -227,6 +232,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* What the session sent as it ended (a rollback). */
 	answer(PROC_LOOKUP);
 	answer(PROC_QUEUE);
+	check_logs();
 	FUZZ_CHECK(gen.refs == run.refs, "configuration references %d, "
 	    "not %d", gen.refs, run.refs);
 	if (getenv("FUZZ_SHOW") != NULL && run.outlen > 0)
@@ -250,7 +256,12 @@ setup(void)
 	int			 sv[2], p;
 
 	base = event_init();
-	log_init(1, 1);
+	/* As a child logs: records to the parent, here to check_logs(). */
+	log_init(0, 1);
+	if (socketpair(AF_UNIX, SOCK_DGRAM, 0, sv) == -1)
+		fuzz_fail("socketpair");
+	log_to_parent(sv[0]);
+	logfd = sv[1];
 	if ((conf = conf_new()) == NULL)
 		fuzz_fail("conf_new");
 	strlcpy(conf->hostname, "mx1.example.com", sizeof(conf->hostname));
@@ -334,6 +345,23 @@ read_output(int fd)
 		run.out = p;
 		memcpy(run.out + run.outlen, buf, (size_t)n);
 		run.outlen += (size_t)n;
+	}
+}
+
+/* The log records so far: one printable line each. */
+static void
+check_logs(void)
+{
+	char	 rec[LOG_LINE_MAX + 64];
+	ssize_t	 n, i;
+
+	while ((n = recv(logfd, rec, sizeof(rec), MSG_DONTWAIT)) > 0) {
+		FUZZ_CHECK(n > 1 && n <= LOG_LINE_MAX + 1, "log record of %zd",
+		    n);
+		for (i = 1; i < n; i++)
+			FUZZ_CHECK(rec[i] >= 0x20 && rec[i] < 0x7f,
+			    "octet 0x%02x in a log line: %.*s",
+			    (unsigned char)rec[i], (int)(n - 1), rec + 1);
 	}
 }
 

@@ -6,7 +6,7 @@
  * Beyond memory: a path taken is a bounded mailbox without controls,
  * found again when parsed a second time, with its UTF-8 flag right; a
  * parameter named in a reply is a keyword; what the parameters set is
- * in range; a greeting taken is a bounded host name.
+ * in range (an ORCPT kept is printable ASCII, its type included); a greeting taken is a bounded host name.
  */
 #include <sys/types.h>
 
@@ -177,10 +177,10 @@ check_rcpt_params(const char *in)
 		semi = strchr(orcpt, ';');
 		FUZZ_CHECK(semi != NULL && semi > orcpt &&
 		    strlen(orcpt) <= SMTP_ORCPT_MAX, "ORCPT %s", orcpt);
-		/* The address: xtext, so printable ASCII. */
-		for (p = semi + 1; *p != '\0'; p++)
+		/* An atom, ';', xtext: printable ASCII without a space. */
+		for (p = orcpt; *p != '\0'; p++)
 			FUZZ_CHECK(*p > 0x20 && *p < 0x7f,
-			    "ORCPT address octet 0x%02x", (unsigned char)*p);
+			    "ORCPT octet 0x%02x", (unsigned char)*p);
 		break;
 	case PARAM_UNKNOWN:
 		FUZZ_CHECK(key != NULL && smtp_parse_keyword(key),

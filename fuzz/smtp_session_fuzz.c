@@ -8,7 +8,7 @@
  * fuzz-link: smtp/smtp_session.c smtp/smtp_message.c smtp/smtp_parse.c
  * fuzz-link: smtp/smtp_policy.c
  * fuzz-link: lib/msg.c lib/util.c lib/tlsio.c lib/log.c
- * fuzz-link: smtpd/names.c smtpd/conf.c
+ * fuzz-link: smtpd/names.c smtpd/conf.c smtpd/parse.y
  * fuzz-link: queue/queue_fs_envelope.c queue/queue_fs.c
  *
  * Beyond memory:

@@ -3,7 +3,7 @@
  * input is a splitmx.conf; one that parses is printed as "splitmxd -nv"
  * prints it, and that printout must parse again and print the same.
  * It links smtpd/parse.y, smtpd/conf.c and lib/.
- * fuzz-link: smtpd/parse.y smtpd/conf.c
+ * fuzz-link: smtpd/parse.y smtpd/conf.c smtpd/names.c smtpd/tls_policy.c
  * fuzz-link: lib/log.c lib/msg.c lib/tlsio.c lib/util.c
  */
 #include <sys/types.h>

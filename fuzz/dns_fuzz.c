@@ -4,6 +4,8 @@
  * byte picks the question's type, the rest is the answer to a question
  * for "x.example" of that type (the seed corpus has such answers).
  * It links lookup/dns_parse.c and lib/.
+ * fuzz-link: lookup/dns_parse.c
+ * fuzz-link: lib/log.c lib/msg.c lib/tlsio.c lib/util.c
  */
 #include <sys/types.h>
 

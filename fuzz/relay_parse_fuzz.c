@@ -67,7 +67,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			FUZZ_CHECK(ipos >= before && ipos <= ilen,
 			    "input position %zu of %zu", ipos, ilen);
 			if (v == 1) {
-				FUZZ_CHECK(ipos > before, "a reply from nothing");
+				FUZZ_CHECK(ipos > before,
+				    "a reply from nothing");
 				check_reply(&r);
 				continue;
 			}

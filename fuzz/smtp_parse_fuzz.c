@@ -6,7 +6,8 @@
  * Beyond memory: a path taken is a bounded mailbox without controls,
  * found again when parsed a second time, with its UTF-8 flag right; a
  * parameter named in a reply is a keyword; what the parameters set is
- * in range (an ORCPT kept is printable ASCII, its type included); a greeting taken is a bounded host name.
+ * in range (an ORCPT kept is printable ASCII, its type included); a
+ * greeting taken is a bounded host name.
  */
 #include <sys/types.h>
 

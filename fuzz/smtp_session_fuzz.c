@@ -8,7 +8,7 @@
  * fuzz-link: smtp/smtp_session.c smtp/smtp_message.c smtp/smtp_parse.c
  * fuzz-link: smtp/smtp_policy.c
  * fuzz-link: lib/msg.c lib/util.c lib/tlsio.c lib/log.c
- * fuzz-link: smtpd/names.c smtpd/conf.c smtpd/parse.y
+ * fuzz-link: smtpd/names.c smtpd/conf.c smtpd/parse.y smtpd/tls_policy.c
  * fuzz-link: queue/queue_fs_envelope.c queue/queue_fs.c
  *
  * Beyond memory:
@@ -209,7 +209,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	while (!run.gone) {
 		run.progress = 0;
 		event_base_loop(base, EVLOOP_NONBLOCK);
-		if (off < size && (n = next_chunk(data, size, off, sv[1])) > 0) {
+		if (off < size &&
+		    (n = next_chunk(data, size, off, sv[1])) > 0) {
 			off += (size_t)n;
 			run.progress = 1;
 		}
@@ -477,7 +478,8 @@ answer_lookup(struct msg *m)
 	socklen_t		 sslen;
 	uint64_t		 reqid;
 	const char		*sender, *rcpt, *p;
-	char			 text[SMX_ADDRSZ + 64], rewritten[SMX_ADDRSZ + 2];
+	char			 text[SMX_ADDRSZ + 64];
+	char			 rewritten[SMX_ADDRSZ + 2];
 
 	if (msg_get_u64(m, &reqid) == -1 ||
 	    msg_get_sockaddr(m, &ss, &sslen) == -1 ||

@@ -4,6 +4,8 @@
  * _mta-sts TXT record's reader or the policy's (then its MX patterns
  * are matched against a few names); the rest is the text.  It links
  * lookup/mta_sts_parse.c and lib/.
+ * fuzz-link: lookup/mta_sts_parse.c
+ * fuzz-link: lib/log.c lib/msg.c lib/tlsio.c lib/util.c
  */
 #include <sys/types.h>
 

@@ -4,12 +4,9 @@
  * packets and each decoded as the filter process does (OPTNEG, every
  * reply and modification, REPLYCODE's text into an SMTP reply), and
  * the same bytes as one string through the text checkers and the
- * splitting of a client's header section into fields.  It links
- * filter/filter_parse.c alone (and libbsd).  Build:
- *	clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE \
- *	    -Ilib -Ismtpd $(pkg-config --cflags libbsd-overlay) \
- *	    fuzz/milter_fuzz.c filter/filter_parse.c \
- *	    $(pkg-config --libs libbsd-overlay)
+ * splitting of a client's header section into fields.  Built by
+ * make fuzz-build (fuzz/README); it links the decoder alone:
+ * fuzz-link: filter/filter_parse.c
  */
 #include <sys/types.h>
 

@@ -6,7 +6,7 @@
  * harness, which answers as those processes would (smtp.c's part:
  * finding the session, the result calls).
  * fuzz-link: smtp/smtp_session.c smtp/smtp_message.c smtp/smtp_parse.c
- * fuzz-link: smtp/smtp_policy.c
+ * fuzz-link: smtp/smtp_policy.c smtp/smtp_filter.c
  * fuzz-link: lib/msg.c lib/util.c lib/tlsio.c lib/log.c
  * fuzz-link: smtpd/names.c smtpd/conf.c smtpd/parse.y smtpd/tls_policy.c
  * fuzz-link: queue/queue_fs_envelope.c queue/queue_fs.c
@@ -603,8 +603,12 @@ answer_commit(struct msg *m)
 	    msg_get_sockaddr(m, &ss, &sslen) == -1 ||
 	    msg_get_strp(m, &str[2]) == -1 || msg_get_u32(m, &e.body) == -1 ||
 	    msg_get_u32(m, &e.flags) == -1 || msg_get_strp(m, &str[3]) == -1 ||
-	    msg_get_u32(m, &e.ret) == -1 || msg_get_u32(m, &nrcpt) == -1)
+	    msg_get_u32(m, &e.ret) == -1 || msg_get_strp(m, &str[4]) == -1 ||
+	    msg_get_u32(m, &nrcpt) == -1)
 		fuzz_fail("bad %s", imsg_name(m->type));
+	/* No milter here: nothing held, no recipient added with an error. */
+	FUZZ_CHECK(str[4] == NULL || *str[4] == '\0', "quarantined: %s",
+	    str[4]);
 	if (e.body >= BODY_COUNT || e.ret >= RET_COUNT || nrcpt == 0 ||
 	    nrcpt > QUEUE_MAXRCPT ||
 	    (e.flags & ~(uint32_t)(F_MSG_SMTPUTF8 | F_MSG_TLS)) != 0)
@@ -631,8 +635,11 @@ answer_commit(struct msg *m)
 		    msg_get_strp(m, &str[2]) == -1 ||
 		    msg_get_u32(m, &r->tls) == -1 ||
 		    msg_get_u32(m, &r->notify) == -1 ||
-		    msg_get_strp(m, &str[3]) == -1)
+		    msg_get_strp(m, &str[3]) == -1 ||
+		    msg_get_strp(m, &str[4]) == -1)
 			fuzz_fail("bad %s", imsg_name(m->type));
+		FUZZ_CHECK(str[4] == NULL || *str[4] == '\0',
+		    "recipient %u with an error: %s", i, str[4]);
 		if (r->class >= ROUTE_COUNT || r->tls >= TLSP_COUNT ||
 		    (r->notify & ~(uint32_t)(F_NOTIFY_NEVER |
 		    F_NOTIFY_SUCCESS | F_NOTIFY_FAILURE | F_NOTIFY_DELAY)) != 0)

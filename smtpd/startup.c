@@ -318,7 +318,7 @@ startup_pidfile_remove(void)
 }
 
 /*
- * sd_notify(3) for a Type=notify unit: READY=1, RELOADING, STOPPING=1
+ * sd_notify(3) for a Type=notify unit: READY=1, STOPPING=1
  * and STATUS= lines.  Without NOTIFY_SOCKET nothing happens.
  */
 void

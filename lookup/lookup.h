@@ -66,9 +66,14 @@ struct dns_answer {
 	const uint8_t	*pkt;		/* the answer, for dns_parse() */
 	size_t		 len;
 };
-/* cb is called from the event loop, never before dns_query() returns. */
+/*
+ * dns_resolver.c: cb is called from the event loop, never before
+ * dns_query() returns; dns_query() only once dns_ready().
+ */
 void	dns_query(const char *name, uint16_t type,
 	    void (*cb)(void *, const struct dns_answer *), void *arg);
+int	dns_ready(void);
+const char *dns_sec_name(enum dns_sec);
 
 /*
  * splitmxctl lookup: the destination's exchangers, addresses and what

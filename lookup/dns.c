@@ -114,6 +114,7 @@ struct dns_collect {
 
 static struct dns_req *dns_req_new(const char *, int);
 static void	dns_start(struct dns_req *);
+static void	dns_start_local(struct dns_req *);
 static void	dns_release_later(int, short, void *);
 static int	dns_literal(struct dns_req *);
 static void	dns_ask(struct dns_req *, const char *, uint16_t,
@@ -279,22 +280,13 @@ void
 dns_resolve(const char *name, int mx, dns_cb cb, void *arg)
 {
 	struct dns_req	*req;
-	struct timeval	 now = { 0, 0 };
 
 	req = dns_req_new(name, mx);
 	req->asker = ASK_RESOLVE;
 	req->cb = cb;
 	req->cbarg = arg;
 	req->tls = TLSP_OPPORTUNISTIC;
-	dns_start(req);
-	/* Answered already (an address, a bad name): not on cb's stack. */
-	if (req->pending == 1) {
-		if (event_base_once(env->evbase, -1, EV_TIMEOUT,
-		    dns_release_later, req, &now) == -1)
-			fatalx("event_base_once failed");
-		return;
-	}
-	dns_release(req);
+	dns_start_local(req);
 }
 
 void
@@ -303,7 +295,6 @@ dns_explain(const char *name, int mx, uint16_t port, enum smx_tls tls,
     void *arg)
 {
 	struct dns_req	*req;
-	struct timeval	 now = { 0, 0 };
 
 	req = dns_req_new(name, mx);
 	req->asker = ASK_EXPLAIN;
@@ -311,6 +302,19 @@ dns_explain(const char *name, int mx, uint16_t port, enum smx_tls tls,
 	req->cbarg = arg;
 	req->port = port;
 	req->tls = tls;
+	dns_start_local(req);
+}
+
+/*
+ * A request of this process: started, and released when its answer is
+ * given; one answered already (an address, a bad name) is released from
+ * the loop, not on the asker's stack.
+ */
+static void
+dns_start_local(struct dns_req *req)
+{
+	struct timeval	 now = { 0, 0 };
+
 	dns_start(req);
 	if (req->pending == 1) {
 		if (event_base_once(env->evbase, -1, EV_TIMEOUT,

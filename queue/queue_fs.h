@@ -22,5 +22,8 @@ int	queue_fs_name(char *, const char *id, const char *suffix);
 int	queue_fs_fsync(struct queue_fs *, int);
 /* All of len at off, or -1 (EIO if the file is shorter). */
 int	queue_fs_pread_all(int, char *, size_t, off_t);
+/* The reason into err, for the log; always -1 (queue_fs_envelope.c). */
+int	queue_fs_error(char *err, size_t errsz, const char *fmt, ...)
+	    __attribute__((__format__ (printf, 3, 4)));
 
 #endif

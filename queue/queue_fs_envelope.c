@@ -49,6 +49,7 @@
 
 #include "splitmx.h"
 #include "queue.h"
+#include "queue_fs.h"
 
 struct name_flag {
 	const char	*name;
@@ -92,8 +93,6 @@ static int	decode_rcpt(struct env_decoder *);
 static int	decode_value(struct env_decoder *, const struct env_field *,
 		    char *);
 static int	decode_end(struct env_decoder *, const char *);
-static int	decode_error(char *, size_t, const char *, ...)
-		    __attribute__((__format__ (printf, 3, 4)));
 static int	decode_fail(struct env_decoder *, const char *, ...)
 		    __attribute__((__format__ (printf, 2, 3)));
 
@@ -577,8 +576,9 @@ queue_fs_envelope_encode(const struct queue_envelope *e, char **bufp,
 	return 0;
 }
 
-static int
-decode_error(char *err, size_t errsz, const char *fmt, ...)
+/* A reason for the log (the decoder's, recovery's): -1. */
+int
+queue_fs_error(char *err, size_t errsz, const char *fmt, ...)
 {
 	va_list	 ap;
 
@@ -847,7 +847,7 @@ queue_fs_envelope_decode(const char *buf, size_t len,
 	    QUEUE_ENV_VERSION) < 0 || len < strlen(version) ||
 	    memcmp(buf, version, strlen(version)) != 0) {
 		queue_fs_envelope_free(e);
-		return decode_error(err, errsz, "line 1: not a version %d "
+		return queue_fs_error(err, errsz, "line 1: not a version %d "
 		    "envelope", QUEUE_ENV_VERSION);
 	}
 	for (p = buf + strlen(version); p < end; p = nl + 1) {
@@ -870,7 +870,7 @@ queue_fs_envelope_decode(const char *buf, size_t len,
 	return 0;
  fail:
 	queue_fs_envelope_free(e);
-	return decode_error(err, errsz, "line %d: %s", lineno, d.why);
+	return queue_fs_error(err, errsz, "line %d: %s", lineno, d.why);
 }
 
 /* Appends to the history, dropping the oldest past the limit. */

@@ -59,8 +59,6 @@ static int	fs_recover_one(struct queue_fs *, const char *,
 		    void (*)(struct queue_envelope *, void *), void *,
 		    struct queue_fs_counts *);
 static int	name_cmp(const void *, const void *);
-static int	fs_error(char *, size_t, const char *, ...)
-		    __attribute__((__format__ (printf, 3, 4)));
 
 /* Everything in incoming/ is from before this start: none of it counts. */
 static int
@@ -234,28 +232,28 @@ fs_load_one(struct queue_fs *fs, const char *id, struct queue_envelope **ep,
 
 	*ep = NULL;
 	if (queue_fs_name(name, id, SUF_MSG) == -1)
-		return fs_error(err, errsz, "bad id");
+		return queue_fs_error(err, errsz, "bad id");
 	if ((fd = openat(fs->queue, name, O_RDONLY | O_NOFOLLOW |
 	    O_CLOEXEC)) == -1)
-		return fs_error(err, errsz, "message file: %s",
+		return queue_fs_error(err, errsz, "message file: %s",
 		    strerror(errno));
 	if (fstat(fd, &st) == -1) {
 		close(fd);
-		return fs_error(err, errsz, "message file: %s",
+		return queue_fs_error(err, errsz, "message file: %s",
 		    strerror(errno));
 	}
 	if (!S_ISREG(st.st_mode)) {
 		close(fd);
-		return fs_error(err, errsz, "message is not a file");
+		return queue_fs_error(err, errsz, "message is not a file");
 	}
 	if (fs_trailer(fd, &st, &off) == -1) {
 		close(fd);
-		return fs_error(err, errsz, "message file: no envelope "
+		return queue_fs_error(err, errsz, "message file: no envelope "
 		    "trailer: %s", strerror(errno));
 	}
 	if (queue_fs_name(name, id, SUF_ENV) == -1) {
 		close(fd);
-		return fs_error(err, errsz, "bad id");
+		return queue_fs_error(err, errsz, "bad id");
 	}
 	if ((efd = openat(fs->queue, name, O_RDONLY | O_NOFOLLOW |
 	    O_CLOEXEC)) != -1) {
@@ -264,29 +262,29 @@ fs_load_one(struct queue_fs *fs, const char *id, struct queue_envelope **ep,
 		r = fs_read_file(efd, name, &buf, &len);
 		close(efd);
 		if (r == -1)
-			return fs_error(err, errsz, "read: %s",
+			return queue_fs_error(err, errsz, "read: %s",
 			    strerror(errno));
 	} else if (errno != ENOENT) {
 		close(fd);
-		return fs_error(err, errsz, "open: %s", strerror(errno));
+		return queue_fs_error(err, errsz, "open: %s", strerror(errno));
 	} else {
 		len = (size_t)((uint64_t)st.st_size - TRAILER_LEN - off);
 		if ((buf = malloc(len + 1)) == NULL) {
 			close(fd);
-			return fs_error(err, errsz, "out of memory");
+			return queue_fs_error(err, errsz, "out of memory");
 		}
 		r = queue_fs_pread_all(fd, buf, len, (off_t)off);
 		close(fd);
 		if (r == -1) {
 			free(buf);
-			return fs_error(err, errsz, "read: %s",
+			return queue_fs_error(err, errsz, "read: %s",
 			    strerror(errno));
 		}
 		buf[len] = '\0';
 	}
 	if ((e = calloc(1, sizeof(*e))) == NULL) {
 		free(buf);
-		return fs_error(err, errsz, "out of memory");
+		return queue_fs_error(err, errsz, "out of memory");
 	}
 	r = queue_fs_envelope_decode(buf, len, e, err, errsz);
 	free(buf);
@@ -297,10 +295,10 @@ fs_load_one(struct queue_fs *fs, const char *id, struct queue_envelope **ep,
 	if (strcmp(e->id, id) != 0) {
 		queue_fs_envelope_free(e);
 		free(e);
-		return fs_error(err, errsz, "envelope of another id");
+		return queue_fs_error(err, errsz, "envelope of another id");
 	}
 	if (e->size != off) {
-		fs_error(err, errsz, "size %llu, message file has %llu",
+		queue_fs_error(err, errsz, "size %llu, message file has %llu",
 		    (unsigned long long)e->size, (unsigned long long)off);
 		queue_fs_envelope_free(e);
 		free(e);
@@ -308,19 +306,6 @@ fs_load_one(struct queue_fs *fs, const char *id, struct queue_envelope **ep,
 	}
 	*ep = e;
 	return 0;
-}
-
-/* A reason for the log, like the envelope decoder's. */
-static int
-fs_error(char *err, size_t errsz, const char *fmt, ...)
-{
-	va_list	 ap;
-
-	va_start(ap, fmt);
-	if (vsnprintf(err, errsz, fmt, ap) < 0)
-		strlcpy(err, "error", errsz);
-	va_end(ap);
-	return -1;
 }
 
 static int

@@ -256,6 +256,19 @@ sa_str(const struct sockaddr *sa, char *buf, size_t len)
 	return buf;
 }
 
+/* A hex digit's value, either case; -1 for anything else. */
+int
+hex_value(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
 void
 str_lower(char *s)
 {

@@ -38,6 +38,7 @@ int	 parse_sockaddr(const char *, uint16_t port,
 const char *sa_str(const struct sockaddr *, char *, size_t);
 int	 valid_domain(const char *);	/* syntax of a DNS name */
 /* Lower-cases in place (ASCII only; SMTPUTF8 bytes are left alone). */
+int	 hex_value(int);		/* '0'-'9' 'a'-'f' 'A'-'F', else -1 */
 void	 str_lower(char *);
 /*
  * A copy of hostile text for a reply or a log line: printable ASCII

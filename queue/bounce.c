@@ -220,18 +220,6 @@ bounce_safe(char *buf, size_t len, const char *s, int ascii)
 	buf[i] = '\0';
 }
 
-static int
-bounce_hex(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /* xtext (RFC 3461 §4) decoded, then made safe; garbage is kept as is. */
 static void
 bounce_xtext(char *buf, size_t len, const char *s)
@@ -241,8 +229,8 @@ bounce_xtext(char *buf, size_t len, const char *s)
 	int	 hi, lo;
 
 	for (; *s != '\0' && i + 1 < sizeof(tmp); s++) {
-		if (*s == '+' && (hi = bounce_hex(s[1])) != -1 &&
-		    (lo = bounce_hex(s[2])) != -1 && (hi | lo) != 0) {
+		if (*s == '+' && (hi = hex_value(s[1])) != -1 &&
+		    (lo = hex_value(s[2])) != -1 && (hi | lo) != 0) {
 			tmp[i++] = (char)(hi << 4 | lo);
 			s += 2;
 		} else

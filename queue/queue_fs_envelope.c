@@ -338,18 +338,6 @@ esc_put(struct env_buf *eb, const char *s)
 	}
 }
 
-static int
-hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /* Decodes an escaped value; a raw control byte or %00 is an error. */
 static int
 esc_get(const char *s, size_t len, char **out)
@@ -370,8 +358,8 @@ esc_get(const char *s, size_t len, char **out)
 		if (c == '%') {
 			if (i + 2 >= len)
 				goto bad;
-			if ((hi = hexval(s[i + 1])) == -1 ||
-			    (lo = hexval(s[i + 2])) == -1)
+			if ((hi = hex_value(s[i + 1])) == -1 ||
+			    (lo = hex_value(s[i + 2])) == -1)
 				goto bad;
 			c = (unsigned char)(hi << 4 | lo);
 			if (c == 0)

@@ -23,7 +23,6 @@
 #define SMTP_PATH_MAX		256	/* RFC 5321 §4.5.3.1.3, <> included */
 
 static size_t	smtp_parse_utf8(const unsigned char *);
-static int	smtp_parse_hex(char);
 
 /*
  * A Reverse-path or Forward-path (RFC 5321 §4.1.2), with RFC 6531's
@@ -280,23 +279,12 @@ smtp_parse_orcpt(const char *s, size_t max)
 	for (p = semi + 1; *p != '\0'; p++) {
 		if (*p != '+')
 			continue;
-		c = smtp_parse_hex(p[1]) << 4 | smtp_parse_hex(p[2]);
+		c = hex_value(p[1]) << 4 | hex_value(p[2]);
 		if (c < 0x20 || c > 0x7e)
 			return 0;
 		p += 2;
 	}
 	return 1;
-}
-
-/* A hex digit's value (either case; smtp_parse_xtext() checked it). */
-static int
-smtp_parse_hex(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return c - 'A' + 10;
 }
 
 /*

@@ -418,6 +418,13 @@ test_misc(void)
 	str_lower(s);
 	ok(strcmp(s, "mixed.example.com\xc3\x89") == 0,
 	    "str_lower: ASCII only");
+	ok(hex_value('0') == 0 && hex_value('9') == 9 &&
+	    hex_value('a') == 10 && hex_value('F') == 15 &&
+	    hex_value('g') == -1 && hex_value('G') == -1 &&
+	    hex_value('/') == -1 && hex_value(':') == -1 &&
+	    hex_value('@') == -1 && hex_value('`') == -1 &&
+	    hex_value(0xc3) == -1 && hex_value(-61) == -1,
+	    "hex_value: digits of either case, -1 otherwise");
 	test_printable();
 	test_json();
 }

@@ -31,6 +31,8 @@ struct ctl_imp {
 	struct imp_attrs attrs;
 	struct imp_rules rules;
 	int		 opt_domains, opt_routing;
+	const char	*addr_opt;	/* --address-attr, split later */
+	const char	*target_opt;	/* --target-attr */
 	char		*table;
 	const char	*export;	/* as given; "-" is stdin */
 	const char	*exname;	/* in messages */
@@ -68,6 +70,15 @@ static void	 imp_split_attrs(struct ctl_imp *, char *);
 static const char *imp_optval(int, char **, int *, const char *);
 static void	 imp_entry_text(FILE *, const char *, int, const char *);
 static void	 imp_entry_json(FILE *, const char *, int, const char *);
+static void	 imp_args(struct ctl_imp *, int, char **);
+static int	 imp_lock(struct ctl_imp *, int *);
+static int	 imp_table_load(struct ctl_imp *, int, struct stat *, char **,
+		    size_t *);
+static int	 imp_export_load(struct ctl_imp *, struct imp_export *);
+static int	 imp_plan(struct ctl_imp *, const struct imp_result *);
+static int	 imp_write_table(struct ctl_imp *, const struct stat *,
+		    const char *, size_t);
+static int	 imp_reload(struct ctl_imp *);
 
 static void
 imp_usage(void)
@@ -669,66 +680,42 @@ imp_split_attrs(struct ctl_imp *ci, char *list)
 		imp_usage();
 }
 
-/* argv[0] is "import"; the global -s and --json are already taken. */
-int
-ctl_import(int argc, char **argv, const char *sock, int json)
+/* The options of import into ci; a wrong one is a usage error (exit 2). */
+static void
+imp_args(struct ctl_imp *ci, int argc, char **argv)
 {
-	struct ctl_imp		 ci;
-	struct imp_export	 ex;
-	struct imp_table	 tab;
-	struct imp_result	 res;
-	struct table_file	*tf;
-	struct stat		 st, st2;
-	const char		*v, *addr_opt = NULL, *target_opt = NULL;
-	char			*tbuf = NULL, *nbuf = NULL;
-	char			*body = NULL, *list, dir[PATH_MAX], *slash;
-	size_t			 tlen = 0, nlen = 0, nsrc = 0;
-	size_t			 blen;
-	char			*reload[1] = { "reload" };
-	uint32_t		*src = NULL;
-	FILE			*nf;
-	int			 i, fd = -1, efd, dfd = -1, r, rc = 1, tries;
+	const char	*v;
+	int		 i;
 
-	memset(&ci, 0, sizeof(ci));
-	memset(&ex, 0, sizeof(ex));
-	memset(&tab, 0, sizeof(tab));
-	memset(&res, 0, sizeof(res));
-	ci.sock = sock;
-	ci.json = json;
-	if ((ci.err = open_memstream(&ci.errbuf, &ci.errlen)) == NULL ||
-	    (ci.warn = open_memstream(&ci.warnbuf, &ci.warnlen)) == NULL) {
-		fprintf(stderr, "splitmxctl: %s\n", strerror(errno));
-		return 1;
-	}
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "-n") == 0)
-			ci.dry = 1;
+			ci->dry = 1;
 		else if ((v = imp_optval(argc, argv, &i, "--format")) != NULL) {
 			if (strcasecmp(v, "ldif") == 0)
-				ci.format = IMP_LDIF;
+				ci->format = IMP_LDIF;
 			else if (strcasecmp(v, "csv") == 0)
-				ci.format = IMP_CSV;
+				ci->format = IMP_CSV;
 			else
 				imp_usage();
 		} else if ((v = imp_optval(argc, argv, &i, "--address-attr")) !=
 		    NULL)
-			addr_opt = v;
+			ci->addr_opt = v;
 		else if ((v = imp_optval(argc, argv, &i, "--target-attr")) !=
 		    NULL)
-			target_opt = v;
+			ci->target_opt = v;
 		else if ((v = imp_optval(argc, argv, &i, "--domain")) != NULL) {
-			ci.opt_domains = 1;
-			if (imp_add_domain(ci.rules.domains,
-			    &ci.rules.ndomains, v, 1) == -1) {
+			ci->opt_domains = 1;
+			if (imp_add_domain(ci->rules.domains,
+			    &ci->rules.ndomains, v, 1) == -1) {
 				fprintf(stderr, "splitmxctl: --domain %s: "
 				    "invalid domain\n", v);
 				exit(2);
 			}
 		} else if ((v = imp_optval(argc, argv, &i,
 		    "--routing-domain")) != NULL) {
-			ci.opt_routing = 1;
-			if (imp_add_domain(ci.rules.routing,
-			    &ci.rules.nrouting, v, 1) == -1) {
+			ci->opt_routing = 1;
+			if (imp_add_domain(ci->rules.routing,
+			    &ci->rules.nrouting, v, 1) == -1) {
 				fprintf(stderr, "splitmxctl: --routing-domain "
 				    "%s: invalid domain\n", v);
 				exit(2);
@@ -743,14 +730,268 @@ ctl_import(int argc, char **argv, const char *sock, int json)
 	}
 	if (argc - i != 2)
 		imp_usage();
-	ci.table = argv[i];
-	ci.export = argv[i + 1];
-	ci.exname = strcmp(ci.export, "-") == 0 ? "stdin" : ci.export;
-	for (v = ci.table; *v; v++)
+	ci->table = argv[i];
+	ci->export = argv[i + 1];
+	ci->exname = strcmp(ci->export, "-") == 0 ? "stdin" : ci->export;
+	for (v = ci->table; *v; v++)
 		if (*v <= ' ' || *v == 0x7f)
 			imp_usage();
-	if (*ci.table == '\0' || strlen(ci.table) >= SMX_NAMESZ)
+	if (*ci->table == '\0' || strlen(ci->table) >= SMX_NAMESZ)
 		imp_usage();
+}
+
+/*
+ * One import at a time: a lock on the file in force, taken again if
+ * another import replaced the file while we waited for it.  The file
+ * stays open in *fdp (with the lock) for the caller to close.
+ */
+static int
+imp_lock(struct ctl_imp *ci, int *fdp)
+{
+	struct stat	 st, st2;
+	int		 tries;
+
+	for (tries = 0;; tries++) {
+		if ((*fdp = open(ci->path, O_RDONLY | O_CLOEXEC)) == -1) {
+			fprintf(ci->err, "%s: %s\n", ci->path, strerror(errno));
+			imp_fail(ci, "cannot read table %s", ci->table);
+			return -1;
+		}
+		if (ci->dry)
+			return 0;
+		if (flock(*fdp, LOCK_EX | LOCK_NB) == -1) {
+			imp_fail(ci, "%s: %s", ci->path, errno ==
+			    EWOULDBLOCK ? "another import is running" :
+			    strerror(errno));
+			return -1;
+		}
+		if (fstat(*fdp, &st) == 0 && stat(ci->path, &st2) == 0 &&
+		    st.st_dev == st2.st_dev && st.st_ino == st2.st_ino)
+			return 0;
+		close(*fdp);
+		*fdp = -1;
+		if (tries == 5) {
+			imp_fail(ci, "%s keeps changing", ci->path);
+			return -1;
+		}
+	}
+}
+
+/*
+ * The table in force, from the locked fd: its bytes and mode into
+ * *bufp and *st, and refused unless the daemon's loader takes it now.
+ */
+static int
+imp_table_load(struct ctl_imp *ci, int fd, struct stat *st, char **bufp,
+    size_t *lenp)
+{
+	struct table_file	*tf;
+
+	if (fstat(fd, st) == -1 ||
+	    (*bufp = imp_slurp(fd, IMP_MAXSIZE, lenp, ci->path, ci->err)) ==
+	    NULL || lseek(fd, 0, SEEK_SET) == -1) {
+		imp_fail(ci, "cannot read table %s", ci->table);
+		return -1;
+	}
+	if ((tf = table_file_load(fd, ci->path, ci->err)) == NULL ||
+	    table_file_check_cycles(tf, ci->path, ci->err) == -1) {
+		table_file_free(tf);
+		imp_fail(ci, "table %s has errors now: fix them first; "
+		    "nothing changed", ci->table);
+		return -1;
+	}
+	table_file_free(tf);
+	return 0;
+}
+
+/*
+ * The export: untrusted bytes, opened as the user we run as, read
+ * and parsed by a child without privileges.
+ */
+static int
+imp_export_load(struct ctl_imp *ci, struct imp_export *ex)
+{
+	char	*list;
+	int	 efd, r;
+
+	if (strcmp(ci->export, "-") == 0)
+		efd = STDIN_FILENO;
+	else if ((efd = open(ci->export, O_RDONLY | O_CLOEXEC)) == -1) {
+		imp_fail(ci, "%s: %s", ci->export, strerror(errno));
+		return -1;
+	}
+	if (ci->addr_opt != NULL) {
+		if ((list = strdup(ci->addr_opt)) == NULL) {
+			imp_fail(ci, "%s", strerror(errno));
+			return -1;
+		}
+		imp_split_attrs(ci, list);	/* kept until exit */
+	}
+	ci->attrs.target = ci->target_opt;
+	imp_export_init(ex, ci->exname, ci->err);
+	r = ctl_import_read(ex, efd, imp_read_export, ci, ci->err);
+	if (efd != STDIN_FILENO)
+		close(efd);
+	if (r == IMP_READ_FAILED) {
+		imp_fail(ci, "cannot read %s; nothing changed", ci->exname);
+		return -1;
+	}
+	if (r == IMP_READ_ERRORS) {
+		imp_fail(ci, "%s: %zu error%s, nothing changed", ci->exname,
+		    ex->errors, ex->errors == 1 ? "" : "s");
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * The plan on stdout (-n, --json or not) after the warnings; 1 when
+ * that is all there is to do: -n, or nothing added, removed or changed.
+ */
+static int
+imp_plan(struct ctl_imp *ci, const struct imp_result *res)
+{
+	fflush(ci->warn);
+	if (!ci->json)
+		fwrite(ci->warnbuf, 1, ci->warnlen, stderr);
+	imp_report(ci, res, stdout);
+	if (ci->json) {
+		fputs(", \"warnings\": ", stdout);
+		imp_json_lines(stdout, ci->warnbuf, ci->warnlen);
+	}
+	if (ci->dry || res->n[IMP_ADDED] + res->n[IMP_REMOVED] +
+	    res->n[IMP_CHANGED] == 0) {
+		if (ci->json)
+			printf(", \"written\": false}\n");
+		else if (ci->dry)
+			printf("-n: nothing written\n");
+		else
+			printf("no change: %s not written, splitmxd not "
+			    "reloaded\n", ci->path);
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * The new table written over the old one (imp_replace); when it
+ * cannot be, why, and that nothing changed.
+ */
+static int
+imp_write_table(struct ctl_imp *ci, const struct stat *st, const char *buf,
+    size_t len)
+{
+	char	 dir[PATH_MAX], *slash;
+	int	 dfd = -1, r = -1;
+
+	strlcpy(dir, ci->path, sizeof(dir));
+	if ((slash = strrchr(dir, '/')) != NULL)
+		slash[slash == dir] = '\0';
+	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+		fprintf(ci->err, "%s: %s\n", dir, strerror(errno));
+	else
+		r = imp_replace(ci, dfd, st, buf, len);
+	if (r == -1) {
+		fflush(ci->err);
+		if (ci->json)
+			printf(", \"written\": false, \"error\": "
+			    "\"not written\"}\n");
+		else {
+			fwrite(ci->errbuf, 1, ci->errlen, stderr);
+			fprintf(stderr, "splitmxctl: %s not written; nothing "
+			    "changed\n", ci->path);
+		}
+	}
+	if (dfd != -1)
+		close(dfd);
+	return r;
+}
+
+/*
+ * The new file is in force: the daemon takes it as any reload,
+ * checked again.  Refused, the previous file is put back; unanswered,
+ * both stay, and the user is told which is which.  The exit status.
+ */
+static int
+imp_reload(struct ctl_imp *ci)
+{
+	char	*reload[1] = { "reload" };
+	char	*body = NULL;
+	size_t	 blen;
+	int	 r;
+
+	r = imp_request(ci, 1, reload, &body, &blen);
+	fflush(ci->err);
+	if (r == 0) {
+		if (ci->json) {
+			printf(", \"written\": true, \"reload\": {\"status\": "
+			    "\"applied\", \"message\": ");
+			json_str(stdout, body);
+			printf("}}\n");
+		} else
+			printf("%s%s", body, blen && body[blen - 1] == '\n' ?
+			    "" : "\n");
+		free(body);
+		return 0;
+	}
+	if (r == -2) {
+		/* Sent, unanswered: the daemon may have the new file. */
+		if (ci->json)
+			printf(", \"written\": true, \"reload\": {\"status\": "
+			    "\"unknown\"}}\n");
+		fwrite(ci->errbuf, 1, ci->errlen, stderr);
+		fprintf(stderr, "splitmxctl: no answer to the reload: %s is "
+		    "the new directory, %s the previous one\n", ci->path,
+		    ci->prev);
+		free(body);
+		return 1;
+	}
+	r = imp_restore(ci);
+	fflush(ci->err);	/* (restore's complaint after the reload's) */
+	if (ci->json) {
+		printf(", \"written\": false, \"reload\": {\"status\": "
+		    "\"refused\", \"message\": ");
+		json_str(stdout, body ? body : "splitmxd not reached");
+		printf(", \"restored\": %s}}\n", r == 0 ? "true" : "false");
+	} else {
+		fwrite(ci->errbuf, 1, ci->errlen, stderr);
+		fprintf(stderr, "reload refused, %s:\n%s%s", r == 0 ?
+		    "the previous directory is back" :
+		    "AND THE PREVIOUS DIRECTORY COULD NOT BE PUT BACK",
+		    body ? body : "splitmxd not reached",
+		    body && blen && body[blen - 1] == '\n' ? "" : "\n");
+	}
+	free(body);
+	return 1;
+}
+
+/* argv[0] is "import"; the global -s and --json are already taken. */
+int
+ctl_import(int argc, char **argv, const char *sock, int json)
+{
+	struct ctl_imp		 ci;
+	struct imp_export	 ex;
+	struct imp_table	 tab;
+	struct imp_result	 res;
+	struct stat		 st;
+	char			*tbuf = NULL, *nbuf = NULL;
+	size_t			 tlen = 0, nlen = 0, nsrc = 0;
+	uint32_t		*src = NULL;
+	FILE			*nf;
+	int			 fd = -1, rc = 1;
+
+	memset(&ci, 0, sizeof(ci));
+	memset(&ex, 0, sizeof(ex));
+	memset(&tab, 0, sizeof(tab));
+	memset(&res, 0, sizeof(res));
+	ci.sock = sock;
+	ci.json = json;
+	if ((ci.err = open_memstream(&ci.errbuf, &ci.errlen)) == NULL ||
+	    (ci.warn = open_memstream(&ci.warnbuf, &ci.warnlen)) == NULL) {
+		fprintf(stderr, "splitmxctl: %s\n", strerror(errno));
+		return 1;
+	}
+	imp_args(&ci, argc, argv);
 
 	if (imp_info(&ci) != 0)
 		goto out;
@@ -760,82 +1001,10 @@ ctl_import(int argc, char **argv, const char *sock, int json)
 		rc = imp_fail(&ci, "%s: path too long", ci.path);
 		goto out;
 	}
-
-	/*
-	 * One import at a time: a lock on the file in force, taken again
-	 * if another import replaced the file while we waited for it.
-	 */
-	for (tries = 0;; tries++) {
-		if ((fd = open(ci.path, O_RDONLY | O_CLOEXEC)) == -1) {
-			fprintf(ci.err, "%s: %s\n", ci.path, strerror(errno));
-			rc = imp_fail(&ci, "cannot read table %s", ci.table);
-			goto out;
-		}
-		if (ci.dry)
-			break;
-		if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
-			rc = imp_fail(&ci, "%s: %s", ci.path, errno ==
-			    EWOULDBLOCK ? "another import is running" :
-			    strerror(errno));
-			goto out;
-		}
-		if (fstat(fd, &st) == 0 && stat(ci.path, &st2) == 0 &&
-		    st.st_dev == st2.st_dev && st.st_ino == st2.st_ino)
-			break;
-		close(fd);
-		fd = -1;
-		if (tries == 5) {
-			rc = imp_fail(&ci, "%s keeps changing", ci.path);
-			goto out;
-		}
-	}
-	if (fstat(fd, &st) == -1 ||
-	    (tbuf = imp_slurp(fd, IMP_MAXSIZE, &tlen, ci.path, ci.err)) ==
-	    NULL || lseek(fd, 0, SEEK_SET) == -1) {
-		rc = imp_fail(&ci, "cannot read table %s", ci.table);
+	if (imp_lock(&ci, &fd) == -1 ||
+	    imp_table_load(&ci, fd, &st, &tbuf, &tlen) == -1 ||
+	    imp_export_load(&ci, &ex) == -1)
 		goto out;
-	}
-	if ((tf = table_file_load(fd, ci.path, ci.err)) == NULL ||
-	    table_file_check_cycles(tf, ci.path, ci.err) == -1) {
-		table_file_free(tf);
-		rc = imp_fail(&ci, "table %s has errors now: fix them first; "
-		    "nothing changed", ci.table);
-		goto out;
-	}
-	table_file_free(tf);
-
-	/*
-	 * The export: untrusted bytes, opened as the user we run as, read
-	 * and parsed by a child without privileges.
-	 */
-	if (strcmp(ci.export, "-") == 0)
-		efd = STDIN_FILENO;
-	else if ((efd = open(ci.export, O_RDONLY | O_CLOEXEC)) == -1) {
-		rc = imp_fail(&ci, "%s: %s", ci.export, strerror(errno));
-		goto out;
-	}
-	if (addr_opt != NULL) {
-		if ((list = strdup(addr_opt)) == NULL) {
-			rc = imp_fail(&ci, "%s", strerror(errno));
-			goto out;
-		}
-		imp_split_attrs(&ci, list);	/* kept until exit */
-	}
-	ci.attrs.target = target_opt;
-	imp_export_init(&ex, ci.exname, ci.err);
-	r = ctl_import_read(&ex, efd, imp_read_export, &ci, ci.err);
-	if (efd != STDIN_FILENO)
-		close(efd);
-	if (r == IMP_READ_FAILED) {
-		rc = imp_fail(&ci, "cannot read %s; nothing changed",
-		    ci.exname);
-		goto out;
-	}
-	if (r == IMP_READ_ERRORS) {
-		rc = imp_fail(&ci, "%s: %zu error%s, nothing changed",
-		    ci.exname, ex.errors, ex.errors == 1 ? "" : "s");
-		goto out;
-	}
 	if (imp_table_read(&tab, ci.path, tbuf, tlen, ci.err) == -1 ||
 	    imp_merge(&res, &tab, &ex, &ci.rules, ci.warn, ci.err) == -1) {
 		rc = imp_fail(&ci, "%s: nothing changed", ci.exname);
@@ -853,92 +1022,11 @@ ctl_import(int argc, char **argv, const char *sock, int json)
 		goto out;
 	}
 
-	fflush(ci.warn);
-	if (!ci.json)
-		fwrite(ci.warnbuf, 1, ci.warnlen, stderr);
-	imp_report(&ci, &res, stdout);
-	if (ci.json) {
-		fputs(", \"warnings\": ", stdout);
-		imp_json_lines(stdout, ci.warnbuf, ci.warnlen);
-	}
-	if (ci.dry || res.n[IMP_ADDED] + res.n[IMP_REMOVED] +
-	    res.n[IMP_CHANGED] == 0) {
-		if (ci.json)
-			printf(", \"written\": false}\n");
-		else if (ci.dry)
-			printf("-n: nothing written\n");
-		else
-			printf("no change: %s not written, splitmxd not "
-			    "reloaded\n", ci.path);
+	if (imp_plan(&ci, &res))
 		rc = 0;
-		goto out;
-	}
-
-	strlcpy(dir, ci.path, sizeof(dir));
-	if ((slash = strrchr(dir, '/')) != NULL)
-		slash[slash == dir] = '\0';
-	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
-		fprintf(ci.err, "%s: %s\n", dir, strerror(errno));
-		goto refused_write;
-	}
-	if (imp_replace(&ci, dfd, &st, nbuf, nlen) == -1)
-		goto refused_write;
-
-	/* The daemon takes the new file as any reload: checked again. */
-	r = imp_request(&ci, 1, reload, &body, &blen);
-	fflush(ci.err);
-	if (r == 0) {
-		if (ci.json) {
-			printf(", \"written\": true, \"reload\": {\"status\": "
-			    "\"applied\", \"message\": ");
-			json_str(stdout, body);
-			printf("}}\n");
-		} else
-			printf("%s%s", body, blen && body[blen - 1] == '\n' ?
-			    "" : "\n");
-		rc = 0;
-		goto out;
-	}
-	if (r == -2) {
-		/* Sent, unanswered: the daemon may have the new file. */
-		if (ci.json)
-			printf(", \"written\": true, \"reload\": {\"status\": "
-			    "\"unknown\"}}\n");
-		fwrite(ci.errbuf, 1, ci.errlen, stderr);
-		fprintf(stderr, "splitmxctl: no answer to the reload: %s is "
-		    "the new directory, %s the previous one\n", ci.path,
-		    ci.prev);
-		goto out;
-	}
-	r = imp_restore(&ci);
-	fflush(ci.err);	/* (restore's complaint after the reload's) */
-	if (ci.json) {
-		printf(", \"written\": false, \"reload\": {\"status\": "
-		    "\"refused\", \"message\": ");
-		json_str(stdout, body ? body : "splitmxd not reached");
-		printf(", \"restored\": %s}}\n", r == 0 ? "true" : "false");
-	} else {
-		fwrite(ci.errbuf, 1, ci.errlen, stderr);
-		fprintf(stderr, "reload refused, %s:\n%s%s", r == 0 ?
-		    "the previous directory is back" :
-		    "AND THE PREVIOUS DIRECTORY COULD NOT BE PUT BACK",
-		    body ? body : "splitmxd not reached",
-		    body && blen && body[blen - 1] == '\n' ? "" : "\n");
-	}
-	goto out;
-
-refused_write:
-	fflush(ci.err);
-	if (ci.json)
-		printf(", \"written\": false, \"error\": \"not written\"}\n");
-	else {
-		fwrite(ci.errbuf, 1, ci.errlen, stderr);
-		fprintf(stderr, "splitmxctl: %s not written; nothing "
-		    "changed\n", ci.path);
-	}
+	else if (imp_write_table(&ci, &st, nbuf, nlen) == 0)
+		rc = imp_reload(&ci);
 out:
-	if (dfd != -1)
-		close(dfd);
 	if (fd != -1)
 		close(fd);	/* and the lock with it */
 	imp_result_free(&res);
@@ -947,7 +1035,6 @@ out:
 	free(src);
 	free(nbuf);
 	free(tbuf);
-	free(body);
 	free(ci.strs);
 	fclose(ci.err);
 	fclose(ci.warn);

@@ -93,6 +93,18 @@ static void	 write_entry(FILE *, const char *, int, const char *);
 static void	 leftout_warn(FILE *, const struct imp_export *,
 		    const struct imp_entry *, const struct imp_rules *,
 		    const char *, const char *);
+static const char *entry_target(const struct imp_export *,
+		    const struct imp_entry *, const struct imp_rules *,
+		    const char **);
+static int	 merge_cands(struct imp_result *, const struct imp_export *,
+		    const struct imp_rules *, FILE *, struct imp_cand **,
+		    size_t *);
+static struct imp_line **merge_index(struct imp_table *, size_t *);
+static size_t	 merge_group(const struct imp_export *,
+		    const struct imp_cand *, size_t, size_t, FILE *, int *);
+static int	 merge_cand(struct imp_result *, struct imp_line **, size_t,
+		    const struct imp_cand *);
+static int	 merge_removed(struct imp_result *, const struct imp_table *);
 
 static void *
 arena_alloc(struct imp_arena *a, size_t len)
@@ -1134,6 +1146,225 @@ change_add(struct imp_result *r, int what, const struct imp_change *c)
 }
 
 /*
+ * An entry's target, and in *why why it is left out (NULL: it is not).
+ * A target in a shared domain becomes the entry's address in a routing
+ * domain, its primary one first.
+ */
+static const char *
+entry_target(const struct imp_export *ex, const struct imp_entry *e,
+    const struct imp_rules *ru, const char **why)
+{
+	const struct imp_value	*v, *route = NULL;
+	const char		*target = NULL;
+	size_t			 j;
+
+	*why = NULL;
+	for (j = e->first; j < e->first + e->n; j++)
+		if (ex->vals[j].target)
+			target = ex->vals[j].addr;
+	if (e->flags & IMPE_LOCAL)
+		return NULL;
+	if (e->flags & IMPE_FOREIGN) {
+		*why = "is not an SMTP address";
+		return e->foreign;
+	}
+	if (target != NULL && !in_domains(target, ru->domains, ru->ndomains))
+		return target;
+	for (j = e->first; j < e->first + e->n; j++) {
+		v = &ex->vals[j];
+		if (!in_domains(v->addr, ru->routing, ru->nrouting))
+			continue;
+		if (route == NULL || (v->primary && !route->primary))
+			route = v;
+	}
+	if (route != NULL)
+		return route->addr;
+	*why = "";
+	return target;
+}
+
+/*
+ * The export's entries as candidates in *cp, one per address in a
+ * shared domain, unsorted; entries without one are counted as ignored,
+ * entries left out are counted and warned of.
+ */
+static int
+merge_cands(struct imp_result *r, const struct imp_export *ex,
+    const struct imp_rules *ru, FILE *warnfp, struct imp_cand **cp,
+    size_t *np)
+{
+	const struct imp_entry	*e;
+	const struct imp_value	*v;
+	struct imp_cand		*nc;
+	const char		*target, *why;
+	size_t			 cap = 0, i, j, k;
+	int			 keep;
+
+	for (i = 0; i < ex->nents; i++) {
+		e = &ex->ents[i];
+		for (k = 0, j = e->first; j < e->first + e->n; j++)
+			if (!ex->vals[j].target && in_domains(ex->vals[j].addr,
+			    ru->domains, ru->ndomains))
+				k++;
+		if (k == 0) {
+			r->ignored++;
+			continue;
+		}
+		target = entry_target(ex, e, ru, &why);
+		keep = 0;
+		if (why != NULL) {
+			keep = 1;
+			r->leftout++;
+			if (warnfp != NULL)
+				leftout_warn(warnfp, ex, e, ru, target, why);
+		}
+		for (j = e->first; j < e->first + e->n; j++) {
+			v = &ex->vals[j];
+			if (v->target || !in_domains(v->addr, ru->domains,
+			    ru->ndomains))
+				continue;
+			if (*np == cap) {
+				cap = cap ? cap * 2 : 4096;
+				if ((nc = reallocarray(*cp, cap,
+				    sizeof(*nc))) == NULL)
+					return -1;
+				*cp = nc;
+			}
+			nc = &(*cp)[(*np)++];
+			nc->key = v->addr;
+			nc->src = v->line;
+			nc->keep = (uint8_t)keep;
+			nc->kind = (e->flags & IMPE_LOCAL) ? IMP_LOCAL :
+			    IMP_CUSTOM;
+			nc->target = keep ? NULL : target;
+		}
+	}
+	return 0;
+}
+
+/* The file's lines with an entry, sorted by address; their marks reset. */
+static struct imp_line **
+merge_index(struct imp_table *t, size_t *np)
+{
+	struct imp_line	**idx;
+	size_t		  i;
+
+	if ((idx = reallocarray(NULL, t->n + 1, sizeof(*idx))) == NULL)
+		return NULL;
+	for (i = 0; i < t->n; i++) {
+		t->lines[i].state = 0;
+		t->lines[i].change = 0;
+		if (t->lines[i].key != NULL)
+			idx[(*np)++] = &t->lines[i];
+	}
+	qsort(idx, *np, sizeof(*idx), line_cmp);
+	return idx;
+}
+
+/*
+ * The candidates from c[i] on that have its address: entries that agree
+ * are one, entries that differ an error (counted in *errs).  The index
+ * of the next address.
+ */
+static size_t
+merge_group(const struct imp_export *ex, const struct imp_cand *c,
+    size_t i, size_t n, FILE *errfp, int *errs)
+{
+	const struct imp_cand	*g = &c[i];
+	size_t			 j;
+
+	for (j = i + 1; j < n && strcmp(c[j].key, g->key) == 0; j++) {
+		if (c[j].keep || g->keep || same(g->kind, g->target,
+		    c[j].kind, c[j].target))
+			continue;
+		if (errfp != NULL)
+			fprintf(errfp, "%s:%u: %s: %s %s here, %s %s "
+			    "at line %u\n", ex->name, c[j].src, g->key,
+			    imp_kind_name(c[j].kind), c[j].target ?
+			    c[j].target : "", imp_kind_name(g->kind),
+			    g->target ? g->target : "", g->src);
+		(*errs)++;
+	}
+	return j;
+}
+
+/*
+ * One address of the export against the file's line for it: added,
+ * changed, unchanged, or a conflict with a hand-written line.
+ */
+static int
+merge_cand(struct imp_result *r, struct imp_line **idx, size_t nidx,
+    const struct imp_cand *g)
+{
+	struct imp_line		**found, key, *kp = &key, *l;
+	struct imp_change	 ch;
+
+	key.key = g->key;
+	found = nidx ? bsearch(&kp, idx, nidx, sizeof(*idx),
+	    line_cmp) : NULL;
+	l = found ? *found : NULL;
+	memset(&ch, 0, sizeof(ch));
+	ch.addr = g->key;
+	ch.kind = g->kind;
+	ch.target = g->target;
+	ch.src = g->src;
+	if (l != NULL) {
+		ch.line = l->lineno;
+		ch.old_kind = l->kind;
+		ch.old_target = l->target;
+	}
+	if (g->keep) {
+		if (l != NULL && l->imported) {
+			l->state = 1;
+			r->unchanged++;
+		}
+		return 0;
+	}
+	if (l == NULL) {
+		if (change_add(r, IMP_ADDED, &ch) == -1)
+			return -1;
+	} else if (!l->imported) {
+		/* Hand-written: kept as it is, said when it differs. */
+		if (!same(l->kind, l->target, g->kind, g->target) &&
+		    change_add(r, IMP_CONFLICT, &ch) == -1)
+			return -1;
+	} else {
+		l->state = 1;
+		if (same(l->kind, l->target, g->kind, g->target))
+			r->unchanged++;
+		else {
+			if (change_add(r, IMP_CHANGED, &ch) == -1)
+				return -1;
+			l->change = (uint32_t)r->n[IMP_CHANGED];
+		}
+	}
+	return 0;
+}
+
+/* The file's imported lines that no address of the export kept. */
+static int
+merge_removed(struct imp_result *r, const struct imp_table *t)
+{
+	const struct imp_line	*l;
+	struct imp_change	 ch;
+	size_t			 i;
+
+	for (i = 0; i < t->n; i++) {
+		l = &t->lines[i];
+		if (!l->imported || l->key == NULL || l->state)
+			continue;
+		memset(&ch, 0, sizeof(ch));
+		ch.addr = l->key;
+		ch.line = l->lineno;
+		ch.old_kind = l->kind;
+		ch.old_target = l->target;
+		if (change_add(r, IMP_REMOVED, &ch) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+/*
  * Each entry gives a line to every address it has in a shared domain.
  * Its target is the target attribute, or the address itself; a target
  * in a shared domain would come back to the gateway (the loop of the
@@ -1146,163 +1377,25 @@ imp_merge(struct imp_result *r, struct imp_table *t,
     const struct imp_export *ex, const struct imp_rules *ru,
     FILE *warnfp, FILE *errfp)
 {
-	const struct imp_entry	*e;
-	const struct imp_value	*v, *route;
-	struct imp_cand		*c = NULL, *nc, *g;
-	struct imp_line		**idx = NULL, **found, key, *kp = &key;
-	struct imp_line		*l;
-	struct imp_change	 ch;
-	const char		*target, *why;
-	size_t			 nc_cap = 0, ncand = 0, i, j, k, nidx = 0;
-	int			 ret = -1, keep, errs = 0;
+	struct imp_cand		*c = NULL;
+	struct imp_line		**idx = NULL;
+	size_t			 ncand = 0, i, j, nidx = 0;
+	int			 ret = -1, errs = 0;
 
 	memset(r, 0, sizeof(*r));
-	for (i = 0; i < ex->nents; i++) {
-		e = &ex->ents[i];
-		target = NULL;
-		route = NULL;
-		keep = 0;
-		why = NULL;
-		for (j = e->first; j < e->first + e->n; j++)
-			if (ex->vals[j].target)
-				target = ex->vals[j].addr;
-		for (k = 0, j = e->first; j < e->first + e->n; j++)
-			if (!ex->vals[j].target && in_domains(ex->vals[j].addr,
-			    ru->domains, ru->ndomains))
-				k++;
-		if (k == 0) {
-			r->ignored++;
-			continue;
-		}
-		if (e->flags & IMPE_LOCAL)
-			target = NULL;
-		else if (e->flags & IMPE_FOREIGN) {
-			why = "is not an SMTP address";
-			target = e->foreign;
-		} else if (target == NULL || in_domains(target, ru->domains,
-		    ru->ndomains)) {
-			for (j = e->first; j < e->first + e->n; j++) {
-				v = &ex->vals[j];
-				if (!in_domains(v->addr, ru->routing,
-				    ru->nrouting))
-					continue;
-				if (route == NULL || (v->primary &&
-				    !route->primary))
-					route = v;
-			}
-			if (route != NULL)
-				target = route->addr;
-			else
-				why = "";
-		}
-		if (why != NULL) {
-			keep = 1;
-			r->leftout++;
-			if (warnfp != NULL)
-				leftout_warn(warnfp, ex, e, ru, target, why);
-		}
-		for (j = e->first; j < e->first + e->n; j++) {
-			v = &ex->vals[j];
-			if (v->target || !in_domains(v->addr, ru->domains,
-			    ru->ndomains))
-				continue;
-			if (ncand == nc_cap) {
-				nc_cap = nc_cap ? nc_cap * 2 : 4096;
-				if ((nc = reallocarray(c, nc_cap,
-				    sizeof(*c))) == NULL)
-					goto fail;
-				c = nc;
-			}
-			nc = &c[ncand++];
-			nc->key = v->addr;
-			nc->src = v->line;
-			nc->keep = (uint8_t)keep;
-			nc->kind = (e->flags & IMPE_LOCAL) ? IMP_LOCAL :
-			    IMP_CUSTOM;
-			nc->target = keep ? NULL : target;
-		}
-	}
+	if (merge_cands(r, ex, ru, warnfp, &c, &ncand) == -1)
+		goto fail;
 	if (ncand > 0)
 		qsort(c, ncand, sizeof(*c), cand_cmp);
-
-	if ((idx = reallocarray(NULL, t->n + 1, sizeof(*idx))) == NULL)
+	if ((idx = merge_index(t, &nidx)) == NULL)
 		goto fail;
-	for (i = 0; i < t->n; i++) {
-		t->lines[i].state = 0;
-		t->lines[i].change = 0;
-		if (t->lines[i].key != NULL)
-			idx[nidx++] = &t->lines[i];
-	}
-	qsort(idx, nidx, sizeof(*idx), line_cmp);
-
 	for (i = 0; i < ncand; i = j) {
-		g = &c[i];
-		/* Entries that agree are one; entries that differ, an error. */
-		for (j = i + 1; j < ncand && strcmp(c[j].key, g->key) == 0;
-		    j++) {
-			if (c[j].keep || g->keep || same(g->kind, g->target,
-			    c[j].kind, c[j].target))
-				continue;
-			if (errfp != NULL)
-				fprintf(errfp, "%s:%u: %s: %s %s here, %s %s "
-				    "at line %u\n", ex->name, c[j].src, g->key,
-				    imp_kind_name(c[j].kind), c[j].target ?
-				    c[j].target : "", imp_kind_name(g->kind),
-				    g->target ? g->target : "", g->src);
-			errs++;
-		}
-		key.key = g->key;
-		found = nidx ? bsearch(&kp, idx, nidx, sizeof(*idx),
-		    line_cmp) : NULL;
-		l = found ? *found : NULL;
-		memset(&ch, 0, sizeof(ch));
-		ch.addr = g->key;
-		ch.kind = g->kind;
-		ch.target = g->target;
-		ch.src = g->src;
-		if (l != NULL) {
-			ch.line = l->lineno;
-			ch.old_kind = l->kind;
-			ch.old_target = l->target;
-		}
-		if (g->keep) {
-			if (l != NULL && l->imported) {
-				l->state = 1;
-				r->unchanged++;
-			}
-			continue;
-		}
-		if (l == NULL) {
-			if (change_add(r, IMP_ADDED, &ch) == -1)
-				goto fail;
-		} else if (!l->imported) {
-			/* Hand-written: kept as it is, said when it differs. */
-			if (!same(l->kind, l->target, g->kind, g->target) &&
-			    change_add(r, IMP_CONFLICT, &ch) == -1)
-				goto fail;
-		} else {
-			l->state = 1;
-			if (same(l->kind, l->target, g->kind, g->target))
-				r->unchanged++;
-			else {
-				if (change_add(r, IMP_CHANGED, &ch) == -1)
-					goto fail;
-				l->change = (uint32_t)r->n[IMP_CHANGED];
-			}
-		}
-	}
-	for (i = 0; i < t->n; i++) {
-		l = &t->lines[i];
-		if (!l->imported || l->key == NULL || l->state)
-			continue;
-		memset(&ch, 0, sizeof(ch));
-		ch.addr = l->key;
-		ch.line = l->lineno;
-		ch.old_kind = l->kind;
-		ch.old_target = l->target;
-		if (change_add(r, IMP_REMOVED, &ch) == -1)
+		j = merge_group(ex, c, i, ncand, errfp, &errs);
+		if (merge_cand(r, idx, nidx, &c[i]) == -1)
 			goto fail;
 	}
+	if (merge_removed(r, t) == -1)
+		goto fail;
 	r->entries = r->unchanged + r->n[IMP_ADDED] + r->n[IMP_CHANGED];
 	ret = errs ? -1 : 0;
 	free(idx);

@@ -29,6 +29,10 @@ static void	 print_table(FILE *, const struct smx_table *);
 static void	 print_domain(FILE *, const struct smx_domain *);
 static void	 print_dnsbls(FILE *, const struct smx_conf *);
 static void	 print_milter(FILE *, const struct smx_milter *);
+static void	 print_globals(FILE *, const struct smx_conf *);
+static void	 print_limits(FILE *, const struct smx_conf *);
+static void	 print_listeners(FILE *, const struct smx_conf *);
+static void	 print_outbound(FILE *, const struct smx_conf *);
 static void	 conf_host_tls_match(const struct smx_host *, const char *,
 		    enum smx_tls *, int *);
 
@@ -500,22 +504,11 @@ print_milter(FILE *fp, const struct smx_milter *mi)
 	    milter_on_error_name(mi->on_error), buf);
 }
 
-/*
- * Every setting, defaults included, in a fixed order.  The printout
- * parses back to the same configuration (the LDAP bind password
- * excepted, which is masked).
- */
-void
-conf_print(FILE *fp, const struct smx_conf *c)
+/* The process-wide settings: names, the spool, the sockets. */
+static void
+print_globals(FILE *fp, const struct smx_conf *c)
 {
-	const struct smx_pki		*pki;
-	const struct smx_listener	*l;
-	const struct smx_net		*n;
-	const struct smx_table		*t;
-	const struct smx_domain		*d;
-	const struct smx_milter		*mi;
-	char				 buf[64], a[32], b[32];
-	uint32_t			 i;
+	char	 buf[64];
 
 	fprintf(fp, "hostname ");
 	print_str(fp, c->hostname);
@@ -551,6 +544,13 @@ conf_print(FILE *fp, const struct smx_conf *c)
 		fprintf(fp, "metrics listen on %s port %u\n",
 		    sa_str((const struct sockaddr *)&c->metrics_ss, buf,
 		    sizeof(buf)), c->metrics_port);
+}
+
+/* What one SMTP client may use: sizes, counts, rates and timeouts. */
+static void
+print_limits(FILE *fp, const struct smx_conf *c)
+{
+	char	 a[32];
 
 	size_str(c->max_message_size, a, sizeof(a));
 	fprintf(fp, "\nlimit message-size %s\n", a);
@@ -565,6 +565,17 @@ conf_print(FILE *fp, const struct smx_conf *c)
 	fprintf(fp, "timeout data %s\n", a);
 	size_str(c->min_data_rate, a, sizeof(a));
 	fprintf(fp, "limit data-rate %s\n", a);
+}
+
+/* The listeners, after the keys and milters they name. */
+static void
+print_listeners(FILE *fp, const struct smx_conf *c)
+{
+	const struct smx_pki		*pki;
+	const struct smx_listener	*l;
+	const struct smx_milter		*mi;
+	char				 buf[64];
+	uint32_t			 i;
 
 	if (!TAILQ_EMPTY(&c->pkis))
 		fputc('\n', fp);
@@ -603,23 +614,13 @@ conf_print(FILE *fp, const struct smx_conf *c)
 		}
 		fputc('\n', fp);
 	}
+}
 
-	if (!TAILQ_EMPTY(&c->trusted)) {
-		fprintf(fp, "\ntrusted");
-		TAILQ_FOREACH(n, &c->trusted, entry)
-			print_net(fp, n);
-		fputc('\n', fp);
-	}
-	print_dnsbls(fp, c);
-
-	TAILQ_FOREACH(t, &c->tables, entry) {
-		fputc('\n', fp);
-		print_table(fp, t);
-	}
-	TAILQ_FOREACH(d, &c->domains, entry) {
-		fputc('\n', fp);
-		print_domain(fp, d);
-	}
+/* Delivery out: the next hop, retries, and how TLS to it is checked. */
+static void
+print_outbound(FILE *fp, const struct smx_conf *c)
+{
+	char	 buf[64], a[32], b[32];
 
 	fputc('\n', fp);
 	if (c->outbound.name[0] == '\0')
@@ -640,6 +641,41 @@ conf_print(FILE *fp, const struct smx_conf *c)
 	fprintf(fp, "\nca ");
 	print_str(fp, c->ca_file);
 	fputc('\n', fp);
+}
+
+/*
+ * Every setting, defaults included, in a fixed order.  The printout
+ * parses back to the same configuration (the LDAP bind password
+ * excepted, which is masked).
+ */
+void
+conf_print(FILE *fp, const struct smx_conf *c)
+{
+	const struct smx_net		*n;
+	const struct smx_table		*t;
+	const struct smx_domain		*d;
+
+	print_globals(fp, c);
+	print_limits(fp, c);
+	print_listeners(fp, c);
+
+	if (!TAILQ_EMPTY(&c->trusted)) {
+		fprintf(fp, "\ntrusted");
+		TAILQ_FOREACH(n, &c->trusted, entry)
+			print_net(fp, n);
+		fputc('\n', fp);
+	}
+	print_dnsbls(fp, c);
+
+	TAILQ_FOREACH(t, &c->tables, entry) {
+		fputc('\n', fp);
+		print_table(fp, t);
+	}
+	TAILQ_FOREACH(d, &c->domains, entry) {
+		fputc('\n', fp);
+		print_domain(fp, d);
+	}
+	print_outbound(fp, c);
 }
 
 int

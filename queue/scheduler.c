@@ -118,6 +118,12 @@ static void	sched_set_error(struct queue_rcpt *, const char *);
 static void	sched_history(struct queue_envelope *, struct sched_batch *,
 		    const uint32_t *, const char **, const char **,
 		    const char **, const char *);
+static void	sched_result_read(struct msg *, const struct sched_batch *,
+		    uint32_t, uint32_t *, const char **, const char **,
+		    const char **);
+static void	sched_outcomes(struct queue_envelope *,
+		    const struct sched_batch *, uint32_t *, const char **,
+		    const char **, const char **, time_t, int *, int *);
 
 static struct sched_dests	 dests = RB_INITIALIZER(&dests);
 static TAILQ_HEAD(, sched_dest)	 active = TAILQ_HEAD_INITIALIZER(active);
@@ -801,39 +807,18 @@ sched_policy(uint32_t routed, const char *dest)
 }
 
 /*
- * IMSG_RELAY_RESULT: each recipient's verdict.  A recipient the relay
- * did not mention is deferred (it cannot have been delivered without a
- * verdict).
+ * The verdicts of IMSG_RELAY_RESULT after its header, each at its
+ * recipient's place in the batch; a recipient twice or not in the
+ * batch is a broken relay.
  */
-void
-sched_result(struct msg *m)
+static void
+sched_result_read(struct msg *m, const struct sched_batch *b,
+    uint32_t nrcpt, uint32_t *status, const char **replies,
+    const char **tlss, const char **verifs)
 {
-	struct sched_batch	*b;
-	struct sched_dest	*d;
-	struct queue_msg	*qm;
-	struct queue_envelope	*e;
-	struct queue_rcpt	*r;
-	const char		*remote, *reply, **replies, *tls, *verified;
-	const char		**tlss, **verifs;
-	uint32_t		*status, nrcpt, i, j, index, st;
-	uint64_t		 reqid;
-	time_t			 now = time(NULL);
-	int			 deferred = 0, relayed = 0;
+	const char	*reply, *tls, *verified;
+	uint32_t	 i, j, index, st;
 
-	if (msg_get_u64(m, &reqid) == -1 || msg_get_strp(m, &remote) == -1 ||
-	    remote == NULL || msg_get_u32(m, &nrcpt) == -1)
-		fatalx("bad %s", imsg_name(m->type));
-	TAILQ_FOREACH(b, &out, dentry)
-		if (b->reqid == reqid)
-			break;
-	if (b == NULL || nrcpt > b->n)
-		fatalx("%s: unknown delivery %llu", imsg_name(m->type),
-		    (unsigned long long)reqid);
-	if ((status = calloc(b->n, sizeof(*status))) == NULL ||
-	    (replies = calloc(b->n, sizeof(*replies))) == NULL ||
-	    (tlss = calloc(b->n, sizeof(*tlss))) == NULL ||
-	    (verifs = calloc(b->n, sizeof(*verifs))) == NULL)
-		fatal("calloc");
 	for (i = 0; i < nrcpt; i++) {
 		if (msg_get_u32(m, &index) == -1 ||
 		    msg_get_u32(m, &st) == -1 ||
@@ -855,6 +840,96 @@ sched_result(struct msg *m)
 	}
 	if (msg_end(m) == -1)
 		fatalx("bad %s", imsg_name(m->type));
+}
+
+/*
+ * Each recipient of the batch takes its verdict: delivered, deferred
+ * (or expired) or failed; one without a verdict is deferred.  Says in
+ * *relayed and *deferred whether any was.
+ */
+static void
+sched_outcomes(struct queue_envelope *e, const struct sched_batch *b,
+    uint32_t *status, const char **replies, const char **tlss,
+    const char **verifs, time_t now, int *relayed, int *deferred)
+{
+	struct queue_rcpt	*r;
+	uint32_t		 j;
+
+	for (j = 0; j < b->n; j++) {
+		r = &e->rcpts[b->idx[j]];
+		if (replies[j] == NULL) {
+			log_warnx("id=%s event=no-result to=%s", e->id,
+			    log_addr(r->rewritten));
+			status[j] = DELIVERY_TEMPFAIL;
+			replies[j] = "4.3.0 no result from the relay";
+			tlss[j] = verifs[j] = "none";
+		}
+		r->tries++;
+		r->last_try = now;
+		switch (status[j]) {
+		case DELIVERY_RELAYED:
+			*relayed = 1;
+			/* FALLTHROUGH */
+		case DELIVERY_OK:
+			r->state = STATE_DELIVERED;
+			sched_set_error(r, "");
+			break;
+		case DELIVERY_TEMPFAIL:
+			sched_set_error(r, replies[j]);
+			*deferred = 1;
+			if (now >= e->arrival + env->conf->expire) {
+				r->fail = FAIL_EXPIRED;
+				break;
+			}
+			r->state = STATE_DEFERRED;
+			r->next_try = sched_next_try(e, r->tries);
+			log_info("id=%s event=deferred to=%s tries=%u "
+			    "next=%llds error=%s", e->id,
+			    log_addr(r->rewritten), r->tries,
+			    (long long)(r->next_try - now),
+			    log_text(r->last_error));
+			break;
+		default:
+			sched_set_error(r, replies[j]);
+			r->fail = FAIL_PERM;
+			break;
+		}
+	}
+}
+
+/*
+ * IMSG_RELAY_RESULT: each recipient's verdict.  A recipient the relay
+ * did not mention is deferred (it cannot have been delivered without a
+ * verdict).
+ */
+void
+sched_result(struct msg *m)
+{
+	struct sched_batch	*b;
+	struct sched_dest	*d;
+	struct queue_msg	*qm;
+	struct queue_envelope	*e;
+	const char		*remote, **replies, **tlss, **verifs;
+	uint32_t		*status, nrcpt, j;
+	uint64_t		 reqid;
+	time_t			 now = time(NULL);
+	int			 deferred = 0, relayed = 0;
+
+	if (msg_get_u64(m, &reqid) == -1 || msg_get_strp(m, &remote) == -1 ||
+	    remote == NULL || msg_get_u32(m, &nrcpt) == -1)
+		fatalx("bad %s", imsg_name(m->type));
+	TAILQ_FOREACH(b, &out, dentry)
+		if (b->reqid == reqid)
+			break;
+	if (b == NULL || nrcpt > b->n)
+		fatalx("%s: unknown delivery %llu", imsg_name(m->type),
+		    (unsigned long long)reqid);
+	if ((status = calloc(b->n, sizeof(*status))) == NULL ||
+	    (replies = calloc(b->n, sizeof(*replies))) == NULL ||
+	    (tlss = calloc(b->n, sizeof(*tlss))) == NULL ||
+	    (verifs = calloc(b->n, sizeof(*verifs))) == NULL)
+		fatal("calloc");
+	sched_result_read(m, b, nrcpt, status, replies, tlss, verifs);
 
 	TAILQ_REMOVE(&out, b, dentry);
 	ninflight--;
@@ -874,46 +949,8 @@ sched_result(struct msg *m)
 		}
 		goto done;
 	}
-	for (j = 0; j < b->n; j++) {
-		r = &e->rcpts[b->idx[j]];
-		if (replies[j] == NULL) {
-			log_warnx("id=%s event=no-result to=%s", e->id,
-			    log_addr(r->rewritten));
-			status[j] = DELIVERY_TEMPFAIL;
-			replies[j] = "4.3.0 no result from the relay";
-			tlss[j] = verifs[j] = "none";
-		}
-		r->tries++;
-		r->last_try = now;
-		switch (status[j]) {
-		case DELIVERY_RELAYED:
-			relayed = 1;
-			/* FALLTHROUGH */
-		case DELIVERY_OK:
-			r->state = STATE_DELIVERED;
-			sched_set_error(r, "");
-			break;
-		case DELIVERY_TEMPFAIL:
-			sched_set_error(r, replies[j]);
-			deferred = 1;
-			if (now >= e->arrival + env->conf->expire) {
-				r->fail = FAIL_EXPIRED;
-				break;
-			}
-			r->state = STATE_DEFERRED;
-			r->next_try = sched_next_try(e, r->tries);
-			log_info("id=%s event=deferred to=%s tries=%u "
-			    "next=%llds error=%s", e->id,
-			    log_addr(r->rewritten), r->tries,
-			    (long long)(r->next_try - now),
-			    log_text(r->last_error));
-			break;
-		default:
-			sched_set_error(r, replies[j]);
-			r->fail = FAIL_PERM;
-			break;
-		}
-	}
+	sched_outcomes(e, b, status, replies, tlss, verifs, now, &relayed,
+	    &deferred);
 	sched_history(e, b, status, replies, tlss, verifs, remote);
 	if (relayed)
 		sched_relayed(qm, b, status, replies, remote);

@@ -256,7 +256,7 @@ struct relay_session {
 
 /* relay.c */
 extern struct tls_config	*relay_tls_verify;	/* NULL: no CA store */
-extern struct x509_store_st	*relay_ca_store;	/* the same, libcrypto */
+extern struct x509_store_st	*relay_ca_store;	/* same, libcrypto */
 extern struct tls_config	*relay_tls_noverify;
 /* Sends IMSG_RELAY_RESULT and frees the delivery. */
 void	relay_result(struct relay_msg *);

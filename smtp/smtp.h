@@ -172,7 +172,7 @@ struct smtp_session {
 	char			 chunk_reply[128];
 
 	enum smtp_policy	 policy;
-	char			*policy_reply;	/* POLICY_REFUSED: "5.7.1 ..." */
+	char			*policy_reply;	/* POLICY_REFUSED: "5.7.1..." */
 };
 
 /* One pki of a generation, ready to accept TLS. */

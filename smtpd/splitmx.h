@@ -61,7 +61,7 @@
 #define DNSBL_ZONE_MAX		(253 - 64)
 /* How long a connection waits for the lists before they count as silent. */
 #define DNSBL_TIMEOUT		5	/* seconds */
-#define DEF_TRUST_ANCHOR	"/usr/share/dns/root.key"	/* dns-root-data */
+#define DEF_TRUST_ANCHOR	"/usr/share/dns/root.key" /* dns-root-data */
 #define DEF_CA_FILE		"/etc/ssl/certs/ca-certificates.crt"
 #define DEF_MILTER_TIMEOUT	30	/* per milter reply, SPEC §9 */
 
@@ -171,7 +171,7 @@ TAILQ_HEAD(smx_netlist, smx_net);
 struct smx_dnsbl {
 	TAILQ_ENTRY(smx_dnsbl)	 entry;
 	char			 zone[SMX_HOSTSZ];	/* lower case */
-	int			 allow;		/* dnswl: subtracts its weight */
+	int			 allow;	/* dnswl: subtracts its weight */
 	uint32_t		 weight;
 };
 TAILQ_HEAD(smx_dnsbllist, smx_dnsbl);
@@ -295,7 +295,7 @@ struct smx_conf {
 	int				 metrics_fd;
 
 	/* Connection policy (SPEC §10). */
-	struct smx_dnsbllist		 dnsbls;	/* in the file's order */
+	struct smx_dnsbllist		 dnsbls;	/* the file's order */
 	uint32_t			 dnsbl_threshold;
 	uint32_t			 connection_rate;	/* 0: none */
 };
@@ -953,7 +953,8 @@ struct route_result {
 	char			 text[128];	/* "5.7.1 Relaying denied" */
 	enum route_class	 rclass;
 	char			 rewritten[SMX_ADDRSZ];
-	char			 dest[SMX_HOSTSZ + 16];	/* host syntax, "" DNS */
+	/* host syntax, "" DNS */
+	char			 dest[SMX_HOSTSZ + 16];
 	enum smx_tls		 tls;		/* dest's, as configured */
 };
 /* The rest of route.c and table.c is the lookup process' (lookup.h). */

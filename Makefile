@@ -29,7 +29,7 @@ SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer \
 LIB_SRCS = $(wildcard lib/*.c)
 D_SRCS	 = $(wildcard smtpd/*.c smtp/*.c lookup/*.c queue/*.c relay/*.c \
 	   filter/*.c) \
-	   $(filter-out control/splitmxctl%.c control/import.c, \
+	   $(filter-out control/splitmxctl%.c control/import%.c, \
 	   $(wildcard control/*.c))
 D_OBJS	 = $(patsubst %.c,$(OBJ)/%.o,$(LIB_SRCS) $(D_SRCS)) $(OBJ)/smtpd/parse.o
 # The request table (control_verbs.c) is linked into both programs;
@@ -37,7 +37,7 @@ D_OBJS	 = $(patsubst %.c,$(OBJ)/%.o,$(LIB_SRCS) $(D_SRCS)) $(OBJ)/smtpd/parse.o
 CTL_OBJS = $(patsubst %.c,$(OBJ)/%.o,$(LIB_SRCS) control/splitmxctl.c \
 	   control/splitmxctl_request.c control/control_verbs.c \
 	   control/splitmxctl_import.c control/splitmxctl_import_read.c \
-	   control/import.c lookup/table_file.c)
+	   control/import.c control/import_rules.c lookup/table_file.c)
 CTL_LIBS = -lresolv
 HDRS	 = $(wildcard lib/*.h smtpd/*.h smtp/*.h lookup/*.h queue/*.h relay/*.h \
 	   control/*.h filter/*.h)
@@ -87,9 +87,9 @@ $(OBJ)/%.o: %.c $(HDRS)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 # Unit tests link every object of the daemon but its main(), and the
-# import rules of splitmxctl.
+# export readers and import rules of splitmxctl.
 UNIT_LINK = $(filter-out $(OBJ)/smtpd/splitmxd.o,$(D_OBJS)) \
-	    $(OBJ)/control/import.o
+	    $(OBJ)/control/import.o $(OBJ)/control/import_rules.o
 $(OBJ)/regress/%: regress/lib/%.c $(UNIT_LINK) $(HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -Iregress/lib -Icontrol -o $@ $< \

@@ -182,4 +182,9 @@ int		 imp_domain_match(const char *domain, const char *pattern);
 int		 imp_check_domain(const char *);
 const char	*imp_kind_name(int);
 
+/* Shared by import.c and import_rules.c. */
+char		*imp_arena_dup(struct imp_arena *, const char *, size_t);
+void		 imp_arena_free(struct imp_arena *);
+int		 imp_in_domains(const char *, const char *const *, size_t);
+
 #endif

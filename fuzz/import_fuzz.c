@@ -1,9 +1,9 @@
 /*
  * libFuzzer target over splitmxctl import's readers (control/import.c):
- * the LDIF and CSV parsers, then the rules and the file they write.
- * It links control/import.c, lookup/table_file.c (the address check)
- * and lib/.
- * fuzz-link: control/import.c lookup/table_file.c
+ * the LDIF and CSV parsers, then the rules and the file they write
+ * (control/import_rules.c).  It links those, lookup/table_file.c (the
+ * address check) and lib/.
+ * fuzz-link: control/import.c control/import_rules.c lookup/table_file.c
  * fuzz-link: lib/log.c lib/msg.c lib/tlsio.c lib/util.c
  * fuzz-libs: -lresolv
  */

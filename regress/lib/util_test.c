@@ -17,7 +17,7 @@
 #include "splitmx.h"
 #include "tap.h"
 
-#define NTESTS	151
+#define NTESTS	152
 
 struct size_case {
 	const char	*in;

@@ -28,8 +28,13 @@ int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
  * The input is messages, each a type byte (0 ENTRIES, 1 ERRORS, 2
  * DONE, any other a type of that number), a 16-bit length (host
  * order) and the payload; they go framed as msg.c frames them, the
- * socket is closed, and the receiver reads to the end.
+ * socket is closed, and the receiver reads to the end.  Nothing reads
+ * while they are written: at most FUZZ_MSGS messages, written in one
+ * flush, so that they fit in the socket's buffer (each write of a
+ * small frame costs the buffer far more than its length; a flush per
+ * frame once filled it and hung).
  */
+#define FUZZ_MSGS	64
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -40,7 +45,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct msgchan		 ch;
 	struct msg		 m;
 	FILE			*sink;
-	size_t			 off = 0;
+	size_t			 off = 0, n = 0;
 	uint16_t		 len, i;
 	int			 sp[2];
 
@@ -50,7 +55,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sp) == -1)
 		return 0;
 	msgchan_init(&ch, sp[1], -1, NULL, NULL);
-	while (size - off >= 3) {
+	while (size - off >= 3 && n++ < FUZZ_MSGS) {
 		memcpy(&len, data + off + 1, sizeof(len));
 		if (len > size - off - 3)
 			len = (uint16_t)(size - off - 3);
@@ -59,9 +64,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (i = 0; i < len; i++)
 			msg_add_u8(&m, data[off + 3 + i]);
 		off += 3 + (size_t)len;
-		if (msgchan_send(&ch, &m) == -1 || msgchan_flush(&ch) == -1)
+		if (msgchan_send(&ch, &m) == -1)
 			break;
 	}
+	(void)msgchan_flush(&ch);
 	msgchan_clear(&ch);
 	if ((sink = fopen("/dev/null", "w")) == NULL) {
 		close(sp[0]);

@@ -53,17 +53,34 @@ PACKAGE_FILES = {
 # The holder: mounts the scratch root in its own mount namespace, says
 # so, then keeps the namespace alive until it is killed (or its parent,
 # this test process, dies: setpriv --pdeathsig).
+# The scratch root: / copy-on-write, a fresh /run and /tmp.  The
+# directories after $1 (the source tree, OBJ) stay visible at their own
+# paths, copy-on-write too, also when they are under /tmp or /run, as a
+# CI checkout may be.
 HOLDER = r'''
 set -e
 T=$1
+shift
 mount -t tmpfs -o mode=0755 tmpfs "$T"
-mkdir "$T/upper" "$T/work" "$T/root"
+mkdir "$T/upper" "$T/work" "$T/root" "$T/keep"
 mount -t overlay overlay -o "lowerdir=/,upperdir=$T/upper,workdir=$T/work" \
     "$T/root"
 mount --rbind /dev "$T/root/dev"
 mount -t proc proc "$T/root/proc"
+i=0
+for d in "$@"; do
+	i=$((i + 1))
+	mkdir "$T/keep/$i"
+	mount --bind "$T/root$d" "$T/keep/$i"
+done
 mount -t tmpfs -o mode=0755 tmpfs "$T/root/run"
 mount -t tmpfs -o mode=1777 tmpfs "$T/root/tmp"
+i=0
+for d in "$@"; do
+	i=$((i + 1))
+	mkdir -p "$T/root$d"
+	mount --bind "$T/keep/$i" "$T/root$d"
+done
 echo ready
 exec sleep 3600
 '''
@@ -81,7 +98,8 @@ class ScratchRoot:
         self.holder = subprocess.Popen(
             ["setpriv", "--pdeathsig", "KILL", "unshare", "--mount",
              "--propagation", "private", "sh", "-c", HOLDER, "sh",
-             self.dir], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+             self.dir, os.path.realpath(ROOT), os.path.realpath(OBJ)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL)
         if self.holder.stdout.readline() != b"ready\n":
             err = self.holder.stderr.read().decode()

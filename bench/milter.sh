@@ -16,18 +16,7 @@ WORK=/var/spool/splitmx-bench-milter
 TICK=$(getconf CLK_TCK)
 
 command -v opendkim >/dev/null || { echo "bench: opendkim missing (make deps)" >&2; exit 1; }
-if ! command -v smtp-source >/dev/null; then
-	echo "bench: installing postfix (bench dependency only)"
-	apt-get update -qq
-	echo "postfix postfix/main_mailer_type select No configuration" |
-	    debconf-set-selections
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix \
-	    >/dev/null || exit 1
-fi
-[ -f /etc/postfix/main.cf ] || cp /usr/share/postfix/main.cf.debian \
-    /etc/postfix/main.cf
-getent passwd _splitmx >/dev/null || useradd --system --no-create-home \
-    --home-dir /var/empty --shell /usr/sbin/nologin _splitmx
+. "$(dirname "$0")/setup.sh"
 
 rm -rf "$WORK"; mkdir -p "$WORK/dkim"; chmod 755 "$WORK"
 # OpenDKIM signs mail from 127.0.0.1 (InternalHosts) whose From: is at

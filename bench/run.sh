@@ -31,18 +31,7 @@ SMX_PORT=12525 PFX_PORT=12526 SINK=12527
 WORK=/var/spool/splitmx-bench
 T0=$(date +%s)
 
-if ! command -v smtp-source >/dev/null; then
-	echo "bench: installing postfix (bench dependency only)"
-	apt-get update -qq
-	echo "postfix postfix/main_mailer_type select No configuration" |
-	    debconf-set-selections
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix \
-	    >/dev/null || exit 1
-fi
-[ -f /etc/postfix/main.cf ] || cp /usr/share/postfix/main.cf.debian \
-    /etc/postfix/main.cf
-getent passwd _splitmx >/dev/null || useradd --system --no-create-home \
-    --home-dir /var/empty --shell /usr/sbin/nologin _splitmx
+. "$TOP/bench/setup.sh"
 # 10,000 held sessions: the daemon and the client need the descriptors.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -H -n)"
 

@@ -166,6 +166,7 @@ int		 queue_fs_commit_sync(struct queue_fs *,
 int		 queue_fs_commit_publish(struct queue_fs *,
 		    struct queue_fs_commit *);
 int		 queue_fs_sync(struct queue_fs *);
+void		 queue_fs_commit_uncache(struct queue_fs_commit *);
 void		 queue_fs_commit_done(struct queue_fs_commit *);
 void		 queue_fs_commit_abort(struct queue_fs *,
 		    struct queue_fs_commit *);
@@ -231,6 +232,7 @@ void		 sched_init(void);
 void		 sched_add(struct queue_msg *, int recovered);
 void		 sched_result(struct msg *);
 void		 sched_pause(int);
+int		 sched_paused(void);
 uint32_t	 sched_inflight(void);
 /* Operator requests: 1 done now, 0 pending (removal while out). */
 void		 sched_schedule(struct queue_msg *);

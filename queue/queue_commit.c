@@ -481,6 +481,8 @@ queue_commit_answer(struct queue_batch *b)
 			    (in->flags & F_IN_NOSPACE) ? REPLY_NOSPACE :
 			    REPLY_TEMPFAIL);
 		} else {
+			if (sched_paused() || QUEUE_HELD(in->env))
+				queue_fs_commit_uncache(&in->fc);
 			queue_fs_commit_done(&in->fc);
 			log_info("id=%s event=queued size=%llu rcpts=%u "
 			    "from=%s%s%s", in->id,

@@ -372,6 +372,19 @@ queue_fs_sync(struct queue_fs *fs)
 	return queue_fs_fsync(fs, fs->queue);
 }
 
+/*
+ * A committed message that will not be read soon (the relay is paused,
+ * the message is held) keeps no pages in the cache: they are clean
+ * once synced, and the next message's data is written into them
+ * rather than into pages taken anew.  Only a hint.
+ */
+void
+queue_fs_commit_uncache(struct queue_fs_commit *c)
+{
+	if (c->msgfd != -1)
+		(void)posix_fadvise(c->msgfd, 0, 0, POSIX_FADV_DONTNEED);
+}
+
 void
 queue_fs_commit_done(struct queue_fs_commit *c)
 {

@@ -1095,6 +1095,13 @@ sched_release(struct queue_msg *qm)
 	return 1;
 }
 
+/* Whether messages go out at all now (pause relay). */
+int
+sched_paused(void)
+{
+	return paused;
+}
+
 /* pause relay: nothing more goes out; what is out comes back. */
 void
 sched_pause(int p)

@@ -196,6 +196,31 @@ def test_envelope_file_is_versioned_text(smx):
     assert ["sender", "alice@sender.example"] in kv
 
 
+def resident(path):
+    """Bytes of path in the page cache (fincore, util-linux)."""
+    r = subprocess.run(["fincore", "--bytes", "--noheadings",
+                        "--output", "RES", path],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0, r.stderr
+    return int(r.stdout.split()[0])
+
+
+def test_waiting_message_keeps_no_page_cache(smx):
+    """While the relay is paused a committed message is not read soon:
+    its pages leave the cache once synced (the next message is written
+    into them).  With the relay running they stay, for the relay."""
+    d = start_paused(smx)
+    body = body_for("uncached", 200000)
+    qid = send(d.port, body)
+    path = spool(d, "queue", qid + ".msg")
+    assert os.path.getsize(path) > 200000
+    assert resident(path) == 0
+    assert strip_received(message_data(d, qid)) == body
+    assert d.ctl("resume", "relay").returncode == 0
+    qid = send(d.port, body)
+    assert resident(spool(d, "queue", qid + ".msg")) > 100000
+
+
 def test_queue_ids_unique_and_unguessable(smx):
     d = start_paused(smx)
     ids = [send(d.port, body_for("id%d" % i)) for i in range(20)]

@@ -24,6 +24,7 @@ import tempfile
 import time
 
 CHILDREN = ("smtp", "lookup", "queue", "relay", "control")
+PROCS = ("parent",) + CHILDREN
 HZ = os.sysconf("SC_CLK_TCK")
 
 
@@ -168,6 +169,7 @@ domain "example.test" {
         else:
             sys.exit("profile: splitmxd did not start (%s)" % work)
         pids = children(d.pid)
+        pids["parent"] = d.pid
         if a.relay == "paused" or a.prefill:
             ctl(obj, sock, "pause", "relay")
         if a.prefill:
@@ -218,7 +220,7 @@ domain "example.test" {
                                             "vcsw/msg", "ivcsw/msg",
                                             "rss_kB"))
         tot = 0
-        for c in CHILDREN:
+        for c in PROCS:
             if c not in s0:
                 continue
             t = s1[c][0] - s0[c][0]
@@ -243,7 +245,7 @@ domain "example.test" {
         print("wall (direction only): accept %.0f msg/s%s" % (
             n / wall, " end to end %.0f msg/s" % (n / e2e) if e2e else ""))
         if a.strace:
-            for c in CHILDREN:
+            for c in PROCS:
                 path = os.path.join(a.strace, c + ".txt")
                 if os.path.exists(path):
                     per, desc = strace_summary(path, n, 8)

@@ -798,7 +798,7 @@ bounce_create(struct queue_msg *qm, enum bounce_action action,
 	}
 	memset(&fc, 0, sizeof(fc));
 	fc.msgfd = -1;
-	if ((fd = queue_msg_create(id, sizeof(id))) == -1)
+	if ((fd = queue_msg_create(id, sizeof(id), 0)) == -1)
 		goto fail;
 	created = 1;
 	if ((msgfd = queue_fs_message_open(&queue_spool, e->id)) == -1 ||

@@ -121,13 +121,31 @@ struct queue_msg {
 	TAILQ_HEAD(, sched_batch) batches;	/* waiting or out */
 };
 
+/*
+ * Files of removed messages kept for reuse (queue_fs.c): at most
+ * QUEUE_FS_FREE of them, none larger than QUEUE_FS_FREE_MAXSIZE.
+ */
+#define QUEUE_FS_FREE		64
+#define QUEUE_FS_FREE_MAXSIZE	(1024 * 1024)
+struct queue_fs_free {
+	char		 id[QUEUE_IDSZ];	/* free/<id> */
+	uint64_t	 after;		/* reusable once dirsync > after */
+};
+
 /* The spool, as descriptors of its directories. */
 struct queue_fs {
 	int		 root;
 	int		 incoming;	/* being written: wiped at start */
 	int		 queue;		/* committed: loaded at start */
 	int		 corrupt;	/* set aside for the operator */
+	int		 free;		/* removed files to reuse: wiped */
 	uint64_t	 fsyncs;	/* for the statistics */
+	uint64_t	 dirsyncs;	/* fsyncs of queue/ begun */
+	uint64_t	 dirsynced;	/* the last of them known done */
+	struct queue_fs_free pool[QUEUE_FS_FREE];	/* a ring */
+	size_t		 pool_head, pool_len;
+	int		 noreuse;	/* the file system cannot zero */
+	uint64_t	 reused;	/* for the statistics */
 };
 
 /* One message between prepare and done/abort of a commit. */
@@ -153,7 +171,9 @@ int		 queue_fs_open(struct queue_fs *, const char *dir);
 void		 queue_fs_close(struct queue_fs *);
 void		 queue_fs_id_new(char *, size_t, time_t);
 int		 queue_fs_id_valid(const char *);
-int		 queue_fs_incoming_create(struct queue_fs *, const char *id);
+/* reuse: a removed message's file may be given (zeroed, see queue_fs.c) */
+int		 queue_fs_incoming_create(struct queue_fs *, const char *id,
+		    int reuse);
 int		 queue_fs_incoming_remove(struct queue_fs *, const char *id);
 int		 queue_fs_recover(struct queue_fs *,
 		    void (*)(struct queue_envelope *, void *), void *,
@@ -166,6 +186,9 @@ int		 queue_fs_commit_sync(struct queue_fs *,
 int		 queue_fs_commit_publish(struct queue_fs *,
 		    struct queue_fs_commit *);
 int		 queue_fs_sync(struct queue_fs *);
+/* An fsync of queue/ begun (its number), and done. */
+uint64_t	 queue_fs_dirsync_begin(struct queue_fs *);
+void		 queue_fs_dirsync_done(struct queue_fs *, uint64_t);
 void		 queue_fs_commit_uncache(struct queue_fs_commit *);
 void		 queue_fs_commit_done(struct queue_fs_commit *);
 void		 queue_fs_commit_abort(struct queue_fs *,
@@ -176,7 +199,8 @@ int		 queue_fs_message_open(struct queue_fs *, const char *id);
 /* An incoming message file: read-only, or replaced by a new one. */
 int		 queue_fs_incoming_open(struct queue_fs *, const char *id);
 int		 queue_fs_incoming_rewrite(struct queue_fs *, const char *id);
-int		 queue_fs_message_remove(struct queue_fs *, const char *id);
+int		 queue_fs_message_remove(struct queue_fs *, const char *id,
+		    uint64_t size);
 
 /* queue.c: the process */
 
@@ -217,7 +241,7 @@ void		 queue_commit_rollback(struct msgchan *, struct msg *);
 /* IMSG_QUEUE_MESSAGE_OPEN from the filter process. */
 void		 queue_commit_open(struct msgchan *, struct msg *);
 /* A new id and its message file in incoming/ (write-only), or -1. */
-int		 queue_msg_create(char *id, size_t);
+int		 queue_msg_create(char *id, size_t, int reuse);
 
 /* queue_ctl.c: IMSG_CTL_* from the control process */
 void		 queue_ctl_list(struct msgchan *, struct msg *);

@@ -59,6 +59,7 @@ struct queue_batch {
 	size_t			 published;	/* renamed into queue/ */
 	int			 now;		/* fsync(2), not AIO */
 	struct queue_aio	 dir;		/* fsync(queue/) */
+	uint64_t		 dirsync;	/* its number */
 };
 
 RB_HEAD(incoming_tree, queue_incoming);
@@ -115,10 +116,13 @@ queue_incoming_find(const char *id)
 
 /*
  * A fresh message file: the id is new in the index and in incoming/,
- * and O_EXCL proves it new on disk.
+ * and O_EXCL (or RENAME_NOREPLACE) proves it new on disk.  With reuse,
+ * the file may be a removed message's, zeroed (queue_fs.c): its writer
+ * truncates it to what it wrote.  A bounce takes its size from fstat,
+ * so it asks for a new file.
  */
 int
-queue_msg_create(char *id, size_t idsz)
+queue_msg_create(char *id, size_t idsz, int reuse)
 {
 	int	 fd = -1, tries;
 
@@ -128,7 +132,8 @@ queue_msg_create(char *id, size_t idsz)
 		if (queue_msg_find(id) != NULL ||
 		    queue_incoming_find(id) != NULL)
 			continue;
-		if ((fd = queue_fs_incoming_create(&queue_spool, id)) != -1 ||
+		if ((fd = queue_fs_incoming_create(&queue_spool, id,
+		    reuse)) != -1 ||
 		    errno != EEXIST)
 			break;
 	}
@@ -151,7 +156,8 @@ queue_commit_create(struct msgchan *ch, struct msg *m)
 	proc_expect(ch, m, PROC_SMTP);
 	if (msg_get_u64(m, &reqid) == -1 || msg_end(m) == -1)
 		fatalx("bad %s", imsg_name(m->type));
-	fd = queue_msg_create(id, sizeof(id));
+	fd = queue_msg_create(id, sizeof(id), 1);
+	stat_set("queue.files_reused", (int64_t)queue_spool.reused);
 	msg_init(&r, IMSG_QUEUE_MESSAGE_CREATE_RESULT, 0);
 	msg_add_u64(&r, reqid);
 	if (fd == -1) {
@@ -430,6 +436,7 @@ queue_commit_publish(struct queue_batch *b)
 	}
 	b->dir.done = queue_commit_durable;
 	b->dir.arg = b;
+	b->dirsync = queue_fs_dirsync_begin(&queue_spool);
 	queue_aio_fsync(&b->dir, queue_spool.queue,
 	    b->now && TAILQ_EMPTY(&pending));
 }
@@ -449,7 +456,8 @@ queue_commit_durable(struct queue_aio *a, int error)
 		log_warn("event=commit-failed step=fsync-dirs");
 		TAILQ_FOREACH(in, &b->msgs, batch)
 			in->flags |= F_IN_FAILED;
-	}
+	} else
+		queue_fs_dirsync_done(&queue_spool, b->dirsync);
 	queue_commit_answer(b);
 }
 

@@ -15,6 +15,7 @@
  *				its envelope as of the commit, then the
  *				trailer (below)
  *	queue/<id>.env		its envelope as rewritten since, if it was
+ *	free/<id>		a removed message's file, kept to be reused
  *	corrupt/		what recovery could not read, for the operator
  *
  * An id is 24 lower-case hex digits: 8 of the creation time (so that ls
@@ -62,6 +63,31 @@
  * file, not the embedded copy, is the message's envelope.
  * Removal (delivered, bounced, "remove ID") unlinks queue/<id>.msg
  * first and queue/<id>.env second.
+ *
+ * Reuse.  Unlinking a file frees its inode and blocks, and a new
+ * message then allocates others: on ext4 each free can cost a discard
+ * the unlink waits for, and each allocation a scan past the inodes freed
+ * in the last minutes.  So removal renames a message file of at most
+ * QUEUE_FS_FREE_MAXSIZE to free/<id> instead, while fewer than
+ * QUEUE_FS_FREE wait there, and a new message for the smtp process
+ * takes the oldest one that is safe to reuse:
+ *	- its removal is durable: an fsync of queue/ that began after the
+ *	  rename has succeeded (every commit batch makes one), so a crash
+ *	  cannot bring back the old name with the new message's bytes;
+ *	- nobody else has it open (a write lease is granted only then):
+ *	  a relay or smtp process that kept its descriptor must not read or
+ *	  write the next message.  Only we can open the spool's files, so
+ *	  the answer cannot change after the lease is let go;
+ *	- it reads as zeros: fallocate(FALLOC_FL_ZERO_RANGE) turns its
+ *	  blocks into unwritten extents, without freeing them and without
+ *	  writing them.  The smtp process writes the new message over them
+ *	  and truncates the file to what it wrote (the commit still checks
+ *	  the size); whatever it did not write reads as zeros, never as the
+ *	  old message.
+ * It gets the new name with RENAME_NOREPLACE (as new as O_EXCL would
+ * make it).  Where any of this fails (a file system without the zeroing
+ * stops reuse for good), the file is unlinked and a new one created.
+ * free/ is emptied at start, like incoming/.
  */
 #include <sys/types.h>
 #include <sys/stat.h>
@@ -79,6 +105,8 @@
 #include "queue.h"
 #include "queue_fs.h"
 
+static int	fs_reuse(struct queue_fs *, const char *);
+static void	fs_reuse_off(struct queue_fs *, const char *);
 static int	fs_write_all(int, const char *, size_t);
 static int	fs_pwrite_all(int, const char *, size_t, off_t);
 static int	fs_subdir(int, const char *, int *);
@@ -187,13 +215,14 @@ queue_fs_open(struct queue_fs *fs, const char *dir)
 	int	 created = 0, saved;
 
 	memset(fs, 0, sizeof(*fs));
-	fs->root = fs->incoming = fs->queue = fs->corrupt = -1;
+	fs->root = fs->incoming = fs->queue = fs->corrupt = fs->free = -1;
 	if ((fs->root = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
 		goto fail;
 	if ((fs->incoming = fs_subdir(fs->root, DIR_INCOMING, &created)) ==
 	    -1 ||
 	    (fs->queue = fs_subdir(fs->root, DIR_QUEUE, &created)) == -1 ||
-	    (fs->corrupt = fs_subdir(fs->root, DIR_CORRUPT, &created)) == -1)
+	    (fs->corrupt = fs_subdir(fs->root, DIR_CORRUPT, &created)) == -1 ||
+	    (fs->free = fs_subdir(fs->root, DIR_FREE, &created)) == -1)
 		goto fail;
 	if (created && queue_fs_fsync(fs, fs->root) == -1)
 		goto fail;
@@ -216,7 +245,9 @@ queue_fs_close(struct queue_fs *fs)
 		close(fs->queue);
 	if (fs->corrupt != -1)
 		close(fs->corrupt);
-	fs->root = fs->incoming = fs->queue = fs->corrupt = -1;
+	if (fs->free != -1)
+		close(fs->free);
+	fs->root = fs->incoming = fs->queue = fs->corrupt = fs->free = -1;
 }
 
 void
@@ -244,16 +275,101 @@ queue_fs_id_valid(const char *id)
 	return id[i] == '\0';
 }
 
-/* The message file for the smtp process: new, write-only, ours alone. */
+/*
+ * The message file for the smtp process: new (or reused, zeroed: see
+ * the top), write-only, ours alone.
+ */
 int
-queue_fs_incoming_create(struct queue_fs *fs, const char *id)
+queue_fs_incoming_create(struct queue_fs *fs, const char *id, int reuse)
 {
 	char	 name[QUEUE_FS_NAMESZ];
+	int	 fd;
 
 	if (queue_fs_name(name, id, SUF_MSG) == -1)
 		return -1;
+	if (reuse && ((fd = fs_reuse(fs, name)) != -1 || errno == EEXIST))
+		return fd;
 	return openat(fs->incoming, name, O_WRONLY | O_CREAT | O_EXCL |
 	    O_NOFOLLOW | O_CLOEXEC, 0600);
+}
+
+/*
+ * The oldest file in free/ that may be reused, as incoming/<name>: -1
+ * if there is none (errno EEXIST if name exists, to try another id).
+ */
+static int
+fs_reuse(struct queue_fs *fs, const char *name)
+{
+	struct queue_fs_free	*f;
+	struct stat		 st;
+	off_t			 len;
+	int			 fd;
+
+	while (fs->pool_len > 0 && !fs->noreuse) {
+		f = &fs->pool[fs->pool_head];
+		if (fs->dirsynced <= f->after)
+			break;			/* its removal is not durable */
+		if (renameat2(fs->free, f->id, fs->incoming, name,
+		    RENAME_NOREPLACE) == -1) {
+			if (errno == EEXIST)
+				return -1;	/* f stays for the next id */
+			log_warn("rename %s/%s", DIR_FREE, f->id);
+			(void)unlinkat(fs->free, f->id, 0);
+			fs->pool_head = (fs->pool_head + 1) % QUEUE_FS_FREE;
+			fs->pool_len--;
+			continue;
+		}
+		fs->pool_head = (fs->pool_head + 1) % QUEUE_FS_FREE;
+		fs->pool_len--;
+		if ((fd = openat(fs->incoming, name, O_WRONLY | O_NOFOLLOW |
+		    O_CLOEXEC)) == -1) {
+			(void)unlinkat(fs->incoming, name, 0);
+			continue;
+		}
+		if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) ||
+		    st.st_nlink != 1)
+			goto drop;
+		/* Granted only if no other descriptor has the file open. */
+		if (fcntl(fd, F_SETLEASE, F_WRLCK) == -1) {
+			if (errno != EAGAIN)
+				fs_reuse_off(fs, "no file leases");
+			goto drop;
+		}
+		(void)fcntl(fd, F_SETLEASE, F_UNLCK);
+		len = st.st_size;
+		if (st.st_blksize > 0 && len % st.st_blksize != 0)
+			len += st.st_blksize - len % st.st_blksize;
+		if (len > 0 && fallocate(fd, FALLOC_FL_ZERO_RANGE |
+		    FALLOC_FL_KEEP_SIZE, 0, len) == -1) {
+			if (errno == EOPNOTSUPP || errno == ENOSYS ||
+			    errno == EINVAL)
+				fs_reuse_off(fs, "cannot zero a file's blocks");
+			goto drop;
+		}
+		fs->reused++;
+		return fd;
+ drop:
+		close(fd);
+		(void)unlinkat(fs->incoming, name, 0);
+	}
+	errno = 0;
+	return -1;
+}
+
+/* Reuse cannot be made safe here: unlink what waits, and stop. */
+static void
+fs_reuse_off(struct queue_fs *fs, const char *why)
+{
+	struct queue_fs_free	*f;
+
+	log_warn("queue: %s: removed files are unlinked, not reused", why);
+	fs->noreuse = 1;
+	while (fs->pool_len > 0) {
+		f = &fs->pool[fs->pool_head];
+		(void)unlinkat(fs->free, f->id, 0);
+		fs->pool_head = (fs->pool_head + 1) % QUEUE_FS_FREE;
+		fs->pool_len--;
+	}
 }
 
 int
@@ -369,7 +485,29 @@ queue_fs_commit_publish(struct queue_fs *fs, struct queue_fs_commit *c)
 int
 queue_fs_sync(struct queue_fs *fs)
 {
-	return queue_fs_fsync(fs, fs->queue);
+	uint64_t	 n = queue_fs_dirsync_begin(fs);
+
+	if (queue_fs_fsync(fs, fs->queue) == -1)
+		return -1;
+	queue_fs_dirsync_done(fs, n);
+	return 0;
+}
+
+/*
+ * Every removal before an fsync of queue/ began is durable once it has
+ * succeeded: the numbers say which files in free/ may be reused.
+ */
+uint64_t
+queue_fs_dirsync_begin(struct queue_fs *fs)
+{
+	return ++fs->dirsyncs;
+}
+
+void
+queue_fs_dirsync_done(struct queue_fs *fs, uint64_t n)
+{
+	if (n > fs->dirsynced)
+		fs->dirsynced = n;
 }
 
 /*
@@ -438,7 +576,7 @@ queue_fs_envelope_update(struct queue_fs *fs, const struct queue_envelope *e)
 	if (renameat(fs->incoming, tmp, fs->queue, name) == -1)
 		goto fail;
 	free(buf);
-	return queue_fs_fsync(fs, fs->queue);
+	return queue_fs_sync(fs);
  fail:
 	saved = errno;
 	if (fd != -1)
@@ -502,15 +640,30 @@ queue_fs_message_open(struct queue_fs *fs, const char *id)
  * The message file first: once it is gone the message is gone, and an
  * envelope left alone is removed at the next start.  Not synced: a
  * crash here brings the message back (delivered twice, never lost).
+ * A file of a message of at most QUEUE_FS_FREE_MAXSIZE goes to free/
+ * while there is room (see the top), the others are unlinked.
  */
 int
-queue_fs_message_remove(struct queue_fs *fs, const char *id)
+queue_fs_message_remove(struct queue_fs *fs, const char *id, uint64_t size)
 {
-	char	 name[QUEUE_FS_NAMESZ];
+	struct queue_fs_free	*f;
+	char			 name[QUEUE_FS_NAMESZ];
+	int			 kept = 0;
 
 	if (queue_fs_name(name, id, SUF_MSG) == -1)
 		return -1;
-	if (unlinkat(fs->queue, name, 0) == -1 && errno != ENOENT)
+	if (!fs->noreuse && fs->pool_len < QUEUE_FS_FREE &&
+	    size <= QUEUE_FS_FREE_MAXSIZE) {
+		f = &fs->pool[(fs->pool_head + fs->pool_len) % QUEUE_FS_FREE];
+		if (strlcpy(f->id, id, sizeof(f->id)) < sizeof(f->id) &&
+		    renameat2(fs->queue, name, fs->free, f->id,
+		    RENAME_NOREPLACE) == 0) {
+			f->after = fs->dirsyncs;
+			fs->pool_len++;
+			kept = 1;
+		}
+	}
+	if (!kept && unlinkat(fs->queue, name, 0) == -1 && errno != ENOENT)
 		return -1;
 	if (queue_fs_name(name, id, SUF_ENV) == -1)
 		return -1;

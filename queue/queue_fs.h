@@ -8,6 +8,7 @@
 #define DIR_INCOMING	"incoming"
 #define DIR_QUEUE	"queue"
 #define DIR_CORRUPT	"corrupt"
+#define DIR_FREE	"free"
 #define SUF_MSG		".msg"
 #define SUF_ENV		".env"
 #define SUF_UPD		".upd"

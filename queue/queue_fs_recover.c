@@ -9,6 +9,11 @@
  *	  whose old name survived a crash (incoming/ is not fsync'd at
  *	  commit) leaves a second link to a committed file: unlinking the
  *	  incoming/ name drops only that link.
+ *	- free/ is emptied: files of removed messages kept for reuse.  One
+ *	  got there by a rename out of queue/ after its message was done
+ *	  with; if the rename did not survive, the message is back in
+ *	  queue/ (delivered twice, never lost), and if only its free/ name
+ *	  did, unlinking drops that.
  *	- queue/<id>.msg: a committed message.  Its data, envelope and
  *	  trailer included, were fsync'd (step 2) before the name appeared
  *	  in queue/ (step 3), so if the name survived a crash it points at
@@ -45,7 +50,7 @@
 #include "queue.h"
 #include "queue_fs.h"
 
-static int	fs_clean_incoming(struct queue_fs *);
+static int	fs_clean(struct queue_fs *, int, const char *);
 static int	fs_trailer(int, const struct stat *, uint64_t *);
 static int	fs_load_one(struct queue_fs *, const char *,
 		    struct queue_envelope **, char *, size_t);
@@ -60,16 +65,19 @@ static int	fs_recover_one(struct queue_fs *, const char *,
 		    struct queue_fs_counts *);
 static int	name_cmp(const void *, const void *);
 
-/* Everything in incoming/ is from before this start: none of it counts. */
+/*
+ * Everything in incoming/ (or free/) is from before this start: none of
+ * it counts.
+ */
 static int
-fs_clean_incoming(struct queue_fs *fs)
+fs_clean(struct queue_fs *fs, int dir, const char *dirname)
 {
 	DIR		*d;
 	struct dirent	*de;
 	char		 pname[64];
 	int		 fd, n = 0;
 
-	if ((fd = dup(fs->incoming)) == -1)
+	if ((fd = dup(dir)) == -1)
 		return -1;
 	if ((d = fdopendir(fd)) == NULL) {
 		close(fd);
@@ -80,20 +88,20 @@ fs_clean_incoming(struct queue_fs *fs)
 		if (strcmp(de->d_name, ".") == 0 ||
 		    strcmp(de->d_name, "..") == 0)
 			continue;
-		if (unlinkat(fs->incoming, de->d_name, 0) == -1) {
-			log_warn("cannot remove %s/%s", DIR_INCOMING,
+		if (unlinkat(dir, de->d_name, 0) == -1) {
+			log_warn("cannot remove %s/%s", dirname,
 			    fs_printable(pname, sizeof(pname), de->d_name));
 			continue;
 		}
 		n++;
 	}
 	if (errno != 0) {
-		log_warn("readdir %s", DIR_INCOMING);
+		log_warn("readdir %s", dirname);
 		closedir(d);
 		return -1;
 	}
 	closedir(d);
-	if (n > 0 && queue_fs_fsync(fs, fs->incoming) == -1)
+	if (n > 0 && queue_fs_fsync(fs, dir) == -1)
 		return -1;
 	return n;
 }
@@ -451,7 +459,8 @@ queue_fs_recover(struct queue_fs *fs, void (*cb)(struct queue_envelope *,
 	int	 r, changed = 0;
 
 	memset(counts, 0, sizeof(*counts));
-	if ((r = fs_clean_incoming(fs)) == -1)
+	if ((r = fs_clean(fs, fs->incoming, DIR_INCOMING)) == -1 ||
+	    fs_clean(fs, fs->free, DIR_FREE) == -1)
 		return -1;
 	counts->incoming = (size_t)r;
 	if (fs_list_queue(fs, &names, &n) == -1)

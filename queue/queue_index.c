@@ -167,7 +167,8 @@ queue_msg_oldest(void)
 void
 queue_msg_remove(struct queue_msg *qm)
 {
-	if (queue_fs_message_remove(&queue_spool, qm->env->id) == -1)
+	if (queue_fs_message_remove(&queue_spool, qm->env->id,
+	    qm->env->size) == -1)
 		log_warn("id=%s event=remove-failed", qm->env->id);
 	RB_REMOVE(queue_tree, &messages, qm);
 	RB_REMOVE(queue_agetree, &ages, qm);

@@ -393,8 +393,14 @@ smtp_message_end(struct smtp_session *s)
 	/* A BDAT message need not end with CRLF; the file does. */
 	if (tx->linelen > 0 && tx->err == 0)
 		smtp_message_write(tx, "\r\n", 2);
+	/*
+	 * The queue may have given us a removed message's file, zeroed:
+	 * the message is what we wrote, not a byte more.
+	 */
 	if (tx->err == 0 && smtp_message_flush(tx) == 0) {
-		r = close(tx->fd);
+		r = ftruncate(tx->fd, (off_t)tx->written);
+		if (close(tx->fd) == -1)
+			r = -1;
 		tx->fd = -1;
 		if (r == -1) {
 			tx->saved_errno = errno;

@@ -100,6 +100,7 @@ static const int sys_refused[] = {
 
 const int sandbox_smtp[] = {
 	SCMP_SYS(accept), SCMP_SYS(accept4),
+	SCMP_SYS(ftruncate),		/* a reused message file */
 	-1
 };
 
@@ -115,7 +116,7 @@ const int sandbox_queue[] = {
 	SCMP_SYS(renameat), SCMP_SYS(renameat2), SCMP_SYS(unlink),
 	SCMP_SYS(unlinkat), SCMP_SYS(mkdir), SCMP_SYS(mkdirat),
 	SCMP_SYS(fsync), SCMP_SYS(fdatasync), SCMP_SYS(sync_file_range),
-	SCMP_SYS(fadvise64),
+	SCMP_SYS(fadvise64), SCMP_SYS(fallocate),	/* queue_fs.c: reuse */
 	SCMP_SYS(ftruncate), SCMP_SYS(getdents64), SCMP_SYS(fstatfs),
 	SCMP_SYS(statfs), SCMP_SYS(fchmod), SCMP_SYS(umask),
 	SCMP_SYS(io_submit), SCMP_SYS(io_getevents),	/* queue_aio.c */

@@ -2,16 +2,19 @@
  * Unit tests of queue/queue_fs*.c: ids, the envelope text format (round
  * trip, every malformation refused, no crash on damage, tls= and the
  * envelopes from before it), the commit steps, recovery of every
- * leftover, and a kill -9 loop.  TAP output.
+ * leftover, the reuse of removed messages' files, and a kill -9 loop.
+ * TAP output.
  */
 #include <sys/types.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/magic.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -33,6 +36,8 @@ struct loaded {
 };
 
 static char	 tmpdir[PATH_MAX];
+
+static void	rmtree(const char *);
 
 static char *
 xstrdup(const char *s)
@@ -443,7 +448,7 @@ commit_one(struct queue_fs *fs, const char *id, const char *data)
 	struct queue_fs_commit	 c;
 	int			 fd, r = -1;
 
-	if ((fd = queue_fs_incoming_create(fs, id)) == -1)
+	if ((fd = queue_fs_incoming_create(fs, id, 0)) == -1)
 		return -1;
 	if (write(fd, data, strlen(data)) != (ssize_t)strlen(data)) {
 		close(fd);
@@ -545,9 +550,9 @@ test_commit(void)
 	    "incoming/, queue/ and corrupt/ created");
 
 	queue_fs_id_new(id, sizeof(id), time(NULL));
-	ok((fd = queue_fs_incoming_create(&fs, id)) != -1,
+	ok((fd = queue_fs_incoming_create(&fs, id, 0)) != -1,
 	    "incoming file created");
-	ok(queue_fs_incoming_create(&fs, id) == -1 && errno == EEXIST,
+	ok(queue_fs_incoming_create(&fs, id, 0) == -1 && errno == EEXIST,
 	    "the same id twice: EEXIST");
 	ok(fcntl(fd, F_GETFL) != -1 && (fcntl(fd, F_GETFL) & O_ACCMODE) ==
 	    O_WRONLY, "the smtp process' descriptor is write-only");
@@ -598,7 +603,7 @@ test_commit(void)
 	/* abort after publish leaves nothing */
 	queue_fs_envelope_free(&e);
 	queue_fs_id_new(id, sizeof(id), time(NULL));
-	fd = queue_fs_incoming_create(&fs, id);
+	fd = queue_fs_incoming_create(&fs, id, 0);
 	ok(fd != -1 && write(fd, "x", 1) == 1, "second message");
 	close(fd);
 	env_sample(&e, id, 1);
@@ -612,7 +617,7 @@ test_commit(void)
 
 	/* rollback */
 	queue_fs_id_new(id, sizeof(id), time(NULL));
-	fd = queue_fs_incoming_create(&fs, id);
+	fd = queue_fs_incoming_create(&fs, id, 0);
 	close(fd);
 	ok(queue_fs_incoming_remove(&fs, id) == 0 &&
 	    count_dir(fs.incoming) == 0, "rollback empties incoming/");
@@ -622,9 +627,186 @@ test_commit(void)
 	    "one message queued");
 	strlcpy(id, l.e[0]->id, sizeof(id));
 	loaded_free(&l);
-	ok(queue_fs_message_remove(&fs, id) == 0 && count_dir(fs.queue) == 0,
-	    "message_remove removes both files");
+	ok(queue_fs_message_remove(&fs, id, 1) == 0 &&
+	    count_dir(fs.queue) == 0, "message_remove removes both files");
 	queue_fs_close(&fs);
+}
+
+/* Reads a whole small file by name; its length, or -1. */
+static ssize_t
+slurp(int dir, const char *name, char *buf, size_t sz)
+{
+	ssize_t	 n;
+	int	 fd;
+
+	if ((fd = openat(dir, name, O_RDONLY)) == -1)
+		return -1;
+	n = read(fd, buf, sz);
+	close(fd);
+	return n;
+}
+
+/*
+ * A removed message's file is reused only once its removal is durable
+ * and nobody else has it open, and reads as zeros when it is.
+ */
+static void
+test_reuse(void)
+{
+	struct queue_fs		 fs;
+	struct queue_fs_counts	 counts;
+	struct loaded		 l = { .n = 0 };
+	struct stat		 st, st2;
+	char			 dir[PATH_MAX], a[QUEUE_IDSZ], b[QUEUE_IDSZ];
+	char			 c[QUEUE_IDSZ], name[64], data[6000];
+	char			 buf[8192];
+	size_t			 i;
+	ssize_t			 n;
+	int			 fd, held, zero;
+
+	if (strlcpy(dir, tmpdir, sizeof(dir)) >= sizeof(dir) ||
+	    strlcat(dir, "/reuse", sizeof(dir)) >= sizeof(dir))
+		exit(2);
+	ok(mkdir(dir, 0700) == 0 && queue_fs_open(&fs, dir) == 0 &&
+	    fs.free != -1, "spool with free/");
+	memset(data, 'S', sizeof(data) - 1);
+	data[sizeof(data) - 1] = '\0';
+
+	queue_fs_id_new(a, sizeof(a), time(NULL));
+	ok(commit_one(&fs, a, data) == 0, "message a committed");
+	snprintf(name, sizeof(name), "%s.msg", a);
+	ok(fstatat(fs.queue, name, &st, 0) == 0, "a in queue/");
+	ok(queue_fs_message_remove(&fs, a, strlen(data)) == 0 &&
+	    count_dir(fs.queue) == 0 && count_dir(fs.free) == 1 &&
+	    fstatat(fs.free, a, &st2, 0) == 0 && st2.st_ino == st.st_ino,
+	    "removal keeps the file in free/");
+
+	/* Its removal not yet durable: a new file. */
+	queue_fs_id_new(b, sizeof(b), time(NULL));
+	ok((fd = queue_fs_incoming_create(&fs, b, 1)) != -1 &&
+	    fstat(fd, &st2) == 0 && st2.st_ino != st.st_ino &&
+	    st2.st_size == 0 && count_dir(fs.free) == 1 && fs.reused == 0,
+	    "not reused before an fsync of queue/");
+	close(fd);
+	ok(queue_fs_incoming_remove(&fs, b) == 0, "b rolled back");
+
+	/* Not for a bounce (reuse 0), even when durable. */
+	ok(queue_fs_sync(&fs) == 0, "fsync of queue/");
+	ok((fd = queue_fs_incoming_create(&fs, b, 0)) != -1 &&
+	    fstat(fd, &st2) == 0 && st2.st_ino != st.st_ino &&
+	    count_dir(fs.free) == 1, "a new file when reuse is not asked");
+	close(fd);
+	ok(queue_fs_incoming_remove(&fs, b) == 0, "b rolled back again");
+
+	/* Durable: reused, write-only, every old byte reads as zero. */
+	queue_fs_id_new(c, sizeof(c), time(NULL));
+	ok((fd = queue_fs_incoming_create(&fs, c, 1)) != -1 &&
+	    fstat(fd, &st2) == 0 && st2.st_ino == st.st_ino &&
+	    count_dir(fs.free) == 0 && fs.reused == 1,
+	    "reused once its removal is durable");
+	ok((fcntl(fd, F_GETFL) & O_ACCMODE) == O_WRONLY,
+	    "the reused descriptor is write-only");
+	snprintf(name, sizeof(name), "%s.msg", c);
+	n = slurp(fs.incoming, name, buf, sizeof(buf));
+	zero = n == st.st_size;
+	for (i = 0; zero && i < (size_t)n; i++)
+		if (buf[i] != '\0')
+			zero = 0;
+	ok(zero, "the old message and envelope read as zeros (%zd bytes)",
+	    n);
+	ok(write(fd, "hello\r\n", 7) == 7 && ftruncate(fd, 7) == 0,
+	    "the writer truncates to what it wrote");
+	close(fd);
+	ok(slurp(fs.incoming, name, buf, sizeof(buf)) == 7 &&
+	    memcmp(buf, "hello\r\n", 7) == 0, "the file is the new message");
+	ok(queue_fs_incoming_remove(&fs, c) == 0, "c rolled back");
+
+	/* Somebody kept a descriptor: never given to anyone again. */
+	queue_fs_id_new(a, sizeof(a), time(NULL));
+	ok(commit_one(&fs, a, data) == 0, "message a2 committed");
+	snprintf(name, sizeof(name), "%s.msg", a);
+	held = openat(fs.queue, name, O_RDONLY);
+	ok(held != -1 && fstat(held, &st) == 0, "a reader holds a2 open");
+	ok(queue_fs_message_remove(&fs, a, strlen(data)) == 0 &&
+	    count_dir(fs.free) == 1 && queue_fs_sync(&fs) == 0,
+	    "a2 removed to free/, durably");
+	queue_fs_id_new(c, sizeof(c), time(NULL));
+	ok((fd = queue_fs_incoming_create(&fs, c, 1)) != -1 &&
+	    fstat(fd, &st2) == 0 && st2.st_ino != st.st_ino &&
+	    count_dir(fs.free) == 0 && fs.reused == 1,
+	    "a file open elsewhere is unlinked, not reused");
+	ok(write(fd, "other\r\n", 7) == 7, "the new message written");
+	close(fd);
+	n = pread(held, buf, 8, 0);
+	ok(n == 8 && memcmp(buf, "SSSSSSSS", 8) == 0,
+	    "the reader still reads a2");
+	close(held);
+	ok(queue_fs_incoming_remove(&fs, c) == 0, "c rolled back");
+
+	/* Too large, or free/ full: unlinked. */
+	queue_fs_id_new(a, sizeof(a), time(NULL));
+	ok(commit_one(&fs, a, data) == 0 &&
+	    queue_fs_message_remove(&fs, a, QUEUE_FS_FREE_MAXSIZE + 1) == 0 &&
+	    count_dir(fs.free) == 0 && count_dir(fs.queue) == 0,
+	    "a message over QUEUE_FS_FREE_MAXSIZE is unlinked");
+	for (i = 0; i <= QUEUE_FS_FREE; i++) {
+		queue_fs_id_new(a, sizeof(a), time(NULL));
+		if (commit_one(&fs, a, "x\r\n") == -1 ||
+		    queue_fs_message_remove(&fs, a, 3) == -1)
+			break;
+	}
+	ok(i == QUEUE_FS_FREE + 1 && count_dir(fs.free) == QUEUE_FS_FREE &&
+	    count_dir(fs.queue) == 0, "free/ holds at most %d files",
+	    QUEUE_FS_FREE);
+	queue_fs_close(&fs);
+
+	/* A start empties free/. */
+	ok(queue_fs_open(&fs, dir) == 0, "reopened");
+	ok(queue_fs_recover(&fs, collect, &l, &counts) == 0 && l.n == 0 &&
+	    counts.incoming == 0 && count_dir(fs.free) == 0,
+	    "recovery empties free/, not counted as incoming");
+	loaded_free(&l);
+	queue_fs_close(&fs);
+}
+
+/*
+ * Where the file system cannot zero a range (tmpfs), reuse stops: the
+ * files waiting are unlinked, new files are created, removal unlinks.
+ */
+static void
+test_reuse_unsupported(void)
+{
+	struct queue_fs		 fs;
+	struct statfs		 sfs;
+	char			 dir[] = "/dev/shm/queue_fs_test.XXXXXX";
+	char			 a[QUEUE_IDSZ], c[QUEUE_IDSZ];
+	int			 fd;
+
+	if (statfs("/dev/shm", &sfs) == -1 || sfs.f_type != TMPFS_MAGIC ||
+	    mkdtemp(dir) == NULL) {
+		diag("no tmpfs at /dev/shm: reuse without zeroing not tested");
+		return;
+	}
+	ok(queue_fs_open(&fs, dir) == 0, "spool on tmpfs");
+	queue_fs_id_new(a, sizeof(a), time(NULL));
+	ok(commit_one(&fs, a, "x\r\n") == 0 &&
+	    queue_fs_message_remove(&fs, a, 3) == 0 &&
+	    count_dir(fs.free) == 1 && queue_fs_sync(&fs) == 0,
+	    "removed to free/");
+	queue_fs_id_new(c, sizeof(c), time(NULL));
+	ok((fd = queue_fs_incoming_create(&fs, c, 1)) != -1 &&
+	    fs.noreuse && fs.reused == 0 && count_dir(fs.free) == 0,
+	    "no zeroing on tmpfs: a new file, free/ emptied");
+	if (fd != -1)
+		close(fd);
+	ok(queue_fs_incoming_remove(&fs, c) == 0, "rolled back");
+	queue_fs_id_new(a, sizeof(a), time(NULL));
+	ok(commit_one(&fs, a, "x\r\n") == 0 &&
+	    queue_fs_message_remove(&fs, a, 3) == 0 &&
+	    count_dir(fs.free) == 0 && count_dir(fs.queue) == 0,
+	    "then removal unlinks");
+	queue_fs_close(&fs);
+	rmtree(dir);
 }
 
 static void
@@ -904,6 +1086,8 @@ main(void)
 	test_malformed();
 	test_tls();
 	test_commit();
+	test_reuse();
+	test_reuse_unsupported();
 	test_recovery();
 	test_crash();
 	rmtree(tmpdir);

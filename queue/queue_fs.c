@@ -107,6 +107,7 @@
 
 static int	fs_reuse(struct queue_fs *, const char *);
 static void	fs_reuse_off(struct queue_fs *, const char *);
+static void	fs_pool_pop(struct queue_fs *);
 static int	fs_write_all(int, const char *, size_t);
 static int	fs_pwrite_all(int, const char *, size_t, off_t);
 static int	fs_subdir(int, const char *, int *);
@@ -315,12 +316,10 @@ fs_reuse(struct queue_fs *fs, const char *name)
 				return -1;	/* f stays for the next id */
 			log_warn("rename %s/%s", DIR_FREE, f->id);
 			(void)unlinkat(fs->free, f->id, 0);
-			fs->pool_head = (fs->pool_head + 1) % QUEUE_FS_FREE;
-			fs->pool_len--;
+			fs_pool_pop(fs);
 			continue;
 		}
-		fs->pool_head = (fs->pool_head + 1) % QUEUE_FS_FREE;
-		fs->pool_len--;
+		fs_pool_pop(fs);
 		if ((fd = openat(fs->incoming, name, O_WRONLY | O_NOFOLLOW |
 		    O_CLOEXEC)) == -1) {
 			(void)unlinkat(fs->incoming, name, 0);
@@ -367,9 +366,16 @@ fs_reuse_off(struct queue_fs *fs, const char *why)
 	while (fs->pool_len > 0) {
 		f = &fs->pool[fs->pool_head];
 		(void)unlinkat(fs->free, f->id, 0);
-		fs->pool_head = (fs->pool_head + 1) % QUEUE_FS_FREE;
-		fs->pool_len--;
+		fs_pool_pop(fs);
 	}
+}
+
+/* The oldest entry of free/'s ring is gone (reused or unlinked). */
+static void
+fs_pool_pop(struct queue_fs *fs)
+{
+	fs->pool_head = (fs->pool_head + 1) % QUEUE_FS_FREE;
+	fs->pool_len--;
 }
 
 int

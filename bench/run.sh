@@ -1,8 +1,8 @@
 #!/bin/sh
 # make bench: splitmx beside Postfix on this machine, in one run, with
 # ../shared/bench/ (smtp-source / smtp-sink from the postfix package).
-# Every cell is run BENCH_RUNS times (3), splitmx and Postfix in turn,
-# and printed as the median with the smallest and largest figure: quote
+# Every cell is run BENCH_RUNS times (3), splitmx and Postfix in turn
+# (which of them goes first alternates from run to run), and printed as the median with the smallest and largest figure: quote
 # ratios of medians from one table, not absolute figures.
 #
 # The spool's file system on the machines this was written on is ext4
@@ -122,8 +122,15 @@ b = sorted(int(x) for x in sys.argv[2].split())
 print("%.2f" % (a[len(a) // 2] / max(b[len(b) // 2], 1)) if a and b else "-")' \
 	    "$1" "$2"
 }
-measure() {		# NAME PORT SESSIONS SIZE -> accept and end2end
-	"$SHARED/measure.sh" "$1" "$2" "$SINK" "$N" "$3" "$4"
+measure() {		# splitmx|postfix SESSIONS SIZE -> accept and end2end
+	if [ "$1" = splitmx ]; then port=$SMX_PORT; else port=$PFX_PORT; fi
+	"$SHARED/measure.sh" "$1" "$port" "$SINK" "$N" "$2" "$3"
+}
+# Who goes first in run I of a cell: each in turn, so that neither
+# always runs right after the other's writes (or, end to end, deletes).
+turns() {
+	if [ $(($1 % 2)) = 1 ]; then echo splitmx postfix
+	else echo postfix splitmx; fi
 }
 
 echo "== $(date -u '+%Y-%m-%d %H:%M') UTC, $(nproc) cores, $(uname -r)," \
@@ -138,19 +145,23 @@ postconf -e "defer_transports = smtp" && postfix reload >/dev/null 2>&1
 for L in $SIZES; do
 	for S in $SESSIONS; do
 		a="" b=""
-		for _ in $(seq "$RUNS"); do
-			quiesce
-			smx_start
-			smx_ctl pause relay >/dev/null 2>&1
-			v=$(E2E_TIMEOUT=0 measure splitmx $SMX_PORT "$S" "$L" |
-			    grep -o 'accept=[0-9]*' | cut -d= -f2)
-			a="$a ${v:-0}"
-			smx_stop
-			quiesce
-			v=$(E2E_TIMEOUT=0 measure postfix $PFX_PORT "$S" "$L" |
-			    grep -o 'accept=[0-9]*' | cut -d= -f2)
-			b="$b ${v:-0}"
-			postsuper -h ALL >/dev/null 2>&1
+		for i in $(seq "$RUNS"); do
+			for mta in $(turns "$i"); do
+				quiesce
+				if [ "$mta" = splitmx ]; then
+					smx_start
+					smx_ctl pause relay >/dev/null 2>&1
+				fi
+				v=$(E2E_TIMEOUT=0 measure "$mta" "$S" "$L" |
+				    grep -o 'accept=[0-9]*' | cut -d= -f2)
+				if [ "$mta" = splitmx ]; then
+					a="$a ${v:-0}"
+					smx_stop
+				else
+					b="$b ${v:-0}"
+					postsuper -h ALL >/dev/null 2>&1
+				fi
+			done
 		done
 		printf "%-7s %-8s %-22s %-22s %s\n" "$L" "$S" "$(stat3 $a)" \
 		    "$(stat3 $b)" "$(ratio "$a" "$b")"
@@ -164,24 +175,28 @@ printf "%-7s %-8s %-22s %-22s %-6s %s\n" size sessions splitmx postfix \
 for L in $SIZES; do
 	for S in $SESSIONS; do
 		a="" b="" c="" r=""
-		for _ in $(seq "$RUNS"); do
-			del_wait
-			smx_start
-			v=$(measure splitmx $SMX_PORT "$S" "$L" |
-			    grep -o 'end2end=[0-9]*' | cut -d= -f2)
-			a="$a ${v:-0}"
-			v=$(smx_ctl show stats | grep '^relay.connections=' |
-			    cut -d= -f2)
-			c="${c:+$c/}${v:-?}"
-			v=$(smx_ctl show stats | grep '^queue.files_reused=' |
-			    cut -d= -f2)
-			r="${r:+$r/}${v:-0}"
-			smx_stop
-			del_wait
-			v=$(measure postfix $PFX_PORT "$S" "$L" |
-			    grep -o 'end2end=[0-9]*' | cut -d= -f2)
-			b="$b ${v:-0}"
-			PFX_DELETED=$(date +%s)
+		for i in $(seq "$RUNS"); do
+			for mta in $(turns "$i"); do
+				del_wait
+				if [ "$mta" = postfix ]; then
+					v=$(measure postfix "$S" "$L" |
+					    grep -o 'end2end=[0-9]*' | cut -d= -f2)
+					b="$b ${v:-0}"
+					PFX_DELETED=$(date +%s)
+					continue
+				fi
+				smx_start
+				v=$(measure splitmx "$S" "$L" |
+				    grep -o 'end2end=[0-9]*' | cut -d= -f2)
+				a="$a ${v:-0}"
+				v=$(smx_ctl show stats |
+				    grep '^relay.connections=' | cut -d= -f2)
+				c="${c:+$c/}${v:-?}"
+				v=$(smx_ctl show stats |
+				    grep '^queue.files_reused=' | cut -d= -f2)
+				r="${r:+$r/}${v:-0}"
+				smx_stop
+			done
 		done
 		printf "%-7s %-8s %-22s %-22s %-6s %s\n" "$L" "$S" "$(stat3 $a)" \
 		    "$(stat3 $b)" "$(ratio "$a" "$b")" "$c, $r of $N"

@@ -36,12 +36,23 @@ Domain b.test
 Selector bench
 KeyFile $WORK/dkim/bench.private
 CONF
+# Another opendkim on the port (one a killed bench left) would answer
+# for ours, and its CPU would not be counted.
+if (exec 3<>/dev/tcp/127.0.0.1/$DKIM_PORT) 2>/dev/null; then
+	echo "bench: port $DKIM_PORT is in use (an opendkim left running?)" >&2
+	exit 1
+fi
 opendkim -f -x "$WORK/dkim/opendkim.conf" >"$WORK/dkim/opendkim.log" 2>&1 &
 DKIM_PID=$!
+trap 'kill "$DKIM_PID" 2>/dev/null' EXIT
 for _ in $(seq 50); do
 	(exec 3<>/dev/tcp/127.0.0.1/$DKIM_PORT) 2>/dev/null && break
 	sleep 0.1
 done
+if ! kill -0 "$DKIM_PID" 2>/dev/null; then
+	echo "bench: opendkim exited: $(tail -1 "$WORK/dkim/opendkim.log")" >&2
+	exit 1
+fi
 
 smx_conf() {	# $1: "milter dkim" or ""
 	cat > "$WORK/splitmx.conf" <<CONF

@@ -550,7 +550,9 @@ bounce_write_text(struct bounce_out *o)
 		    "you will get about it from the mail system.  Its header "
 		    "is attached below.");
 	else {
-		duration_str(o->now - e->arrival, a, sizeof(a));
+		/* A clock set back must not make it "-100s". */
+		duration_str(o->now > e->arrival ? o->now - e->arrival : 0,
+		    a, sizeof(a));
 		duration_str(c->expire, b, sizeof(b));
 		bounce_para(f, 0, 0, "Your message could not be delivered for "
 		    "%s to the recipients below.  It is still being retried "
@@ -617,8 +619,9 @@ bounce_write_rcpt(struct bounce_out *o, const struct queue_rcpt *r)
 
 	expired = o->action == BOUNCE_FAILED && r->fail == FAIL_EXPIRED;
 	fputs("\r\n", f);
+	/* Folded too: 6533's escapes can make an address 6 times longer. */
 	bounce_addr(addr, sizeof(addr), r->rewritten);
-	fprintf(f, "Final-Recipient: %s\r\n", addr);
+	bounce_field(f, "Final-Recipient: ", addr);
 	if ((semi = strchr(r->orcpt, ';')) != NULL) {
 		bounce_xtext(text, sizeof(text), semi + 1);
 		bounce_safe(a, sizeof(a), r->orcpt, 1);

@@ -217,7 +217,7 @@ dsn_text_of(const struct queue_envelope *e, enum bounce_action a,
 	return buf;
 }
 
-/* Every line ends in CRLF and none is longer than RFC 5322 allows. */
+/* Every line ends in CRLF, at most 998 octets before it (RFC 5322). */
 static int
 lines_ok(const char *s)
 {
@@ -225,7 +225,7 @@ lines_ok(const char *s)
 
 	for (; *s != '\0'; s = nl + 1) {
 		if ((nl = strchr(s, '\n')) == NULL || nl == s ||
-		    nl[-1] != '\r' || nl - s > 998)
+		    nl[-1] != '\r' || nl - s - 1 > 998)
 			return 0;
 	}
 	return 1;
@@ -404,12 +404,39 @@ test_dsn_hardening(void)
 	ok(body == BODY_8BITMIME, "an SMTPUTF8 DSN goes as 8BITMIME");
 	free(t);
 	queue_fs_envelope_free(&e);
+
+	/* 6533's escapes: 64 '+' and 180 'ä' pass 998 octets unfolded. */
+	env_sample(&e, RET_HDRS);
+	e.flags |= F_MSG_SMTPUTF8;
+	memset(reply, '+', 64);
+	for (i = 0, n = 64; i < 180; i++) {
+		reply[n++] = (char)0xc3;
+		reply[n++] = (char)0xa4;
+	}
+	memcpy(reply + n, "@example.com", sizeof("@example.com"));
+	free(e.rcpts[0].rewritten);
+	e.rcpts[0].rewritten = xstrdup(reply);
+	t = dsn_text_of(&e, BOUNCE_FAILED, ORIGINAL, &body);
+	ok(lines_ok(t) && strstr(t, "Final-Recipient: utf-8;\r\n \\x{2B}") !=
+	    NULL, "a long SMTPUTF8 address: Final-Recipient folded, no line "
+	    "over 998 octets");
+	free(t);
+	queue_fs_envelope_free(&e);
+
+	/* A clock set back: the message arrived "after" now. */
+	env_sample(&e, RET_UNSET);
+	e.arrival = 1700000300;
+	t = dsn_text(&e, BOUNCE_DELAYED);
+	ok(strstr(t, "could not be delivered for 0s ") != NULL,
+	    "arrival after now: delayed for 0s, not a negative time");
+	free(t);
+	queue_fs_envelope_free(&e);
 }
 
 int
 main(void)
 {
-	plan(52);
+	plan(54);
 	setenv("TZ", "UTC", 1);
 	tzset();
 	if ((env->conf = conf_new()) == NULL)

@@ -72,8 +72,8 @@ static char	*milter_raw_value(const char *, int);
 
 /* Per stage (SMFIM_* order), what a milter gets unless it asks. */
 static const char *const	 default_macros[MILTER_MACRO_STAGES] = {
-	"j {daemon_name} {daemon_addr} {if_addr} {client_addr} "
-	    "{client_port} {client_name} _ v",
+	("j {daemon_name} {daemon_addr} {if_addr} {client_addr} "
+	    "{client_port} {client_name} _ v"),
 	"{tls_version} {cipher} {cipher_bits}",
 	"{mail_addr}",
 	"{rcpt_addr} {rcpt_mailer}",

@@ -138,6 +138,7 @@ class Daemon:
         def limit():
             import resource
             resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+        since = len(self.log())
         self.logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [SPLITMXD, "-d", "-v", "-f", self.conf_path],
@@ -152,11 +153,19 @@ class Daemon:
                                    (self.proc.returncode, self.log()))
             # Every child has dropped privileges and is in its loop.
             wait_for(lambda: self.proc.poll() is not None or
-                     self.log().count("privileges dropped") >= 6,
+                     self.log()[since:].count("privileges dropped") >= 6,
                      timeout, what="six children ready")
             if wait_port and self.port:
                 wait_for(lambda: port_open(self.port), timeout,
                          what="smtp port %d" % self.port)
+                # The probe's session is over, so that a test that
+                # counts sessions (stop's report) never counts it.
+                def probe_done():
+                    new = self.log()[since:]
+                    return new.count("event=disconnect ") >= \
+                        new.count("event=connect ")
+                wait_for(probe_done, timeout,
+                         what="the port probe's session to end")
         except Exception:
             self.kill9()
             raise

@@ -5,7 +5,8 @@
  * of up to 1000 octets, flags), the original message's own bytes, and
  * the name of the server that answered.  Links what the unit tests link.
  *
- * Beyond memory, for every action (failed, delayed, relayed):
+ * Beyond memory, for the action the input picks (failed, delayed,
+ * relayed):
  * - bounce_write() succeeds, and says 7bit, 8bit or binary;
  * - everything we write ourselves (up to the original's part) has
  *   lines that end in CRLF, at most 998 octets, no NUL, no bare CR or
@@ -41,11 +42,24 @@ static const char *check_dsn(const char *, size_t, int, int);
 static void	check_lines(const char *, size_t, int);
 static const char *find(const char *, size_t, const char *);
 static int	memfd_with(const void *, size_t);
+int		LLVMFuzzerInitialize(int *, char ***);
+
+int
+LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	(void)argc;
+	(void)argv;
+	setenv("TZ", "UTC", 1);
+	tzset();
+	if ((env->conf = conf_new()) == NULL)
+		fuzz_fail("conf_new");
+	strlcpy(env->conf->hostname, HOST, sizeof(env->conf->hostname));
+	return 0;
+}
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static int		 ready;
 	struct queue_envelope	 e;
 	const uint8_t		*msg, *rest, *end = data + size;
 	uint32_t		*rcpts;
@@ -56,15 +70,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int			 fd, mfd, body;
 	enum bounce_action	 action;
 
-	if (!ready) {
-		setenv("TZ", "UTC", 1);
-		tzset();
-		if ((env->conf = conf_new()) == NULL)
-			fuzz_fail("conf_new");
-		strlcpy(env->conf->hostname, HOST,
-		    sizeof(env->conf->hostname));
-		ready = 1;
-	}
 	if (size < 1 || size > QUEUE_ENV_MAXSIZE + 65536)
 		return 0;
 	action = data[0] % 3;
@@ -99,9 +104,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (n = 0; n < e.nrcpt; n++)
 			rcpts[n] = (uint32_t)n;
 
-	if ((fd = memfd_with(NULL, 0)) == -1 ||
-	    (mfd = memfd_with(msg, mlen)) == -1)
-		fuzz_fail("memfd");
+	fd = memfd_with(NULL, 0);
+	mfd = memfd_with(msg, mlen);
 	body = bounce_write(fd, mfd, &e, action, rcpts, n, remote, DSNID,
 	    NOW);
 	FUZZ_CHECK(body == BODY_7BIT || body == BODY_8BITMIME ||
@@ -189,16 +193,14 @@ find(const char *s, size_t len, const char *what)
 	return memmem(s, len, what, strlen(what));
 }
 
+/* A file in memory holding buf. */
 static int
 memfd_with(const void *buf, size_t len)
 {
 	int	 fd;
 
-	if ((fd = memfd_create("bounce_fuzz", MFD_CLOEXEC)) == -1)
-		return -1;
-	if (len > 0 && write(fd, buf, len) != (ssize_t)len) {
-		close(fd);
-		return -1;
-	}
+	if ((fd = memfd_create("bounce_fuzz", MFD_CLOEXEC)) == -1 ||
+	    (len > 0 && write(fd, buf, len) != (ssize_t)len))
+		fuzz_fail("memfd");
 	return fd;
 }
